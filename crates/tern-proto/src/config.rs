@@ -1,0 +1,103 @@
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::peer_filter::PeerFilterConfig;
+
+/// Everything the core needs to know, already validated by the caller.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// REALM sent in 401/438 responses and mixed into long-term keys.
+    pub realm: String,
+    /// TURN REST API shared secrets (coturn's `static-auth-secret`); any one may match.
+    pub auth_secrets: Vec<Vec<u8>>,
+    /// Static long-term users (coturn's `user=name:password`).
+    pub users: Vec<StaticUser>,
+    /// Default allocation lifetime (RFC 8656: 600 s).
+    pub default_lifetime: Duration,
+    /// Largest lifetime granted (coturn's `max-allocate-lifetime`, default 3600 s).
+    pub max_lifetime: Duration,
+    /// Permission lifetime (RFC 8656: 300 s).
+    pub permission_lifetime: Duration,
+    /// Channel binding lifetime (RFC 8656: 600 s).
+    pub channel_lifetime: Duration,
+    /// How long a nonce stays valid (coturn's `stale-nonce`, default 600 s).
+    pub nonce_lifetime: Duration,
+    /// The relay ports this core may hand out: those the I/O layer managed to bind.
+    pub relay_ports: Vec<u16>,
+    /// The configured relay port range (`min-port`..=`max-port`); `relay_ports` is a subset.
+    pub relay_port_range: RangeInclusive<u16>,
+    /// The IP advertised in XOR-RELAYED-ADDRESS (coturn's `external-ip` public part, else the
+    /// relay IP).
+    pub relayed_ip: IpAddr,
+    /// Other IPs that are this server's own relay addresses (the private part of
+    /// `external-ip`, `relay-ip`); peers there are always allowed on relay ports.
+    pub own_ips: Vec<IpAddr>,
+    /// Which peers may be reached.
+    pub peer_filter: PeerFilterConfig,
+    /// Most allocations one username may hold at once (`user-quota`; 0: no limit).
+    pub user_quota: u32,
+    /// Most allocations in all (`total-quota`; 0: no limit).
+    pub total_quota: u32,
+    /// Add FINGERPRINT to every response (coturn's `fingerprint`); otherwise only to
+    /// responses to requests that carried one.
+    pub always_fingerprint: bool,
+    /// SOFTWARE attribute for responses; `None` (the default) sends none.
+    pub software: Option<String>,
+    /// Most permissions one allocation may hold.
+    pub max_permissions_per_allocation: usize,
+    /// Most channels one allocation may hold.
+    pub max_channels_per_allocation: usize,
+}
+
+/// A static long-term credential.
+#[derive(Clone)]
+pub struct StaticUser {
+    /// The username.
+    pub name: String,
+    /// The password, or the long-term key itself when coturn's `0x<hex>` form was used.
+    pub secret: UserSecret,
+}
+
+/// A static user's password or precomputed key.
+#[derive(Clone)]
+pub enum UserSecret {
+    /// A plain password.
+    Password(String),
+    /// The MD5 long-term key, `MD5(name:realm:password)`.
+    Key([u8; 16]),
+}
+
+impl std::fmt::Debug for StaticUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUser").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// A config with RFC defaults, no credentials, the given relay IP and coturn-like
+    /// defaults elsewhere; callers fill in what their configuration says.
+    pub fn new(realm: impl Into<String>, relayed_ip: IpAddr, relay_ports: RangeInclusive<u16>) -> Self {
+        Self {
+            realm: realm.into(),
+            auth_secrets: Vec::new(),
+            users: Vec::new(),
+            default_lifetime: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(3600),
+            permission_lifetime: Duration::from_secs(300),
+            channel_lifetime: Duration::from_secs(600),
+            nonce_lifetime: Duration::from_secs(600),
+            relay_ports: relay_ports.clone().collect(),
+            relay_port_range: relay_ports,
+            relayed_ip,
+            own_ips: Vec::new(),
+            peer_filter: PeerFilterConfig::default(),
+            user_quota: 0,
+            total_quota: 0,
+            always_fingerprint: false,
+            software: None,
+            max_permissions_per_allocation: 64,
+            max_channels_per_allocation: 64,
+        }
+    }
+}
