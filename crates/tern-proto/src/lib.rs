@@ -3,3 +3,4 @@ mod config;
 pub mod peer_filter;
 
 pub use config::{Config, StaticUser, UserSecret};
+pub use peer_filter::{IpRange, PeerFilter, PeerFilterConfig};
