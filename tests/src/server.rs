@@ -1,0 +1,230 @@
+//! Starting a TURN server (tern or coturn) on loopback for one test.
+
+use crate::bin::{coturn_bin, tern_bin};
+use crate::ports::PortBlock;
+use crate::process::Capture;
+use crate::stun::binding_request_once;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Which server binary a test runs against. Both take coturn's turnserver.conf keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `tern serve` (see [`crate::tern_bin`]).
+    Tern,
+    /// coturn's `turnserver`, to check the tests themselves (and for comparisons).
+    Coturn,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// TURN REST API: `--use-auth-secret --static-auth-secret SECRET`.
+    RestSecret(String),
+    /// Static long-term users: `--lt-cred-mech --user name:password` for each.
+    Users(Vec<(String, String)>),
+}
+
+/// The knobs the suites turn; everything else is fixed (loopback, UDP only).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Authentication mechanism.
+    pub auth: Auth,
+    /// `--realm`.
+    pub realm: String,
+    /// `--allow-loopback-peers` (needed to relay to peers on 127.0.0.1).
+    pub allow_loopback_peers: bool,
+    /// `--fingerprint`.
+    pub fingerprint: bool,
+    /// More `--key=value` or bare `--flag` arguments, passed to either kind as is.
+    pub extra_args: Vec<String>,
+}
+
+impl ServerOptions {
+    /// REST-secret auth, loopback peers allowed, FINGERPRINT on.
+    pub fn rest(secret: &str, realm: &str) -> ServerOptions {
+        ServerOptions {
+            auth: Auth::RestSecret(secret.to_owned()),
+            realm: realm.to_owned(),
+            allow_loopback_peers: true,
+            fingerprint: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// One static long-term user, loopback peers allowed, FINGERPRINT on.
+    pub fn user(name: &str, password: &str, realm: &str) -> ServerOptions {
+        ServerOptions {
+            auth: Auth::Users(vec![(name.to_owned(), password.to_owned())]),
+            ..ServerOptions::rest("", realm)
+        }
+    }
+}
+
+/// How long a server gets to answer its first Binding request.
+const STARTUP_LIMIT: Duration = Duration::from_secs(15);
+
+/// A running server. Killed on drop, also when the test panics; then its output is printed
+/// so the test failure shows it.
+pub struct TestServer {
+    kind: ServerKind,
+    ports: PortBlock,
+    child: Child,
+    output: Capture,
+    readers: Vec<JoinHandle<()>>,
+    command_line: String,
+}
+
+impl TestServer {
+    /// Starts a server of `kind` on a fresh loopback port block and waits until it answers a
+    /// STUN Binding request. Panics (with the server's output) if it does not within 15 s.
+    pub fn start(kind: ServerKind, opts: &ServerOptions) -> TestServer {
+        let ports = PortBlock::reserve();
+        let mut cmd = match kind {
+            ServerKind::Tern => {
+                let mut cmd = Command::new(tern_bin());
+                cmd.arg("serve");
+                cmd
+            }
+            ServerKind::Coturn => {
+                let mut cmd = Command::new(coturn_bin());
+                let pidfile = std::env::temp_dir()
+                    .join(format!("tern-e2e-coturn-{}-{}.pid", std::process::id(), ports.listen_port()));
+                cmd.args([
+                    "-n", // no config file
+                    "--no-tcp",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--no-cli",
+                    "--no-rfc5780",
+                    "--log-file=stdout",
+                    "--simple-log",
+                ]);
+                cmd.arg(format!("--pidfile={}", pidfile.display()));
+                cmd
+            }
+        };
+        cmd.args(conf_args(&ports, opts));
+        let command_line = format!("{cmd:?}");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {command_line}: {e}"));
+        let (output, readers) = Capture::attach(&mut child);
+        let mut server = TestServer { kind, ports, child, output, readers, command_line };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let mut exited = None;
+        while start.elapsed() < STARTUP_LIMIT {
+            if binding_request_once(self.addr(), Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                exited = Some(status);
+                break;
+            }
+        }
+        let why = exited.map_or_else(|| "timed out".to_owned(), |s| format!("exited: {s}"));
+        panic!(
+            "{:?} did not answer a STUN Binding on {} within {:?} ({why})\ncommand: {}\noutput:\n{}",
+            self.kind,
+            self.addr(),
+            start.elapsed(),
+            self.command_line,
+            self.output()
+        );
+    }
+
+    /// Which server this is.
+    pub fn kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// The STUN/TURN listening address (UDP, 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.listen_port()))
+    }
+
+    /// The configured relay port range.
+    pub fn relay_range(&self) -> RangeInclusive<u16> {
+        self.ports.relay_range()
+    }
+
+    /// A loopback port reserved for a test peer, outside the relay range.
+    pub fn peer_port(&self) -> u16 {
+        self.ports.peer_port()
+    }
+
+    /// The server's stdout and stderr so far.
+    pub fn output(&self) -> String {
+        self.output.text()
+    }
+
+    /// Panics (with the output) if the server has exited, e.g. crashed during the test.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "{:?} exited during the test: {status}\ncommand: {}\noutput:\n{}",
+                self.kind,
+                self.command_line,
+                self.output()
+            );
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for t in self.readers.drain(..) {
+            let _ = t.join();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {:?} server output ({}) ----\n{}\n---- end of server output ----",
+                self.kind,
+                self.command_line,
+                self.output()
+            );
+        }
+    }
+}
+
+/// turnserver.conf keys as `--key=value` arguments; both tern and coturn accept them.
+fn conf_args(ports: &PortBlock, opts: &ServerOptions) -> Vec<String> {
+    let relay = ports.relay_range();
+    let mut args = vec![
+        "--listening-ip=127.0.0.1".to_owned(),
+        format!("--listening-port={}", ports.listen_port()),
+        "--relay-ip=127.0.0.1".to_owned(),
+        format!("--min-port={}", relay.start()),
+        format!("--max-port={}", relay.end()),
+        format!("--realm={}", opts.realm),
+    ];
+    match &opts.auth {
+        Auth::RestSecret(secret) => {
+            args.push("--use-auth-secret".to_owned());
+            args.push(format!("--static-auth-secret={secret}"));
+        }
+        Auth::Users(users) => {
+            args.push("--lt-cred-mech".to_owned());
+            for (name, password) in users {
+                args.push(format!("--user={name}:{password}"));
+            }
+        }
+    }
+    if opts.allow_loopback_peers {
+        args.push("--allow-loopback-peers".to_owned());
+    }
+    if opts.fingerprint {
+        args.push("--fingerprint".to_owned());
+    }
+    args.extend(opts.extra_args.iter().cloned());
+    args
+}

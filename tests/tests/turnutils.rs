@@ -1,0 +1,150 @@
+//! coturn's own test tools against the server: `turnutils_stunclient` (Binding) and
+//! `turnutils_uclient` relaying through the server to `turnutils_peer` (an echo peer).
+//!
+//! uclient flags (turnutils_uclient(1)): `-s` uses Send/Data indications instead of the
+//! default TURN channels; `-c` skips the extra RTCP allocations (one allocation per client
+//! instead of two); `-W` derives REST credentials from the shared secret and `-u`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tern_e2e::{for_each_server, run_bounded, turnutils_bin, Output, ServerKind, ServerOptions, TestServer};
+
+const SECRET: &str = "e2e-rest-secret";
+const REALM: &str = "tern.test";
+/// Messages per client, clients, bytes per message.
+const MESSAGES: u32 = 50;
+const CLIENTS: u32 = 2;
+const LENGTH: u32 = 100;
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+for_each_server!(stunclient_gets_reflexive_address, uclient_channels_lose_nothing, uclient_send_indications_lose_nothing);
+
+fn stunclient_gets_reflexive_address(kind: ServerKind) {
+    let mut server = TestServer::start(kind, &ServerOptions::rest(SECRET, REALM));
+    let out = run_bounded(
+        Command::new(turnutils_bin("turnutils_stunclient"))
+            .args(["-p", &server.addr().port().to_string(), "127.0.0.1"]),
+        Duration::from_secs(20),
+    );
+    assert!(out.success(), "turnutils_stunclient failed: {out:?}");
+    // e.g. "0: : IPv4. UDP reflexive addr: 127.0.0.1:56327"
+    let reflexive = out
+        .text
+        .lines()
+        .find_map(|l| l.split_once("UDP reflexive addr: ").map(|(_, a)| a.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no reflexive address in turnutils_stunclient output:\n{}", out.text));
+    let (ip, port) = reflexive.rsplit_once(':').expect("ip:port");
+    assert_eq!(ip, "127.0.0.1", "reflexive address {reflexive}");
+    assert_ne!(port.parse::<u16>().expect("port number"), 0, "reflexive address {reflexive}");
+    server.assert_alive();
+}
+
+fn uclient_channels_lose_nothing(kind: ServerKind) {
+    uclient_run(kind, false);
+}
+
+fn uclient_send_indications_lose_nothing(kind: ServerKind) {
+    uclient_run(kind, true);
+}
+
+/// The summary turnutils_uclient prints at the end of a run.
+#[derive(Debug)]
+struct Summary {
+    sent: u64,
+    received: u64,
+    lost: u64,
+    transmit_time: u64,
+}
+
+fn uclient_run(kind: ServerKind, send_indications: bool) {
+    let mut server = TestServer::start(kind, &ServerOptions::rest(SECRET, REALM));
+    let _peer = Peer::start(server.peer_port());
+    let mut cmd = Command::new(turnutils_bin("turnutils_uclient"));
+    cmd.args(["-p", &server.addr().port().to_string()])
+        .args(["-e", "127.0.0.1", "-r", &server.peer_port().to_string()])
+        .args(["-n", &MESSAGES.to_string(), "-m", &CLIENTS.to_string(), "-l", &LENGTH.to_string()])
+        .args(["-u", "e2e", "-W", SECRET])
+        .arg("-c");
+    if send_indications {
+        cmd.arg("-s");
+    }
+    cmd.arg("127.0.0.1");
+    let out = run_bounded(&mut cmd, RUN_LIMIT);
+    let summary = parse_summary(&out);
+    eprintln!("{kind:?} uclient (send indications: {send_indications}): {summary:?} in {:?}", out.elapsed);
+    assert!(out.success(), "turnutils_uclient failed ({:?}): {summary:?}\n{}", out.status, out.text);
+    let expected = u64::from(MESSAGES * CLIENTS);
+    assert_eq!(summary.lost, 0, "lost packets: {summary:?}\n{}", out.text);
+    assert!(summary.received > 0, "nothing received: {summary:?}\n{}", out.text);
+    assert_eq!(summary.sent, expected, "{summary:?}\n{}", out.text);
+    assert_eq!(summary.received, expected, "{summary:?}\n{}", out.text);
+    assert!(summary.transmit_time < RUN_LIMIT.as_secs(), "{summary:?}");
+    server.assert_alive();
+}
+
+/// Parses the last summary lines, e.g.
+/// `start_mclient: tot_send_msgs=100, tot_recv_msgs=100`,
+/// `Total transmit time is 5`, `Total lost packets 0 (0.000000%), total send dropped 0 (…)`.
+fn parse_summary(out: &Output) -> Summary {
+    let text = &out.text;
+    let fail = |what: &str| -> ! { panic!("no {what} in turnutils_uclient output ({:?}):\n{text}", out.status) };
+    let number_after = |line: &str, key: &str| -> Option<u64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let totals = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("tot_send_msgs=") && !l.contains("msz="))
+        .unwrap_or_else(|| fail("final message totals"));
+    let lost_line = text.lines().rev().find(|l| l.contains("Total lost packets")).unwrap_or_else(|| fail("lost packets"));
+    let time_line =
+        text.lines().rev().find(|l| l.contains("Total transmit time is")).unwrap_or_else(|| fail("transmit time"));
+    Summary {
+        sent: number_after(totals, "tot_send_msgs=").unwrap_or_else(|| fail("tot_send_msgs")),
+        received: number_after(totals, "tot_recv_msgs=").unwrap_or_else(|| fail("tot_recv_msgs")),
+        lost: number_after(lost_line, "Total lost packets ").unwrap_or_else(|| fail("lost count")),
+        transmit_time: number_after(time_line, "Total transmit time is ").unwrap_or_else(|| fail("transmit time")),
+    }
+}
+
+/// `turnutils_peer`, a UDP echo peer on 127.0.0.1; killed on drop.
+struct Peer(Child);
+
+impl Peer {
+    fn start(port: u16) -> Peer {
+        let child = Command::new(turnutils_bin("turnutils_peer"))
+            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn turnutils_peer");
+        wait_echo(port);
+        Peer(child)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to 5 s) until the echo peer on `127.0.0.1:port` echoes a probe.
+fn wait_echo(port: u16) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
+    sock.set_read_timeout(Some(Duration::from_millis(100))).expect("set timeout");
+    let mut buf = [0u8; 64];
+    for _ in 0..50 {
+        let _ = sock.send_to(b"probe", ("127.0.0.1", port));
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if &buf[..n] == b"probe" {
+                return;
+            }
+        }
+    }
+    panic!("turnutils_peer on 127.0.0.1:{port} does not echo");
+}
