@@ -70,14 +70,20 @@ pub enum UserSecret {
 
 impl std::fmt::Debug for StaticUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticUser").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("StaticUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl Config {
     /// A config with RFC defaults, no credentials, the given relay IP and coturn-like
     /// defaults elsewhere; callers fill in what their configuration says.
-    pub fn new(realm: impl Into<String>, relayed_ip: IpAddr, relay_ports: RangeInclusive<u16>) -> Self {
+    pub fn new(
+        realm: impl Into<String>,
+        relayed_ip: IpAddr,
+        relay_ports: RangeInclusive<u16>,
+    ) -> Self {
         Self {
             realm: realm.into(),
             auth_secrets: Vec::new(),

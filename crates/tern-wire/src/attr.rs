@@ -85,7 +85,10 @@ pub const FAMILY_IPV6: u8 = 0x02;
 /// Decodes a MAPPED-ADDRESS-style value (family, port, address; no XOR).
 pub fn decode_address(value: &[u8], attr_type: u16) -> Result<SocketAddr, WireError> {
     if value.len() < 4 {
-        return Err(WireError::BadAttributeLength { attr_type, len: value.len() });
+        return Err(WireError::BadAttributeLength {
+            attr_type,
+            len: value.len(),
+        });
     }
     let port = u16::from_be_bytes([value[2], value[3]]);
     let ip = match (value[1], value.len()) {
@@ -95,14 +98,20 @@ pub fn decode_address(value: &[u8], attr_type: u16) -> Result<SocketAddr, WireEr
             o.copy_from_slice(&value[4..20]);
             IpAddr::V6(Ipv6Addr::from(o))
         }
-        (FAMILY_IPV4 | FAMILY_IPV6, len) => return Err(WireError::BadAttributeLength { attr_type, len }),
+        (FAMILY_IPV4 | FAMILY_IPV6, len) => {
+            return Err(WireError::BadAttributeLength { attr_type, len })
+        }
         (family, _) => return Err(WireError::BadAddressFamily { family }),
     };
     Ok(SocketAddr::new(ip, port))
 }
 
 /// Decodes an XOR-MAPPED-ADDRESS-style value (RFC 8489 §14.2).
-pub fn decode_xor_address(value: &[u8], attr_type: u16, tid: &TransactionId) -> Result<SocketAddr, WireError> {
+pub fn decode_xor_address(
+    value: &[u8],
+    attr_type: u16,
+    tid: &TransactionId,
+) -> Result<SocketAddr, WireError> {
     let plain = decode_address(value, attr_type)?;
     Ok(xor_addr(plain, tid))
 }
@@ -114,7 +123,12 @@ pub fn xor_addr(addr: SocketAddr, tid: &TransactionId) -> SocketAddr {
     let ip = match addr.ip() {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            IpAddr::V4(Ipv4Addr::new(o[0] ^ cookie[0], o[1] ^ cookie[1], o[2] ^ cookie[2], o[3] ^ cookie[3]))
+            IpAddr::V4(Ipv4Addr::new(
+                o[0] ^ cookie[0],
+                o[1] ^ cookie[1],
+                o[2] ^ cookie[2],
+                o[3] ^ cookie[3],
+            ))
         }
         IpAddr::V6(v6) => {
             let mut o = v6.octets();
@@ -149,7 +163,10 @@ pub fn encode_address(addr: SocketAddr, out: &mut [u8; 20]) -> usize {
 pub fn decode_u32(value: &[u8], attr_type: u16) -> Result<u32, WireError> {
     match value {
         [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-        _ => Err(WireError::BadAttributeLength { attr_type, len: value.len() }),
+        _ => Err(WireError::BadAttributeLength {
+            attr_type,
+            len: value.len(),
+        }),
     }
 }
 
@@ -162,7 +179,10 @@ pub fn decode_str(value: &[u8], attr_type: u16) -> Result<&str, WireError> {
 pub fn decode_channel_number(value: &[u8]) -> Result<u16, WireError> {
     match value {
         [a, b, _, _] => Ok(u16::from_be_bytes([*a, *b])),
-        _ => Err(WireError::BadAttributeLength { attr_type: CHANNEL_NUMBER, len: value.len() }),
+        _ => Err(WireError::BadAttributeLength {
+            attr_type: CHANNEL_NUMBER,
+            len: value.len(),
+        }),
     }
 }
 
@@ -170,7 +190,10 @@ pub fn decode_channel_number(value: &[u8]) -> Result<u16, WireError> {
 pub fn decode_requested_transport(value: &[u8]) -> Result<u8, WireError> {
     match value {
         [p, _, _, _] => Ok(*p),
-        _ => Err(WireError::BadAttributeLength { attr_type: REQUESTED_TRANSPORT, len: value.len() }),
+        _ => Err(WireError::BadAttributeLength {
+            attr_type: REQUESTED_TRANSPORT,
+            len: value.len(),
+        }),
     }
 }
 
@@ -178,14 +201,20 @@ pub fn decode_requested_transport(value: &[u8]) -> Result<u8, WireError> {
 pub fn decode_address_family(value: &[u8], attr_type: u16) -> Result<u8, WireError> {
     match value {
         [f, _, _, _] => Ok(*f),
-        _ => Err(WireError::BadAttributeLength { attr_type, len: value.len() }),
+        _ => Err(WireError::BadAttributeLength {
+            attr_type,
+            len: value.len(),
+        }),
     }
 }
 
 /// Decodes ERROR-CODE into (code, reason phrase).
 pub fn decode_error_code(value: &[u8]) -> Result<(u16, &str), WireError> {
     if value.len() < 4 {
-        return Err(WireError::BadAttributeLength { attr_type: ERROR_CODE, len: value.len() });
+        return Err(WireError::BadAttributeLength {
+            attr_type: ERROR_CODE,
+            len: value.len(),
+        });
     }
     let class = u16::from(value[2] & 0x07);
     let number = u16::from(value[3]);
@@ -198,5 +227,7 @@ pub fn decode_error_code(value: &[u8]) -> Result<(u16, &str), WireError> {
 
 /// Decodes UNKNOWN-ATTRIBUTES into its list of 16-bit types.
 pub fn decode_unknown_attributes(value: &[u8]) -> impl Iterator<Item = u16> + '_ {
-    value.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]))
+    value
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
 }

@@ -43,7 +43,10 @@ impl<'a> ChannelData<'a> {
     #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
         if buf.len() < CHANNEL_DATA_HEADER_LEN {
-            return Err(WireError::TooShort { needed: CHANNEL_DATA_HEADER_LEN, got: buf.len() });
+            return Err(WireError::TooShort {
+                needed: CHANNEL_DATA_HEADER_LEN,
+                got: buf.len(),
+            });
         }
         let channel = ChannelNumber::new(u16::from_be_bytes([buf[0], buf[1]]))?;
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
@@ -51,7 +54,10 @@ impl<'a> ChannelData<'a> {
         if length > available {
             return Err(WireError::ChannelDataOverrun { length, available });
         }
-        Ok(Self { channel, payload: &buf[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + length] })
+        Ok(Self {
+            channel,
+            payload: &buf[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + length],
+        })
     }
 
     /// Writes a ChannelData header for `len` bytes of data on `channel` into `out`.

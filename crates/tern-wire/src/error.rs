@@ -33,15 +33,25 @@ pub enum WireError {
 impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooShort { needed, got } => write!(f, "message too short: {got} bytes, need {needed}"),
+            Self::TooShort { needed, got } => {
+                write!(f, "message too short: {got} bytes, need {needed}")
+            }
             Self::NotStun => f.write_str("first two bits are not 00: not a STUN message"),
             Self::BadMagicCookie => f.write_str("magic cookie missing"),
-            Self::UnalignedLength { length } => write!(f, "length field {length} is not a multiple of 4"),
+            Self::UnalignedLength { length } => {
+                write!(f, "length field {length} is not a multiple of 4")
+            }
             Self::LengthMismatch { header, datagram } => {
-                write!(f, "header says {header} bytes but the datagram has {datagram}")
+                write!(
+                    f,
+                    "header says {header} bytes but the datagram has {datagram}"
+                )
             }
             Self::AttributeOverrun { attr_type, offset } => {
-                write!(f, "attribute {attr_type:#06x} at offset {offset} runs past the end")
+                write!(
+                    f,
+                    "attribute {attr_type:#06x} at offset {offset} runs past the end"
+                )
             }
             Self::BadAttributeLength { attr_type, len } => {
                 write!(f, "attribute {attr_type:#06x} has invalid length {len}")
@@ -49,9 +59,14 @@ impl fmt::Display for WireError {
             Self::BadAddressFamily { family } => write!(f, "unknown address family {family:#04x}"),
             Self::NotUtf8 { attr_type } => write!(f, "attribute {attr_type:#06x} is not UTF-8"),
             Self::BadErrorCode => f.write_str("malformed ERROR-CODE"),
-            Self::BadChannelNumber { number } => write!(f, "channel number {number:#06x} out of range"),
+            Self::BadChannelNumber { number } => {
+                write!(f, "channel number {number:#06x} out of range")
+            }
             Self::ChannelDataOverrun { length, available } => {
-                write!(f, "ChannelData claims {length} bytes but {available} are present")
+                write!(
+                    f,
+                    "ChannelData claims {length} bytes but {available} are present"
+                )
             }
         }
     }

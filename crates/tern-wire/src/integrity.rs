@@ -57,14 +57,32 @@ impl Message<'_> {
         if let Some(at) = self.integrity_offset() {
             let expected = hmac_sha1_over(buf, at, key);
             let got = &buf[at + 4..at + 24];
-            return if bool::from(expected.ct_eq(got)) { Integrity::Valid } else { Integrity::Invalid };
+            return if bool::from(expected.ct_eq(got)) {
+                Integrity::Valid
+            } else {
+                Integrity::Invalid
+            };
         }
         if let Some(at) = self.integrity_sha256_offset() {
-            let value = self.get(attr::MESSAGE_INTEGRITY_SHA256).map(|a| a.value).unwrap_or_default();
+            let value = self
+                .get(attr::MESSAGE_INTEGRITY_SHA256)
+                .map(|a| a.value)
+                .unwrap_or_default();
             let expected = hmac_sha256_over(buf, at, value.len(), key);
             let ok = bool::from(expected[..value.len()].ct_eq(value));
-            return if ok { Integrity::Valid } else { Integrity::Invalid };
+            return if ok {
+                Integrity::Valid
+            } else {
+                Integrity::Invalid
+            };
         }
         Integrity::Absent
     }
+}
+
+/// The FINGERPRINT value for a message whose bytes up to (not including) its FINGERPRINT
+/// attribute are `prefix`, with the header's length field already counting the attribute.
+/// For writers that frame messages in place (Data indications around a payload).
+pub fn fingerprint_of(prefix: &[u8]) -> u32 {
+    crc32fast::hash(prefix) ^ FINGERPRINT_XOR
 }

@@ -30,7 +30,7 @@ mod writer;
 
 pub use channel_data::{ChannelData, ChannelNumber, CHANNEL_DATA_HEADER_LEN};
 pub use error::WireError;
-pub use integrity::Integrity;
+pub use integrity::{fingerprint_of, Integrity};
 pub use message::{Class, Message, MessageType, Method, RawAttr, TransactionId};
 pub use writer::MessageWriter;
 

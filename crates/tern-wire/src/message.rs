@@ -99,7 +99,10 @@ impl MessageType {
             0b10 => Class::Success,
             _ => Class::Error,
         };
-        Self { method: Method(method), class }
+        Self {
+            method: Method(method),
+            class,
+        }
     }
 }
 
@@ -144,7 +147,10 @@ impl<'a> Message<'a> {
     /// Validates `buf` as exactly one STUN message (a UDP datagram).
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
         if buf.len() < HEADER_LEN {
-            return Err(WireError::TooShort { needed: HEADER_LEN, got: buf.len() });
+            return Err(WireError::TooShort {
+                needed: HEADER_LEN,
+                got: buf.len(),
+            });
         }
         if buf[0] & 0xC0 != 0 {
             return Err(WireError::NotStun);
@@ -153,25 +159,41 @@ impl<'a> Message<'a> {
             return Err(WireError::BadMagicCookie);
         }
         let length = u16::from_be_bytes([buf[2], buf[3]]);
-        if length % 4 != 0 {
+        if !length.is_multiple_of(4) {
             return Err(WireError::UnalignedLength { length });
         }
         let total = HEADER_LEN + usize::from(length);
         if total != buf.len() {
-            return Err(WireError::LengthMismatch { header: total, datagram: buf.len() });
+            return Err(WireError::LengthMismatch {
+                header: total,
+                datagram: buf.len(),
+            });
         }
         let typ = MessageType::from_u16(u16::from_be_bytes([buf[0], buf[1]]));
-        let mut msg = Message { buf, typ, attrs_end: HEADER_LEN, integrity: None, integrity_sha256: None, fingerprint: None };
+        let mut msg = Message {
+            buf,
+            typ,
+            attrs_end: HEADER_LEN,
+            integrity: None,
+            integrity_sha256: None,
+            fingerprint: None,
+        };
         let mut off = HEADER_LEN;
         while off < total {
             if total - off < 4 {
-                return Err(WireError::AttributeOverrun { attr_type: 0, offset: off });
+                return Err(WireError::AttributeOverrun {
+                    attr_type: 0,
+                    offset: off,
+                });
             }
             let t = u16::from_be_bytes([buf[off], buf[off + 1]]);
             let len = usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]]));
             let padded = (len + 3) & !3;
             if off + 4 + padded > total {
-                return Err(WireError::AttributeOverrun { attr_type: t, offset: off });
+                return Err(WireError::AttributeOverrun {
+                    attr_type: t,
+                    offset: off,
+                });
             }
             let after_integrity = msg.integrity.is_some() || msg.integrity_sha256.is_some();
             match t {
@@ -242,7 +264,11 @@ impl<'a> Message<'a> {
 
     /// The attributes that count: those before MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
     pub fn attributes(&self) -> AttrIter<'a> {
-        AttrIter { buf: self.buf, off: HEADER_LEN, end: self.attrs_end }
+        AttrIter {
+            buf: self.buf,
+            off: HEADER_LEN,
+            end: self.attrs_end,
+        }
     }
 
     /// The first attribute of type `typ` among those that count, or the integrity and
@@ -271,7 +297,12 @@ impl<'a> Message<'a> {
     pub fn check_fingerprint(&self) -> Option<bool> {
         let at = self.fingerprint?;
         let expected = crate::integrity::fingerprint_over(self.buf, at);
-        let got = u32::from_be_bytes([self.buf[at + 4], self.buf[at + 5], self.buf[at + 6], self.buf[at + 7]]);
+        let got = u32::from_be_bytes([
+            self.buf[at + 4],
+            self.buf[at + 5],
+            self.buf[at + 6],
+            self.buf[at + 7],
+        ]);
         Some(expected == got)
     }
 }
@@ -279,7 +310,11 @@ impl<'a> Message<'a> {
 fn raw_at(buf: &[u8], off: usize) -> RawAttr<'_> {
     let typ = u16::from_be_bytes([buf[off], buf[off + 1]]);
     let len = usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]]));
-    RawAttr { typ, value: &buf[off + 4..off + 4 + len], offset: off }
+    RawAttr {
+        typ,
+        value: &buf[off + 4..off + 4 + len],
+        offset: off,
+    }
 }
 
 /// Iterator over the attributes of a parsed [`Message`].
@@ -300,5 +335,62 @@ impl<'a> Iterator for AttrIter<'a> {
         let a = raw_at(self.buf, self.off);
         self.off += 4 + ((a.value.len() + 3) & !3);
         Some(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASSES: [Class; 4] = [
+        Class::Request,
+        Class::Indication,
+        Class::Success,
+        Class::Error,
+    ];
+
+    #[test]
+    fn message_types_have_their_rfc_wire_values() {
+        let known = [
+            (Method::BINDING, Class::Request, 0x0001),
+            (Method::BINDING, Class::Success, 0x0101),
+            (Method::BINDING, Class::Error, 0x0111),
+            (Method::BINDING, Class::Indication, 0x0011),
+            (Method::ALLOCATE, Class::Request, 0x0003),
+            (Method::ALLOCATE, Class::Success, 0x0103),
+            (Method::ALLOCATE, Class::Error, 0x0113),
+            (Method::REFRESH, Class::Request, 0x0004),
+            (Method::SEND, Class::Indication, 0x0016),
+            (Method::DATA, Class::Indication, 0x0017),
+            (Method::CREATE_PERMISSION, Class::Request, 0x0008),
+            (Method::CHANNEL_BIND, Class::Request, 0x0009),
+            (Method::CHANNEL_BIND, Class::Success, 0x0109),
+            // The highest method: every method bit set, interleaved around C0 and C1.
+            (Method(0x0FFF), Class::Request, 0x3EEF),
+            (Method(0x0FFF), Class::Error, 0x3FFF),
+        ];
+        for (method, class, wire) in known {
+            let typ = MessageType::new(method, class);
+            assert_eq!(typ.to_u16(), wire, "{method:?} {class:?}");
+            assert_eq!(MessageType::from_u16(wire), typ, "{wire:#06x}");
+        }
+    }
+
+    #[test]
+    fn every_method_and_class_round_trips() {
+        let mut seen = std::collections::HashSet::new();
+        for m in 0..=0x0FFFu16 {
+            for class in CLASSES {
+                let typ = MessageType::new(Method(m), class);
+                let wire = typ.to_u16();
+                assert_eq!(wire & 0xC000, 0, "top two bits must stay zero: {wire:#06x}");
+                assert_eq!(MessageType::from_u16(wire), typ);
+                // The top two bits belong to the STUN/ChannelData demultiplexing, not the type.
+                assert_eq!(MessageType::from_u16(wire | 0xC000), typ);
+                assert!(seen.insert(wire), "{wire:#06x} produced twice");
+            }
+        }
+        // 4096 methods x 4 classes fill the 14-bit type space exactly.
+        assert_eq!(seen.len(), 0x4000);
     }
 }

@@ -33,7 +33,8 @@ impl<'b> MessageWriter<'b> {
     /// Appends an attribute with `value`, padded to four bytes with zeros.
     pub fn attr(&mut self, typ: u16, value: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(&typ.to_be_bytes());
-        self.buf.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(value);
         let pad = (4 - value.len() % 4) % 4;
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
@@ -63,8 +64,10 @@ impl<'b> MessageWriter<'b> {
     pub fn error_code(&mut self, code: u16, reason: &str) -> &mut Self {
         let start = self.buf.len();
         self.buf.extend_from_slice(&attr::ERROR_CODE.to_be_bytes());
-        self.buf.extend_from_slice(&((4 + reason.len()) as u16).to_be_bytes());
-        self.buf.extend_from_slice(&[0, 0, (code / 100) as u8, (code % 100) as u8]);
+        self.buf
+            .extend_from_slice(&((4 + reason.len()) as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&[0, 0, (code / 100) as u8, (code % 100) as u8]);
         self.buf.extend_from_slice(reason.as_bytes());
         let pad = (4 - (self.buf.len() - start) % 4) % 4;
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
@@ -85,7 +88,8 @@ impl<'b> MessageWriter<'b> {
     /// Appends MESSAGE-INTEGRITY: HMAC-SHA1 with `key` over everything written so far.
     pub fn message_integrity(&mut self, key: &[u8]) -> &mut Self {
         let at = self.buf.len();
-        self.buf.extend_from_slice(&attr::MESSAGE_INTEGRITY.to_be_bytes());
+        self.buf
+            .extend_from_slice(&attr::MESSAGE_INTEGRITY.to_be_bytes());
         self.buf.extend_from_slice(&20u16.to_be_bytes());
         self.buf.extend_from_slice(&[0u8; 20]);
         self.set_len();
@@ -97,7 +101,8 @@ impl<'b> MessageWriter<'b> {
     /// Appends MESSAGE-INTEGRITY-SHA256 (full 32 bytes) with `key`.
     pub fn message_integrity_sha256(&mut self, key: &[u8]) -> &mut Self {
         let at = self.buf.len();
-        self.buf.extend_from_slice(&attr::MESSAGE_INTEGRITY_SHA256.to_be_bytes());
+        self.buf
+            .extend_from_slice(&attr::MESSAGE_INTEGRITY_SHA256.to_be_bytes());
         self.buf.extend_from_slice(&32u16.to_be_bytes());
         self.buf.extend_from_slice(&[0u8; 32]);
         self.set_len();

@@ -1,0 +1,93 @@
+//! The relay port pool: which of the bound relay ports are free.
+
+use std::collections::VecDeque;
+
+/// A tiny deterministic PRNG (SplitMix64) for shuffling and transaction ids; seeded by the
+/// caller, so the core stays reproducible.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Free relay ports. A released port goes to the back of the queue and can be handed out
+/// again at once; the initial order is shuffled so relay ports are not predictable.
+#[derive(Debug, Clone)]
+pub struct PortPool {
+    free: VecDeque<u16>,
+    capacity: usize,
+}
+
+impl PortPool {
+    pub(crate) fn new(mut ports: Vec<u16>, rng: &mut SplitMix64) -> Self {
+        ports.sort_unstable();
+        ports.dedup();
+        for i in (1..ports.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            ports.swap(i, j);
+        }
+        Self {
+            capacity: ports.len(),
+            free: ports.into(),
+        }
+    }
+
+    /// Takes a free port; an even one if `even` is set.
+    pub fn take(&mut self, even: bool) -> Option<u16> {
+        if even {
+            let at = self.free.iter().position(|p| p % 2 == 0)?;
+            self.free.remove(at)
+        } else {
+            self.free.pop_front()
+        }
+    }
+
+    /// Returns a port to the pool.
+    pub fn release(&mut self, port: u16) {
+        self.free.push_back(port);
+    }
+
+    /// Ports free now.
+    pub fn free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Ports in the pool, free or in use.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_release_even() {
+        let mut rng = SplitMix64::new(1);
+        let mut p = PortPool::new((10..=13).collect(), &mut rng);
+        let a = p.take(true).unwrap();
+        assert_eq!(a % 2, 0);
+        let mut taken = vec![a];
+        while let Some(x) = p.take(false) {
+            taken.push(x);
+        }
+        taken.sort_unstable();
+        assert_eq!(taken, vec![10, 11, 12, 13]);
+        assert_eq!(p.take(false), None);
+        p.release(11);
+        assert_eq!(p.take(true), None);
+        assert_eq!(p.take(false), Some(11));
+    }
+}

@@ -1,0 +1,133 @@
+//! Building responses: one success shape per method, and error responses whose attributes
+//! follow from the [`RequestError`].
+
+use std::net::SocketAddr;
+
+use tern_wire::{attr, Class, Message, MessageType, MessageWriter};
+
+use crate::allocation::FiveTuple;
+use crate::error::RequestError;
+use crate::request::Unknown;
+use crate::server::Server;
+
+/// What a successful request answers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Success {
+    Binding {
+        mapped: SocketAddr,
+    },
+    Allocate {
+        relayed: SocketAddr,
+        mapped: SocketAddr,
+        lifetime: u32,
+        key: [u8; 16],
+    },
+    Refresh {
+        lifetime: u32,
+        key: [u8; 16],
+    },
+    /// CreatePermission and ChannelBind: nothing but integrity.
+    Empty {
+        key: [u8; 16],
+    },
+}
+
+/// A failed request: the error, and the key when the request had authenticated (so the
+/// error response carries MESSAGE-INTEGRITY).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failure {
+    pub error: RequestError,
+    pub key: Option<[u8; 16]>,
+    pub unknown: Unknown,
+}
+
+impl Failure {
+    pub fn new(error: RequestError, key: Option<[u8; 16]>) -> Self {
+        Self {
+            error,
+            key,
+            unknown: Unknown::default(),
+        }
+    }
+
+    pub fn unknown(unknown: Unknown, key: Option<[u8; 16]>) -> Self {
+        Self {
+            error: RequestError::UnknownAttributes,
+            key,
+            unknown,
+        }
+    }
+}
+
+impl Server {
+    pub(crate) fn write_response(
+        &self,
+        reply: &mut Vec<u8>,
+        wall: u64,
+        five_tuple: FiveTuple,
+        msg: &Message<'_>,
+        result: Result<Success, Failure>,
+    ) {
+        let fingerprint = self.config.always_fingerprint || msg.check_fingerprint().is_some();
+        let class = if result.is_ok() {
+            Class::Success
+        } else {
+            Class::Error
+        };
+        let mut w = MessageWriter::new(
+            reply,
+            MessageType::new(msg.method(), class),
+            msg.transaction_id(),
+        );
+        if let Some(software) = &self.config.software {
+            w.attr(attr::SOFTWARE, software.as_bytes());
+        }
+        let key = match result {
+            Ok(Success::Binding { mapped }) => {
+                w.xor_address(attr::XOR_MAPPED_ADDRESS, mapped);
+                w.address(attr::MAPPED_ADDRESS, mapped);
+                None
+            }
+            Ok(Success::Allocate {
+                relayed,
+                mapped,
+                lifetime,
+                key,
+            }) => {
+                w.xor_address(attr::XOR_RELAYED_ADDRESS, relayed);
+                w.u32(attr::LIFETIME, lifetime);
+                w.xor_address(attr::XOR_MAPPED_ADDRESS, mapped);
+                Some(key)
+            }
+            Ok(Success::Refresh { lifetime, key }) => {
+                w.u32(attr::LIFETIME, lifetime);
+                Some(key)
+            }
+            Ok(Success::Empty { key }) => Some(key),
+            Err(f) => {
+                w.error_code(f.error.code(), f.error.reason());
+                match f.error {
+                    RequestError::UnknownAttributes => {
+                        w.unknown_attributes(&f.unknown.types[..f.unknown.len]);
+                    }
+                    RequestError::Unauthorized(_) | RequestError::StaleNonce => {
+                        w.attr(attr::REALM, self.credentials.realm().as_bytes());
+                        w.attr(
+                            attr::NONCE,
+                            &self.nonces.issue(wall, five_tuple.client.ip()),
+                        );
+                    }
+                    _ => {}
+                }
+                f.key
+            }
+        };
+        if let Some(key) = key {
+            w.message_integrity(&key);
+        }
+        if fingerprint {
+            w.fingerprint();
+        }
+        w.finish();
+    }
+}
