@@ -1,1 +1,153 @@
-fn main() {}
+//! `tern`: a TURN/STUN relay server for WebRTC that reads coturn's turnserver.conf.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tern::credentials::{render, rest_credential};
+use tern::{logging, mapping, overrides, startup};
+
+#[derive(Parser)]
+#[command(name = "tern", version, about = "A TURN/STUN relay server for WebRTC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (`tern serve --help` lists every key; `-c FILE` reads a turnserver.conf).
+    #[command(disable_help_flag = true)]
+    Serve {
+        /// `-c FILE`, `--<key>[=value]` flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Print TURN REST API credentials (coturn's use-auth-secret) for a shared secret.
+    Credentials(CredentialsArgs),
+}
+
+#[derive(Args)]
+struct CredentialsArgs {
+    /// The shared secret (static-auth-secret). Default: the first of TERN_STATIC_AUTH_SECRET.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Validity in seconds.
+    #[arg(long, default_value_t = 86400)]
+    ttl: u64,
+    /// Name appended to the username (`<expiry>:<name>`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The TURN URI for the JSON line; `?transport=udp` is appended unless a query is given.
+    #[arg(long, default_value = "turn:127.0.0.1:3478")]
+    uri: String,
+    /// The current time as unix seconds (default: the clock).
+    #[arg(long)]
+    now: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { args } => serve(args),
+        Command::Credentials(args) => credentials(&args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("tern: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn credentials(args: &CredentialsArgs) -> anyhow::Result<ExitCode> {
+    let secret = match &args.secret {
+        Some(s) => s.clone(),
+        None => std::env::var("TERN_STATIC_AUTH_SECRET")
+            .ok()
+            .and_then(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .find(|s| !s.is_empty())
+                    .map(String::from)
+            })
+            .context("give --secret or set TERN_STATIC_AUTH_SECRET")?,
+    };
+    anyhow::ensure!(!secret.is_empty(), "--secret is empty");
+    let expiry = args.now.unwrap_or_else(unix_now).saturating_add(args.ttl);
+    let cred = rest_credential(secret.as_bytes(), expiry, args.name.as_deref());
+    print!("{}", render(&cred, &args.uri));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
+    let args = overrides::parse_serve_args(args)?;
+    if args.help {
+        print!("{}", overrides::serve_help());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plan = startup::plan(&args, std::env::vars(), startup::os_random)?;
+    let settings = &plan.loaded.settings;
+    logging::init(settings.verbosity, &settings.log_file)?;
+    for warning in &plan.loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let embedded = plan.generated_secret.is_some();
+    let mapped = mapping::map(settings, mapping::detect_local_ip, embedded)?;
+    for warning in &mapped.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(secret) = &plan.generated_secret {
+        let mut out = std::io::stdout().lock();
+        out.write_all(startup::banner(&mapped, secret, unix_now()).as_bytes())?;
+        out.flush()?;
+    }
+    let server = mapped.server;
+    // Secrets live in `server.core`; log only what is safe.
+    tracing::info!(
+        listen = ?server.listen,
+        relayed_ip = %server.core.relayed_ip,
+        relay_bind_ip = %server.relay_bind_ip,
+        relay_ports = ?server.core.relay_port_range,
+        realm = %server.core.realm,
+        secrets = server.core.auth_secrets.len(),
+        users = server.core.users.len(),
+        "tern {} starting",
+        env!("CARGO_PKG_VERSION"),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(tern_server::run(server, shutdown_signal()))?;
+    tracing::info!("tern stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

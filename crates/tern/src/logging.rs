@@ -1,0 +1,46 @@
+//! Logging setup: `tracing` events formatted to stderr, stdout or a file (`log-file`);
+//! `verbose` means debug, `Verbose` trace; `RUST_LOG` overrides both.
+
+use std::fs::OpenOptions;
+use std::io::IsTerminal as _;
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::{LogTarget, Verbosity};
+
+/// Installs the global subscriber.
+pub fn init(verbosity: Verbosity, target: &LogTarget) -> anyhow::Result<()> {
+    let level = match verbosity {
+        Verbosity::Normal => "info",
+        Verbosity::Verbose => "debug",
+        Verbosity::Extra => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let (writer, ansi) = match target {
+        LogTarget::Stderr => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+        LogTarget::Stdout => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        ),
+        LogTarget::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("log-file: cannot open {}", path.display()))?;
+            (BoxMakeWriter::new(Mutex::new(file)), false)
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

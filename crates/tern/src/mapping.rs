@@ -1,0 +1,172 @@
+//! From [`Settings`] to the server's and the core's configuration.
+//!
+//! - relayed IP (advertised in XOR-RELAYED-ADDRESS): the public part of the first
+//!   `external-ip`, else the first `relay-ip`, else the first specific `listening-ip`, else
+//!   the machine's own address toward the internet (found without sending a packet), else —
+//!   only for the embedded default — 127.0.0.1.
+//! - relay bind IP: the first `relay-ip`, else the private part of `external-ip`, else a
+//!   specific `listening-ip`, else the unspecified address.
+//! - own IPs: every address above.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use anyhow::bail;
+use tern_proto::peer_filter::PeerFilterConfig;
+use tern_proto::Config;
+use tern_server::ServerConfig;
+
+use crate::settings::Settings;
+
+/// How the relayed IP was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayedIpSource {
+    /// From `external-ip`, `relay-ip` or a specific `listening-ip`.
+    Configured,
+    /// The local address of the default route.
+    Detected,
+    /// Nothing better known: loopback (embedded default only).
+    Loopback,
+}
+
+/// The mapped configuration and remarks for the log.
+#[derive(Debug)]
+pub struct Mapped {
+    /// What `tern_server::run` takes.
+    pub server: ServerConfig,
+    /// How `server.core.relayed_ip` was chosen.
+    pub relayed_ip_source: RelayedIpSource,
+    /// Things worth a warning.
+    pub warnings: Vec<String>,
+}
+
+/// Maps settings. `detect` returns this host's address toward the internet for the given
+/// family (see [`detect_local_ip`]); `allow_loopback` permits the last-resort 127.0.0.1.
+pub fn map(
+    s: &Settings,
+    detect: impl FnOnce(IpAddr) -> Option<IpAddr>,
+    allow_loopback: bool,
+) -> anyhow::Result<Mapped> {
+    let mut warnings = Vec::new();
+    let listening: Vec<IpAddr> = if s.listening_ips.is_empty() {
+        vec![Ipv4Addr::UNSPECIFIED.into()]
+    } else {
+        s.listening_ips.clone()
+    };
+    let specific_listen = listening.iter().copied().find(|ip| !ip.is_unspecified());
+    if s.external_ips.len() > 1 {
+        warnings.push(
+            "only the first external-ip is advertised; the others count as own addresses".into(),
+        );
+    }
+    if s.relay_ips.len() > 1 {
+        warnings.push(
+            "relay sockets bind to the first relay-ip only; the others count as own addresses"
+                .into(),
+        );
+    }
+    let external = s.external_ips.first();
+    let configured = external
+        .map(|e| e.public)
+        .or_else(|| s.relay_ips.first().copied())
+        .or(specific_listen);
+    let (relayed_ip, relayed_ip_source) = match configured {
+        Some(ip) => (ip, RelayedIpSource::Configured),
+        None => match detect(listening[0]) {
+            Some(ip) => (ip, RelayedIpSource::Detected),
+            None if allow_loopback => (Ipv4Addr::LOCALHOST.into(), RelayedIpSource::Loopback),
+            None => bail!(
+                "cannot tell which address to advertise for relayed transport addresses: \
+                 set external-ip or relay-ip"
+            ),
+        },
+    };
+    let unspecified = match relayed_ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let relay_bind_ip = s
+        .relay_ips
+        .first()
+        .copied()
+        .or_else(|| external.and_then(|e| e.private))
+        .or(specific_listen)
+        .unwrap_or(unspecified);
+
+    let mut own_ips = Vec::new();
+    let candidates = s
+        .external_ips
+        .iter()
+        .flat_map(|e| [Some(e.public), e.private])
+        .flatten();
+    let candidates = candidates
+        .chain(s.relay_ips.iter().copied())
+        .chain(listening.iter().copied())
+        .chain([relay_bind_ip, relayed_ip]);
+    for ip in candidates {
+        if !ip.is_unspecified() && !own_ips.contains(&ip) {
+            own_ips.push(ip);
+        }
+    }
+
+    let mut core = Config::new(s.realm.clone(), relayed_ip, s.min_port..=s.max_port);
+    if s.use_auth_secret {
+        core.auth_secrets = s
+            .static_auth_secrets
+            .iter()
+            .map(|k| k.0.as_bytes().to_vec())
+            .collect();
+    }
+    core.users = s.users.clone();
+    core.max_lifetime = Duration::from_secs(s.max_allocate_lifetime);
+    core.default_lifetime = core.default_lifetime.min(core.max_lifetime);
+    core.permission_lifetime = Duration::from_secs(s.permission_lifetime);
+    core.channel_lifetime = Duration::from_secs(s.channel_lifetime);
+    core.nonce_lifetime = Duration::from_secs(s.stale_nonce);
+    core.own_ips = own_ips;
+    core.peer_filter = PeerFilterConfig {
+        allow_loopback: s.allow_loopback_peers,
+        no_multicast: s.no_multicast_peers,
+        allowed: s.allowed_peer_ips.clone(),
+        denied: s.denied_peer_ips.clone(),
+    };
+    core.user_quota = s.user_quota;
+    core.total_quota = s.total_quota;
+    core.always_fingerprint = s.fingerprint;
+    core.software = None;
+
+    let listen = listening
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, s.listening_port))
+        .collect();
+    let server = ServerConfig {
+        listen,
+        relay_bind_ip,
+        core,
+    };
+    Ok(Mapped {
+        server,
+        relayed_ip_source,
+        warnings,
+    })
+}
+
+/// This host's address toward the internet for `family`'s address family, learnt by
+/// "connecting" a UDP socket to a documentation address: connect only picks a route and
+/// sends nothing. Loopback and unspecified results count as unknown.
+pub fn detect_local_ip(family: IpAddr) -> Option<IpAddr> {
+    let (bind, target): (SocketAddr, SocketAddr) = match family {
+        IpAddr::V4(_) => (
+            (Ipv4Addr::UNSPECIFIED, 0).into(),
+            (Ipv4Addr::new(192, 0, 2, 1), 9).into(),
+        ),
+        IpAddr::V6(_) => {
+            let doc = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+            ((Ipv6Addr::UNSPECIFIED, 0).into(), (doc, 9).into())
+        }
+    };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(target).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}

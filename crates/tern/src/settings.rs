@@ -1,0 +1,316 @@
+//! Typed, validated settings from the merged configuration entries.
+//!
+//! Layers merge per key: the highest layer that mentions a key (file < environment <
+//! command line) supplies all of that key's values; within one layer, repeats of a
+//! multi-valued key accumulate and repeats of any other key let the last one win.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use tern_proto::peer_filter::IpRange;
+use tern_proto::StaticUser;
+
+use crate::conf::{Entry, Origin};
+use crate::keys::{self, Arity, Known};
+use crate::values::{self, ExternalIp};
+
+/// A shared secret; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// How much to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    /// `info` and above.
+    #[default]
+    Normal,
+    /// `verbose`: `debug`.
+    Verbose,
+    /// `Verbose`: `trace`.
+    Extra,
+}
+
+/// Where logs go (`log-file`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LogTarget {
+    /// Standard error (the default; also used for `syslog`, with a warning).
+    #[default]
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+/// Every setting tern implements, with coturn's defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `listening-ip`; empty means 0.0.0.0.
+    pub listening_ips: Vec<IpAddr>,
+    /// `listening-port` (3478).
+    pub listening_port: u16,
+    /// `relay-ip`.
+    pub relay_ips: Vec<IpAddr>,
+    /// `external-ip`.
+    pub external_ips: Vec<ExternalIp>,
+    /// `min-port` (49152).
+    pub min_port: u16,
+    /// `max-port` (49252).
+    pub max_port: u16,
+    /// `realm` ("tern").
+    pub realm: String,
+    /// `use-auth-secret` (also implied by `static-auth-secret`, as in coturn).
+    pub use_auth_secret: bool,
+    /// `static-auth-secret`; several rotate (any one matches).
+    pub static_auth_secrets: Vec<Secret>,
+    /// `lt-cred-mech`.
+    pub lt_cred_mech: bool,
+    /// `user`.
+    pub users: Vec<StaticUser>,
+    /// `fingerprint`.
+    pub fingerprint: bool,
+    /// `stale-nonce` seconds (600).
+    pub stale_nonce: u64,
+    /// `max-allocate-lifetime` seconds (3600).
+    pub max_allocate_lifetime: u64,
+    /// `channel-lifetime` seconds (600).
+    pub channel_lifetime: u64,
+    /// `permission-lifetime` seconds (300).
+    pub permission_lifetime: u64,
+    /// `user-quota` (0: none).
+    pub user_quota: u32,
+    /// `total-quota` (0: none).
+    pub total_quota: u32,
+    /// `allowed-peer-ip`.
+    pub allowed_peer_ips: Vec<IpRange>,
+    /// `denied-peer-ip`.
+    pub denied_peer_ips: Vec<IpRange>,
+    /// `allow-loopback-peers`.
+    pub allow_loopback_peers: bool,
+    /// `no-multicast-peers`.
+    pub no_multicast_peers: bool,
+    /// `verbose` / `Verbose`.
+    pub verbosity: Verbosity,
+    /// `log-file`.
+    pub log_file: LogTarget,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listening_ips: Vec::new(),
+            listening_port: 3478,
+            relay_ips: Vec::new(),
+            external_ips: Vec::new(),
+            min_port: 49152,
+            max_port: 49252,
+            realm: "tern".into(),
+            use_auth_secret: false,
+            static_auth_secrets: Vec::new(),
+            lt_cred_mech: false,
+            users: Vec::new(),
+            fingerprint: false,
+            stale_nonce: 600,
+            max_allocate_lifetime: 3600,
+            channel_lifetime: 600,
+            permission_lifetime: 300,
+            user_quota: 0,
+            total_quota: 0,
+            allowed_peer_ips: Vec::new(),
+            denied_peer_ips: Vec::new(),
+            allow_loopback_peers: false,
+            no_multicast_peers: false,
+            verbosity: Verbosity::Normal,
+            log_file: LogTarget::Stderr,
+        }
+    }
+}
+
+impl Settings {
+    /// Whether any credential (shared secret or static user) is configured.
+    pub fn has_credentials(&self) -> bool {
+        !self.static_auth_secrets.is_empty() || !self.users.is_empty()
+    }
+}
+
+/// Settings plus what the loader noticed on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated settings.
+    pub settings: Settings,
+    /// Warnings (ignored keys, repeats); already prefixed with their origin.
+    pub warnings: Vec<String>,
+    /// Whether any key beyond the logging ones was given (else the embedded default applies).
+    pub configured: bool,
+}
+
+/// Builds settings from entries of all layers, in any order.
+pub fn from_entries(entries: &[Entry]) -> anyhow::Result<Loaded> {
+    let mut warnings = Vec::new();
+    let mut top: HashMap<&str, u8> = HashMap::new();
+    for e in entries {
+        match keys::lookup(&e.key) {
+            Known::Implemented(k) => {
+                let layer = top.entry(k.name).or_insert(0);
+                *layer = (*layer).max(e.origin.layer());
+            }
+            Known::Unimplemented(_) => warnings.push(format!(
+                "{}: `{}` is not implemented by tern; ignored",
+                e.origin, e.key
+            )),
+            Known::Unknown => warnings.push(format!(
+                "{}: `{}` is not a coturn key tern knows; ignored",
+                e.origin, e.key
+            )),
+        }
+    }
+    let configured = top.keys().any(|k| !keys::LOGGING_ONLY.contains(k));
+    let mut b = Builder {
+        s: Settings::default(),
+        seen: HashMap::new(),
+        warnings,
+    };
+    for e in entries {
+        let Known::Implemented(k) = keys::lookup(&e.key) else {
+            continue;
+        };
+        if top.get(k.name) != Some(&e.origin.layer()) {
+            continue; // overridden by a higher layer
+        }
+        b.apply(k, e)
+            .map_err(|msg| anyhow::anyhow!("{}: {}: {msg}", e.origin, k.name))?;
+    }
+    b.finish()?;
+    Ok(Loaded {
+        settings: b.s,
+        warnings: b.warnings,
+        configured,
+    })
+}
+
+struct Builder {
+    s: Settings,
+    seen: HashMap<&'static str, Origin>,
+    warnings: Vec<String>,
+}
+
+impl Builder {
+    fn apply(&mut self, k: &'static keys::Key, e: &Entry) -> Result<(), String> {
+        if let Some(prev) = self.seen.insert(k.name, e.origin.clone()) {
+            if !k.multi {
+                self.warnings.push(format!(
+                    "{}: `{}` is set again (also at {prev}); the last one wins",
+                    e.origin, k.name
+                ));
+            }
+        }
+        let raw = e.value.as_deref().map(str::trim);
+        let value = || match (k.arity, raw) {
+            (Arity::Value, None) => Err("needs a value".to_string()),
+            (_, v) => Ok(v.unwrap_or_default()),
+        };
+        let s = &mut self.s;
+        match k.name {
+            "listening-ip" => s.listening_ips.push(values::ip(value()?)?),
+            "listening-port" => s.listening_port = values::port(value()?)?,
+            "relay-ip" => s.relay_ips.push(values::ip(value()?)?),
+            "external-ip" => s.external_ips.push(values::external_ip(value()?)?),
+            "min-port" => s.min_port = values::port(value()?)?,
+            "max-port" => s.max_port = values::port(value()?)?,
+            "realm" => s.realm = non_empty(value()?)?.to_owned(),
+            "use-auth-secret" => s.use_auth_secret = values::flag(raw)?,
+            "static-auth-secret" => {
+                let secret = non_empty(value()?).map_err(|_| "is empty".to_string())?;
+                s.static_auth_secrets.push(Secret(secret.to_owned()));
+                s.use_auth_secret = true;
+            }
+            "lt-cred-mech" => s.lt_cred_mech = values::flag(raw)?,
+            "user" => s.users.push(values::user(value()?)?),
+            "fingerprint" => s.fingerprint = values::flag(raw)?,
+            "stale-nonce" => s.stale_nonce = raw.map_or(Ok(600), values::seconds)?,
+            "max-allocate-lifetime" => s.max_allocate_lifetime = values::seconds(value()?)?,
+            "channel-lifetime" => s.channel_lifetime = values::seconds(value()?)?,
+            "permission-lifetime" => s.permission_lifetime = values::seconds(value()?)?,
+            "user-quota" => s.user_quota = values::count(value()?)?,
+            "total-quota" => s.total_quota = values::count(value()?)?,
+            "allowed-peer-ip" => s.allowed_peer_ips.push(values::ip_range(value()?)?),
+            "denied-peer-ip" => s.denied_peer_ips.push(values::ip_range(value()?)?),
+            "allow-loopback-peers" => s.allow_loopback_peers = values::flag(raw)?,
+            "no-multicast-peers" => s.no_multicast_peers = values::flag(raw)?,
+            "no-cli" => {
+                values::flag(raw)?; // tern has no telnet CLI; nothing to turn off
+            }
+            "verbose" | "Verbose" => {
+                let level = if k.name == "verbose" {
+                    Verbosity::Verbose
+                } else {
+                    Verbosity::Extra
+                };
+                if values::flag(raw)? {
+                    s.verbosity = s.verbosity.max(level);
+                }
+            }
+            "log-file" => {
+                s.log_file = match non_empty(value()?)? {
+                    "stdout" | "-" => LogTarget::Stdout,
+                    "stderr" => LogTarget::Stderr,
+                    "syslog" => {
+                        self.warnings.push(format!(
+                            "{}: log-file=syslog is not implemented by tern; logging to stderr",
+                            e.origin
+                        ));
+                        LogTarget::Stderr
+                    }
+                    path => LogTarget::File(path.into()),
+                }
+            }
+            other => unreachable!("implemented key `{other}` has no handler"),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let s = &self.s;
+        if s.min_port > s.max_port {
+            let at = |k| {
+                self.seen
+                    .get(k)
+                    .map_or("default".to_string(), Origin::to_string)
+            };
+            anyhow::bail!(
+                "max-port {} ({}) is below min-port {} ({})",
+                s.max_port,
+                at("max-port"),
+                s.min_port,
+                at("min-port")
+            );
+        }
+        if s.use_auth_secret && s.static_auth_secrets.is_empty() {
+            let at = self
+                .seen
+                .get("use-auth-secret")
+                .map_or(String::new(), |o| format!("{o}: "));
+            anyhow::bail!(
+                "{at}use-auth-secret needs at least one static-auth-secret \
+                 (tern has no user database)"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(value: &str) -> Result<&str, String> {
+    if value.is_empty() {
+        Err("needs a non-empty value".into())
+    } else {
+        Ok(value)
+    }
+}
