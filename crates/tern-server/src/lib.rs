@@ -1,5 +1,12 @@
-//! The I/O shell of tern: binds the listening and relay sockets, drives the sans-IO core
-//! from `tern-proto` with datagrams, time and timers. (Being written.)
+//! The I/O shell of tern: binds the listening socket(s) and one socket per relay port, and
+//! drives the sans-IO core from `tern-proto` with datagrams, time and timer ticks.
+//!
+//! One thread, one current-thread runtime: the core lives in a `RefCell` that every socket
+//! task borrows only between awaits, so no lock is taken per packet.
+
+mod relay_ports;
+mod shell;
+mod sys;
 
 use std::future::Future;
 use std::io;
@@ -18,8 +25,17 @@ pub struct ServerConfig {
     pub core: tern_proto::Config,
 }
 
-/// Runs the server until `shutdown` completes.
+/// Binds every socket, then serves until `shutdown` completes; allocations end and their
+/// ports are released before it returns.
+///
+/// Its tasks run on a `LocalSet` on the calling thread: await it with `block_on` of any tokio
+/// runtime (the future is not `Send`), or use [`run_blocking`].
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let _ = (config, shutdown);
-    Err(io::Error::other("tern-server is being written"))
+    tokio::task::LocalSet::new().run_until(shell::serve(config, shutdown)).await
+}
+
+/// Builds a current-thread runtime and runs [`run`] on it until `shutdown` completes.
+pub fn run_blocking(config: ServerConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run(config, shutdown))
 }
