@@ -1,0 +1,355 @@
+//! The configuration contract end to end (without starting a server): file, environment
+//! and flags merged into settings and mapped onto `tern_server::ServerConfig`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tern::conf::{self, Entry};
+use tern::mapping::{self, RelayedIpSource};
+use tern::overrides::{env_entries, parse_serve_args};
+use tern::settings::{from_entries, Loaded, LogTarget, Verbosity};
+use tern::startup;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn load(conf_text: &str, env: &[(&str, &str)], flags: &[&str]) -> anyhow::Result<Loaded> {
+    let mut entries: Vec<Entry> = conf::parse_str(conf_text, "turnserver.conf")?;
+    entries.extend(env_entries(
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    ));
+    entries.extend(parse_serve_args(flags.iter().map(|s| s.to_string()))?.entries);
+    from_entries(&entries)
+}
+
+fn no_detect(_: IpAddr) -> Option<IpAddr> {
+    None
+}
+
+#[test]
+fn k8s_fixture_loads_with_only_warnings() {
+    let args = parse_serve_args([
+        "-c".to_string(),
+        fixture("coturn-k8s.conf").display().to_string(),
+    ])
+    .unwrap();
+    let plan = startup::plan(&args, Vec::new(), || panic!("no secret is generated")).unwrap();
+    assert!(plan.generated_secret.is_none());
+    let s = &plan.loaded.settings;
+    assert_eq!(s.listening_port, 3478);
+    assert_eq!((s.min_port, s.max_port), (49152, 49252));
+    assert!(s.fingerprint && s.use_auth_secret && s.no_multicast_peers);
+    assert_eq!(s.static_auth_secrets.len(), 2);
+    assert_eq!(
+        s.static_auth_secrets[1].0,
+        "a-previous-secret-still-accepted"
+    );
+    assert_eq!(s.realm, "turn.example.org");
+    assert_eq!((s.total_quota, s.user_quota, s.stale_nonce), (100, 12, 600));
+    assert_eq!(s.denied_peer_ips.len(), 9);
+    assert_eq!(s.allowed_peer_ips.len(), 1);
+    assert_eq!(s.verbosity, Verbosity::Verbose);
+    assert_eq!(s.log_file, LogTarget::Stdout);
+
+    let ignored = [
+        "tls-listening-port",
+        "server-name",
+        "no-tlsv1",
+        "no-tlsv1_1",
+        "no-tcp-relay",
+        "mobility",
+        "secure-stun",
+        "cert",
+        "pkey",
+        "cipher-list",
+        "dh-file",
+        "no-stdout-log",
+        "simple-log",
+        "pidfile",
+        "prometheus",
+    ];
+    let warnings = &plan.loaded.warnings;
+    assert_eq!(warnings.len(), ignored.len(), "{warnings:#?}");
+    for key in ignored {
+        let hits: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.contains(&format!("`{key}` ")))
+            .collect();
+        assert_eq!(hits.len(), 1, "{key}: {warnings:#?}");
+        assert!(
+            hits[0].ends_with("is not implemented by tern; ignored"),
+            "{}",
+            hits[0]
+        );
+    }
+    let cert = warnings.iter().find(|w| w.contains("`cert`")).unwrap();
+    assert!(
+        cert.ends_with("coturn-k8s.conf:36: `cert` is not implemented by tern; ignored"),
+        "{cert}"
+    );
+
+    let m = mapping::map(s, no_detect, false).unwrap();
+    assert_eq!(
+        m.server.listen,
+        vec!["10.42.0.17:3478".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(m.server.core.relayed_ip, ip("203.0.113.10"));
+    assert_eq!(m.server.relay_bind_ip, ip("10.42.0.17"));
+    assert_eq!(
+        m.server.core.own_ips,
+        vec![ip("203.0.113.10"), ip("10.42.0.17")]
+    );
+    assert_eq!(m.server.core.auth_secrets.len(), 2);
+    assert_eq!(m.server.core.nonce_lifetime, Duration::from_secs(600));
+    assert!(m.server.core.always_fingerprint);
+    assert_eq!(m.server.core.software, None);
+    assert_eq!(m.server.core.relay_port_range, 49152..=49252);
+    assert_eq!(m.server.core.total_quota, 100);
+    assert!(m.server.core.peer_filter.no_multicast);
+}
+
+#[test]
+fn one_warning_per_unimplemented_or_unknown_key_with_its_line() {
+    let text = "static-auth-secret=s\n\n# c\ncert=/a.pem\nno-tlsv1\nfrobnicate=3\n";
+    let l = load(text, &[], &[]).unwrap();
+    assert_eq!(
+        l.warnings,
+        [
+            "turnserver.conf:4: `cert` is not implemented by tern; ignored",
+            "turnserver.conf:5: `no-tlsv1` is not implemented by tern; ignored",
+            "turnserver.conf:6: `frobnicate` is not a coturn key tern knows; ignored",
+        ]
+    );
+}
+
+#[test]
+fn invalid_values_name_file_line_and_key() {
+    let err = |text: &str| load(text, &[], &[]).unwrap_err().to_string();
+    assert_eq!(
+        err("realm=x\n# c\n\n\nstatic-auth-secret=s\n\nmin-port=abc\n"),
+        "turnserver.conf:7: min-port: `abc` is not a port number"
+    );
+    assert_eq!(
+        err("listening-ip=1.2.3\n"),
+        "turnserver.conf:1: listening-ip: `1.2.3` is not an IP address"
+    );
+    assert_eq!(
+        err("fingerprint=maybe\n")
+            .split(':')
+            .take(3)
+            .collect::<Vec<_>>(),
+        ["turnserver.conf", "1", " fingerprint"]
+    );
+    assert!(err("stale-nonce=0\n").starts_with("turnserver.conf:1: stale-nonce: "));
+    assert!(err("denied-peer-ip=10.0.0.9-10.0.0.1\n")
+        .starts_with("turnserver.conf:1: denied-peer-ip: "));
+    assert!(err("external-ip=example.org\n").starts_with("turnserver.conf:1: external-ip: "));
+    assert_eq!(
+        err("max-port\n"),
+        "turnserver.conf:1: max-port: needs a value"
+    );
+    let user = err("user=alice-with-no-password\n");
+    assert!(
+        user.starts_with("turnserver.conf:1: user: ") && !user.contains("alice"),
+        "{user}"
+    );
+    assert!(err("min-port=50000\nmax-port=40000\n").contains("(turnserver.conf:2)"));
+    assert!(err("use-auth-secret\n").starts_with("turnserver.conf:1: use-auth-secret needs"));
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let text = "static-auth-secret=from-file\nmin-port=40000\nmax-port=60000\nfingerprint\n\
+                denied-peer-ip=10.0.0.0/8\ndenied-peer-ip=192.168.0.0/16\nrealm=file\n";
+    let env = [
+        ("TERN_MIN_PORT", "41000"),
+        ("TERN_FINGERPRINT", "no"),
+        ("TERN_DENIED_PEER_IP", "172.16.0.0/12"),
+        ("TERN_STATIC_AUTH_SECRET", "env-a, env-b"),
+        ("TERN_REALM", "env"),
+    ];
+    let s = load(text, &env, &["--min-port", "42000", "--realm=flag"])
+        .unwrap()
+        .settings;
+    assert_eq!(s.min_port, 42000);
+    assert_eq!(s.max_port, 60000);
+    assert!(!s.fingerprint);
+    assert_eq!(s.denied_peer_ips.len(), 1);
+    assert_eq!(s.denied_peer_ips[0].start, ip("172.16.0.0"));
+    let secrets: Vec<_> = s.static_auth_secrets.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(secrets, ["env-a", "env-b"]);
+    assert_eq!(s.realm, "flag");
+
+    let s = load(
+        text,
+        &[],
+        &["--fingerprint=0", "--denied-peer-ip", "1.2.3.4"],
+    )
+    .unwrap()
+    .settings;
+    assert!(!s.fingerprint);
+    assert_eq!(s.denied_peer_ips.len(), 1);
+}
+
+#[test]
+fn env_and_flag_errors_name_their_source() {
+    let e = load("", &[("TERN_MAX_PORT", "lots")], &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "environment variable TERN_MAX_PORT: max-port: `lots` is not a port number"
+    );
+    let e = load("", &[], &["--listening-port=0"])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "flag --listening-port: listening-port: `0` is not a port number"
+    );
+    let e = load("", &[], &["-p", "x"]).unwrap_err().to_string();
+    assert!(e.starts_with("flag -p: listening-port: "), "{e}");
+    let w = load("", &[("TERN_CERT", "/c.pem")], &["--no-tls"])
+        .unwrap()
+        .warnings;
+    assert_eq!(
+        w,
+        [
+            "environment variable TERN_CERT: `cert` is not implemented by tern; ignored",
+            "flag --no-tls: `no-tls` is not implemented by tern; ignored",
+        ]
+    );
+}
+
+#[test]
+fn embedded_default_without_any_configuration() {
+    let args = parse_serve_args(["-v".to_string()]).unwrap();
+    let env = [("PATH".to_string(), "/bin".to_string())];
+    let plan = startup::plan(&args, env, || Ok([0xab; 32])).unwrap();
+    let secret = plan.generated_secret.clone().expect("embedded default");
+    assert_eq!(secret.0, "ab".repeat(32));
+    let s = &plan.loaded.settings;
+    assert!(s.use_auth_secret);
+    assert_eq!(
+        (s.listening_port, s.min_port, s.max_port),
+        (3478, 49152, 49252)
+    );
+
+    let m = mapping::map(s, no_detect, true).unwrap();
+    assert_eq!(m.relayed_ip_source, RelayedIpSource::Loopback);
+    assert_eq!(m.server.core.relayed_ip, ip("127.0.0.1"));
+    assert_eq!(
+        m.server.listen,
+        vec!["0.0.0.0:3478".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(m.server.relay_bind_ip, ip("0.0.0.0"));
+    let banner = startup::banner(&m, &secret, 1_700_000_000);
+    assert!(banner.contains(&format!("static-auth-secret: {}", secret.0)));
+    assert!(
+        banner.contains("\"urls\":[\"turn:127.0.0.1:3478?transport=udp\"]"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("\"username\":\"1700086400:tern\""),
+        "{banner}"
+    );
+    assert!(banner.contains("only local clients"), "{banner}");
+
+    let detected = mapping::map(s, |_| Some(ip("192.0.2.44")), true).unwrap();
+    assert_eq!(detected.relayed_ip_source, RelayedIpSource::Detected);
+    assert_eq!(detected.server.core.relayed_ip, ip("192.0.2.44"));
+}
+
+#[test]
+fn keys_without_credentials_refuse_to_start() {
+    let args = parse_serve_args(["--listening-port=3479".to_string()]).unwrap();
+    let err = startup::plan(&args, Vec::new(), || panic!())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no credentials configured"), "{err}");
+    let env = vec![("TERN_LT_CRED_MECH".to_string(), "1".to_string())];
+    assert!(startup::plan(&parse_serve_args(Vec::new()).unwrap(), env, || panic!()).is_err());
+    // A configuration file, even an empty one, is never replaced by the embedded default.
+    let args = parse_serve_args(["-c".to_string(), "/dev/null".to_string()]).unwrap();
+    assert!(startup::plan(&args, Vec::new(), || panic!()).is_err());
+}
+
+#[test]
+fn static_users_mode() {
+    let l = load(
+        "lt-cred-mech\nuser=alice:secret\nuser=bob:0x00112233445566778899aabbccddeeff\n",
+        &[],
+        &[],
+    )
+    .unwrap();
+    let m = mapping::map(&l.settings, |_| Some(ip("192.0.2.1")), false).unwrap();
+    assert!(m.server.core.auth_secrets.is_empty());
+    let names: Vec<_> = m
+        .server
+        .core
+        .users
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(
+        matches!(m.server.core.users[1].secret, tern_proto::UserSecret::Key(k) if k[15] == 0xff)
+    );
+}
+
+#[test]
+fn mapping_of_addresses() {
+    let map = |text: &str| {
+        let l = load(&format!("static-auth-secret=s\n{text}"), &[], &[]).unwrap();
+        mapping::map(&l.settings, no_detect, false)
+    };
+    // PUBLIC only: advertise it, bind relays on the listening IP.
+    let m = map("external-ip=198.51.100.1\nlistening-ip=10.0.0.2\n").unwrap();
+    assert_eq!(
+        (m.server.core.relayed_ip, m.server.relay_bind_ip),
+        (ip("198.51.100.1"), ip("10.0.0.2"))
+    );
+    // PUBLIC/PRIVATE: advertise public, bind private.
+    let m = map("external-ip=198.51.100.1/10.0.0.3\n").unwrap();
+    assert_eq!(
+        (m.server.core.relayed_ip, m.server.relay_bind_ip),
+        (ip("198.51.100.1"), ip("10.0.0.3"))
+    );
+    assert_eq!(
+        m.server.core.own_ips,
+        vec![ip("198.51.100.1"), ip("10.0.0.3")]
+    );
+    // relay-ip only.
+    let m = map("relay-ip=10.0.0.4\n").unwrap();
+    assert_eq!(
+        (m.server.core.relayed_ip, m.server.relay_bind_ip),
+        (ip("10.0.0.4"), ip("10.0.0.4"))
+    );
+    // A specific listening-ip only.
+    let m = map("listening-ip=10.0.0.5\nlistening-ip=::1\n").unwrap();
+    assert_eq!(m.server.core.relayed_ip, ip("10.0.0.5"));
+    assert_eq!(m.server.listen.len(), 2);
+    // Nothing known and no loopback fallback: a clear error.
+    let e = map("").unwrap_err().to_string();
+    assert!(e.contains("set external-ip or relay-ip"), "{e}");
+    // Lifetimes and quotas.
+    let l = load("static-auth-secret=s\nrelay-ip=10.0.0.4\nmax-allocate-lifetime=300\nchannel-lifetime=60\nuser-quota=2\n", &[], &[]).unwrap();
+    let c = mapping::map(&l.settings, no_detect, false)
+        .unwrap()
+        .server
+        .core;
+    assert_eq!(
+        (c.max_lifetime, c.default_lifetime),
+        (Duration::from_secs(300), Duration::from_secs(300))
+    );
+    assert_eq!(c.channel_lifetime, Duration::from_secs(60));
+    assert_eq!(c.user_quota, 2);
+}
