@@ -69,6 +69,8 @@ pub(crate) struct Allocation {
     /// retransmitted Allocate gets the same answer.
     pub allocate_tid: TransactionId,
     pub granted_lifetime: u32,
+    /// The RESERVATION-TOKEN handed out with it, if it reserved the next port.
+    pub reservation_token: Option<u64>,
     pub permissions: Vec<Permission>,
     pub channels: Vec<ChannelBinding>,
     pub traffic: Traffic,

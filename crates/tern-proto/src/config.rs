@@ -44,6 +44,12 @@ pub struct Config {
     pub always_fingerprint: bool,
     /// SOFTWARE attribute for responses; `None` (the default) sends none.
     pub software: Option<String>,
+    /// Accept channel numbers 0x5000..=0x7FFF as RFC 5766 did (coturn and its
+    /// `turnutils_uclient` use them); RFC 8656 allows only 0x4000..=0x4FFF, the default.
+    pub rfc5766_channels: bool,
+    /// How long a port reserved by EVEN-PORT with the R bit stays reserved (RFC 8656 §7.2:
+    /// about 30 s).
+    pub reservation_lifetime: Duration,
     /// Most permissions one allocation may hold.
     pub max_permissions_per_allocation: usize,
     /// Most channels one allocation may hold.
@@ -102,6 +108,8 @@ impl Config {
             total_quota: 0,
             always_fingerprint: false,
             software: None,
+            rfc5766_channels: false,
+            reservation_lifetime: Duration::from_secs(30),
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
         }

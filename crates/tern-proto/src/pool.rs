@@ -53,6 +53,25 @@ impl PortPool {
         }
     }
 
+    /// Takes a free even port whose successor is free too, and that successor (RFC 8656
+    /// §7.2, EVEN-PORT with the R bit).
+    pub fn take_pair(&mut self) -> Option<(u16, u16)> {
+        let at = self
+            .free
+            .iter()
+            .position(|&p| p % 2 == 0 && p < u16::MAX && self.free.contains(&(p + 1)))?;
+        let even = self.free.remove(at)?;
+        let odd_at = self.free.iter().position(|&p| p == even + 1)?;
+        let odd = self.free.remove(odd_at)?;
+        Some((even, odd))
+    }
+
+    /// Takes a specific port if it is free.
+    pub fn take_port(&mut self, port: u16) -> Option<u16> {
+        let at = self.free.iter().position(|&p| p == port)?;
+        self.free.remove(at)
+    }
+
     /// Returns a port to the pool.
     pub fn release(&mut self, port: u16) {
         self.free.push_back(port);

@@ -230,8 +230,8 @@ impl Server {
         if let Some(&port) = self.by_five_tuple.get(&five_tuple) {
             let a = self.slot_mut(port).expect("indexed allocation exists");
             if a.allocate_tid == msg.transaction_id() {
-                let lifetime = a.granted_lifetime;
-                return Ok(self.allocate_success(port, five_tuple, lifetime, key));
+                let (lifetime, token) = (a.granted_lifetime, a.reservation_token);
+                return Ok(self.allocate_success(port, five_tuple, lifetime, token, key));
             }
             return Err(RequestError::AllocationMismatch);
         }
@@ -243,15 +243,20 @@ impl Server {
         if transport != attr::TRANSPORT_UDP {
             return Err(RequestError::UnsupportedTransport);
         }
-        let even = msg.get(attr::EVEN_PORT).is_some();
-        if msg.get(attr::RESERVATION_TOKEN).is_some() {
-            // This server keeps no reservations, so no token can be valid (RFC 8656 §7.2).
-            return Err(if even {
-                RequestError::ReservationWithEvenPort
-            } else {
-                RequestError::InsufficientCapacity
-            });
+        let even_port = msg.get(attr::EVEN_PORT);
+        let token = msg.get(attr::RESERVATION_TOKEN);
+        if token.is_some() && even_port.is_some() {
+            return Err(RequestError::ReservationWithEvenPort);
         }
+        let token = match token {
+            Some(t) => Some(u64::from_be_bytes(t.value.try_into().map_err(|_| {
+                RequestError::MalformedAttribute(attr::RESERVATION_TOKEN)
+            })?)),
+            None => None,
+        };
+        // The R bit asks to reserve the next port too (RFC 8656 §14.6).
+        let reserve_next =
+            even_port.is_some_and(|a| a.value.first().is_some_and(|b| b & 0x80 != 0));
         if let Some(a) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
             let family = attr::decode_address_family(a.value, a.typ)
                 .map_err(|_| RequestError::MalformedAttribute(attr::REQUESTED_ADDRESS_FAMILY))?;
@@ -269,10 +274,8 @@ impl Server {
         if total > 0 && self.allocations >= total as usize {
             return Err(RequestError::QuotaReached);
         }
-        let port = self
-            .pool
-            .take(even)
-            .ok_or(RequestError::InsufficientCapacity)?;
+        let (port, new_token) =
+            self.take_relay_port(now, even_port.is_some(), reserve_next, token)?;
         let id = self.next_id;
         self.next_id += 1;
         let granted = lifetime.as_secs() as u32;
@@ -286,6 +289,7 @@ impl Server {
             expires: now + lifetime,
             allocate_tid: msg.transaction_id(),
             granted_lifetime: granted,
+            reservation_token: new_token,
             permissions: Vec::new(),
             channels: Vec::new(),
             traffic: Traffic::default(),
@@ -302,7 +306,44 @@ impl Server {
             relayed,
             username: username.to_owned(),
         });
-        Ok(self.allocate_success(port, five_tuple, granted, key))
+        Ok(self.allocate_success(port, five_tuple, granted, new_token, key))
+    }
+
+    /// A relay port for a new allocation: the one a RESERVATION-TOKEN holds, or an even one
+    /// (reserving its successor under a new token when asked), or any.
+    fn take_relay_port(
+        &mut self,
+        now: Instant,
+        even: bool,
+        reserve_next: bool,
+        token: Option<u64>,
+    ) -> Result<(u16, Option<u64>), RequestError> {
+        if let Some(token) = token {
+            let i = self
+                .reservations
+                .iter()
+                .position(|r| r.0 == token)
+                .ok_or(RequestError::InsufficientCapacity)?;
+            return Ok((self.reservations.swap_remove(i).1, None));
+        }
+        if reserve_next {
+            let (port, next) = self
+                .pool
+                .take_pair()
+                .ok_or(RequestError::InsufficientCapacity)?;
+            let token = self.rng.next_u64();
+            self.reservations.push((token, next));
+            self.timers.insert(
+                now + self.config.reservation_lifetime,
+                Timer::Reservation { port: next, token },
+            );
+            return Ok((port, Some(token)));
+        }
+        let port = self
+            .pool
+            .take(even)
+            .ok_or(RequestError::InsufficientCapacity)?;
+        Ok((port, None))
     }
 
     fn allocate_success(
@@ -310,12 +351,14 @@ impl Server {
         port: u16,
         five_tuple: FiveTuple,
         lifetime: u32,
+        reservation_token: Option<u64>,
         key: [u8; 16],
     ) -> Success {
         Success::Allocate {
             relayed: SocketAddr::new(self.config.relayed_ip, port),
             mapped: five_tuple.client,
             lifetime,
+            reservation_token,
             key,
         }
     }
@@ -440,8 +483,12 @@ impl Server {
             .ok_or(RequestError::MissingAttribute(attr::CHANNEL_NUMBER))?;
         let number = attr::decode_channel_number(number.value)
             .map_err(|_| RequestError::MalformedAttribute(attr::CHANNEL_NUMBER))?;
-        let number =
-            tern_wire::ChannelNumber::new(number).map_err(|_| RequestError::BadChannelNumber)?;
+        let number = if self.config.rfc5766_channels {
+            tern_wire::ChannelNumber::new_rfc5766(number)
+        } else {
+            tern_wire::ChannelNumber::new(number)
+        }
+        .map_err(|_| RequestError::BadChannelNumber)?;
         let peer = msg
             .get(attr::XOR_PEER_ADDRESS)
             .ok_or(RequestError::MissingAttribute(attr::XOR_PEER_ADDRESS))?;

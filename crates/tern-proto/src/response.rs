@@ -20,6 +20,7 @@ pub(crate) enum Success {
         relayed: SocketAddr,
         mapped: SocketAddr,
         lifetime: u32,
+        reservation_token: Option<u64>,
         key: [u8; 16],
     },
     Refresh {
@@ -92,10 +93,14 @@ impl Server {
                 relayed,
                 mapped,
                 lifetime,
+                reservation_token,
                 key,
             }) => {
                 w.xor_address(attr::XOR_RELAYED_ADDRESS, relayed);
                 w.u32(attr::LIFETIME, lifetime);
+                if let Some(token) = reservation_token {
+                    w.attr(attr::RESERVATION_TOKEN, &token.to_be_bytes());
+                }
                 w.xor_address(attr::XOR_MAPPED_ADDRESS, mapped);
                 Some(key)
             }

@@ -117,6 +117,7 @@ pub(crate) enum Timer {
     Allocation { port: u16, id: u64 },
     Permission { port: u16, id: u64, ip: IpAddr },
     Channel { port: u16, id: u64, number: u16 },
+    Reservation { port: u16, token: u64 },
 }
 
 /// Counts of live state.
@@ -151,6 +152,8 @@ pub struct Server {
     pub(crate) events: VecDeque<Event>,
     pub(crate) rng: SplitMix64,
     pub(crate) next_id: u64,
+    /// Ports held for a later Allocate with RESERVATION-TOKEN: (token, port).
+    pub(crate) reservations: Vec<(u64, u16)>,
     pub(crate) allocations: usize,
     pub(crate) permissions: usize,
     pub(crate) channels: usize,
@@ -190,6 +193,7 @@ impl Server {
             events: VecDeque::new(),
             rng,
             next_id: 1,
+            reservations: Vec::new(),
             allocations: 0,
             permissions: 0,
             channels: 0,
@@ -235,7 +239,12 @@ impl Server {
 
     #[inline]
     fn handle_client_channel_data(&mut self, five_tuple: FiveTuple, data: &[u8]) -> ClientOutput {
-        let Ok(cd) = ChannelData::parse(data) else {
+        let parsed = if self.config.rfc5766_channels {
+            ChannelData::parse_rfc5766(data)
+        } else {
+            ChannelData::parse(data)
+        };
+        let Ok(cd) = parsed else {
             return ClientOutput::Drop(DropReason::Malformed);
         };
         let Some(alloc) = self.allocation_by_five_tuple_mut(&five_tuple) else {
@@ -291,11 +300,19 @@ impl Server {
             Timer::Allocation { port, id }
             | Timer::Permission { port, id, .. }
             | Timer::Channel { port, id, .. } => (port, id),
+            Timer::Reservation { port, token } => {
+                if let Some(i) = self.reservations.iter().position(|r| *r == (token, port)) {
+                    self.reservations.swap_remove(i);
+                    self.pool.release(port);
+                }
+                return;
+            }
         };
         let Some(alloc) = self.slot_mut(port).filter(|a| a.id == id) else {
             return; // The allocation ended before its timers.
         };
         match timer {
+            Timer::Reservation { .. } => unreachable!("handled above"),
             Timer::Allocation { .. } => {
                 if alloc.expires <= now {
                     self.end_allocation(port, now, EndReason::Expired);
@@ -363,6 +380,9 @@ impl Server {
         let ports: Vec<u16> = self.slots.iter().flatten().map(|a| a.relay_port).collect();
         for port in ports {
             self.end_allocation(port, now, EndReason::Shutdown);
+        }
+        for (_, port) in std::mem::take(&mut self.reservations) {
+            self.pool.release(port);
         }
     }
 

@@ -131,6 +131,9 @@ async fn client_loop(shared: Rc<Shared>, index: usize) {
         };
         match out {
             ClientOutput::Reply => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    log_error_reply(&buf[..n], &reply, from);
+                }
                 if let Err(e) = sock.send_to(&reply, from).await {
                     debug!(error = %e, client = %from, "send reply");
                 }
@@ -145,6 +148,30 @@ async fn client_loop(shared: Rc<Shared>, index: usize) {
             ClientOutput::Drop(_) => {}
         }
     }
+}
+
+/// At debug level, says which request failed and why.
+fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
+    use tern_wire::{attr, Class, Message};
+    let Ok(msg) = Message::parse(reply) else { return };
+    if msg.class() != Class::Error {
+        return;
+    }
+    let Some((code, reason)) = msg.get(attr::ERROR_CODE).and_then(|a| attr::decode_error_code(a.value).ok()) else {
+        return;
+    };
+    // Attribute types, and the values of the short numeric ones (LIFETIME, CHANNEL-NUMBER, ...).
+    let attrs: Vec<String> = Message::parse(request)
+        .map(|m| {
+            m.attributes()
+                .map(|a| match a.value {
+                    [x, y, z, w] if a.typ < 0x0020 => format!("{:#06x}={:02x}{:02x}{:02x}{:02x}", a.typ, x, y, z, w),
+                    _ => format!("{:#06x}", a.typ),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    debug!(%client, method = msg.method().name(), code, reason, request_attributes = ?attrs, "error response");
 }
 
 async fn peer_loop(shared: Rc<Shared>, index: usize) {

@@ -22,6 +22,16 @@ impl ChannelNumber {
         }
     }
 
+    /// Validates a channel number by RFC 5766's older rule, 0x4000 through 0x7FFF, which
+    /// coturn and its clients still use (`turnutils_uclient` picks channels at random in it).
+    pub fn new_rfc5766(n: u16) -> Result<Self, WireError> {
+        if (Self::MIN..=0x7FFF).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(WireError::BadChannelNumber { number: n })
+        }
+    }
+
     /// The number.
     pub fn get(self) -> u16 {
         self.0
@@ -42,13 +52,27 @@ impl<'a> ChannelData<'a> {
     /// and ignored, as is anything after the claimed length.
     #[inline]
     pub fn parse(buf: &'a [u8]) -> Result<Self, WireError> {
+        Self::parse_with(buf, ChannelNumber::new)
+    }
+
+    /// Like [`ChannelData::parse`], accepting RFC 5766's channel numbers 0x4000..=0x7FFF.
+    #[inline]
+    pub fn parse_rfc5766(buf: &'a [u8]) -> Result<Self, WireError> {
+        Self::parse_with(buf, ChannelNumber::new_rfc5766)
+    }
+
+    #[inline]
+    fn parse_with(
+        buf: &'a [u8],
+        number: fn(u16) -> Result<ChannelNumber, WireError>,
+    ) -> Result<Self, WireError> {
         if buf.len() < CHANNEL_DATA_HEADER_LEN {
             return Err(WireError::TooShort {
                 needed: CHANNEL_DATA_HEADER_LEN,
                 got: buf.len(),
             });
         }
-        let channel = ChannelNumber::new(u16::from_be_bytes([buf[0], buf[1]]))?;
+        let channel = number(u16::from_be_bytes([buf[0], buf[1]]))?;
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         let available = buf.len() - CHANNEL_DATA_HEADER_LEN;
         if length > available {
