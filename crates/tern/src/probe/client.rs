@@ -48,7 +48,7 @@ impl From<io::Error> for TxError {
 /// A fresh random transaction id.
 pub(super) fn transaction_id() -> io::Result<TransactionId> {
     let mut t = [0u8; 12];
-    getrandom::getrandom(&mut t).map_err(io::Error::other)?;
+    getrandom::getrandom(&mut t).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(TransactionId(t))
 }
 
@@ -94,7 +94,9 @@ impl Answer {
         if msg.class() != Class::Error {
             return None;
         }
-        let code = msg.get(attr::ERROR_CODE).and_then(|a| attr::decode_error_code(a.value).ok());
+        let code = msg
+            .get(attr::ERROR_CODE)
+            .and_then(|a| attr::decode_error_code(a.value).ok());
         Some(code.map_or((0, String::new()), |(c, r)| (c, r.to_owned())))
     }
 
@@ -106,7 +108,9 @@ impl Answer {
 
     pub fn text(&self, typ: u16) -> Option<String> {
         let msg = self.msg();
-        attr::decode_str(msg.get(typ)?.value, typ).ok().map(str::to_owned)
+        attr::decode_str(msg.get(typ)?.value, typ)
+            .ok()
+            .map(str::to_owned)
     }
 }
 
@@ -133,21 +137,27 @@ pub(super) fn transact(
             rto *= 2;
         }
         let wait = next_send.min(deadline).saturating_duration_since(now);
-        ep.sock.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        ep.sock
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         let n = match ep.recv(&mut buf) {
             Ok(Some(n)) => n,
             Ok(None) => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) => return Err(e.into()),
         };
-        let Ok(msg) = Message::parse(&buf[..n]) else { continue };
+        let Ok(msg) = Message::parse(&buf[..n]) else {
+            continue;
+        };
         if msg.transaction_id() != tid || !matches!(msg.class(), Class::Success | Class::Error) {
             continue;
         }
         if msg.check_fingerprint() == Some(false) {
             return Err(TxError::BadFingerprint);
         }
-        return Ok(Answer { bytes: buf[..n].to_vec(), rtt: start.elapsed() });
+        return Ok(Answer {
+            bytes: buf[..n].to_vec(),
+            rtt: start.elapsed(),
+        });
     }
     Err(TxError::Timeout)
 }
@@ -163,7 +173,9 @@ impl Credentials {
     /// TURN REST API credentials (coturn's `use-auth-secret`): the username is the expiry
     /// time and a name, the password base64(HMAC-SHA1(secret, username)).
     pub fn rest(secret: &str, ttl: Duration) -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Self::rest_at(secret, now.as_secs() + ttl.as_secs())
     }
 
@@ -172,7 +184,8 @@ impl Credentials {
         let mut mac =
             <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
         mac.update(username.as_bytes());
-        let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let password =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         Self { username, password }
     }
 
@@ -206,7 +219,12 @@ pub(super) struct Reply {
 
 impl<'a> Session<'a> {
     pub fn new(ep: Endpoint<'a>, timeout: Duration, creds: Option<Credentials>) -> Self {
-        Self { ep, timeout, creds, auth: None }
+        Self {
+            ep,
+            timeout,
+            creds,
+            auth: None,
+        }
     }
 
     /// Sends a `method` request with the attributes `build` writes, then credentials once
@@ -218,7 +236,9 @@ impl<'a> Session<'a> {
         build: &dyn Fn(&mut MessageWriter<'_>),
     ) -> Result<Reply, TxError> {
         let mut buf = Vec::with_capacity(256);
-        for attempt in 1..=MAX_ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let tid = transaction_id()?;
             let mut w = MessageWriter::new(&mut buf, MessageType::new(method, Class::Request), tid);
             build(&mut w);
@@ -245,9 +265,11 @@ impl<'a> Session<'a> {
                     return Err(TxError::BadIntegrity);
                 }
             }
-            return Ok(Reply { answer, with_credentials });
+            return Ok(Reply {
+                answer,
+                with_credentials,
+            });
         }
-        unreachable!("the last attempt always returns")
     }
 
     /// Takes REALM and NONCE from a 401 or 438; whether a retry can use them.
@@ -255,7 +277,9 @@ impl<'a> Session<'a> {
         let (Some(creds), Some(nonce)) = (&self.creds, answer.text(attr::NONCE)) else {
             return false;
         };
-        let realm = answer.text(attr::REALM).or_else(|| self.auth.as_ref().map(|a| a.realm.clone()));
+        let realm = answer
+            .text(attr::REALM)
+            .or_else(|| self.auth.as_ref().map(|a| a.realm.clone()));
         let Some(realm) = realm else { return false };
         let key = creds.key(&realm);
         self.auth = Some(Auth { realm, nonce, key });
@@ -268,7 +292,11 @@ impl<'a> Session<'a> {
     }
 
     /// Sends an indication (no answer expected) with FINGERPRINT.
-    pub fn indicate(&self, method: Method, build: &dyn Fn(&mut MessageWriter<'_>)) -> io::Result<()> {
+    pub fn indicate(
+        &self,
+        method: Method,
+        build: &dyn Fn(&mut MessageWriter<'_>),
+    ) -> io::Result<()> {
         let mut buf = Vec::with_capacity(256);
         let typ = MessageType::new(method, Class::Indication);
         let mut w = MessageWriter::new(&mut buf, typ, transaction_id()?);
@@ -288,7 +316,10 @@ mod tests {
         let c = Credentials::rest_at("s3cret", 1_700_000_000);
         assert_eq!(c.username, "1700000000:probe");
         assert_eq!(c.password, "78RmFAnb6WbvR6VDso3uGX55Yk4=");
-        assert_eq!(hex(&c.key("probe.test")), "4e22a6cf35c4608d31059363330b9b6b");
+        assert_eq!(
+            hex(&c.key("probe.test")),
+            "4e22a6cf35c4608d31059363330b9b6b"
+        );
     }
 
     fn hex(b: &[u8]) -> String {

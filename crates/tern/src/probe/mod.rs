@@ -28,7 +28,12 @@ pub struct ProbeArgs {
     /// The server: HOST, HOST:PORT, IP, or [IPv6]:PORT. The port defaults to 3478.
     pub server: String,
     /// TURN REST API shared secret (the server's static-auth-secret); also tests relaying.
-    #[arg(long, env = "TERN_PROBE_SECRET", hide_env_values = true, conflicts_with = "user")]
+    #[arg(
+        long,
+        env = "TERN_PROBE_SECRET",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
     pub secret: Option<String>,
     /// Validity of the REST credentials made from --secret, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
@@ -37,7 +42,12 @@ pub struct ProbeArgs {
     #[arg(long, requires = "password")]
     pub user: Option<String>,
     /// Long-term credential password.
-    #[arg(long, env = "TERN_PROBE_PASSWORD", hide_env_values = true, requires = "user")]
+    #[arg(
+        long,
+        env = "TERN_PROBE_PASSWORD",
+        hide_env_values = true,
+        requires = "user"
+    )]
     pub password: Option<String>,
     /// How long to wait for each answer or datagram, in seconds (0.1 to 60).
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
@@ -48,7 +58,8 @@ pub struct ProbeArgs {
 }
 
 /// Runs the probe, printing one `[ok]`/`[warn]`/`[FAIL]` line per step. Exit code 0 when
-/// every step passed, 1 otherwise; `Err` only for bad arguments or a local socket failure.
+/// every step passed, 1 otherwise; `Err` only for bad arguments or when the client socket
+/// cannot be opened.
 pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     if !(0.1..=60.0).contains(&args.timeout) {
         bail!("--timeout must be between 0.1 and 60 seconds");
@@ -57,26 +68,41 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     let server = resolve(&args.server)?;
     let creds = match (&args.secret, &args.user, &args.password) {
         (Some(secret), _, _) => Some(Credentials::rest(secret, Duration::from_secs(args.ttl))),
-        (None, Some(user), Some(password)) => {
-            Some(Credentials { username: user.clone(), password: password.clone() })
-        }
+        (None, Some(user), Some(password)) => Some(Credentials {
+            username: user.clone(),
+            password: password.clone(),
+        }),
         _ => None,
     };
     let local_ip = local_ip_toward(server).context("no local address can reach the server")?;
     let sock = UdpSocket::bind((local_ip, 0)).context("binding the client socket")?;
-    sock.connect(server).context("connecting the client socket")?;
-    let ep = Endpoint { sock: &sock, to: server, connected: true };
+    sock.connect(server)
+        .context("connecting the client socket")?;
+    let ep = Endpoint {
+        sock: &sock,
+        to: server,
+        connected: true,
+    };
     let mut session = Session::new(ep, timeout, creds.clone());
-    let mut report = Report { server, timeout, rest: args.secret.is_some(), failed: false };
+    let mut report = Report {
+        server,
+        timeout,
+        rest: args.secret.is_some(),
+        failed: false,
+    };
 
-    let Some(_reflexive) = binding(&mut session, &mut report) else { return Ok(report.exit()) };
+    if binding(&mut session, &mut report).is_none() {
+        return Ok(report.exit());
+    }
     if creds.is_none() {
         println!("       (pass --secret, or --user and --password, to test relaying too)");
         return Ok(report.exit());
     }
-    let Some(relayed) = allocate(&mut session, &mut report) else { return Ok(report.exit()) };
+    let Some(relayed) = allocate(&mut session, &mut report) else {
+        return Ok(report.exit());
+    };
     let peer_ip = args.peer_bind.unwrap_or(local_ip);
-    relay::exchange(&mut session, &mut report, relayed, peer_ip)?;
+    relay::exchange(&mut session, &mut report, relayed, peer_ip);
     refresh_zero(&mut session, &mut report);
     Ok(report.exit())
 }
@@ -112,10 +138,18 @@ impl Report {
         let (s, secs, port) = (self.server, self.timeout.as_secs_f64(), self.server.port());
         let open = format!("is the server running, is UDP {port} open/forwarded?");
         match e {
-            TxError::Timeout => self.fail(
+            TxError::Timeout if step == "binding" => self.fail(
                 step,
                 "no answer",
                 format!("no answer from {s} over UDP within {secs} s: {open}"),
+            ),
+            TxError::Timeout => self.fail(
+                step,
+                "no answer",
+                format!(
+                    "{s} answered Binding but not this request within {secs} s: is it a TURN \
+                     server with relaying enabled, and is the request too large for the path?"
+                ),
             ),
             TxError::Refused => self.fail(
                 step,
@@ -136,27 +170,32 @@ impl Report {
         }
     }
 
-    /// Reports an error response to a request; `step_hint` diagnoses 403 for the step.
+    /// Reports an error response to a request, diagnosing what the code means at `step`.
     fn error_response(&mut self, step: &str, code: u16, reason: &str, with_creds: bool) {
         let what = format!("the server answered {code} {reason} ({})", meaning(code));
+        let peer_step = step == "create-permission" || step == "channel-bind";
+        let other;
         let diagnosis = match code {
-            401 if with_creds && self.rest => "the server rejected the credentials: is the secret the \
-                server's static-auth-secret, and are the clocks in sync?"
-                .to_owned(),
-            401 if with_creds => "the server rejected the credentials: are the username and \
-                password right for the server's realm?"
-                .to_owned(),
-            401 => "the server asks for credentials but did not say which realm and nonce to use"
-                .to_owned(),
-            403 if step == "create-permission" || step == "channel-bind" => "the server refuses \
-                this peer address (peer filtering: loopback/private peers need \
-                allow-loopback-peers or allowed-peer-ip)"
-                .to_owned(),
-            437 => "an allocation from this address and port already exists: run again".to_owned(),
-            486 => "this user holds too many allocations (user-quota/total-quota)".to_owned(),
-            508 => "the relay port pool is exhausted (min-port/max-port, or too many users)"
-                .to_owned(),
-            _ => format!("the server refused the request: {}", meaning(code)),
+            401 if with_creds && self.rest => {
+                "the server rejected the credentials: is the secret the server's \
+                 static-auth-secret, and are the clocks in sync?"
+            }
+            401 if with_creds => {
+                "the server rejected the credentials: are the username and password right for \
+                 the server's realm?"
+            }
+            401 => "the server asks for credentials but names no realm and nonce to use",
+            403 if peer_step => {
+                "the server refuses this peer address (peer filtering: loopback/private peers \
+                 need allow-loopback-peers or allowed-peer-ip)"
+            }
+            437 => "an allocation from this address and port already exists: run again",
+            486 => "this user holds too many allocations (user-quota/total-quota)",
+            508 => "the relay port pool is exhausted (min-port/max-port, or too many users)",
+            _ => {
+                other = format!("the server refused the request: {}", meaning(code));
+                &other
+            }
         };
         self.fail(step, what, diagnosis);
     }
@@ -202,9 +241,17 @@ fn binding(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr>
         }
     };
     if let Some((code, reason)) = answer.error() {
-        let hint = if code == 401 { " (the server wants credentials for Binding)" } else { "" };
+        let hint = if code == 401 {
+            " (the server wants credentials for Binding)"
+        } else {
+            ""
+        };
         let what = format!("the server answered {code} {reason}{hint}");
-        report.fail(step, what, "the server does not answer plain STUN Binding requests");
+        report.fail(
+            step,
+            what,
+            "the server does not answer plain STUN Binding requests",
+        );
         return None;
     }
     let Some(reflexive) = answer.xor_address(attr::XOR_MAPPED_ADDRESS) else {
@@ -212,12 +259,25 @@ fn binding(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr>
         report.fail(step, "the answer has no XOR-MAPPED-ADDRESS", diagnosis);
         return None;
     };
-    let software = answer.text(attr::SOFTWARE).map(|s| format!(", software \"{s}\"")).unwrap_or_default();
-    let fp = if answer.msg().check_fingerprint() == Some(true) { "valid" } else { "no" };
+    let software = answer
+        .text(attr::SOFTWARE)
+        .map(|s| format!(", software \"{s}\""))
+        .unwrap_or_default();
+    let fp = if answer.msg().check_fingerprint() == Some(true) {
+        "valid"
+    } else {
+        "no"
+    };
     let ms = answer.rtt.as_secs_f64() * 1000.0;
-    let what = format!("{} answered in {ms:.1} ms ({fp} FINGERPRINT{software})", session.ep.to);
+    let what = format!(
+        "{} answered in {ms:.1} ms ({fp} FINGERPRINT{software})",
+        session.ep.to
+    );
     report.ok(step, what);
-    report.ok(step, format!("reflexive address (XOR-MAPPED-ADDRESS) {reflexive}"));
+    report.ok(
+        step,
+        format!("reflexive address (XOR-MAPPED-ADDRESS) {reflexive}"),
+    );
     Some(reflexive)
 }
 
@@ -245,10 +305,18 @@ fn allocate(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr
         return None;
     };
     let msg = answer.msg();
-    let lifetime = msg.get(attr::LIFETIME).and_then(|a| attr::decode_u32(a.value, attr::LIFETIME).ok());
-    let realm = session.realm().map(|r| format!(", realm \"{r}\"")).unwrap_or_default();
+    let lifetime = msg
+        .get(attr::LIFETIME)
+        .and_then(|a| attr::decode_u32(a.value, attr::LIFETIME).ok());
+    let realm = session
+        .realm()
+        .map(|r| format!(", realm \"{r}\""))
+        .unwrap_or_default();
     let lifetime = lifetime.map_or("no LIFETIME".to_owned(), |s| format!("lifetime {s} s"));
-    report.ok(step, format!("relayed address (XOR-RELAYED-ADDRESS) {relayed}, {lifetime}{realm}"));
+    report.ok(
+        step,
+        format!("relayed address (XOR-RELAYED-ADDRESS) {relayed}, {lifetime}{realm}"),
+    );
     let public = PeerFilter::default();
     if public.allows(session.ep.to.ip()) && !public.allows(relayed.ip()) {
         let what = format!(
@@ -268,7 +336,9 @@ fn refresh_zero(session: &mut Session<'_>, report: &mut Report) {
     }) {
         Ok(reply) => match reply.answer.error() {
             None => report.ok(step, "allocation released (LIFETIME 0)"),
-            Some((code, reason)) => report.error_response(step, code, &reason, reply.with_credentials),
+            Some((code, reason)) => {
+                report.error_response(step, code, &reason, reply.with_credentials)
+            }
         },
         Err(e) => report.no_answer(step, e),
     }
@@ -284,11 +354,19 @@ fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
         return Ok(SocketAddr::new(ip, DEFAULT_PORT));
     }
     let (host, port) = match server.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().with_context(|| format!("bad port in {server}"))?),
+        Some((host, port)) => (
+            host,
+            port.parse()
+                .with_context(|| format!("bad port in {server}"))?,
+        ),
         None => (server, DEFAULT_PORT),
     };
-    let mut addrs = (host, port).to_socket_addrs().with_context(|| format!("resolving {host}"))?;
-    addrs.next().with_context(|| format!("{host} has no address"))
+    let mut addrs = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?;
+    addrs
+        .next()
+        .with_context(|| format!("{host} has no address"))
 }
 
 /// The local IP the kernel would send from to reach `server`. Connecting a UDP socket only

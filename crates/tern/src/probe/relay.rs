@@ -1,0 +1,304 @@
+//! The relay steps: a second local socket plays the peer; the client creates a permission for
+//! it, moves data both ways in Send/Data indications, binds a channel and moves data both
+//! ways in ChannelData messages.
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use tern_wire::{
+    attr, classify, ChannelData, ChannelNumber, Class, Message, MessageWriter, Method, PacketKind,
+    CHANNEL_DATA_HEADER_LEN,
+};
+
+use super::client::{transaction_id, Endpoint, Session};
+use super::Report;
+
+/// The channel the probe binds: the first one RFC 8656 §12 allows.
+const CHANNEL: u16 = ChannelNumber::MIN;
+/// Times a test datagram is sent, spread over the timeout, before giving up on it.
+const DATA_SENDS: u32 = 3;
+/// Most datagrams read while waiting for one (bounds a flood of strays).
+const MAX_READS: usize = 64;
+
+const NEVER_REACHED_PEER: &str = "never reached the peer: does the server relay from another \
+    address than the relayed one, or does a firewall drop traffic to the peer?";
+const NEVER_ARRIVED: &str = "data sent by the peer to the relayed address never arrived: \
+    something between the peer and the server rewrites source addresses (source NAT), or the \
+    relay port is not forwarded";
+
+/// Runs the relay steps for an allocation at `relayed`, with the peer socket on `peer_ip`.
+/// Stops at the first failure.
+pub(super) fn exchange(
+    session: &mut Session<'_>,
+    report: &mut Report,
+    relayed: SocketAddr,
+    peer_ip: IpAddr,
+) {
+    let peer = match UdpSocket::bind((peer_ip, 0)) {
+        Ok(peer) => peer,
+        Err(e) => {
+            let what = format!("cannot open a socket on {peer_ip}: {e}");
+            report.fail(
+                "peer",
+                what,
+                "choose a local address for the peer with --peer-bind",
+            );
+            return;
+        }
+    };
+    if let Err(e) = steps(session, report, relayed, &peer) {
+        report.fail(
+            "peer",
+            format!("socket error: {e}"),
+            "a local socket failed",
+        );
+    }
+}
+
+/// The steps after the peer socket is open; `Err` when a local socket fails.
+fn steps(
+    session: &mut Session<'_>,
+    report: &mut Report,
+    relayed: SocketAddr,
+    peer: &UdpSocket,
+) -> io::Result<()> {
+    let peer_local = peer.local_addr()?;
+    let peer_seen = seen_by_server(peer, peer_local, session);
+    let what =
+        format!("a second socket {peer_local} plays the peer; the server sees it as {peer_seen}");
+    report.ok("peer", what);
+    let timeout = session.timeout;
+    let client = session.ep.sock;
+
+    let add_peer = |w: &mut MessageWriter<'_>| {
+        w.xor_address(attr::XOR_PEER_ADDRESS, peer_seen);
+    };
+    let step = "create-permission";
+    if !request(session, report, step, Method::CREATE_PERMISSION, &add_peer) {
+        return Ok(());
+    }
+    report.ok(
+        step,
+        format!("the relay accepts data from {}", peer_seen.ip()),
+    );
+
+    // Send indication: client -> server -> peer.
+    let step = "send-indication";
+    let data = payload("client->peer")?;
+    let send = || {
+        session.indicate(Method::SEND, &|w| {
+            w.xor_address(attr::XOR_PEER_ADDRESS, peer_seen);
+            w.attr(attr::DATA, &data);
+        })
+    };
+    let r = deliver(peer, timeout, send, |b| b == data);
+    let why = format!("data sent in a Send indication {NEVER_REACHED_PEER}");
+    let Some(from) = landed(report, step, r, "the peer got nothing", why) else {
+        return Ok(());
+    };
+    report.ok(
+        step,
+        format!(
+            "the peer got {} bytes from {}",
+            data.len(),
+            source(from, relayed)
+        ),
+    );
+
+    // Data indication: peer -> relayed address -> client.
+    let step = "data-indication";
+    let data = payload("peer->client")?;
+    let send = || peer.send_to(&data, relayed).map(drop);
+    let arrived = |b: &[u8]| data_indication(b).is_some_and(|d| d == data);
+    let r = deliver(client, timeout, send, arrived);
+    if landed(
+        report,
+        step,
+        r,
+        "the client got no Data indication",
+        NEVER_ARRIVED,
+    )
+    .is_none()
+    {
+        return Ok(());
+    }
+    report.ok(
+        step,
+        format!("the client got {} bytes from the peer", data.len()),
+    );
+
+    let step = "channel-bind";
+    let bind = |w: &mut MessageWriter<'_>| {
+        let [hi, lo] = CHANNEL.to_be_bytes();
+        w.attr(attr::CHANNEL_NUMBER, &[hi, lo, 0, 0]);
+        w.xor_address(attr::XOR_PEER_ADDRESS, peer_seen);
+    };
+    if !request(session, report, step, Method::CHANNEL_BIND, &bind) {
+        return Ok(());
+    }
+    report.ok(step, format!("channel {CHANNEL:#06x} bound to {peer_seen}"));
+
+    // ChannelData: client -> channel -> peer.
+    let step = "channel-data";
+    let data = payload("client->channel->peer")?;
+    let framed = channel_data(&data);
+    let send = || session.ep.send(&framed);
+    let r = deliver(peer, timeout, send, |b| b == data);
+    let why = format!("data sent through the channel {NEVER_REACHED_PEER}");
+    let Some(from) = landed(report, step, r, "the peer got nothing", why) else {
+        return Ok(());
+    };
+    report.ok(
+        step,
+        format!(
+            "the peer got {} bytes from {}",
+            data.len(),
+            source(from, relayed)
+        ),
+    );
+
+    // ChannelData: peer -> relayed address -> channel -> client.
+    let data = payload("peer->channel->client")?;
+    let send = || peer.send_to(&data, relayed).map(drop);
+    let arrived = |b: &[u8]| {
+        let cd = (classify(b) == PacketKind::ChannelData).then(|| ChannelData::parse(b).ok());
+        cd.flatten()
+            .is_some_and(|cd| cd.channel.get() == CHANNEL && cd.payload == data)
+    };
+    let r = deliver(client, timeout, send, arrived);
+    let missing = "the client got no ChannelData from the peer";
+    if landed(report, step, r, missing, NEVER_ARRIVED).is_none() {
+        return Ok(());
+    }
+    report.ok(
+        step,
+        format!(
+            "the client got {} bytes from the peer on the channel",
+            data.len()
+        ),
+    );
+    Ok(())
+}
+
+/// Sends a request that needs no answer but success; reports an error answer or none.
+fn request(
+    session: &mut Session<'_>,
+    report: &mut Report,
+    step: &str,
+    method: Method,
+    build: &dyn Fn(&mut MessageWriter<'_>),
+) -> bool {
+    match session.request(method, build) {
+        Ok(reply) => match reply.answer.error() {
+            None => true,
+            Some((code, reason)) => {
+                report.error_response(step, code, &reason, reply.with_credentials);
+                false
+            }
+        },
+        Err(e) => {
+            report.no_answer(step, e);
+            false
+        }
+    }
+}
+
+/// The peer socket's address as the server sees it: what a Binding request from it says,
+/// else its local address.
+fn seen_by_server(peer: &UdpSocket, local: SocketAddr, session: &Session<'_>) -> SocketAddr {
+    let ep = Endpoint {
+        sock: peer,
+        to: session.ep.to,
+        connected: false,
+    };
+    let mut probe = Session::new(ep, session.timeout, None);
+    let reply = probe.request(Method::BINDING, &|_| {});
+    reply
+        .ok()
+        .and_then(|r| r.answer.xor_address(attr::XOR_MAPPED_ADDRESS))
+        .unwrap_or(local)
+}
+
+/// `tag` and eight random bytes, so a stray datagram cannot pass for ours.
+fn payload(tag: &str) -> io::Result<Vec<u8>> {
+    let mut data = format!("tern-probe {tag} ").into_bytes();
+    data.extend_from_slice(&transaction_id()?.0[..8]);
+    Ok(data)
+}
+
+/// A ChannelData message carrying `data` on [`CHANNEL`].
+fn channel_data(data: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; CHANNEL_DATA_HEADER_LEN];
+    let channel = ChannelNumber::new(CHANNEL).expect("CHANNEL is in range");
+    ChannelData::write_header(channel, data.len() as u16, &mut header);
+    [&header[..], data].concat()
+}
+
+/// The DATA of a Data indication.
+fn data_indication(b: &[u8]) -> Option<&[u8]> {
+    let msg = Message::parse(b).ok()?;
+    let is_data = msg.method() == Method::DATA && msg.class() == Class::Indication;
+    is_data
+        .then(|| msg.get(attr::DATA))
+        .flatten()
+        .map(|a| a.value)
+}
+
+fn source(from: SocketAddr, relayed: SocketAddr) -> String {
+    if from == relayed {
+        format!("the relayed address {from}")
+    } else {
+        format!("{from} (not the relayed address {relayed}: the relay is behind NAT)")
+    }
+}
+
+/// The source of a datagram that arrived, or a failed step.
+fn landed(
+    report: &mut Report,
+    step: &str,
+    r: io::Result<Option<SocketAddr>>,
+    missing: &str,
+    diagnosis: impl std::fmt::Display,
+) -> Option<SocketAddr> {
+    match r {
+        Ok(Some(from)) => Some(from),
+        Ok(None) => {
+            report.fail(step, missing, diagnosis);
+            None
+        }
+        Err(e) => {
+            report.fail(step, format!("socket error: {e}"), "a local socket failed");
+            None
+        }
+    }
+}
+
+/// Sends with `send` up to [`DATA_SENDS`] times, spread over `timeout`, until `arrived`
+/// accepts a datagram read from `rx`; returns that datagram's source.
+fn deliver(
+    rx: &UdpSocket,
+    timeout: Duration,
+    mut send: impl FnMut() -> io::Result<()>,
+    mut arrived: impl FnMut(&[u8]) -> bool,
+) -> io::Result<Option<SocketAddr>> {
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    for i in 1..=DATA_SENDS {
+        send()?;
+        let until = start + timeout * i / DATA_SENDS;
+        for _ in 0..MAX_READS {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            rx.set_read_timeout(Some(until - now))?;
+            match rx.recv_from(&mut buf) {
+                Ok((n, from)) if arrived(&buf[..n]) => return Ok(Some(from)),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(None)
+}
