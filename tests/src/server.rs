@@ -87,6 +87,10 @@ impl TestServer {
             ServerKind::Tern => {
                 let mut cmd = Command::new(tern_bin());
                 cmd.arg("serve");
+                if std::env::var_os("RUST_LOG").is_none() {
+                    // Error responses are logged at debug; failure messages want them.
+                    cmd.env("RUST_LOG", "debug");
+                }
                 cmd
             }
             ServerKind::Coturn => {

@@ -64,12 +64,18 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
         .args(["-e", "127.0.0.1", "-r", &server.peer_port().to_string()])
         .args(["-n", &MESSAGES.to_string(), "-m", &CLIENTS.to_string(), "-l", &LENGTH.to_string()])
         .args(["-u", "e2e", "-W", SECRET])
-        .arg("-c");
+        .arg("-c")
+        .arg("-v"); // per-request results (e.g. "channel bind: error 400") for failure messages
     if send_indications {
         cmd.arg("-s");
     }
     cmd.arg("127.0.0.1");
     let out = run_bounded(&mut cmd, RUN_LIMIT);
+    assert!(
+        out.status.is_some(),
+        "turnutils_uclient did not finish within {RUN_LIMIT:?}; output:\n{}",
+        out.text
+    );
     let summary = parse_summary(&out);
     eprintln!("{kind:?} uclient (send indications: {send_indications}): {summary:?} in {:?}", out.elapsed);
     assert!(out.success(), "turnutils_uclient failed ({:?}): {summary:?}\n{}", out.status, out.text);
