@@ -26,6 +26,8 @@ impl SplitMix64 {
 #[derive(Debug, Clone)]
 pub struct PortPool {
     free: VecDeque<u16>,
+    /// Whether each port (indexed from 0) is in `free`, for O(1) membership tests.
+    is_free: Vec<bool>,
     capacity: usize,
 }
 
@@ -37,43 +39,53 @@ impl PortPool {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             ports.swap(i, j);
         }
+        let mut is_free = vec![false; usize::from(u16::MAX) + 1];
+        for &p in &ports {
+            is_free[usize::from(p)] = true;
+        }
         Self {
             capacity: ports.len(),
             free: ports.into(),
+            is_free,
         }
     }
 
     /// Takes a free port; an even one if `even` is set.
     pub fn take(&mut self, even: bool) -> Option<u16> {
-        if even {
+        let port = if even {
             let at = self.free.iter().position(|p| p % 2 == 0)?;
             self.free.remove(at)
         } else {
             self.free.pop_front()
-        }
+        }?;
+        self.is_free[usize::from(port)] = false;
+        Some(port)
     }
 
     /// Takes a free even port whose successor is free too, and that successor (RFC 8656
     /// §7.2, EVEN-PORT with the R bit).
     pub fn take_pair(&mut self) -> Option<(u16, u16)> {
-        let at = self
+        let is_free = &self.is_free;
+        let even = *self
             .free
             .iter()
-            .position(|&p| p % 2 == 0 && p < u16::MAX && self.free.contains(&(p + 1)))?;
-        let even = self.free.remove(at)?;
-        let odd_at = self.free.iter().position(|&p| p == even + 1)?;
-        let odd = self.free.remove(odd_at)?;
-        Some((even, odd))
+            .find(|&&p| p % 2 == 0 && p < u16::MAX && is_free[usize::from(p) + 1])?;
+        Some((self.take_port(even)?, self.take_port(even + 1)?))
     }
 
     /// Takes a specific port if it is free.
     pub fn take_port(&mut self, port: u16) -> Option<u16> {
+        if !self.is_free[usize::from(port)] {
+            return None;
+        }
         let at = self.free.iter().position(|&p| p == port)?;
+        self.is_free[usize::from(port)] = false;
         self.free.remove(at)
     }
 
     /// Returns a port to the pool.
     pub fn release(&mut self, port: u16) {
+        self.is_free[usize::from(port)] = true;
         self.free.push_back(port);
     }
 

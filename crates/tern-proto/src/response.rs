@@ -128,7 +128,13 @@ impl Server {
             }
         };
         if let Some(key) = key {
-            w.message_integrity(&key);
+            // Answer in kind: a request signed only with MESSAGE-INTEGRITY-SHA256 gets a
+            // response signed the same way (RFC 8489 §9.2.4).
+            if msg.integrity_offset().is_none() && msg.integrity_sha256_offset().is_some() {
+                w.message_integrity_sha256(&key);
+            } else {
+                w.message_integrity(&key);
+            }
         }
         if fingerprint {
             w.fingerprint();

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use tern_proto::{StaticUser, UserSecret};
-use tern_wire::{attr, Class, Integrity, Method};
+use tern_wire::{attr, Class, Integrity, MessageType, MessageWriter, Method};
 
 fn assert_401(r: &Response) {
     assert_eq!(r.code(), 401, "{r:?}");
@@ -241,4 +241,35 @@ fn unsigned_requests_on_an_allocation_are_challenged() {
         assert_401(&c.exchange(&mut h, &req));
     }
     assert_eq!(h.stats().allocations, 1);
+}
+
+/// A request signed only with MESSAGE-INTEGRITY-SHA256 is verified, and its response is
+/// signed the same way (RFC 8489 §9.2.4), with the same long-term key.
+#[test]
+fn sha256_only_request_gets_sha256_response() {
+    let mut h = Harness::new(config());
+    let mut c = Client::rest("198.51.100.20:40000", "sha");
+    c.challenge(&mut h, Method::ALLOCATE);
+    let nonce = c.nonce.clone().unwrap();
+    let tid = c.fresh_tid();
+    let mut req = Vec::new();
+    let mut w = MessageWriter::new(
+        &mut req,
+        MessageType::new(Method::ALLOCATE, Class::Request),
+        tid,
+    );
+    w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0])
+        .attr(attr::USERNAME, c.username.as_bytes())
+        .attr(attr::REALM, REALM.as_bytes())
+        .attr(attr::NONCE, &nonce)
+        .message_integrity_sha256(&c.key);
+    w.finish();
+    let r = c.exchange(&mut h, &req);
+    assert!(r.is_success(), "{:?}", r.error());
+    assert!(!r.has(attr::MESSAGE_INTEGRITY));
+    assert!(r.msg().integrity_sha256_offset().is_some());
+    assert_eq!(r.integrity(&c.key), Integrity::Valid);
+    let mut wrong = c.key;
+    wrong[0] ^= 1;
+    assert_eq!(r.integrity(&wrong), Integrity::Invalid);
 }
