@@ -87,6 +87,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // any origin will do in a test
     fn fires_on_the_tick_after_the_deadline() {
         let t0 = Instant::now();
         let mut w = TimerWheel::new(t0);
