@@ -42,7 +42,11 @@ pub fn tern_bin() -> &'static Path {
             // cargo decides what really needs rebuilding; it may find everything fresh
             // (e.g. only a test file was touched) and leave the binary's mtime alone.
             build_tern(&profile_dir);
-            assert!(bin.is_file(), "`cargo build -p tern --bin tern` did not produce {}", bin.display());
+            assert!(
+                bin.is_file(),
+                "`cargo build -p tern --bin tern` did not produce {}",
+                bin.display()
+            );
         }
         bin
     })
@@ -126,7 +130,11 @@ fn newest_mtime(root: &Path) -> SystemTime {
     consider(&root.join("Cargo.toml"));
     consider(&root.join("Cargo.lock"));
     let mut stack = Vec::new();
-    for krate in std::fs::read_dir(root.join("crates")).into_iter().flatten().flatten() {
+    for krate in std::fs::read_dir(root.join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let dir = krate.path();
         consider(&dir.join("Cargo.toml"));
         consider(&dir.join("build.rs"));

@@ -30,7 +30,9 @@ impl PortBlock {
     /// Reserves a free block. Panics if none is found.
     pub fn reserve() -> PortBlock {
         let blocks = (AREA_END - AREA_START) / BLOCK;
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
             ^ std::process::id().wrapping_mul(2_654_435_761);
         let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
         let taken = taken.get_or_insert_with(HashSet::new);

@@ -90,5 +90,9 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     for t in threads {
         let _ = t.join();
     }
-    Output { status, text: capture.text(), elapsed: start.elapsed() }
+    Output {
+        status,
+        text: capture.text(),
+        elapsed: start.elapsed(),
+    }
 }

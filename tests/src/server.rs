@@ -95,8 +95,11 @@ impl TestServer {
             }
             ServerKind::Coturn => {
                 let mut cmd = Command::new(coturn_bin());
-                let pidfile = std::env::temp_dir()
-                    .join(format!("tern-e2e-coturn-{}-{}.pid", std::process::id(), ports.listen_port()));
+                let pidfile = std::env::temp_dir().join(format!(
+                    "tern-e2e-coturn-{}-{}.pid",
+                    std::process::id(),
+                    ports.listen_port()
+                ));
                 cmd.args([
                     "-n", // no config file
                     "--no-tcp",
@@ -113,10 +116,21 @@ impl TestServer {
         };
         cmd.args(conf_args(&ports, opts));
         let command_line = format!("{cmd:?}");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {command_line}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command_line}: {e}"));
         let (output, readers) = Capture::attach(&mut child);
-        let mut server = TestServer { kind, ports, child, output, readers, command_line };
+        let mut server = TestServer {
+            kind,
+            ports,
+            child,
+            output,
+            readers,
+            command_line,
+        };
         server.wait_ready();
         server
     }

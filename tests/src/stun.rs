@@ -33,7 +33,9 @@ pub fn binding_request_once(server: SocketAddr, wait: Duration) -> std::io::Resu
 }
 
 fn transaction_id() -> [u8; 12] {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let mut id = [0u8; 12];
     id.copy_from_slice(&(nanos ^ u128::from(std::process::id()) << 64).to_be_bytes()[4..]);
     id

@@ -7,7 +7,9 @@
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tern_e2e::{for_each_server, run_bounded, turnutils_bin, Output, ServerKind, ServerOptions, TestServer};
+use tern_e2e::{
+    for_each_server, run_bounded, turnutils_bin, Output, ServerKind, ServerOptions, TestServer,
+};
 
 const SECRET: &str = "e2e-rest-secret";
 const REALM: &str = "tern.test";
@@ -17,13 +19,20 @@ const CLIENTS: u32 = 2;
 const LENGTH: u32 = 100;
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-for_each_server!(stunclient_gets_reflexive_address, uclient_channels_lose_nothing, uclient_send_indications_lose_nothing);
+for_each_server!(
+    stunclient_gets_reflexive_address,
+    uclient_channels_lose_nothing,
+    uclient_send_indications_lose_nothing
+);
 
 fn stunclient_gets_reflexive_address(kind: ServerKind) {
     let mut server = TestServer::start(kind, &ServerOptions::rest(SECRET, REALM));
     let out = run_bounded(
-        Command::new(turnutils_bin("turnutils_stunclient"))
-            .args(["-p", &server.addr().port().to_string(), "127.0.0.1"]),
+        Command::new(turnutils_bin("turnutils_stunclient")).args([
+            "-p",
+            &server.addr().port().to_string(),
+            "127.0.0.1",
+        ]),
         Duration::from_secs(20),
     );
     assert!(out.success(), "turnutils_stunclient failed: {out:?}");
@@ -31,11 +40,23 @@ fn stunclient_gets_reflexive_address(kind: ServerKind) {
     let reflexive = out
         .text
         .lines()
-        .find_map(|l| l.split_once("UDP reflexive addr: ").map(|(_, a)| a.trim().to_owned()))
-        .unwrap_or_else(|| panic!("no reflexive address in turnutils_stunclient output:\n{}", out.text));
+        .find_map(|l| {
+            l.split_once("UDP reflexive addr: ")
+                .map(|(_, a)| a.trim().to_owned())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no reflexive address in turnutils_stunclient output:\n{}",
+                out.text
+            )
+        });
     let (ip, port) = reflexive.rsplit_once(':').expect("ip:port");
     assert_eq!(ip, "127.0.0.1", "reflexive address {reflexive}");
-    assert_ne!(port.parse::<u16>().expect("port number"), 0, "reflexive address {reflexive}");
+    assert_ne!(
+        port.parse::<u16>().expect("port number"),
+        0,
+        "reflexive address {reflexive}"
+    );
     server.assert_alive();
 }
 
@@ -62,7 +83,14 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
     let mut cmd = Command::new(turnutils_bin("turnutils_uclient"));
     cmd.args(["-p", &server.addr().port().to_string()])
         .args(["-e", "127.0.0.1", "-r", &server.peer_port().to_string()])
-        .args(["-n", &MESSAGES.to_string(), "-m", &CLIENTS.to_string(), "-l", &LENGTH.to_string()])
+        .args([
+            "-n",
+            &MESSAGES.to_string(),
+            "-m",
+            &CLIENTS.to_string(),
+            "-l",
+            &LENGTH.to_string(),
+        ])
         .args(["-u", "e2e", "-W", SECRET])
         .arg("-c")
         .arg("-v"); // per-request results (e.g. "channel bind: error 400") for failure messages
@@ -77,11 +105,23 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
         out.text
     );
     let summary = parse_summary(&out);
-    eprintln!("{kind:?} uclient (send indications: {send_indications}): {summary:?} in {:?}", out.elapsed);
-    assert!(out.success(), "turnutils_uclient failed ({:?}): {summary:?}\n{}", out.status, out.text);
+    eprintln!(
+        "{kind:?} uclient (send indications: {send_indications}): {summary:?} in {:?}",
+        out.elapsed
+    );
+    assert!(
+        out.success(),
+        "turnutils_uclient failed ({:?}): {summary:?}\n{}",
+        out.status,
+        out.text
+    );
     let expected = u64::from(MESSAGES * CLIENTS);
     assert_eq!(summary.lost, 0, "lost packets: {summary:?}\n{}", out.text);
-    assert!(summary.received > 0, "nothing received: {summary:?}\n{}", out.text);
+    assert!(
+        summary.received > 0,
+        "nothing received: {summary:?}\n{}",
+        out.text
+    );
     assert_eq!(summary.sent, expected, "{summary:?}\n{}", out.text);
     assert_eq!(summary.received, expected, "{summary:?}\n{}", out.text);
     assert!(summary.transmit_time < RUN_LIMIT.as_secs(), "{summary:?}");
@@ -93,7 +133,12 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
 /// `Total transmit time is 5`, `Total lost packets 0 (0.000000%), total send dropped 0 (…)`.
 fn parse_summary(out: &Output) -> Summary {
     let text = &out.text;
-    let fail = |what: &str| -> ! { panic!("no {what} in turnutils_uclient output ({:?}):\n{text}", out.status) };
+    let fail = |what: &str| -> ! {
+        panic!(
+            "no {what} in turnutils_uclient output ({:?}):\n{text}",
+            out.status
+        )
+    };
     let number_after = |line: &str, key: &str| -> Option<u64> {
         let rest = &line[line.find(key)? + key.len()..];
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -104,14 +149,22 @@ fn parse_summary(out: &Output) -> Summary {
         .rev()
         .find(|l| l.contains("tot_send_msgs=") && !l.contains("msz="))
         .unwrap_or_else(|| fail("final message totals"));
-    let lost_line = text.lines().rev().find(|l| l.contains("Total lost packets")).unwrap_or_else(|| fail("lost packets"));
-    let time_line =
-        text.lines().rev().find(|l| l.contains("Total transmit time is")).unwrap_or_else(|| fail("transmit time"));
+    let lost_line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("Total lost packets"))
+        .unwrap_or_else(|| fail("lost packets"));
+    let time_line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("Total transmit time is"))
+        .unwrap_or_else(|| fail("transmit time"));
     Summary {
         sent: number_after(totals, "tot_send_msgs=").unwrap_or_else(|| fail("tot_send_msgs")),
         received: number_after(totals, "tot_recv_msgs=").unwrap_or_else(|| fail("tot_recv_msgs")),
         lost: number_after(lost_line, "Total lost packets ").unwrap_or_else(|| fail("lost count")),
-        transmit_time: number_after(time_line, "Total transmit time is ").unwrap_or_else(|| fail("transmit time")),
+        transmit_time: number_after(time_line, "Total transmit time is ")
+            .unwrap_or_else(|| fail("transmit time")),
     }
 }
 
@@ -142,7 +195,8 @@ impl Drop for Peer {
 /// Waits (up to 5 s) until the echo peer on `127.0.0.1:port` echoes a probe.
 fn wait_echo(port: u16) {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100))).expect("set timeout");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("set timeout");
     let mut buf = [0u8; 64];
     for _ in 0..50 {
         let _ = sock.send_to(b"probe", ("127.0.0.1", port));

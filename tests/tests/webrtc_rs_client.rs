@@ -51,14 +51,29 @@ fn relays_both_ways_via_indications_and_channel(kind: ServerKind) {
         // Phase 1: ChannelBind withheld. The client's first send creates the permission and
         // goes out as a Send indication; the peer's answer comes back as a Data indication.
         tap.hold_channel_bind(true);
-        relay.send_to(b"indication c->p", peer_addr).await.expect("relay send_to");
-        assert_eq!(peer_recv(&peer).await, (b"indication c->p".to_vec(), relayed));
+        relay
+            .send_to(b"indication c->p", peer_addr)
+            .await
+            .expect("relay send_to");
+        assert_eq!(
+            peer_recv(&peer).await,
+            (b"indication c->p".to_vec(), relayed)
+        );
         peer.send_to(b"indication p->c", relayed).await.unwrap();
-        assert_eq!(relay_recv(&relay).await, (b"indication p->c".to_vec(), peer_addr));
+        assert_eq!(
+            relay_recv(&relay).await,
+            (b"indication p->c".to_vec(), peer_addr)
+        );
         assert!(tap.count(Dir::Tx, Kind::stun(METHOD_CREATE_PERMISSION, CLASS_REQUEST)) >= 1);
         assert!(tap.count(Dir::Rx, Kind::stun(METHOD_CREATE_PERMISSION, CLASS_SUCCESS)) >= 1);
-        assert!(tap.count(Dir::Tx, Kind::stun(METHOD_SEND, CLASS_INDICATION)) >= 1, "{tap:?}");
-        assert!(tap.count(Dir::Rx, Kind::stun(METHOD_DATA, CLASS_INDICATION)) >= 1, "{tap:?}");
+        assert!(
+            tap.count(Dir::Tx, Kind::stun(METHOD_SEND, CLASS_INDICATION)) >= 1,
+            "{tap:?}"
+        );
+        assert!(
+            tap.count(Dir::Rx, Kind::stun(METHOD_DATA, CLASS_INDICATION)) >= 1,
+            "{tap:?}"
+        );
         assert_eq!(tap.count(Dir::Rx, Kind::ChannelData), 0, "{tap:?}");
 
         // Phase 2: release ChannelBind (the client retransmits it), then the channel.
@@ -71,32 +86,54 @@ fn relays_both_ways_via_indications_and_channel(kind: ServerKind) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         for i in 0..CHANNEL_PACKETS {
             let msg = format!("channel c->p {i}");
-            relay.send_to(msg.as_bytes(), peer_addr).await.expect("relay send_to");
-            assert_eq!(peer_recv(&peer).await, (msg.into_bytes(), relayed), "packet {i}");
+            relay
+                .send_to(msg.as_bytes(), peer_addr)
+                .await
+                .expect("relay send_to");
+            assert_eq!(
+                peer_recv(&peer).await,
+                (msg.into_bytes(), relayed),
+                "packet {i}"
+            );
         }
         for i in 0..CHANNEL_PACKETS {
             let msg = format!("channel p->c {i}");
             peer.send_to(msg.as_bytes(), relayed).await.unwrap();
-            assert_eq!(relay_recv(&relay).await, (msg.into_bytes(), peer_addr), "packet {i}");
+            assert_eq!(
+                relay_recv(&relay).await,
+                (msg.into_bytes(), peer_addr),
+                "packet {i}"
+            );
         }
-        assert!(tap.count(Dir::Tx, Kind::ChannelData) >= CHANNEL_PACKETS, "{tap:?}");
-        assert!(tap.count(Dir::Rx, Kind::ChannelData) >= CHANNEL_PACKETS, "{tap:?}");
+        assert!(
+            tap.count(Dir::Tx, Kind::ChannelData) >= CHANNEL_PACKETS,
+            "{tap:?}"
+        );
+        assert!(
+            tap.count(Dir::Rx, Kind::ChannelData) >= CHANNEL_PACKETS,
+            "{tap:?}"
+        );
 
         // Deallocate (Refresh with LIFETIME 0): the relayed address stops relaying.
         relay.close().await.expect("relay close");
         let refreshed = Kind::stun(METHOD_REFRESH, CLASS_SUCCESS);
-        wait_until(|| tap.count(Dir::Rx, refreshed) >= 1, Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|()| panic!("no Refresh(0) success response: {tap:?}"));
+        wait_until(
+            || tap.count(Dir::Rx, refreshed) >= 1,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|()| panic!("no Refresh(0) success response: {tap:?}"));
         if kind == ServerKind::Coturn {
             // coturn 4.6.1 answers Refresh(0) at once but frees the allocation on its next
             // one-second timer tick; it keeps relaying until then. tern must stop at once.
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
-        let before = tap.count(Dir::Rx, Kind::ChannelData) + tap.count(Dir::Rx, Kind::stun(METHOD_DATA, CLASS_INDICATION));
+        let before = tap.count(Dir::Rx, Kind::ChannelData)
+            + tap.count(Dir::Rx, Kind::stun(METHOD_DATA, CLASS_INDICATION));
         peer.send_to(b"after deallocation", relayed).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let after = tap.count(Dir::Rx, Kind::ChannelData) + tap.count(Dir::Rx, Kind::stun(METHOD_DATA, CLASS_INDICATION));
+        let after = tap.count(Dir::Rx, Kind::ChannelData)
+            + tap.count(Dir::Rx, Kind::stun(METHOD_DATA, CLASS_INDICATION));
         assert_eq!(before, after, "data relayed after deallocation: {tap:?}");
         client.close().await.expect("client close");
     });
@@ -113,10 +150,16 @@ fn static_user_allocates_and_relays(kind: ServerKind) {
         assert_relayed_in_range(&server, relayed);
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let peer_addr = peer.local_addr().unwrap();
-        relay.send_to(b"hello peer", peer_addr).await.expect("relay send_to");
+        relay
+            .send_to(b"hello peer", peer_addr)
+            .await
+            .expect("relay send_to");
         assert_eq!(peer_recv(&peer).await, (b"hello peer".to_vec(), relayed));
         peer.send_to(b"hello client", relayed).await.unwrap();
-        assert_eq!(relay_recv(&relay).await, (b"hello client".to_vec(), peer_addr));
+        assert_eq!(
+            relay_recv(&relay).await,
+            (b"hello client".to_vec(), peer_addr)
+        );
         client.close().await.unwrap();
     });
     server.assert_alive();
@@ -145,7 +188,15 @@ fn expired_rest_username_is_rejected(kind: ServerKind) {
 fn tern_credentials_cli_output_allocates() {
     let mut server = TestServer::start(ServerKind::Tern, &ServerOptions::rest(SECRET, REALM));
     let out = run_bounded(
-        std::process::Command::new(tern_bin()).args(["credentials", "--secret", SECRET, "--ttl", "600", "--name", "cli"]),
+        std::process::Command::new(tern_bin()).args([
+            "credentials",
+            "--secret",
+            SECRET,
+            "--ttl",
+            "600",
+            "--name",
+            "cli",
+        ]),
         Duration::from_secs(10),
     );
     assert!(out.success(), "tern credentials failed: {out:?}");
@@ -159,17 +210,29 @@ fn tern_credentials_cli_output_allocates() {
     let (expiry, name) = user.split_once(':').expect("username is <expiry>:<name>");
     assert_eq!(name, "cli");
     let expiry: i64 = expiry.parse().expect("expiry is unix seconds");
-    assert!((expiry - (unix_now() + 600)).abs() <= 10, "expiry {expiry} is not now+600");
-    assert_eq!(pass, rest_password(SECRET, &user), "credential is not base64(HMAC-SHA1(secret, username))");
     assert!(
-        out.text.lines().any(|l| l.trim_start().starts_with('{') && l.contains(&user) && l.contains(&pass)),
+        (expiry - (unix_now() + 600)).abs() <= 10,
+        "expiry {expiry} is not now+600"
+    );
+    assert_eq!(
+        pass,
+        rest_password(SECRET, &user),
+        "credential is not base64(HMAC-SHA1(secret, username))"
+    );
+    assert!(
+        out.text
+            .lines()
+            .any(|l| l.trim_start().starts_with('{') && l.contains(&user) && l.contains(&pass)),
         "no JSON line with username and credential in:\n{}",
         out.text
     );
     block_on(async {
         let tap = Tap::bind().await;
         let client = connect(&server, &tap, &user, &pass).await;
-        let relay = client.allocate().await.expect("allocate with `tern credentials` output");
+        let relay = client
+            .allocate()
+            .await
+            .expect("allocate with `tern credentials` output");
         assert_relayed_in_range(&server, relay.local_addr().unwrap());
         client.close().await.unwrap();
     });
@@ -179,9 +242,14 @@ fn tern_credentials_cli_output_allocates() {
 // ---- helpers ----
 
 fn block_on<F: std::future::Future<Output = ()>>(test: F) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        tokio::time::timeout(TEST_LIMIT, test).await.expect("test exceeded its time limit");
+        tokio::time::timeout(TEST_LIMIT, test)
+            .await
+            .expect("test exceeded its time limit");
     });
 }
 
@@ -211,7 +279,10 @@ fn allocate_error(server: &TestServer, user: &str, pass: &str) -> String {
         let tap = Tap::bind().await;
         let client = connect(server, &tap, user, pass).await;
         match client.allocate().await {
-            Ok(relay) => panic!("allocate succeeded with bad credentials: {:?}", relay.local_addr()),
+            Ok(relay) => panic!(
+                "allocate succeeded with bad credentials: {:?}",
+                relay.local_addr()
+            ),
             Err(e) => err = e.to_string(),
         }
         client.close().await.unwrap();
@@ -220,8 +291,16 @@ fn allocate_error(server: &TestServer, user: &str, pass: &str) -> String {
 }
 
 fn assert_relayed_in_range(server: &TestServer, relayed: SocketAddr) {
-    assert_eq!(relayed.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST), "relayed address {relayed}");
-    assert!(server.relay_range().contains(&relayed.port()), "relayed port {relayed} outside {:?}", server.relay_range());
+    assert_eq!(
+        relayed.ip(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "relayed address {relayed}"
+    );
+    assert!(
+        server.relay_range().contains(&relayed.port()),
+        "relayed port {relayed} outside {:?}",
+        server.relay_range()
+    );
 }
 
 async fn peer_recv(peer: &UdpSocket) -> (Vec<u8>, SocketAddr) {
@@ -288,7 +367,11 @@ impl Kind {
     fn of(datagram: &[u8]) -> Kind {
         match datagram.first() {
             Some(b) if b >> 6 == 0b01 => Kind::ChannelData,
-            Some(b) if b >> 6 == 0 && datagram.len() >= 20 && datagram[4..8] == [0x21, 0x12, 0xa4, 0x42] => {
+            Some(b)
+                if b >> 6 == 0
+                    && datagram.len() >= 20
+                    && datagram[4..8] == [0x21, 0x12, 0xa4, 0x42] =>
+            {
                 let t = u16::from_be_bytes([datagram[0], datagram[1]]);
                 let method = (t & 0x000f) | ((t & 0x00e0) >> 1) | ((t & 0x3e00) >> 2);
                 let class = (((t & 0x0010) >> 4) | ((t & 0x0100) >> 7)) as u8;
@@ -317,8 +400,14 @@ impl std::fmt::Debug for Tap {
 
 impl Tap {
     async fn bind() -> Arc<Tap> {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind client socket");
-        Arc::new(Tap { sock, counts: Mutex::default(), hold_channel_bind: AtomicBool::new(false) })
+        let sock = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind client socket");
+        Arc::new(Tap {
+            sock,
+            counts: Mutex::default(),
+            hold_channel_bind: AtomicBool::new(false),
+        })
     }
 
     fn hold_channel_bind(&self, hold: bool) {
@@ -326,7 +415,12 @@ impl Tap {
     }
 
     fn count(&self, dir: Dir, kind: Kind) -> usize {
-        self.counts.lock().unwrap().get(&(dir, kind)).copied().unwrap_or(0)
+        self.counts
+            .lock()
+            .unwrap()
+            .get(&(dir, kind))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn note(&self, dir: Dir, datagram: &[u8]) -> Kind {
@@ -361,7 +455,9 @@ impl Conn for Tap {
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
         let kind = self.note(Dir::Tx, buf);
-        if kind == Kind::stun(METHOD_CHANNEL_BIND, CLASS_REQUEST) && self.hold_channel_bind.load(Ordering::SeqCst) {
+        if kind == Kind::stun(METHOD_CHANNEL_BIND, CLASS_REQUEST)
+            && self.hold_channel_bind.load(Ordering::SeqCst)
+        {
             return Ok(buf.len()); // "sent": lost on the way, the client will retransmit
         }
         Ok(self.sock.send_to(buf, target).await?)
