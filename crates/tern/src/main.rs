@@ -1,5 +1,7 @@
 //! `tern`: a TURN/STUN relay server for WebRTC that reads coturn's turnserver.conf.
 
+mod probe;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +29,8 @@ enum Command {
     },
     /// Print TURN REST API credentials (coturn's use-auth-secret) for a shared secret.
     Credentials(CredentialsArgs),
+    /// Check a STUN/TURN server from the outside: Binding, and with credentials, relaying.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Args)]
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { args } => serve(args),
         Command::Credentials(args) => credentials(&args),
+        Command::Probe(args) => probe::run(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("tern: {e:#}");
