@@ -78,7 +78,15 @@ struct Summary {
 }
 
 fn uclient_run(kind: ServerKind, send_indications: bool) {
-    let mut server = TestServer::start(kind, &ServerOptions::rest(SECRET, REALM));
+    let mut options = ServerOptions::rest(SECRET, REALM);
+    if kind == ServerKind::Tern {
+        // turnutils_uclient picks channel numbers at random in RFC 5766's 0x4000..=0x7FFF;
+        // tern accepts only RFC 8656's 0x4000..=0x4FFF unless told otherwise.
+        options
+            .extra_args
+            .push("--rfc5766-channel-numbers".to_owned());
+    }
+    let mut server = TestServer::start(kind, &options);
     let _peer = Peer::start(server.peer_port());
     let mut cmd = Command::new(turnutils_bin("turnutils_uclient"));
     cmd.args(["-p", &server.addr().port().to_string()])

@@ -31,11 +31,15 @@ pub struct ServerConfig {
 /// Its tasks run on a `LocalSet` on the calling thread: await it with `block_on` of any tokio
 /// runtime (the future is not `Send`), or use [`run_blocking`].
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    tokio::task::LocalSet::new().run_until(shell::serve(config, shutdown)).await
+    tokio::task::LocalSet::new()
+        .run_until(shell::serve(config, shutdown))
+        .await
 }
 
 /// Builds a current-thread runtime and runs [`run`] on it until `shutdown` completes.
 pub fn run_blocking(config: ServerConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(config, shutdown))
 }

@@ -27,27 +27,44 @@ pub fn bind_range(ip: IpAddr, range: RangeInclusive<u16>) -> io::Result<RelaySoc
                 s.set_nonblocking(true)?;
                 sockets.push((port, s));
             }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse || e.raw_os_error() == Some(libc::EACCES) => {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    || e.raw_os_error() == Some(libc::EACCES) =>
+            {
                 skipped += 1;
                 warn!(port, error = %e, "relay port unavailable (held by another process?); skipped");
             }
-            Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EMFILE)
+                    || e.raw_os_error() == Some(libc::ENFILE) =>
+            {
                 warn!(port, error = %e, "out of file descriptors: relay ports from here on are not bound");
                 break;
             }
             Err(e) => {
-                return Err(io::Error::new(e.kind(), format!("cannot bind relay port {ip}:{port}: {e}")));
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind relay port {ip}:{port}: {e}"),
+                ));
             }
         }
     }
     if sockets.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
-            format!("no relay port in {}..={} could be bound on {ip}", range.start(), range.end()),
+            format!(
+                "no relay port in {}..={} could be bound on {ip}",
+                range.start(),
+                range.end()
+            ),
         ));
     }
     if skipped > 0 {
-        warn!(skipped, bound = sockets.len(), "some relay ports were skipped");
+        warn!(
+            skipped,
+            bound = sockets.len(),
+            "some relay ports were skipped"
+        );
     }
     Ok(RelaySockets { sockets })
 }

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tern_proto::{ClientOutput, Event, FiveTuple, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
+use tern_proto::{
+    ClientOutput, Event, FiveTuple, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM,
+};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
@@ -28,16 +30,28 @@ struct Shared {
 }
 
 fn wall_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn log_events(core: &mut Server) {
     while let Some(ev) = core.poll_event() {
         match ev {
-            Event::AllocationCreated { five_tuple, relayed, username } => {
+            Event::AllocationCreated {
+                five_tuple,
+                relayed,
+                username,
+            } => {
                 info!(client = %five_tuple.client, %relayed, %username, "allocation created");
             }
-            Event::AllocationEnded { five_tuple, relayed, reason, duration, traffic } => {
+            Event::AllocationEnded {
+                five_tuple,
+                relayed,
+                reason,
+                duration,
+                traffic,
+            } => {
                 info!(
                     client = %five_tuple.client,
                     %relayed,
@@ -122,10 +136,19 @@ async fn client_loop(shared: Rc<Shared>, index: usize) {
                 continue;
             }
         };
-        let five_tuple = FiveTuple { client: from, server: *local };
+        let five_tuple = FiveTuple {
+            client: from,
+            server: *local,
+        };
         let out = {
             let mut core = shared.core.borrow_mut();
-            let out = core.handle_client_datagram(Instant::now(), wall_now(), five_tuple, &buf[..n], &mut reply);
+            let out = core.handle_client_datagram(
+                Instant::now(),
+                wall_now(),
+                five_tuple,
+                &buf[..n],
+                &mut reply,
+            );
             log_events(&mut core);
             out
         };
@@ -138,7 +161,11 @@ async fn client_loop(shared: Rc<Shared>, index: usize) {
                     debug!(error = %e, client = %from, "send reply");
                 }
             }
-            ClientOutput::Relay { relay_port, peer, payload } => {
+            ClientOutput::Relay {
+                relay_port,
+                peer,
+                payload,
+            } => {
                 let idx = usize::from(relay_port.wrapping_sub(shared.base_port));
                 if let Some(Some(relay)) = shared.relays.get(idx) {
                     // UDP: a full socket buffer drops the packet, as the network would.
@@ -153,11 +180,16 @@ async fn client_loop(shared: Rc<Shared>, index: usize) {
 /// At debug level, says which request failed and why.
 fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
     use tern_wire::{attr, Class, Message};
-    let Ok(msg) = Message::parse(reply) else { return };
+    let Ok(msg) = Message::parse(reply) else {
+        return;
+    };
     if msg.class() != Class::Error {
         return;
     }
-    let Some((code, reason)) = msg.get(attr::ERROR_CODE).and_then(|a| attr::decode_error_code(a.value).ok()) else {
+    let Some((code, reason)) = msg
+        .get(attr::ERROR_CODE)
+        .and_then(|a| attr::decode_error_code(a.value).ok())
+    else {
         return;
     };
     // Attribute types, and the values of the short numeric ones (LIFETIME, CHANNEL-NUMBER, ...).
@@ -165,7 +197,9 @@ fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
         .map(|m| {
             m.attributes()
                 .map(|a| match a.value {
-                    [x, y, z, w] if a.typ < 0x0020 => format!("{:#06x}={:02x}{:02x}{:02x}{:02x}", a.typ, x, y, z, w),
+                    [x, y, z, w] if a.typ < 0x0020 => {
+                        format!("{:#06x}={:02x}{:02x}{:02x}{:02x}", a.typ, x, y, z, w)
+                    }
                     _ => format!("{:#06x}", a.typ),
                 })
                 .collect()
@@ -194,9 +228,16 @@ async fn peer_loop(shared: Rc<Shared>, index: usize) {
                     break;
                 }
             };
-            let out = shared.core.borrow_mut().handle_peer_datagram(port, from, &mut buf, n);
+            let out = shared
+                .core
+                .borrow_mut()
+                .handle_peer_datagram(port, from, &mut buf, n);
             if let PeerOutput::Forward { five_tuple, range } = out {
-                if let Some((_, listener)) = shared.listeners.iter().find(|(a, _)| *a == five_tuple.server) {
+                if let Some((_, listener)) = shared
+                    .listeners
+                    .iter()
+                    .find(|(a, _)| *a == five_tuple.server)
+                {
                     let _ = listener.try_send_to(&buf[range], five_tuple.client);
                 }
             }

@@ -5,7 +5,10 @@
 /// returns the soft limit in force afterwards.
 #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 pub fn raise_nofile_limit(wanted: u64) -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes into the struct we own; RLIMIT_NOFILE is a valid resource.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return 0;
@@ -13,7 +16,10 @@ pub fn raise_nofile_limit(wanted: u64) -> u64 {
     if lim.rlim_cur as u64 >= wanted {
         return lim.rlim_cur as u64;
     }
-    let new = libc::rlimit { rlim_cur: (wanted as libc::rlim_t).min(lim.rlim_max), rlim_max: lim.rlim_max };
+    let new = libc::rlimit {
+        rlim_cur: (wanted as libc::rlim_t).min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
     // SAFETY: setrlimit reads the struct we own; lowering nothing, raising within the hard limit.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
         new.rlim_cur as u64

@@ -79,6 +79,7 @@ pub const IMPLEMENTED: &[Key] = &[
     multi(key("denied-peer-ip", Value)),
     key("allow-loopback-peers", Flag),
     key("no-multicast-peers", Flag),
+    key("rfc5766-channel-numbers", Flag),
     key("no-cli", Flag),
     short(key("verbose", Flag), 'v'),
     short(key("Verbose", Flag), 'V'),

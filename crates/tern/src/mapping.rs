@@ -133,6 +133,7 @@ pub fn map(
     core.user_quota = s.user_quota;
     core.total_quota = s.total_quota;
     core.always_fingerprint = s.fingerprint;
+    core.rfc5766_channels = s.rfc5766_channel_numbers;
     core.software = None;
 
     let listen = listening

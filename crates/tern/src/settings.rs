@@ -97,6 +97,8 @@ pub struct Settings {
     pub allow_loopback_peers: bool,
     /// `no-multicast-peers`.
     pub no_multicast_peers: bool,
+    /// `rfc5766-channel-numbers` (tern's own key): accept channels 0x5000..=0x7FFF.
+    pub rfc5766_channel_numbers: bool,
     /// `verbose` / `Verbose`.
     pub verbosity: Verbosity,
     /// `log-file`.
@@ -128,6 +130,7 @@ impl Default for Settings {
             denied_peer_ips: Vec::new(),
             allow_loopback_peers: false,
             no_multicast_peers: false,
+            rfc5766_channel_numbers: false,
             verbosity: Verbosity::Normal,
             log_file: LogTarget::Stderr,
         }
@@ -245,6 +248,7 @@ impl Builder {
             "denied-peer-ip" => s.denied_peer_ips.push(values::ip_range(value()?)?),
             "allow-loopback-peers" => s.allow_loopback_peers = values::flag(raw)?,
             "no-multicast-peers" => s.no_multicast_peers = values::flag(raw)?,
+            "rfc5766-channel-numbers" => s.rfc5766_channel_numbers = values::flag(raw)?,
             "no-cli" => {
                 values::flag(raw)?; // tern has no telnet CLI; nothing to turn off
             }
