@@ -1,0 +1,290 @@
+//! tern-only end-to-end checks against the built binary: `tern probe` against tern, garbage
+//! that must not hurt anyone's allocation, the relay pool running dry and refilling, and a
+//! relay port held by another process being skipped.
+//!
+//! The client here is a small raw one written on tern's codec: it is used for what the
+//! independent clients cannot do (send garbage from an allocation's own 5-tuple, count
+//! ports), while the independent clients' suites prove interoperability.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use tern_e2e::{
+    rest_credentials, run_bounded, tern_bin, PortBlock, ServerKind, ServerOptions, TestServer,
+};
+use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, TransactionId};
+
+const SECRET: &str = "tern-only-secret";
+const REALM: &str = "tern.test";
+
+/// A raw TURN client over one UDP socket.
+struct RawClient {
+    sock: UdpSocket,
+    server: SocketAddr,
+    username: String,
+    key: [u8; 16],
+    nonce: Vec<u8>,
+    tid: u8,
+}
+
+impl RawClient {
+    fn new(server: SocketAddr) -> RawClient {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (username, password) = rest_credentials(SECRET, "raw", 600);
+        let key = tern_proto::auth::long_term_key(&username, REALM, &password);
+        RawClient {
+            sock,
+            server,
+            username,
+            key,
+            nonce: Vec::new(),
+            tid: 0,
+        }
+    }
+
+    fn next_tid(&mut self) -> TransactionId {
+        self.tid += 1;
+        TransactionId([self.tid; 12])
+    }
+
+    /// Sends `req` and returns the answer to its transaction, skipping anything else.
+    fn exchange(&self, req: &[u8]) -> Vec<u8> {
+        self.sock.send_to(req, self.server).unwrap();
+        let mut buf = [0u8; 2048];
+        loop {
+            let (n, _) = self.sock.recv_from(&mut buf).expect("an answer within 2 s");
+            if let Ok(m) = Message::parse(&buf[..n]) {
+                if m.transaction_id().0 == req[8..20] {
+                    return buf[..n].to_vec();
+                }
+            }
+        }
+    }
+
+    /// A signed request (after learning the nonce); returns the error code or 0 on success.
+    fn request(&mut self, method: Method, extra: impl Fn(&mut MessageWriter)) -> (u16, Vec<u8>) {
+        for _ in 0..2 {
+            let tid = self.next_tid();
+            let mut req = Vec::new();
+            let mut w = MessageWriter::new(&mut req, MessageType::new(method, Class::Request), tid);
+            extra(&mut w);
+            if !self.nonce.is_empty() {
+                w.attr(attr::USERNAME, self.username.as_bytes())
+                    .attr(attr::REALM, REALM.as_bytes())
+                    .attr(attr::NONCE, &self.nonce)
+                    .message_integrity(&self.key);
+            }
+            w.finish();
+            let reply = self.exchange(&req);
+            let m = Message::parse(&reply).unwrap();
+            let code = m
+                .get(attr::ERROR_CODE)
+                .map_or(0, |a| attr::decode_error_code(a.value).unwrap().0);
+            if code == 401 && self.nonce.is_empty() || code == 438 {
+                self.nonce = m.get(attr::NONCE).unwrap().value.to_vec();
+                continue;
+            }
+            return (code, reply);
+        }
+        panic!("no answer past the nonce challenge");
+    }
+
+    /// Allocates; returns the error code (0 on success) and the relayed address.
+    fn allocate(&mut self) -> (u16, Option<SocketAddr>) {
+        let (code, reply) = self.request(Method::ALLOCATE, |w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        });
+        let m = Message::parse(&reply).unwrap();
+        let relayed = m
+            .get(attr::XOR_RELAYED_ADDRESS)
+            .map(|a| attr::decode_xor_address(a.value, a.typ, &m.transaction_id()).unwrap());
+        (code, relayed)
+    }
+}
+
+fn server(extra: &[&str]) -> TestServer {
+    let mut options = ServerOptions::rest(SECRET, REALM);
+    options.extra_args = extra.iter().map(|s| s.to_string()).collect();
+    TestServer::start(ServerKind::Tern, &options)
+}
+
+fn probe(server: &TestServer, extra: &[&str]) -> tern_e2e::Output {
+    let addr = server.addr().to_string();
+    let mut args = vec!["probe", &addr, "--secret", SECRET, "--timeout", "2"];
+    args.extend_from_slice(extra);
+    run_bounded(Command::new(tern_bin()).args(args), Duration::from_secs(30))
+}
+
+#[test]
+fn probe_passes_every_step_against_tern() {
+    let mut server = server(&[]);
+    let out = probe(&server, &[]);
+    assert!(out.success(), "tern probe failed:\n{}", out.text);
+    for step in [
+        "[ok] allocate",
+        "[ok] send-indication",
+        "[ok] data-indication",
+        "[ok] channel-bind",
+        "[ok] channel-data",
+    ] {
+        assert!(out.text.contains(step), "no `{step}` in:\n{}", out.text);
+    }
+    server.assert_alive();
+}
+
+#[test]
+fn probe_explains_peer_filtering() {
+    let mut options = ServerOptions::rest(SECRET, REALM);
+    options.allow_loopback_peers = false;
+    let mut server = TestServer::start(ServerKind::Tern, &options);
+    // The peer sits on 127.0.0.2: loopback, and not the relay's own address (tern's own
+    // relayed addresses are always allowed, so a peer on 127.0.0.1 would pass here).
+    let out = probe(&server, &["--peer-bind", "127.0.0.2"]);
+    assert!(
+        !out.success(),
+        "the probe must fail when loopback peers are refused:\n{}",
+        out.text
+    );
+    assert!(out.text.contains("403"), "{}", out.text);
+    assert!(
+        out.text.contains("peer filtering"),
+        "no diagnosis in:\n{}",
+        out.text
+    );
+    server.assert_alive();
+}
+
+/// Garbage from strangers and from the allocation's own 5-tuple is dropped or answered,
+/// never fatal, and the allocation keeps working.
+#[test]
+fn garbage_never_hurts_a_live_allocation() {
+    let mut server = server(&[]);
+    let mut client = RawClient::new(server.addr());
+    let (code, relayed) = client.allocate();
+    assert_eq!(code, 0);
+    let relayed = relayed.unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    let (code, _) = client.request(Method::CREATE_PERMISSION, |w| {
+        w.xor_address(attr::XOR_PEER_ADDRESS, peer_addr);
+    });
+    assert_eq!(code, 0);
+
+    // A bounded flood of hostile shapes: random bytes, STUN headers with lying lengths,
+    // ChannelData on unbound channels, truncated attributes; from a stranger and from the
+    // client's own socket, to the listener and to the relayed address.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..3000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 120) as usize;
+        let mut d: Vec<u8> = (0..len).map(|j| (x >> (j % 56)) as u8).collect();
+        match i % 4 {
+            0 if d.len() >= 20 => {
+                d[0] = 0x00;
+                d[1] = 0x03;
+                d[4..8].copy_from_slice(&tern_wire::MAGIC_COOKIE.to_be_bytes());
+            }
+            1 if d.len() >= 4 => d[0] = 0x40 | (d[0] & 0x3F),
+            _ => {}
+        }
+        let (from, to) = match i % 3 {
+            0 => (&stranger, server.addr()),
+            1 => (&client.sock, server.addr()),
+            _ => (&stranger, relayed),
+        };
+        let _ = from.send_to(&d, to);
+    }
+    // Drain whatever the server answered to the client's garbage.
+    client
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while client.sock.recv_from(&mut buf).is_ok() {}
+    client
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    server.assert_alive();
+
+    // The allocation still relays: a Send indication reaches the peer ...
+    let mut send = Vec::new();
+    MessageWriter::new(
+        &mut send,
+        MessageType::new(Method::SEND, Class::Indication),
+        TransactionId([0xEE; 12]),
+    )
+    .xor_address(attr::XOR_PEER_ADDRESS, peer_addr)
+    .attr(attr::DATA, b"still here");
+    client.sock.send_to(&send, server.addr()).unwrap();
+    let (n, from) = peer.recv_from(&mut buf).expect("the peer gets the data");
+    assert_eq!(&buf[..n], b"still here");
+    assert_eq!(from, relayed);
+    // ... and it can still be refreshed.
+    let (code, _) = client.request(Method::REFRESH, |w| {
+        w.u32(attr::LIFETIME, 600);
+    });
+    assert_eq!(code, 0, "{}", server.output());
+    server.assert_alive();
+}
+
+/// With two relay ports, two allocations fill the pool, the third gets 508, and deleting
+/// one (Refresh LIFETIME 0) makes its port available to the next Allocate at once.
+#[test]
+fn pool_runs_dry_with_508_and_refills_at_once() {
+    let block = PortBlock::reserve();
+    let lo = *block.relay_range().start();
+    let mut server = server(&[
+        &format!("--min-port={lo}"),
+        &format!("--max-port={}", lo + 1),
+    ]);
+    let mut a = RawClient::new(server.addr());
+    let mut b = RawClient::new(server.addr());
+    let mut c = RawClient::new(server.addr());
+    let (ca, ra) = a.allocate();
+    let (cb, rb) = b.allocate();
+    assert_eq!((ca, cb), (0, 0));
+    let mut ports = [ra.unwrap().port(), rb.unwrap().port()];
+    ports.sort_unstable();
+    assert_eq!(ports, [lo, lo + 1]);
+    assert_eq!(c.allocate(), (508, None));
+    let (code, _) = a.request(Method::REFRESH, |w| {
+        w.u32(attr::LIFETIME, 0);
+    });
+    assert_eq!(code, 0);
+    let (code, relayed) = c.allocate();
+    assert_eq!(code, 0);
+    assert_eq!(relayed, ra, "the freed port is handed out again at once");
+    server.assert_alive();
+}
+
+/// A relay port another process holds is skipped with a warning, not fatal, and never
+/// handed out.
+#[test]
+fn busy_relay_port_is_skipped_with_a_warning() {
+    let block = PortBlock::reserve();
+    let lo = *block.relay_range().start();
+    let squatter = UdpSocket::bind(("127.0.0.1", lo)).expect("hold the first relay port");
+    let mut server = server(&[
+        &format!("--min-port={lo}"),
+        &format!("--max-port={}", lo + 1),
+    ]);
+    let mut a = RawClient::new(server.addr());
+    let (code, relayed) = a.allocate();
+    assert_eq!(code, 0);
+    assert_eq!(relayed.unwrap().port(), lo + 1);
+    assert_eq!(RawClient::new(server.addr()).allocate(), (508, None));
+    let out = server.output();
+    assert!(
+        out.contains("relay port unavailable") && out.contains(&lo.to_string()),
+        "no warning about port {lo} in:\n{out}"
+    );
+    server.assert_alive();
+    drop(squatter);
+}
