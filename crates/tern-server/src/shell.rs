@@ -177,6 +177,15 @@ async fn client_loop(shared: Rc<Shared>, index: usize) {
     }
 }
 
+/// Attributes whose 4-byte values are numbers worth logging; nothing that could carry a
+/// credential.
+const NUMERIC: &[u16] = &[
+    tern_wire::attr::LIFETIME,
+    tern_wire::attr::CHANNEL_NUMBER,
+    tern_wire::attr::REQUESTED_TRANSPORT,
+    tern_wire::attr::REQUESTED_ADDRESS_FAMILY,
+];
+
 /// At debug level, says which request failed and why.
 fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
     use tern_wire::{attr, Class, Message};
@@ -197,7 +206,7 @@ fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
         .map(|m| {
             m.attributes()
                 .map(|a| match a.value {
-                    [x, y, z, w] if a.typ < 0x0020 => {
+                    [x, y, z, w] if NUMERIC.contains(&a.typ) => {
                         format!("{:#06x}={:02x}{:02x}{:02x}{:02x}", a.typ, x, y, z, w)
                     }
                     _ => format!("{:#06x}", a.typ),
