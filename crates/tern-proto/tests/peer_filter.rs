@@ -69,7 +69,7 @@ fn default_filter_refuses_internal_peers() {
             .code(),
         443
     );
-    assert!(c.create_permission(&mut h, &[peer("1.1.1.1")]).is_success());
+    assert!(c.create_permission(&mut h, &[peer("1.2.3.4")]).is_success());
 }
 
 #[test]

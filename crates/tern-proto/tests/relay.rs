@@ -39,7 +39,7 @@ fn data_indication(framed: &[u8]) -> (SocketAddr, Vec<u8>) {
 #[test]
 fn create_permission_installs_every_peer() {
     let (mut h, mut c, port) = allocated(config());
-    let p3: SocketAddr = "8.8.8.8:53".parse().unwrap();
+    let p3: SocketAddr = "5.6.7.8:53".parse().unwrap();
     let r = c.create_permission(&mut h, &[peer_a(), peer_b(), p3]);
     assert!(r.is_success(), "{r:?}");
     assert_eq!(r.method(), Method::CREATE_PERMISSION);
@@ -278,7 +278,7 @@ fn per_allocation_limits_are_508() {
     cfg.max_permissions_per_allocation = 2;
     cfg.max_channels_per_allocation = 1;
     let (mut h, mut c, _) = allocated(cfg);
-    let p3: SocketAddr = "8.8.8.8:53".parse().unwrap();
+    let p3: SocketAddr = "5.6.7.8:53".parse().unwrap();
     assert_eq!(
         c.create_permission(&mut h, &[peer_a(), peer_b(), p3])
             .code(),
@@ -304,7 +304,7 @@ fn traffic_is_counted_per_allocation() {
     c.channel_data(&mut h, 0x4001, b"dropped");
     h.peer_datagram(port, peer_a(), b"12345678");
     h.peer_datagram(port, peer_b(), b"x");
-    h.peer_datagram(port, "1.1.1.1:1".parse().unwrap(), b"no permission");
+    h.peer_datagram(port, "1.2.3.4:1".parse().unwrap(), b"no permission");
     h.events();
     assert!(c.refresh(&mut h, Some(0)).is_success());
     match h.events().as_slice() {
