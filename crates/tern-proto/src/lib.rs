@@ -86,6 +86,7 @@ mod relay;
 mod request;
 mod response;
 mod server;
+mod shared;
 mod timer;
 
 pub use allocation::{ClientAddr, FiveTuple, PeerAddr, Traffic};
@@ -96,4 +97,5 @@ pub use pool::PortPool;
 pub use server::{
     ClientOutput, EndReason, Event, PeerOutput, Server, Stats, PEER_HEADROOM, PEER_TAILROOM,
 };
+pub use shared::SharedState;
 pub use timer::TimerWheel;

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use tern_wire::{attr, Class, Integrity, Message, Method};
 
 use crate::allocation::{Allocation, ChannelBinding, FiveTuple, Permission, Traffic};
-use crate::auth::{quota_name, rest_expiry, Candidates};
+use crate::auth::{rest_expiry, Candidates};
 use crate::error::{AuthFailure, DropReason, RequestError};
 use crate::nonce::NonceError;
 use crate::response::{Failure, Success};
 use crate::server::{ClientOutput, Event, Server, Timer};
+use crate::shared::PortRequest;
 
 /// Comprehension-required attributes this server understands.
 const KNOWN: &[u16] = &[
@@ -265,17 +266,8 @@ impl Server {
             }
         }
         let lifetime = self.grant(self.desired_lifetime(msg)?);
-        let name = quota_name(username);
-        let quota = self.config.user_quota;
-        if quota > 0 && self.per_user.get(name).copied().unwrap_or(0) >= quota {
-            return Err(RequestError::QuotaReached);
-        }
-        let total = self.config.total_quota;
-        if total > 0 && self.allocations >= total as usize {
-            return Err(RequestError::QuotaReached);
-        }
         let (port, new_token) =
-            self.take_relay_port(now, even_port.is_some(), reserve_next, token)?;
+            self.take_relay_port(now, username, even_port.is_some(), reserve_next, token)?;
         let id = self.next_id;
         self.next_id += 1;
         let granted = lifetime.as_secs() as u32;
@@ -296,7 +288,6 @@ impl Server {
         };
         self.slots[usize::from(port - self.base_port)] = Some(alloc);
         self.by_five_tuple.insert(five_tuple, port);
-        *self.per_user.entry(name.into()).or_insert(0) += 1;
         self.allocations += 1;
         self.timers
             .insert(now + lifetime, Timer::Allocation { port, id });
@@ -314,36 +305,29 @@ impl Server {
     fn take_relay_port(
         &mut self,
         now: Instant,
+        username: &str,
         even: bool,
         reserve_next: bool,
         token: Option<u64>,
     ) -> Result<(u16, Option<u64>), RequestError> {
-        if let Some(token) = token {
-            let i = self
-                .reservations
-                .iter()
-                .position(|r| r.0 == token)
-                .ok_or(RequestError::InsufficientCapacity)?;
-            return Ok((self.reservations.swap_remove(i).1, None));
-        }
-        if reserve_next {
-            let (port, next) = self
-                .pool
-                .take_pair()
-                .ok_or(RequestError::InsufficientCapacity)?;
-            let token = self.rng.next_u64();
-            self.reservations.push((token, next));
-            self.timers.insert(
-                now + self.config.reservation_lifetime,
-                Timer::Reservation { port: next, token },
-            );
-            return Ok((port, Some(token)));
-        }
+        let (user_quota, total_quota) = (self.config.user_quota, self.config.total_quota);
+        let new_token = (token.is_none() && reserve_next).then(|| self.rng.next_u64());
+        let request = match (token, new_token) {
+            (Some(t), _) => PortRequest::Reserved(t),
+            (None, Some(t)) => PortRequest::EvenReservingNext(t),
+            (None, None) if even => PortRequest::Even,
+            (None, None) => PortRequest::Any,
+        };
         let port = self
-            .pool
-            .take(even)
-            .ok_or(RequestError::InsufficientCapacity)?;
-        Ok((port, None))
+            .shared
+            .admit(username, user_quota, total_quota, request)?;
+        if let Some(token) = new_token {
+            let next = port + 1;
+            let at = now + self.config.reservation_lifetime;
+            self.timers
+                .insert(at, Timer::Reservation { port: next, token });
+        }
+        Ok((port, new_token))
     }
 
     fn allocate_success(

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use tern_wire::{classify, ChannelData, Message, PacketKind};
 
 use crate::allocation::{Allocation, FiveTuple, Traffic};
-use crate::auth::{quota_name, Credentials};
+use crate::auth::Credentials;
 use crate::error::DropReason;
 use crate::nonce::NonceKey;
 use crate::peer_filter::PeerFilter;
-use crate::pool::{PortPool, SplitMix64};
+use crate::pool::SplitMix64;
+use crate::shared::SharedState;
 use crate::timer::TimerWheel;
 use crate::Config;
 
@@ -142,18 +143,15 @@ pub struct Server {
     pub(crate) credentials: Credentials,
     pub(crate) nonces: NonceKey,
     pub(crate) filter: PeerFilter,
-    pub(crate) pool: PortPool,
+    pub(crate) shared: SharedState,
     pub(crate) base_port: u16,
     pub(crate) slots: Vec<Option<Allocation>>,
     pub(crate) by_five_tuple: Map<FiveTuple, u16>,
-    pub(crate) per_user: Map<Box<str>, u32>,
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) expired: Vec<Timer>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) rng: SplitMix64,
     pub(crate) next_id: u64,
-    /// Ports held for a later Allocate with RESERVATION-TOKEN: (token, port).
-    pub(crate) reservations: Vec<(u64, u16)>,
     pub(crate) allocations: usize,
     pub(crate) permissions: usize,
     pub(crate) channels: usize,
@@ -161,44 +159,66 @@ pub struct Server {
 
 impl Server {
     /// A server with `config`, whose clock starts at `now`, seeded with 32 secret random
-    /// bytes (nonce key, hash keys, port order, transaction ids of Data indications).
+    /// bytes (nonce key, hash keys, port order, transaction ids of Data indications). It owns
+    /// its port pool: the ports in `config.relay_ports`.
     pub fn new(config: Config, now: Instant, seed: [u8; 32]) -> Self {
-        let word =
-            |i: usize| u64::from_le_bytes(seed[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let mut rng = SplitMix64::new(word(0) ^ word(3).rotate_left(17));
-        let hasher = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
-        let mut nonce_key = [0u8; 32];
-        for chunk in nonce_key.chunks_mut(8) {
-            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
-        }
-        let base_port = *config.relay_port_range.start();
-        let span = usize::from(*config.relay_port_range.end() - base_port) + 1;
         let ports = config
             .relay_ports
             .iter()
             .copied()
             .filter(|p| config.relay_port_range.contains(p))
             .collect();
+        let shared = SharedState::new(ports, seed_word(&seed, 2) ^ 0x5bd1_e995);
+        Self::with_shared(config, now, seed, shared, 0)
+    }
+
+    /// One worker's server among several: they share `shared` (ports, reservations,
+    /// quotas) and must be given the same `seed`, so that a nonce issued by one is valid at
+    /// all; `worker` tells them apart.
+    pub fn with_shared(
+        config: Config,
+        now: Instant,
+        seed: [u8; 32],
+        shared: SharedState,
+        worker: u32,
+    ) -> Self {
+        let word = |i: usize| seed_word(&seed, i);
+        let mut key_rng = SplitMix64::new(word(1) ^ word(3).rotate_left(29));
+        let mut nonce_key = [0u8; 32];
+        for chunk in nonce_key.chunks_mut(8) {
+            chunk.copy_from_slice(&key_rng.next_u64().to_le_bytes());
+        }
+        let rng = SplitMix64::new(
+            word(0)
+                ^ word(3).rotate_left(17)
+                ^ u64::from(worker).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let hasher = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
+        let base_port = *config.relay_port_range.start();
+        let span = usize::from(*config.relay_port_range.end() - base_port) + 1;
         Self {
             credentials: Credentials::new(&config.realm, &config.auth_secrets, &config.users),
             nonces: NonceKey::new(nonce_key),
             filter: PeerFilter::new(config.peer_filter.clone()),
-            pool: PortPool::new(ports, &mut rng),
+            shared,
             base_port,
             slots: (0..span).map(|_| None).collect(),
-            by_five_tuple: Map::with_hasher(hasher.clone()),
-            per_user: Map::with_hasher(hasher),
+            by_five_tuple: Map::with_hasher(hasher),
             timers: TimerWheel::new(now),
             expired: Vec::new(),
             events: VecDeque::new(),
             rng,
             next_id: 1,
-            reservations: Vec::new(),
             allocations: 0,
             permissions: 0,
             channels: 0,
             config,
         }
+    }
+
+    /// The state shared with other workers.
+    pub fn shared(&self) -> &SharedState {
+        &self.shared
     }
 
     /// The configuration.
@@ -212,8 +232,8 @@ impl Server {
             allocations: self.allocations,
             permissions: self.permissions,
             channels: self.channels,
-            free_ports: self.pool.free(),
-            pool_size: self.pool.capacity(),
+            free_ports: self.shared.free_ports(),
+            pool_size: self.shared.pool_size(),
         }
     }
 
@@ -301,10 +321,7 @@ impl Server {
             | Timer::Permission { port, id, .. }
             | Timer::Channel { port, id, .. } => (port, id),
             Timer::Reservation { port, token } => {
-                if let Some(i) = self.reservations.iter().position(|r| *r == (token, port)) {
-                    self.reservations.swap_remove(i);
-                    self.pool.release(port);
-                }
+                self.shared.expire_reservation(token, port);
                 return;
             }
         };
@@ -355,14 +372,7 @@ impl Server {
             return;
         };
         self.by_five_tuple.remove(&alloc.five_tuple);
-        let name = quota_name(&alloc.username);
-        if let Some(n) = self.per_user.get_mut(name) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_user.remove(name);
-            }
-        }
-        self.pool.release(port);
+        self.shared.end(&alloc.username, port);
         self.allocations -= 1;
         self.permissions -= alloc.permissions.len();
         self.channels -= alloc.channels.len();
@@ -381,13 +391,15 @@ impl Server {
         for port in ports {
             self.end_allocation(port, now, EndReason::Shutdown);
         }
-        for (_, port) in std::mem::take(&mut self.reservations) {
-            self.pool.release(port);
-        }
+        self.shared.drop_reservations();
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+fn seed_word(seed: &[u8; 32], i: usize) -> u64 {
+    u64::from_le_bytes(seed[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
 }

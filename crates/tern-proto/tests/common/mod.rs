@@ -64,6 +64,21 @@ impl Harness {
         }
     }
 
+    /// Worker `worker` of several sharing `shared` (same seed, same clocks' origin).
+    pub fn worker(
+        config: Config,
+        t0: Instant,
+        shared: tern_proto::SharedState,
+        worker: u32,
+    ) -> Self {
+        Self {
+            server: Server::with_shared(config, t0, [7; 32], shared, worker),
+            t0,
+            now: t0,
+            wall: WALL,
+        }
+    }
+
     /// Seconds since the start.
     pub fn elapsed(&self) -> u64 {
         (self.now - self.t0).as_secs()
