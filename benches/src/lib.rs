@@ -131,3 +131,5 @@ impl Default for Fixture {
         Self::new()
     }
 }
+
+pub mod load;

@@ -1,0 +1,344 @@
+//! The one place with `unsafe` in the load tools: epoll, `recvmmsg` and `sendmmsg` over IPv4
+//! UDP sockets (everything the benchmarks do is on 127.0.0.0/8).
+//!
+//! Invariants, shared by every `unsafe` block below:
+//! - every pointer handed to the kernel points into a `Vec` owned by the struct whose `&mut self`
+//!   the call holds, so nothing can move or free it during the syscall;
+//! - the header arrays (`mmsghdr`, `iovec`, `sockaddr_in`) are rebuilt right before each call
+//!   from the current buffer addresses, so they never dangle after a `Vec` reallocates;
+//! - lengths passed to the kernel never exceed the buffers they describe, and `vlen` never
+//!   exceeds the number of headers built;
+//! - file descriptors are borrowed from live sockets for the duration of the call only.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn to_sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut s: libc::sockaddr_in = unsafe { zeroed() };
+    s.sin_family = libc::AF_INET as libc::sa_family_t;
+    s.sin_port = a.port().to_be();
+    s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+    s
+}
+
+fn from_sockaddr(s: &libc::sockaddr_in) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr)),
+        u16::from_be(s.sin_port),
+    )
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// A level-triggered epoll set whose events carry a caller-chosen `u64` token.
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    /// A new epoll set reporting up to 256 ready sockets per wait.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+        Ok(Self { fd, events })
+    }
+
+    /// Watches `fd` for readability, reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: ev is a live local; the kernel copies it.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: RawFd) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; errors (fd already gone) are irrelevant here.
+        unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    }
+
+    /// Waits up to `timeout_ms` and appends the tokens of ready sockets to `out`.
+    pub fn wait(&mut self, out: &mut Vec<u64>, timeout_ms: i32) -> io::Result<()> {
+        out.clear();
+        // SAFETY: `events` is ours, its length bounds maxevents.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as i32,
+                timeout_ms,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if would_block(&e) { Ok(()) } else { Err(e) };
+        }
+        out.extend(self.events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+}
+
+/// Receives up to `cap` datagrams per `recvmmsg` call, each into a slot of `headroom` spare
+/// bytes followed by up to `max_len` bytes of datagram.
+pub struct RecvBatch {
+    data: Vec<u8>,
+    slot: usize,
+    headroom: usize,
+    names: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    n: usize,
+}
+
+impl RecvBatch {
+    /// Room for `cap` datagrams of up to `max_len` bytes, each after `headroom` bytes.
+    pub fn new(cap: usize, max_len: usize, headroom: usize) -> Self {
+        let slot = headroom + max_len;
+        // SAFETY: plain old data; zeroed is valid.
+        let (name, iov, hdr) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Self {
+            data: vec![0; cap * slot],
+            slot,
+            headroom,
+            names: vec![name; cap],
+            iovs: vec![iov; cap],
+            hdrs: vec![hdr; cap],
+            n: 0,
+        }
+    }
+
+    /// One non-blocking `recvmmsg` on `fd`; returns how many datagrams arrived (0 when none).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let cap = self.hdrs.len();
+        let base = self.data.as_mut_ptr();
+        for i in 0..cap {
+            self.iovs[i] = libc::iovec {
+                // SAFETY: i * slot + headroom < data.len() by construction.
+                iov_base: unsafe { base.add(i * self.slot + self.headroom) }.cast(),
+                iov_len: self.slot - self.headroom,
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        // SAFETY: see the module invariants; vlen == cap headers built above.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                cap as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            self.n = 0;
+            let e = io::Error::last_os_error();
+            return if would_block(&e) || e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        self.n = r as usize;
+        Ok(self.n)
+    }
+
+    /// How many datagrams the last `recv` returned.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the last `recv` returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Datagram `i` of the last `recv` and its source.
+    pub fn get(&self, i: usize) -> (&[u8], SocketAddrV4) {
+        let start = i * self.slot + self.headroom;
+        let len = self.hdrs[i].msg_len as usize;
+        (
+            &self.data[start..start + len],
+            from_sockaddr(&self.names[i]),
+        )
+    }
+
+    /// Datagram `i` with its headroom in front (`headroom + len` bytes), mutable, and its source.
+    pub fn get_with_headroom(&mut self, i: usize) -> (&mut [u8], SocketAddrV4) {
+        let start = i * self.slot;
+        let len = self.hdrs[i].msg_len as usize;
+        let src = from_sockaddr(&self.names[i]);
+        (&mut self.data[start..start + self.headroom + len], src)
+    }
+
+    /// Sends every datagram of the last `recv` back to its source on `fd` with `sendmmsg`,
+    /// in place (an echo); returns how many the kernel took.
+    pub fn echo(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..self.n {
+            // iov_base still points at slot i (set in `recv`, the Vec has not moved).
+            self.iovs[i].iov_len = self.hdrs[i].msg_len as usize;
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
+        }
+        send_all(fd, &mut self.hdrs[..self.n])
+    }
+}
+
+/// `sendmmsg` until all of `hdrs` went out or the socket is full; returns how many went out.
+fn send_all(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < hdrs.len() {
+        // SAFETY: see the module invariants; the slice bounds vlen.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                hdrs[done..].as_mut_ptr(),
+                (hdrs.len() - done) as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if would_block(&e) || e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                break;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            break;
+        }
+        done += r as usize;
+    }
+    Ok(done)
+}
+
+/// Datagrams queued for one `sendmmsg` on one socket; each is copied in.
+pub struct SendBatch {
+    data: Vec<u8>,
+    slot: usize,
+    lens: Vec<usize>,
+    dests: Vec<SocketAddrV4>,
+    names: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl SendBatch {
+    /// Room for `cap` datagrams of up to `max_len` bytes.
+    pub fn new(cap: usize, max_len: usize) -> Self {
+        // SAFETY: plain old data; zeroed is valid.
+        let (name, iov, hdr) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Self {
+            data: vec![0; cap * max_len],
+            slot: max_len,
+            lens: Vec::with_capacity(cap),
+            dests: Vec::with_capacity(cap),
+            names: vec![name; cap],
+            iovs: vec![iov; cap],
+            hdrs: vec![hdr; cap],
+        }
+    }
+
+    /// Whether no more datagram fits.
+    pub fn is_full(&self) -> bool {
+        self.lens.len() == self.hdrs.len()
+    }
+
+    /// How many datagrams are queued.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Queues a datagram to `dest` written by `fill` into a buffer of the slot size; `fill`
+    /// returns its length. The caller flushes first when [`SendBatch::is_full`].
+    pub fn push_with(&mut self, dest: SocketAddrV4, fill: impl FnOnce(&mut [u8]) -> usize) {
+        let i = self.lens.len();
+        assert!(i < self.hdrs.len(), "SendBatch full");
+        let slot = &mut self.data[i * self.slot..(i + 1) * self.slot];
+        let len = fill(slot).min(self.slot);
+        self.lens.push(len);
+        self.dests.push(dest);
+    }
+
+    /// Queues a copy of `bytes` to `dest`.
+    pub fn push(&mut self, dest: SocketAddrV4, bytes: &[u8]) {
+        self.push_with(dest, |b| {
+            b[..bytes.len()].copy_from_slice(bytes);
+            bytes.len()
+        });
+    }
+
+    /// Sends everything queued on `fd` and empties the batch; returns how many the kernel took
+    /// (the rest was dropped because the socket buffer was full).
+    pub fn flush(&mut self, fd: RawFd) -> io::Result<usize> {
+        let n = self.lens.len();
+        let base = self.data.as_mut_ptr();
+        for i in 0..n {
+            self.names[i] = to_sockaddr(self.dests[i]);
+            self.iovs[i] = libc::iovec {
+                // SAFETY: slot i lies inside data (i < cap).
+                iov_base: unsafe { base.add(i * self.slot) }.cast(),
+                iov_len: self.lens[i],
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        let r = send_all(fd, &mut self.hdrs[..n]);
+        self.lens.clear();
+        self.dests.clear();
+        r
+    }
+}
+
+/// utime + stime of process `pid` in seconds, from `/proc/PID/stat` (no unsafe needed).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
+}
