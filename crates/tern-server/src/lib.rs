@@ -1,16 +1,74 @@
-//! The I/O shell of tern: binds the listening socket(s) and one socket per relay port, and
-//! drives the sans-IO core from `tern-proto` with datagrams, time and timer ticks.
+//! The I/O shell of tern: binds the listening and relay sockets and drives the sans-IO core
+//! from `tern-proto` with datagrams, time and timer ticks.
 //!
-//! One thread, one current-thread runtime: the core lives in a `RefCell` that every socket
-//! task borrows only between awaits, so no lock is taken per packet.
+//! One worker thread per core (coturn's `relay-threads`), each with its own epoll loop and its
+//! own [`tern_proto::Server`]. The listening sockets use `SO_REUSEPORT`, so the kernel hashes
+//! each client 5-tuple to one worker, which then owns that client's allocation and reads its
+//! relay socket. Workers share only the port pool and the quotas
+//! ([`tern_proto::SharedState`]), touched when allocations begin and end; a relayed packet
+//! takes no lock, allocates nothing and logs nothing. Sockets are read with `recvmmsg` and
+//! packets to clients leave through one `sendmmsg` per batch, with a plain
+//! `recvfrom`/`sendto` fallback.
 
 mod relay_ports;
-mod shell;
 mod sys;
+mod worker;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tern_proto::SharedState;
+use tracing::{info, warn};
+
+use crate::relay_ports::RelayTable;
+use crate::worker::Worker;
+
+/// Socket buffer sizes to ask the kernel for (it may grant less: `net.core.rmem_max` and
+/// `net.core.wmem_max` cap them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketBuffers {
+    /// SO_RCVBUF in bytes, or the kernel default.
+    pub recv: Option<usize>,
+    /// SO_SNDBUF in bytes, or the kernel default.
+    pub send: Option<usize>,
+}
+
+impl SocketBuffers {
+    /// Applies the sizes to `sock`; with `report`, logs what the kernel granted when it is
+    /// less than asked.
+    fn apply(&self, sock: &UdpSocket, report: bool) {
+        let s = SockRef::from(sock);
+        if let Some(want) = self.recv {
+            let _ = s.set_recv_buffer_size(want);
+            // Linux reports twice what it grants (the doubling covers its bookkeeping).
+            let got = s.recv_buffer_size().map_or(0, |g| g / 2);
+            if report && got < want {
+                warn!(
+                    asked = want,
+                    granted = got,
+                    "the kernel capped the UDP receive buffer (raise net.core.rmem_max)"
+                );
+            }
+        }
+        if let Some(want) = self.send {
+            let _ = s.set_send_buffer_size(want);
+            let got = s.send_buffer_size().map_or(0, |g| g / 2);
+            if report && got < want {
+                warn!(
+                    asked = want,
+                    granted = got,
+                    "the kernel capped the UDP send buffer (raise net.core.wmem_max)"
+                );
+            }
+        }
+    }
+}
 
 /// What the server binds and how the core behaves.
 #[derive(Debug, Clone)]
@@ -23,17 +81,158 @@ pub struct ServerConfig {
     /// The core's configuration. `core.relay_port_range` is the range to bind; the server
     /// fills `core.relay_ports` with the ports it managed to bind.
     pub core: tern_proto::Config,
+    /// Worker threads (coturn's `relay-threads`); 0 means one per available CPU.
+    pub workers: usize,
+    /// Use recvmmsg/sendmmsg (the default) or plain recvfrom/sendto.
+    pub batched_io: bool,
+    /// Socket buffer sizes for the listening sockets (relay sockets keep the kernel's).
+    pub buffers: SocketBuffers,
+}
+
+impl ServerConfig {
+    /// A config with one worker per CPU, batched I/O and kernel-default buffers.
+    pub fn new(listen: Vec<SocketAddr>, relay_bind_ip: IpAddr, core: tern_proto::Config) -> Self {
+        Self {
+            listen,
+            relay_bind_ip,
+            core,
+            workers: 0,
+            batched_io: true,
+            buffers: SocketBuffers::default(),
+        }
+    }
+}
+
+/// A running server: its worker threads and what they share.
+#[derive(Debug)]
+pub struct RunningServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    shared: SharedState,
+    listen: Vec<SocketAddr>,
+}
+
+impl RunningServer {
+    /// The addresses actually listened on (with the port filled in when 0 was asked).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen
+    }
+
+    /// What the workers share: pool and quota counters.
+    pub fn shared(&self) -> &SharedState {
+        &self.shared
+    }
+
+    /// Tells the workers to end their allocations and stop, and waits for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        info!("tern stopped");
+    }
+}
+
+fn listener(addr: SocketAddr, buffers: &SocketBuffers, report: bool) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on udp {addr}: {e}")))?;
+    let sock: UdpSocket = sock.into();
+    buffers.apply(&sock, report);
+    Ok(sock)
+}
+
+/// Binds every socket and starts the workers; returns at once.
+pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // The first worker's sockets fix the ports (port 0 becomes a real one); the others join
+    // their SO_REUSEPORT groups.
+    let mut first = Vec::new();
+    for addr in &config.listen {
+        first.push(listener(*addr, &config.buffers, true)?);
+    }
+    let listen: Vec<SocketAddr> = first
+        .iter()
+        .map(UdpSocket::local_addr)
+        .collect::<io::Result<_>>()?;
+    let mut per_worker = vec![first];
+    for _ in 1..workers {
+        per_worker.push(
+            listen
+                .iter()
+                .map(|a| listener(*a, &config.buffers, false))
+                .collect::<io::Result<_>>()?,
+        );
+    }
+    let range = config.core.relay_port_range.clone();
+    let relays = Arc::new(RelayTable::bind(
+        config.relay_bind_ip,
+        range.clone(),
+        &SocketBuffers::default(),
+    )?);
+    config.core.relay_ports = relays.ports();
+    for addr in &listen {
+        info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
+    }
+    info!(
+        relay_ip = %config.relay_bind_ip,
+        advertised = %config.core.relayed_ip,
+        ports = config.core.relay_ports.len(),
+        min_port = range.start(),
+        max_port = range.end(),
+        "relay ports bound"
+    );
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
+    let shared = SharedState::new(
+        config.core.relay_ports.clone(),
+        u64::from_le_bytes(seed[16..24].try_into().expect("8 bytes")),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::with_capacity(workers);
+    for (id, sockets) in per_worker.into_iter().enumerate() {
+        let core = tern_proto::Server::with_shared(
+            config.core.clone(),
+            Instant::now(),
+            seed,
+            shared.clone(),
+            id as u32,
+        );
+        let worker = Worker::new(
+            id as u32,
+            core,
+            listen.iter().copied().zip(sockets).collect(),
+            relays.clone(),
+            config.batched_io,
+            stop.clone(),
+        )?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tern-worker-{id}"))
+                .spawn(move || worker.run())?,
+        );
+    }
+    Ok(RunningServer {
+        stop,
+        threads,
+        shared,
+        listen,
+    })
 }
 
 /// Binds every socket, then serves until `shutdown` completes; allocations end and their
 /// ports are released before it returns.
-///
-/// Its tasks run on a `LocalSet` on the calling thread: await it with `block_on` of any tokio
-/// runtime (the future is not `Send`), or use [`run_blocking`].
 pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-    tokio::task::LocalSet::new()
-        .run_until(shell::serve(config, shutdown))
+    let server = start(config)?;
+    shutdown.await;
+    tokio::task::spawn_blocking(move || server.stop())
         .await
+        .map_err(io::Error::other)
 }
 
 /// Builds a current-thread runtime and runs [`run`] on it until `shutdown` completes.

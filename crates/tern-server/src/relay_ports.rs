@@ -1,70 +1,131 @@
-//! Binding the relay port range up front: one UDP socket per port, held for the life of the
+//! The relay port range, bound up front: one UDP socket per port, held for the life of the
 //! process, so a port is reusable the moment its allocation ends and no other process can
 //! take it meanwhile. A port already held by someone else is skipped with a warning.
+//!
+//! Each socket is read by exactly one worker: the one whose core owns the allocation on it.
+//! A worker claims a port when its core creates an allocation there and starts watching the
+//! socket; a worker that sees input on a socket another worker has claimed stops watching it
+//! without reading. The claim is a relaxed atomic store, made before the client learns the
+//! relayed address, so no peer datagram for the new allocation can reach the old owner.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::warn;
 
-/// The sockets that could be bound, by port.
-pub struct RelaySockets {
-    pub sockets: Vec<(u16, UdpSocket)>,
+use crate::SocketBuffers;
+
+/// No worker has claimed the port yet.
+const UNCLAIMED: u32 = u32::MAX;
+
+/// The relay sockets, by port, and which worker reads each.
+#[derive(Debug)]
+pub struct RelayTable {
+    base: u16,
+    sockets: Vec<Option<UdpSocket>>,
+    owners: Vec<AtomicU32>,
 }
 
-pub fn bind_range(ip: IpAddr, range: RangeInclusive<u16>) -> io::Result<RelaySockets> {
-    let wanted = u64::from(*range.end() - *range.start()) + 1;
-    let limit = crate::sys::raise_nofile_limit(wanted + 256);
-    if limit < wanted + 16 {
-        warn!(limit, ports = wanted, "the open-file limit is below the relay port count; raise it (ulimit -n) or narrow min-port..max-port");
-    }
-    let mut sockets = Vec::with_capacity(wanted as usize);
-    let mut skipped = 0usize;
-    for port in range.clone() {
-        match UdpSocket::bind(SocketAddr::new(ip, port)) {
-            Ok(s) => {
-                s.set_nonblocking(true)?;
-                sockets.push((port, s));
-            }
-            Err(e)
-                if e.kind() == io::ErrorKind::AddrInUse
-                    || e.raw_os_error() == Some(libc::EACCES) =>
-            {
-                skipped += 1;
-                warn!(port, error = %e, "relay port unavailable (held by another process?); skipped");
-            }
-            Err(e)
-                if e.raw_os_error() == Some(libc::EMFILE)
-                    || e.raw_os_error() == Some(libc::ENFILE) =>
-            {
-                warn!(port, error = %e, "out of file descriptors: relay ports from here on are not bound");
-                break;
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot bind relay port {ip}:{port}: {e}"),
-                ));
+impl RelayTable {
+    /// Binds every port of `range` on `ip` that can be bound.
+    pub fn bind(
+        ip: IpAddr,
+        range: RangeInclusive<u16>,
+        buffers: &SocketBuffers,
+    ) -> io::Result<Self> {
+        let base = *range.start();
+        let wanted = u64::from(*range.end() - base) + 1;
+        let limit = crate::sys::raise_nofile_limit(wanted + 256);
+        if limit < wanted + 16 {
+            warn!(limit, ports = wanted, "the open-file limit is below the relay port count; raise it (ulimit -n) or narrow min-port..max-port");
+        }
+        let mut sockets = Vec::with_capacity(wanted as usize);
+        let mut skipped = 0usize;
+        for port in range.clone() {
+            match UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(s) => {
+                    s.set_nonblocking(true)?;
+                    buffers.apply(&s, false);
+                    sockets.push(Some(s));
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::AddrInUse
+                        || e.raw_os_error() == Some(libc::EACCES) =>
+                {
+                    skipped += 1;
+                    warn!(port, error = %e, "relay port unavailable (held by another process?); skipped");
+                    sockets.push(None);
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    warn!(port, error = %e, "out of file descriptors: relay ports from here on are not bound");
+                    break;
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot bind relay port {ip}:{port}: {e}"),
+                    ));
+                }
             }
         }
+        sockets.resize_with(wanted as usize, || None);
+        if sockets.iter().all(Option::is_none) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "no relay port in {}..={} could be bound on {ip}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        if skipped > 0 {
+            warn!(skipped, "some relay ports were skipped");
+        }
+        let owners = (0..wanted).map(|_| AtomicU32::new(UNCLAIMED)).collect();
+        Ok(Self {
+            base,
+            sockets,
+            owners,
+        })
     }
-    if sockets.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!(
-                "no relay port in {}..={} could be bound on {ip}",
-                range.start(),
-                range.end()
-            ),
-        ));
+
+    /// The ports that were bound.
+    pub fn ports(&self) -> Vec<u16> {
+        (self.base..)
+            .zip(&self.sockets)
+            .filter(|(_, s)| s.is_some())
+            .map(|(p, _)| p)
+            .collect()
     }
-    if skipped > 0 {
-        warn!(
-            skipped,
-            bound = sockets.len(),
-            "some relay ports were skipped"
-        );
+
+    fn index(&self, port: u16) -> Option<usize> {
+        let i = usize::from(port.wrapping_sub(self.base));
+        (i < self.sockets.len()).then_some(i)
     }
-    Ok(RelaySockets { sockets })
+
+    /// The socket of `port`, if bound.
+    #[inline]
+    pub fn fd(&self, port: u16) -> Option<RawFd> {
+        self.sockets[self.index(port)?]
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+    }
+
+    /// Makes `worker` the reader of `port`'s socket.
+    pub fn claim(&self, port: u16, worker: u32) {
+        if let Some(i) = self.index(port) {
+            self.owners[i].store(worker, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `worker` reads `port`'s socket.
+    #[inline]
+    pub fn is_owner(&self, port: u16, worker: u32) -> bool {
+        self.index(port)
+            .is_some_and(|i| self.owners[i].load(Ordering::Relaxed) == worker)
+    }
 }

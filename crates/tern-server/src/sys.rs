@@ -1,5 +1,12 @@
-//! The one place with `unsafe`: raising the open-file limit so a wide relay range can be
-//! bound (one socket per relay port).
+//! The one module with `unsafe`: the system calls the standard library does not wrap
+//! (epoll, recvmmsg, sendmmsg, the open-file limit), each in a small safe function whose
+//! invariant is written next to its `unsafe` block.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// Raises the soft `RLIMIT_NOFILE` to at least `wanted` (bounded by the hard limit);
 /// returns the soft limit in force afterwards.
@@ -20,10 +27,334 @@ pub fn raise_nofile_limit(wanted: u64) -> u64 {
         rlim_cur: (wanted as libc::rlim_t).min(lim.rlim_max),
         rlim_max: lim.rlim_max,
     };
-    // SAFETY: setrlimit reads the struct we own; lowering nothing, raising within the hard limit.
+    // SAFETY: setrlimit reads the struct we own and only raises the soft limit within the hard one.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
         new.rlim_cur as u64
     } else {
         lim.rlim_cur as u64
     }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// An epoll instance, level-triggered.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers; on success it returns a new descriptor that
+        // nothing else owns, which OwnedFd then closes exactly once.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` lives across the call; epoll_ctl only reads it (and ignores it for DEL).
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+    }
+
+    /// Watches `fd` for input under `token`; watching it twice is not an error.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        match self.ctl(libc::EPOLL_CTL_ADD, fd, token) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Stops watching `fd`.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0)
+    }
+
+    /// Waits up to `timeout` for events; returns the tokens of ready descriptors in `out`.
+    pub fn wait(&self, out: &mut Vec<u64>, timeout: Duration) -> io::Result<()> {
+        const MAX: usize = 256;
+        let mut events = [MaybeUninit::<libc::epoll_event>::uninit(); MAX];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: the kernel writes at most MAX events into `events`, which is MAX long.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr().cast(),
+                MAX as libc::c_int,
+                ms,
+            )
+        };
+        out.clear();
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        for ev in &events[..n as usize] {
+            // SAFETY: the first n entries were written by epoll_wait.
+            let ev = unsafe { ev.assume_init() };
+            out.push(ev.u64);
+        }
+        Ok(())
+    }
+}
+
+/// Converts a kernel socket address to a `SocketAddr`.
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match s.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in, which it is large and
+            // aligned enough for.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Writes `addr` into `s`; returns its length.
+fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let out =
+                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            out.sin_family = libc::AF_INET as libc::sa_family_t;
+            out.sin_port = a.port().to_be();
+            out.sin_addr = libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let out =
+                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            out.sin6_port = a.port().to_be();
+            out.sin6_flowinfo = a.flowinfo();
+            out.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            out.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid (AF_UNSPEC) value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Receives up to `bufs.len()` datagrams from `fd` without blocking, each into
+/// `bufs[i][offset..offset + max]`. Fills `lens` and `from` for the datagrams received and
+/// returns how many; 0 when nothing is queued. With `batched` false, one recvfrom per
+/// datagram (the plain fallback).
+pub fn recv_many(
+    fd: RawFd,
+    bufs: &mut [&mut [u8]],
+    lens: &mut [usize],
+    from: &mut [SocketAddr],
+    batched: bool,
+) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let n = bufs.len().min(MAX).min(lens.len()).min(from.len());
+    if n == 0 {
+        return Ok(0);
+    }
+    if !batched {
+        let mut storage = zeroed_storage();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the buffer pointer and length describe bufs[0]; storage and len live across
+        // the call and len holds storage's size.
+        let r = unsafe {
+            libc::recvfrom(
+                fd,
+                bufs[0].as_mut_ptr().cast(),
+                bufs[0].len(),
+                libc::MSG_DONTWAIT,
+                (&mut storage as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(e)
+            };
+        }
+        let Some(addr) = from_storage(&storage) else {
+            return Ok(0);
+        };
+        lens[0] = r as usize;
+        from[0] = addr;
+        return Ok(1);
+    }
+    let mut storages = [zeroed_storage(); MAX];
+    // SAFETY (zeroed): iovec and mmsghdr are plain old data; zero is a valid value for both.
+    let mut iovecs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iovecs[i] = libc::iovec {
+            iov_base: bufs[i].as_mut_ptr().cast(),
+            iov_len: bufs[i].len(),
+        };
+        hdrs[i].msg_hdr.msg_name = (&mut storages[i] as *mut libc::sockaddr_storage).cast();
+        hdrs[i].msg_hdr.msg_namelen =
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdrs[i].msg_hdr.msg_iov = &mut iovecs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at an iovec describing a distinct, live, writable buffer
+    // and at its own live sockaddr_storage; all of them outlive the call; n <= MAX.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    for i in 0..r as usize {
+        // A datagram from an unknown family (none occur on AF_INET/6 sockets) becomes an
+        // empty one from the unspecified address, which the core drops.
+        match from_storage(&storages[i]) {
+            Some(addr) => {
+                lens[i] = hdrs[i].msg_len as usize;
+                from[i] = addr;
+            }
+            None => {
+                lens[i] = 0;
+                from[i] = SocketAddr::from(([0, 0, 0, 0], 0));
+            }
+        }
+    }
+    Ok(r as usize)
+}
+
+/// Sends `data` to `to` from `fd` without blocking. A full socket buffer drops the datagram,
+/// as the network would; that is not an error.
+pub fn send_to(fd: RawFd, data: &[u8], to: SocketAddr) -> io::Result<()> {
+    let mut storage = zeroed_storage();
+    let len = to_storage(to, &mut storage);
+    // SAFETY: data describes a live buffer; storage holds a valid address of length len.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::WouldBlock {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Sends each `(data, to)` from `fd`: one sendmmsg per 64 datagrams when `batched`, else one
+/// sendto each. Datagrams the kernel does not take at once are dropped, as the network would.
+pub fn send_many<'a>(
+    fd: RawFd,
+    msgs: impl Iterator<Item = (&'a [u8], SocketAddr)>,
+    batched: bool,
+) -> io::Result<()> {
+    const MAX: usize = 64;
+    if !batched {
+        for (data, to) in msgs {
+            send_to(fd, data, to)?;
+        }
+        return Ok(());
+    }
+    let mut storages = [zeroed_storage(); MAX];
+    // SAFETY (zeroed): iovec and mmsghdr are plain old data; zero is a valid value for both.
+    let mut iovecs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+    let mut msgs = msgs.peekable();
+    while msgs.peek().is_some() {
+        let mut n = 0;
+        for (data, to) in msgs.by_ref().take(MAX) {
+            let len = to_storage(to, &mut storages[n]);
+            iovecs[n] = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
+            hdrs[n].msg_hdr.msg_name = (&mut storages[n] as *mut libc::sockaddr_storage).cast();
+            hdrs[n].msg_hdr.msg_namelen = len;
+            hdrs[n].msg_hdr.msg_iov = &mut iovecs[n];
+            hdrs[n].msg_hdr.msg_iovlen = 1;
+            n += 1;
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: headers sent..n point at live iovecs over buffers that outlive the call
+            // (the kernel only reads them) and at initialised addresses of the given lengths.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    hdrs[sent..n].as_mut_ptr(),
+                    (n - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::Interrupted => continue,
+                    // A datagram the kernel refuses (e.g. no route): skip it, send the rest.
+                    _ => sent += 1,
+                }
+                continue;
+            }
+            sent += r as usize;
+        }
+    }
+    Ok(())
 }

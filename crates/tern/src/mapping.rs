@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::bail;
 use tern_proto::peer_filter::PeerFilterConfig;
 use tern_proto::Config;
-use tern_server::ServerConfig;
+use tern_server::{ServerConfig, SocketBuffers};
 
 use crate::settings::Settings;
 
@@ -140,10 +140,12 @@ pub fn map(
         .iter()
         .map(|ip| SocketAddr::new(*ip, s.listening_port))
         .collect();
-    let server = ServerConfig {
-        listen,
-        relay_bind_ip,
-        core,
+    let mut server = ServerConfig::new(listen, relay_bind_ip, core);
+    server.workers = s.relay_threads as usize;
+    server.batched_io = !s.no_batched_io;
+    server.buffers = SocketBuffers {
+        recv: s.udp_recv_buffer.map(|b| b as usize),
+        send: s.udp_send_buffer.map(|b| b as usize),
     };
     Ok(Mapped {
         server,

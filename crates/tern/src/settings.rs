@@ -99,6 +99,14 @@ pub struct Settings {
     pub no_multicast_peers: bool,
     /// `rfc5766-channel-numbers` (tern's own key): accept channels 0x5000..=0x7FFF.
     pub rfc5766_channel_numbers: bool,
+    /// `relay-threads`: worker threads; 0 means one per CPU.
+    pub relay_threads: u32,
+    /// `udp-recv-buffer` (tern's own key): SO_RCVBUF of the listening sockets, bytes.
+    pub udp_recv_buffer: Option<u32>,
+    /// `udp-send-buffer` (tern's own key): SO_SNDBUF of the listening sockets, bytes.
+    pub udp_send_buffer: Option<u32>,
+    /// `no-batched-io` (tern's own key): plain recvfrom/sendto instead of recvmmsg/sendmmsg.
+    pub no_batched_io: bool,
     /// `verbose` / `Verbose`.
     pub verbosity: Verbosity,
     /// `log-file`.
@@ -131,6 +139,10 @@ impl Default for Settings {
             allow_loopback_peers: false,
             no_multicast_peers: false,
             rfc5766_channel_numbers: false,
+            relay_threads: 0,
+            udp_recv_buffer: None,
+            udp_send_buffer: None,
+            no_batched_io: false,
             verbosity: Verbosity::Normal,
             log_file: LogTarget::Stderr,
         }
@@ -249,6 +261,10 @@ impl Builder {
             "allow-loopback-peers" => s.allow_loopback_peers = values::flag(raw)?,
             "no-multicast-peers" => s.no_multicast_peers = values::flag(raw)?,
             "rfc5766-channel-numbers" => s.rfc5766_channel_numbers = values::flag(raw)?,
+            "relay-threads" => s.relay_threads = values::count(value()?)?,
+            "udp-recv-buffer" => s.udp_recv_buffer = Some(values::count(value()?)?),
+            "udp-send-buffer" => s.udp_send_buffer = Some(values::count(value()?)?),
+            "no-batched-io" => s.no_batched_io = values::flag(raw)?,
             "no-cli" => {
                 values::flag(raw)?; // tern has no telnet CLI; nothing to turn off
             }

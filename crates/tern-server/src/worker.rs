@@ -1,0 +1,378 @@
+//! One worker: an epoll loop around one core, its share of the listening sockets, and the
+//! relay sockets of the allocations its core owns.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tern_proto::{
+    ClientOutput, Event, FiveTuple, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM,
+};
+use tracing::{debug, info};
+
+use crate::relay_ports::RelayTable;
+use crate::sys::{self, Epoll};
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams read from a listening socket per system call.
+const CLIENT_BATCH: usize = 32;
+/// Peer datagrams buffered (and framed in place) before one sendmmsg to clients.
+const PEER_RING: usize = 64;
+/// Entries of the per-datagram metadata arrays (the larger of the two batches).
+const META: usize = if CLIENT_BATCH > PEER_RING {
+    CLIENT_BATCH
+} else {
+    PEER_RING
+};
+/// Most datagrams read from one socket before the loop turns to the others.
+const FAIR_SHARE: usize = 128;
+/// Epoll tokens at and above this are listening sockets; below, relay ports.
+const LISTENER_TOKEN: u64 = 1 << 32;
+/// How often a worker looks at the stop flag when idle.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// A peer datagram framed for its client, waiting in the ring for the next sendmmsg.
+#[derive(Debug, Clone)]
+struct Forward {
+    slot: usize,
+    range: Range<usize>,
+    client: SocketAddr,
+    listener: usize,
+}
+
+pub struct Worker {
+    id: u32,
+    core: Server,
+    listeners: Vec<(SocketAddr, UdpSocket)>,
+    relays: Arc<RelayTable>,
+    epoll: Epoll,
+    batched: bool,
+    stop: Arc<AtomicBool>,
+    /// Receive buffers for client datagrams.
+    client_bufs: Vec<Vec<u8>>,
+    /// Receive buffers for peer datagrams, each with headroom and tailroom for framing.
+    peer_bufs: Vec<Vec<u8>>,
+    peer_used: usize,
+    forwards: Vec<Forward>,
+    lens: [usize; META],
+    froms: [SocketAddr; META],
+    reply: Vec<u8>,
+    ready: Vec<u64>,
+}
+
+fn wall_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Worker {
+    pub fn new(
+        id: u32,
+        core: Server,
+        listeners: Vec<(SocketAddr, UdpSocket)>,
+        relays: Arc<RelayTable>,
+        batched: bool,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Self> {
+        let epoll = Epoll::new()?;
+        for (i, (_, s)) in listeners.iter().enumerate() {
+            epoll.add(s.as_raw_fd(), LISTENER_TOKEN + i as u64)?;
+        }
+        Ok(Self {
+            id,
+            core,
+            listeners,
+            relays,
+            epoll,
+            batched,
+            stop,
+            client_bufs: (0..CLIENT_BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect(),
+            peer_bufs: (0..PEER_RING)
+                .map(|_| vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM])
+                .collect(),
+            peer_used: 0,
+            forwards: Vec::with_capacity(PEER_RING),
+            lens: [0; META],
+            froms: [SocketAddr::from(([0, 0, 0, 0], 0)); META],
+            reply: Vec::with_capacity(1500),
+            ready: Vec::with_capacity(256),
+        })
+    }
+
+    pub fn run(mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let timeout = self.core.poll_timeout().map_or(STOP_CHECK, |t| {
+                t.saturating_duration_since(now).min(STOP_CHECK)
+            });
+            let mut ready = std::mem::take(&mut self.ready);
+            if let Err(e) = self.epoll.wait(&mut ready, timeout) {
+                debug!(error = %e, "epoll_wait");
+            }
+            let now = Instant::now();
+            for &token in &ready {
+                if token >= LISTENER_TOKEN {
+                    self.drain_listener((token - LISTENER_TOKEN) as usize, now);
+                } else {
+                    self.drain_relay(token as u16);
+                }
+            }
+            self.ready = ready;
+            self.flush_forwards();
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+                self.handle_events();
+            }
+        }
+        self.core.shutdown(Instant::now());
+        self.handle_events();
+        debug!(worker = self.id, "worker stopped");
+    }
+
+    /// Reads client datagrams from listener `index` and acts on each.
+    fn drain_listener(&mut self, index: usize, now: Instant) {
+        let (local, fd) = (self.listeners[index].0, self.listeners[index].1.as_raw_fd());
+        let wall = wall_now();
+        let mut read = 0;
+        while read < FAIR_SHARE {
+            let n = {
+                let mut it = self.client_bufs.iter_mut();
+                let mut bufs: [&mut [u8]; CLIENT_BATCH] = std::array::from_fn(|_| {
+                    it.next().expect("CLIENT_BATCH buffers").as_mut_slice()
+                });
+                match sys::recv_many(fd, &mut bufs, &mut self.lens, &mut self.froms, self.batched) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        debug!(error = %e, "recv on listening socket");
+                        0
+                    }
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            read += n;
+            for i in 0..n {
+                let from = self.froms[i];
+                let five_tuple = FiveTuple {
+                    client: from,
+                    server: local,
+                };
+                let data = &self.client_bufs[i][..self.lens[i]];
+                match self
+                    .core
+                    .handle_client_datagram(now, wall, five_tuple, data, &mut self.reply)
+                {
+                    ClientOutput::Relay {
+                        relay_port,
+                        peer,
+                        payload,
+                    } => {
+                        if let Some(relay) = self.relays.fd(relay_port) {
+                            let _ = sys::send_to(relay, &self.client_bufs[i][payload], peer);
+                        }
+                    }
+                    ClientOutput::Reply => {
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            log_error_reply(
+                                &self.client_bufs[i][..self.lens[i]],
+                                &self.reply,
+                                from,
+                            );
+                        }
+                        // A new allocation's relay socket is claimed before the client learns
+                        // its address.
+                        self.handle_events();
+                        if let Err(e) = sys::send_to(fd, &self.reply, from) {
+                            debug!(error = %e, client = %from, "send reply");
+                        }
+                    }
+                    ClientOutput::Drop(_) => {}
+                }
+            }
+            if self.batched && n < CLIENT_BATCH {
+                break;
+            }
+        }
+        self.handle_events();
+    }
+
+    /// Reads peer datagrams from the relay socket of `port`, frames each for its client in
+    /// place, and queues it for the next sendmmsg.
+    fn drain_relay(&mut self, port: u16) {
+        let Some(fd) = self.relays.fd(port) else {
+            return;
+        };
+        if !self.relays.is_owner(port, self.id) {
+            // Another worker's allocation now: stop watching, leave the data to it.
+            let _ = self.epoll.delete(fd);
+            return;
+        }
+        let mut read = 0;
+        while read < FAIR_SHARE {
+            if self.peer_used == PEER_RING {
+                self.flush_forwards();
+            }
+            let start = self.peer_used;
+            let room = if self.batched { PEER_RING - start } else { 1 };
+            let n = {
+                let slots = &mut self.peer_bufs[start..start + room];
+                let mut views: [&mut [u8]; PEER_RING] =
+                    std::array::from_fn(|_| <&mut [u8]>::default());
+                for (v, s) in views.iter_mut().zip(slots.iter_mut()) {
+                    *v = &mut s[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM];
+                }
+                match sys::recv_many(
+                    fd,
+                    &mut views[..room],
+                    &mut self.lens[..room],
+                    &mut self.froms[..room],
+                    self.batched,
+                ) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        debug!(port, error = %e, "recv on relay socket");
+                        0
+                    }
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            read += n;
+            for i in 0..n {
+                let slot = start + i;
+                let out = self.core.handle_peer_datagram(
+                    port,
+                    self.froms[i],
+                    &mut self.peer_bufs[slot],
+                    self.lens[i],
+                );
+                if let PeerOutput::Forward { five_tuple, range } = out {
+                    let listener = self
+                        .listeners
+                        .iter()
+                        .position(|(a, _)| *a == five_tuple.server)
+                        .unwrap_or(0);
+                    self.forwards.push(Forward {
+                        slot,
+                        range,
+                        client: five_tuple.client,
+                        listener,
+                    });
+                }
+            }
+            self.peer_used += n;
+        }
+    }
+
+    /// Sends every queued peer datagram to its client.
+    fn flush_forwards(&mut self) {
+        if self.forwards.is_empty() {
+            self.peer_used = 0;
+            return;
+        }
+        for (index, (_, sock)) in self.listeners.iter().enumerate() {
+            let bufs = &self.peer_bufs;
+            let msgs = self
+                .forwards
+                .iter()
+                .filter(|f| f.listener == index)
+                .map(|f| (&bufs[f.slot][f.range.clone()], f.client));
+            if let Err(e) = sys::send_many(sock.as_raw_fd(), msgs, self.batched) {
+                debug!(error = %e, "send to clients");
+            }
+        }
+        self.forwards.clear();
+        self.peer_used = 0;
+    }
+
+    /// Claims relay sockets for new allocations and logs allocations beginning and ending.
+    fn handle_events(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                Event::AllocationCreated {
+                    five_tuple,
+                    relayed,
+                    username,
+                } => {
+                    self.claim(relayed.port());
+                    info!(client = %five_tuple.client, %relayed, %username, worker = self.id, "allocation created");
+                }
+                Event::AllocationEnded {
+                    five_tuple,
+                    relayed,
+                    reason,
+                    duration,
+                    traffic,
+                } => {
+                    info!(
+                        client = %five_tuple.client,
+                        %relayed,
+                        reason = reason.as_str(),
+                        duration_s = duration.as_secs(),
+                        bytes_to_peers = traffic.bytes_to_peers,
+                        bytes_to_client = traffic.bytes_to_client,
+                        "allocation ended"
+                    );
+                }
+            }
+        }
+    }
+
+    fn claim(&mut self, port: u16) {
+        let Some(fd) = self.relays.fd(port) else {
+            return;
+        };
+        self.relays.claim(port, self.id);
+        if let Err(e) = self.epoll.add(fd, u64::from(port)) {
+            debug!(port, error = %e, "watch relay socket");
+        }
+    }
+}
+
+/// Attributes whose 4-byte values are numbers worth logging; nothing that could carry a
+/// credential.
+const NUMERIC: &[u16] = &[
+    tern_wire::attr::LIFETIME,
+    tern_wire::attr::CHANNEL_NUMBER,
+    tern_wire::attr::REQUESTED_TRANSPORT,
+    tern_wire::attr::REQUESTED_ADDRESS_FAMILY,
+];
+
+/// At debug level, says which request failed and why.
+fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
+    use tern_wire::{attr, Class, Message};
+    let Ok(msg) = Message::parse(reply) else {
+        return;
+    };
+    if msg.class() != Class::Error {
+        return;
+    }
+    let Some((code, reason)) = msg
+        .get(attr::ERROR_CODE)
+        .and_then(|a| attr::decode_error_code(a.value).ok())
+    else {
+        return;
+    };
+    // Attribute types, and the values of the short numeric ones (LIFETIME, CHANNEL-NUMBER, ...).
+    let attrs: Vec<String> = Message::parse(request)
+        .map(|m| {
+            m.attributes()
+                .map(|a| match a.value {
+                    [x, y, z, w] if NUMERIC.contains(&a.typ) => {
+                        format!("{:#06x}={x:02x}{y:02x}{z:02x}{w:02x}", a.typ)
+                    }
+                    _ => format!("{:#06x}", a.typ),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    debug!(%client, method = msg.method().name(), code, reason, request_attributes = ?attrs, "error response");
+}
