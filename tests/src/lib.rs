@@ -16,6 +16,7 @@ mod bin;
 mod creds;
 mod ports;
 mod process;
+mod raw;
 mod server;
 mod stun;
 
@@ -23,6 +24,7 @@ pub use bin::{coturn_bin, tern_bin, turnutils_bin};
 pub use creds::{rest_credentials, rest_credentials_at, rest_password, unix_now};
 pub use ports::PortBlock;
 pub use process::{run_bounded, Output};
+pub use raw::RawClient;
 pub use server::{Auth, ServerKind, ServerOptions, TestServer};
 pub use stun::binding_request_once;
 

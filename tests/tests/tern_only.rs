@@ -6,103 +6,17 @@
 //! independent clients cannot do (send garbage from an allocation's own 5-tuple, count
 //! ports), while the independent clients' suites prove interoperability.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
 use tern_e2e::{
-    rest_credentials, run_bounded, tern_bin, PortBlock, ServerKind, ServerOptions, TestServer,
+    run_bounded, tern_bin, PortBlock, RawClient, ServerKind, ServerOptions, TestServer,
 };
-use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, TransactionId};
+use tern_wire::{attr, Class, MessageType, MessageWriter, Method, TransactionId};
 
 const SECRET: &str = "tern-only-secret";
 const REALM: &str = "tern.test";
-
-/// A raw TURN client over one UDP socket.
-struct RawClient {
-    sock: UdpSocket,
-    server: SocketAddr,
-    username: String,
-    key: [u8; 16],
-    nonce: Vec<u8>,
-    tid: u8,
-}
-
-impl RawClient {
-    fn new(server: SocketAddr) -> RawClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let (username, password) = rest_credentials(SECRET, "raw", 600);
-        let key = tern_proto::auth::long_term_key(&username, REALM, &password);
-        RawClient {
-            sock,
-            server,
-            username,
-            key,
-            nonce: Vec::new(),
-            tid: 0,
-        }
-    }
-
-    fn next_tid(&mut self) -> TransactionId {
-        self.tid += 1;
-        TransactionId([self.tid; 12])
-    }
-
-    /// Sends `req` and returns the answer to its transaction, skipping anything else.
-    fn exchange(&self, req: &[u8]) -> Vec<u8> {
-        self.sock.send_to(req, self.server).unwrap();
-        let mut buf = [0u8; 2048];
-        loop {
-            let (n, _) = self.sock.recv_from(&mut buf).expect("an answer within 2 s");
-            if let Ok(m) = Message::parse(&buf[..n]) {
-                if m.transaction_id().0 == req[8..20] {
-                    return buf[..n].to_vec();
-                }
-            }
-        }
-    }
-
-    /// A signed request (after learning the nonce); returns the error code or 0 on success.
-    fn request(&mut self, method: Method, extra: impl Fn(&mut MessageWriter)) -> (u16, Vec<u8>) {
-        for _ in 0..2 {
-            let tid = self.next_tid();
-            let mut req = Vec::new();
-            let mut w = MessageWriter::new(&mut req, MessageType::new(method, Class::Request), tid);
-            extra(&mut w);
-            if !self.nonce.is_empty() {
-                w.attr(attr::USERNAME, self.username.as_bytes())
-                    .attr(attr::REALM, REALM.as_bytes())
-                    .attr(attr::NONCE, &self.nonce)
-                    .message_integrity(&self.key);
-            }
-            w.finish();
-            let reply = self.exchange(&req);
-            let m = Message::parse(&reply).unwrap();
-            let code = m
-                .get(attr::ERROR_CODE)
-                .map_or(0, |a| attr::decode_error_code(a.value).unwrap().0);
-            if code == 401 && self.nonce.is_empty() || code == 438 {
-                self.nonce = m.get(attr::NONCE).unwrap().value.to_vec();
-                continue;
-            }
-            return (code, reply);
-        }
-        panic!("no answer past the nonce challenge");
-    }
-
-    /// Allocates; returns the error code (0 on success) and the relayed address.
-    fn allocate(&mut self) -> (u16, Option<SocketAddr>) {
-        let (code, reply) = self.request(Method::ALLOCATE, |w| {
-            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-        });
-        let m = Message::parse(&reply).unwrap();
-        let relayed = m
-            .get(attr::XOR_RELAYED_ADDRESS)
-            .map(|a| attr::decode_xor_address(a.value, a.typ, &m.transaction_id()).unwrap());
-        (code, relayed)
-    }
-}
 
 fn server(extra: &[&str]) -> TestServer {
     let mut options = ServerOptions::rest(SECRET, REALM);
@@ -161,7 +75,7 @@ fn probe_explains_peer_filtering() {
 #[test]
 fn garbage_never_hurts_a_live_allocation() {
     let mut server = server(&[]);
-    let mut client = RawClient::new(server.addr());
+    let mut client = RawClient::new(server.addr(), SECRET, REALM);
     let (code, relayed) = client.allocate();
     assert_eq!(code, 0);
     let relayed = relayed.unwrap();
@@ -244,9 +158,9 @@ fn pool_runs_dry_with_508_and_refills_at_once() {
         &format!("--min-port={lo}"),
         &format!("--max-port={}", lo + 1),
     ]);
-    let mut a = RawClient::new(server.addr());
-    let mut b = RawClient::new(server.addr());
-    let mut c = RawClient::new(server.addr());
+    let mut a = RawClient::new(server.addr(), SECRET, REALM);
+    let mut b = RawClient::new(server.addr(), SECRET, REALM);
+    let mut c = RawClient::new(server.addr(), SECRET, REALM);
     let (ca, ra) = a.allocate();
     let (cb, rb) = b.allocate();
     assert_eq!((ca, cb), (0, 0));
@@ -275,11 +189,14 @@ fn busy_relay_port_is_skipped_with_a_warning() {
         &format!("--min-port={lo}"),
         &format!("--max-port={}", lo + 1),
     ]);
-    let mut a = RawClient::new(server.addr());
+    let mut a = RawClient::new(server.addr(), SECRET, REALM);
     let (code, relayed) = a.allocate();
     assert_eq!(code, 0);
     assert_eq!(relayed.unwrap().port(), lo + 1);
-    assert_eq!(RawClient::new(server.addr()).allocate(), (508, None));
+    assert_eq!(
+        RawClient::new(server.addr(), SECRET, REALM).allocate(),
+        (508, None)
+    );
     let out = server.output();
     assert!(
         out.contains("relay port unavailable") && out.contains(&lo.to_string()),

@@ -1,0 +1,169 @@
+//! A small raw TURN client on tern's codec, for what the independent clients cannot do:
+//! send garbage from an allocation's own 5-tuple, count ports, compare relayed bytes exactly.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, TransactionId};
+
+use crate::rest_credentials;
+
+/// A raw TURN client over one UDP socket.
+pub struct RawClient {
+    /// The client's socket.
+    pub sock: UdpSocket,
+    server: SocketAddr,
+    realm: String,
+    username: String,
+    key: [u8; 16],
+    nonce: Vec<u8>,
+    tid: u16,
+}
+
+impl RawClient {
+    /// A client on a fresh loopback socket with a REST credential under `secret`.
+    pub fn new(server: SocketAddr, secret: &str, realm: &str) -> RawClient {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (username, password) = rest_credentials(secret, "raw", 600);
+        let key = tern_proto::auth::long_term_key(&username, realm, &password);
+        RawClient {
+            sock,
+            server,
+            realm: realm.to_owned(),
+            username,
+            key,
+            nonce: Vec::new(),
+            tid: 0,
+        }
+    }
+
+    fn next_tid(&mut self) -> TransactionId {
+        self.tid = self.tid.wrapping_add(1);
+        let mut t = [0x5a; 12];
+        t[..2].copy_from_slice(&self.tid.to_be_bytes());
+        TransactionId(t)
+    }
+
+    /// Sends `req` and returns the answer to its transaction, skipping anything else.
+    pub fn exchange(&self, req: &[u8]) -> Vec<u8> {
+        self.sock.send_to(req, self.server).unwrap();
+        let mut buf = [0u8; 2048];
+        loop {
+            let (n, _) = self.sock.recv_from(&mut buf).expect("an answer within 2 s");
+            if let Ok(m) = Message::parse(&buf[..n]) {
+                if m.transaction_id().0 == req[8..20] {
+                    return buf[..n].to_vec();
+                }
+            }
+        }
+    }
+
+    /// A signed request (after learning the nonce); returns the error code or 0 on success.
+    pub fn request(
+        &mut self,
+        method: Method,
+        extra: impl Fn(&mut MessageWriter),
+    ) -> (u16, Vec<u8>) {
+        for _ in 0..2 {
+            let tid = self.next_tid();
+            let mut req = Vec::new();
+            let mut w = MessageWriter::new(&mut req, MessageType::new(method, Class::Request), tid);
+            extra(&mut w);
+            if !self.nonce.is_empty() {
+                w.attr(attr::USERNAME, self.username.as_bytes())
+                    .attr(attr::REALM, self.realm.as_bytes())
+                    .attr(attr::NONCE, &self.nonce)
+                    .message_integrity(&self.key);
+            }
+            w.finish();
+            let reply = self.exchange(&req);
+            let m = Message::parse(&reply).unwrap();
+            let code = m
+                .get(attr::ERROR_CODE)
+                .map_or(0, |a| attr::decode_error_code(a.value).unwrap().0);
+            if code == 401 && self.nonce.is_empty() || code == 438 {
+                self.nonce = m.get(attr::NONCE).unwrap().value.to_vec();
+                continue;
+            }
+            return (code, reply);
+        }
+        panic!("no answer past the nonce challenge");
+    }
+
+    /// Allocates; returns the error code (0 on success) and the relayed address.
+    pub fn allocate(&mut self) -> (u16, Option<SocketAddr>) {
+        let (code, reply) = self.request(Method::ALLOCATE, |w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        });
+        let m = Message::parse(&reply).unwrap();
+        let relayed = m
+            .get(attr::XOR_RELAYED_ADDRESS)
+            .map(|a| attr::decode_xor_address(a.value, a.typ, &m.transaction_id()).unwrap());
+        (code, relayed)
+    }
+}
+
+impl RawClient {
+    /// CreatePermission for `peer`; panics unless it succeeds.
+    pub fn permit(&mut self, peer: SocketAddr) {
+        let (code, _) = self.request(Method::CREATE_PERMISSION, |w| {
+            w.xor_address(attr::XOR_PEER_ADDRESS, peer);
+        });
+        assert_eq!(code, 0, "CreatePermission {peer}");
+    }
+
+    /// ChannelBind `number` to `peer`; panics unless it succeeds.
+    pub fn bind_channel(&mut self, number: u16, peer: SocketAddr) {
+        let (code, _) = self.request(Method::CHANNEL_BIND, |w| {
+            let n = number.to_be_bytes();
+            w.attr(attr::CHANNEL_NUMBER, &[n[0], n[1], 0, 0]);
+            w.xor_address(attr::XOR_PEER_ADDRESS, peer);
+        });
+        assert_eq!(code, 0, "ChannelBind {number:#x} to {peer}");
+    }
+
+    /// Sends `data` on channel `number`.
+    pub fn send_channel(&self, number: u16, data: &[u8]) {
+        let mut d = Vec::with_capacity(4 + data.len());
+        d.extend_from_slice(&number.to_be_bytes());
+        d.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        d.extend_from_slice(data);
+        self.sock.send_to(&d, self.server).unwrap();
+    }
+
+    /// Sends `data` to `peer` in a Send indication.
+    pub fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) {
+        let tid = self.next_tid();
+        let mut m = Vec::new();
+        MessageWriter::new(
+            &mut m,
+            MessageType::new(Method::SEND, Class::Indication),
+            tid,
+        )
+        .xor_address(attr::XOR_PEER_ADDRESS, peer)
+        .attr(attr::DATA, data);
+        self.sock.send_to(&m, self.server).unwrap();
+    }
+
+    /// Receives one relayed datagram: `(channel, payload)` for ChannelData, `(0, payload)`
+    /// for a Data indication (after checking its XOR-PEER-ADDRESS is `from_peer`).
+    pub fn recv_relayed(&self, from_peer: SocketAddr) -> Option<(u16, Vec<u8>)> {
+        let mut buf = [0u8; 65_536];
+        loop {
+            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
+            let d = &buf[..n];
+            if d[0] & 0xC0 == 0x40 {
+                let cd = tern_wire::ChannelData::parse_rfc5766(d).ok()?;
+                return Some((cd.channel.get(), cd.payload.to_vec()));
+            }
+            let m = Message::parse(d).ok()?;
+            if m.method() == Method::DATA && m.class() == Class::Indication {
+                let p = m.get(attr::XOR_PEER_ADDRESS)?;
+                let peer = attr::decode_xor_address(p.value, p.typ, &m.transaction_id()).ok()?;
+                assert_eq!(peer, from_peer, "XOR-PEER-ADDRESS of a Data indication");
+                return Some((0, m.get(attr::DATA)?.value.to_vec()));
+            }
+        }
+    }
+}
