@@ -92,3 +92,29 @@ impl Allocation {
         self.channels.iter().find(|c| c.peer == peer)
     }
 }
+
+/// What one allocation costs in memory: its slot in the per-port array (every worker has one
+/// slot per relay port), its 5-tuple map entry, and its permissions and channels, each list
+/// bounded by the config (`max_permissions_per_allocation`, `max_channels_per_allocation`).
+pub fn footprint(permissions: usize, channels: usize, username_len: usize) -> usize {
+    use std::mem::size_of;
+    size_of::<Option<Allocation>>()
+        + size_of::<(FiveTuple, u16)>() + 8 // map entry and its control byte, rounded
+        + username_len
+        + permissions * size_of::<Permission>()
+        + channels * size_of::<ChannelBinding>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_allocation_is_small_and_bounded() {
+        let bare = footprint(0, 0, 24);
+        let busy = footprint(64, 64, 24);
+        println!("allocation footprint: {bare} bytes bare, {busy} bytes at 64 permissions and 64 channels");
+        assert!(bare <= 400, "{bare}");
+        assert!(busy <= 8 * 1024, "{busy}");
+    }
+}

@@ -89,7 +89,7 @@ mod server;
 mod shared;
 mod timer;
 
-pub use allocation::{ClientAddr, FiveTuple, PeerAddr, Traffic};
+pub use allocation::{footprint as allocation_footprint, ClientAddr, FiveTuple, PeerAddr, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
 pub use error::{AuthFailure, DropReason, RequestError};
 pub use peer_filter::{IpRange, PeerFilter, PeerFilterConfig};
