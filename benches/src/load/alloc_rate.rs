@@ -252,10 +252,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         run.epoll.wait(&mut ready, 2)?;
         for &token in &ready {
             let slot = &mut slots[token as usize];
-            loop {
-                let Some(sock) = slot.sock.as_ref() else {
-                    break;
-                };
+            while let Some(sock) = slot.sock.as_ref() {
                 let n = match sock.recv_from(&mut rx) {
                     Ok((n, _)) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -120,8 +120,7 @@ impl Args {
         if self.size < 16 || self.size > 1400 {
             return Err("--size must be 16..=1400".into());
         }
-        if !(self.duration > 0.0 && self.duration <= 600.0) || !(0.0..=60.0).contains(&self.warmup)
-        {
+        if !(self.duration > 0.0 && self.duration <= 600.0 && (0.0..=60.0).contains(&self.warmup)) {
             return Err("--duration must be in (0, 600], --warmup in [0, 60]".into());
         }
         let ports = usize::from(self.client_ports.1 - self.client_ports.0) + 1;
@@ -134,7 +133,7 @@ impl Args {
                 "need {need} client ports, --client-ports has {ports}"
             ));
         }
-        if self.mode == Mode::C2c && (self.sessions % 2 != 0 || self.target == Target::Bare) {
+        if self.mode == Mode::C2c && (self.sessions & 1 == 1 || self.target == Target::Bare) {
             return Err("c2c needs an even --sessions and --target turn".into());
         }
         if self.mode == Mode::AllocRate && self.target == Target::Bare {
