@@ -36,6 +36,15 @@ const LISTENER_TOKEN: u64 = 1 << 32;
 /// How often a worker looks at the stop flag when idle.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
+/// A client's payload waiting to go out of a relay socket at the end of its batch.
+#[derive(Debug, Clone)]
+struct ToPeer {
+    fd: std::os::fd::RawFd,
+    slot: usize,
+    range: Range<usize>,
+    peer: SocketAddr,
+}
+
 /// A peer datagram framed for its client, waiting in the ring for the next sendmmsg.
 #[derive(Debug, Clone)]
 struct Forward {
@@ -59,6 +68,7 @@ pub struct Worker {
     peer_bufs: Vec<Vec<u8>>,
     peer_used: usize,
     forwards: Vec<Forward>,
+    to_peers: Vec<ToPeer>,
     lens: [usize; META],
     froms: [SocketAddr; META],
     reply: Vec<u8>,
@@ -98,6 +108,7 @@ impl Worker {
                 .collect(),
             peer_used: 0,
             forwards: Vec::with_capacity(PEER_RING),
+            to_peers: Vec::with_capacity(CLIENT_BATCH),
             lens: [0; META],
             froms: [SocketAddr::from(([0, 0, 0, 0], 0)); META],
             reply: Vec::with_capacity(1500),
@@ -174,8 +185,14 @@ impl Worker {
                         peer,
                         payload,
                     } => {
-                        if let Some(relay) = self.relays.fd(relay_port) {
-                            let _ = sys::send_to(relay, &self.client_bufs[i][payload], peer);
+                        if let Some(fd) = self.relays.fd(relay_port) {
+                            let range = payload;
+                            self.to_peers.push(ToPeer {
+                                fd,
+                                slot: i,
+                                range,
+                                peer,
+                            });
                         }
                     }
                     ClientOutput::Reply => {
@@ -196,6 +213,7 @@ impl Worker {
                     ClientOutput::Drop(_) => {}
                 }
             }
+            self.flush_to_peers();
             if self.batched && n < CLIENT_BATCH {
                 break;
             }
@@ -269,7 +287,24 @@ impl Worker {
                 }
             }
             self.peer_used += n;
+            if self.batched && n < room {
+                break; // The socket is drained; another read would only say EAGAIN.
+            }
         }
+    }
+
+    /// Sends the payloads of the last batch of client datagrams out of their relay sockets:
+    /// one sendmmsg per run of datagrams for the same socket (a client's burst arrives as
+    /// one run), in arrival order.
+    fn flush_to_peers(&mut self) {
+        let bufs = &self.client_bufs;
+        for run in self.to_peers.chunk_by(|a, b| a.fd == b.fd) {
+            let msgs = run.iter().map(|t| (&bufs[t.slot][t.range.clone()], t.peer));
+            if let Err(e) = sys::send_many(run[0].fd, msgs, self.batched) {
+                debug!(error = %e, "send to peers");
+            }
+        }
+        self.to_peers.clear();
     }
 
     /// Sends every queued peer datagram to its client.
