@@ -6,7 +6,7 @@
 # relay threads, the server pinned to CPU 0 and the generator (tern-load) to CPU 1. The server's
 # CPU seconds (utime + stime from /proc/PID/stat) are read by the generator at the start and
 # end of its measured window. Prints a Markdown table of medians and writes it to
-# benches/results/latest.md.
+# benches/results/latest.md (raw runs in latest.jsonl).
 #
 # Env: RUNS (default 3), THREADS (relay threads, default 1), QUICK=1 (about 2 minutes:
 # 1 run, 2 s windows), DURATION / WARMUP (seconds), LISTEN_PORT (default 34790).
@@ -21,18 +21,20 @@ else
     RUNS=${RUNS:-3}; DURATION=${DURATION:-6}; WARMUP=${WARMUP:-1.5}
 fi
 THREADS=${THREADS:-1}
-LISTEN_PORT=${LISTEN_PORT:-34790}
+LISTEN_PORT=${LISTEN_PORT:-34890}
 SECRET=compare-secret
 REALM=bench
 POOL=49152-49252        # the default 101-port pool
 WIDE=50000-59999        # a wide relay range
-DATA_CLIENTS=41000-41999
-ALLOC_CLIENTS=20000-29999
-PEER_PORT=40990
+DATA_CLIENTS=${DATA_CLIENTS:-46000-46999}
+ALLOC_CLIENTS=${ALLOC_CLIENTS:-20000-29999}
+PEER_PORT=${PEER_PORT:-45990}   # away from tern-load's defaults, so a manual run next to this one does not collide
 
 TMP=$(mktemp -d /tmp/tern-compare.XXXXXX)
 SERVER_PID=""
+GEN_PID=""
 cleanup() {
+    if [[ -n $GEN_PID ]]; then kill "$GEN_PID" 2>/dev/null || true; fi
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -119,7 +121,18 @@ run_one() {
     GEN_CMD[$load/$kind]="taskset -c $GEN_CPU $(printf '%q ' "${gen[@]}")--server-pid PID"
     local bound
     bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 40 }')
-    if out=$(timeout "$bound" taskset -c "$GEN_CPU" "${gen[@]}" --server-pid "$SERVER_PID" 2>"$TMP/gen.err"); then
+    timeout "$bound" taskset -c "$GEN_CPU" "${gen[@]}" --server-pid "$SERVER_PID" >"$TMP/gen.out" 2>"$TMP/gen.err" &
+    GEN_PID=$!
+    local ok=0
+    wait "$GEN_PID" && ok=1
+    GEN_PID=""
+    local out
+    out=$(cat "$TMP/gen.out")
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "[$kind] $load: the server was gone before the end of the run (killed from outside?); run discarded" >&2
+        ok=0
+    fi
+    if [[ $ok == 1 ]]; then
         echo "$out" | head -1 | sed "s/^/[$kind] /" >&2
         echo "$out" | grep '^{' | sed "s/^{/{\"kind\":\"$kind\",/" >>"$TMP/results.jsonl"
     else
@@ -184,11 +197,17 @@ loads = []
 for r in rows:
     if r["label"] not in loads:
         loads.append(r["label"])
+def valid(r):
+    # A run counts when the generator finished, the server's CPU could be read at both ends
+    # of the window (it was alive throughout) and no session failed to set up.
+    return not r.get("error") and r.get("server_cpu_s") is not None and (r["label"].startswith("alloc") or r.get("failures") == 0)
 def med(load, kind, f):
-    xs = [r[f] for r in rows if r["label"] == load and r["kind"] == kind and not r.get("error") and r.get(f) is not None]
+    xs = [r[f] for r in rows if r["label"] == load and r["kind"] == kind and valid(r) and r.get(f) is not None]
     return statistics.median(xs) if xs else None
 def n(load, kind):
-    return sum(1 for r in rows if r["label"] == load and r["kind"] == kind and not r.get("error"))
+    ok = sum(1 for r in rows if r["label"] == load and r["kind"] == kind and valid(r))
+    total = sum(1 for r in rows if r["label"] == load and r["kind"] == kind)
+    return f"{ok}/{total}" if ok else 0
 def fmt(x, d=0):
     return "-" if x is None else f"{x:,.{d}f}"
 def ratio(a, b):
@@ -258,6 +277,8 @@ for line in """$CALLGRIND""".splitlines():
 print()
 print("## Command lines")
 print()
+print("Raw per-run JSON lines of the generator: \`benches/results/latest.jsonl\`. Runs column: valid/total; a run is discarded when the server died during it or a session failed to set up.")
+print()
 print("SECRET, ports and ranges as in \`benches/compare.sh\`; PID is the server's pid.")
 print()
 for key, srv, gen in sorted(cmds):
@@ -267,4 +288,5 @@ for key, srv, gen in sorted(cmds):
 EOF
 cat "$TMP/table.md"
 cp "$TMP/table.md" benches/results/latest.md
+cp "$TMP/results.jsonl" benches/results/latest.jsonl
 echo "written to benches/results/latest.md" >&2
