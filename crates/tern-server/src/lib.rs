@@ -29,42 +29,58 @@ use tracing::{info, warn};
 use crate::relay_ports::RelayTable;
 use crate::worker::Worker;
 
-/// Socket buffer sizes to ask the kernel for (it may grant less: `net.core.rmem_max` and
-/// `net.core.wmem_max` cap them).
+/// Socket buffer sizes to ask the kernel for on the listening sockets (it may grant less:
+/// `net.core.rmem_max` and `net.core.wmem_max` cap them). Every client's traffic arrives on
+/// the listening socket, so its receive buffer absorbs the bursts of all of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SocketBuffers {
-    /// SO_RCVBUF in bytes, or the kernel default.
+    /// SO_RCVBUF in bytes; `None` asks for [`SocketBuffers::DEFAULT_RECV`].
     pub recv: Option<usize>,
-    /// SO_SNDBUF in bytes, or the kernel default.
+    /// SO_SNDBUF in bytes; `None` asks for [`SocketBuffers::DEFAULT_SEND`].
     pub send: Option<usize>,
 }
 
 impl SocketBuffers {
-    /// Applies the sizes to `sock`; with `report`, logs what the kernel granted when it is
-    /// less than asked.
+    /// The receive buffer asked for when none is configured.
+    pub const DEFAULT_RECV: usize = 4 << 20;
+    /// The send buffer asked for when none is configured.
+    pub const DEFAULT_SEND: usize = 1 << 20;
+
+    /// Applies the sizes to `sock`; with `report`, says what the kernel granted when it is
+    /// less than asked (a warning when the size was configured).
     fn apply(&self, sock: &UdpSocket, report: bool) {
         let s = SockRef::from(sock);
-        if let Some(want) = self.recv {
-            let _ = s.set_recv_buffer_size(want);
+        let sizes = [
+            (
+                "receive",
+                self.recv,
+                Self::DEFAULT_RECV,
+                "net.core.rmem_max",
+            ),
+            ("send", self.send, Self::DEFAULT_SEND, "net.core.wmem_max"),
+        ];
+        for (which, configured, default, sysctl) in sizes {
+            let want = configured.unwrap_or(default);
+            let got = if which == "receive" {
+                let _ = s.set_recv_buffer_size(want);
+                s.recv_buffer_size()
+            } else {
+                let _ = s.set_send_buffer_size(want);
+                s.send_buffer_size()
+            };
             // Linux reports twice what it grants (the doubling covers its bookkeeping).
-            let got = s.recv_buffer_size().map_or(0, |g| g / 2);
+            let got = got.map_or(0, |g| g / 2);
             if report && got < want {
-                warn!(
-                    asked = want,
-                    granted = got,
-                    "the kernel capped the UDP receive buffer (raise net.core.rmem_max)"
-                );
-            }
-        }
-        if let Some(want) = self.send {
-            let _ = s.set_send_buffer_size(want);
-            let got = s.send_buffer_size().map_or(0, |g| g / 2);
-            if report && got < want {
-                warn!(
-                    asked = want,
-                    granted = got,
-                    "the kernel capped the UDP send buffer (raise net.core.wmem_max)"
-                );
+                if configured.is_some() {
+                    warn!(
+                        buffer = which,
+                        asked = want,
+                        granted = got,
+                        "the kernel capped the UDP socket buffer; raise {sysctl}"
+                    );
+                } else {
+                    info!(buffer = which, asked = want, granted = got, "the kernel capped the UDP socket buffer; raise {sysctl} for bursts of many clients");
+                }
             }
         }
     }
@@ -90,7 +106,7 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A config with one worker per CPU, batched I/O and kernel-default buffers.
+    /// A config with one worker per CPU, batched I/O and the default listening buffers.
     pub fn new(listen: Vec<SocketAddr>, relay_bind_ip: IpAddr, core: tern_proto::Config) -> Self {
         Self {
             listen,
@@ -170,11 +186,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         );
     }
     let range = config.core.relay_port_range.clone();
-    let relays = Arc::new(RelayTable::bind(
-        config.relay_bind_ip,
-        range.clone(),
-        &SocketBuffers::default(),
-    )?);
+    let relays = Arc::new(RelayTable::bind(config.relay_bind_ip, range.clone())?);
     config.core.relay_ports = relays.ports();
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");

@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::warn;
 
-use crate::SocketBuffers;
-
 /// No worker has claimed the port yet.
 const UNCLAIMED: u32 = u32::MAX;
 
@@ -31,11 +29,7 @@ pub struct RelayTable {
 
 impl RelayTable {
     /// Binds every port of `range` on `ip` that can be bound.
-    pub fn bind(
-        ip: IpAddr,
-        range: RangeInclusive<u16>,
-        buffers: &SocketBuffers,
-    ) -> io::Result<Self> {
+    pub fn bind(ip: IpAddr, range: RangeInclusive<u16>) -> io::Result<Self> {
         let base = *range.start();
         let wanted = u64::from(*range.end() - base) + 1;
         let limit = crate::sys::raise_nofile_limit(wanted + 256);
@@ -48,7 +42,6 @@ impl RelayTable {
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => {
                     s.set_nonblocking(true)?;
-                    buffers.apply(&s, false);
                     sockets.push(Some(s));
                 }
                 Err(e)
