@@ -78,6 +78,7 @@
 mod allocation;
 pub mod auth;
 mod config;
+pub mod counters;
 mod error;
 pub mod nonce;
 pub mod peer_filter;
@@ -91,6 +92,7 @@ mod timer;
 
 pub use allocation::{footprint as allocation_footprint, ClientAddr, FiveTuple, PeerAddr, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
+pub use counters::{Counters, PathCount};
 pub use error::{AuthFailure, DropReason, RequestError};
 pub use peer_filter::{IpRange, PeerFilter, PeerFilterConfig};
 pub use pool::PortPool;

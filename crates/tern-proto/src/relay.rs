@@ -22,6 +22,21 @@ impl Server {
         buf: &mut [u8],
         len: usize,
     ) -> PeerOutput {
+        let out = self.frame_for_client(relay_port, peer, buf, len);
+        if let PeerOutput::Drop(reason) = out {
+            self.counters.drop(reason);
+        }
+        out
+    }
+
+    #[inline]
+    fn frame_for_client(
+        &mut self,
+        relay_port: u16,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> PeerOutput {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let always_fingerprint = self.config.always_fingerprint;
         let idx = usize::from(relay_port.wrapping_sub(self.base_port));
@@ -43,6 +58,7 @@ impl Server {
                 .try_into()
                 .expect("4 bytes");
             ChannelData::write_header(channel.number, len as u16, header);
+            self.counters.channel_to_client.add(len);
             return PeerOutput::Forward {
                 five_tuple,
                 range: start..PEER_HEADROOM + len,
@@ -88,6 +104,7 @@ impl Server {
             buf[end + 4..end + 8].copy_from_slice(&crc.to_be_bytes());
             end += 8;
         }
+        self.counters.data_to_client.add(len);
         PeerOutput::Forward {
             five_tuple,
             range: start..end,

@@ -75,6 +75,8 @@ impl Server {
         match (msg.class(), msg.method()) {
             (Class::Request, _) => {
                 let result = self.handle_request(now, wall, five_tuple, msg);
+                let outcome = result.as_ref().map(drop).map_err(|f| f.error);
+                self.counters.request(msg.method(), outcome);
                 self.write_response(reply, wall, five_tuple, msg, result);
                 ClientOutput::Reply
             }
@@ -289,6 +291,7 @@ impl Server {
         self.slots[usize::from(port - self.base_port)] = Some(alloc);
         self.by_five_tuple.insert(five_tuple, port);
         self.allocations += 1;
+        self.counters.allocations_created += 1;
         self.timers
             .insert(now + lifetime, Timer::Allocation { port, id });
         let relayed = SocketAddr::new(self.config.relayed_ip, port);
@@ -543,9 +546,11 @@ impl Server {
         }
         alloc.traffic.packets_to_peers += 1;
         alloc.traffic.bytes_to_peers += data.value.len() as u64;
+        let relay_port = alloc.relay_port;
+        self.counters.send_to_peer.add(data.value.len());
         let start = data.offset + 4;
         ClientOutput::Relay {
-            relay_port: alloc.relay_port,
+            relay_port,
             peer,
             payload: start..start + data.value.len(),
         }

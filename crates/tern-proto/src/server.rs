@@ -9,6 +9,7 @@ use tern_wire::{classify, ChannelData, Message, PacketKind};
 
 use crate::allocation::{Allocation, FiveTuple, Traffic};
 use crate::auth::Credentials;
+use crate::counters::Counters;
 use crate::error::DropReason;
 use crate::nonce::NonceKey;
 use crate::peer_filter::PeerFilter;
@@ -152,6 +153,7 @@ pub struct Server {
     pub(crate) events: VecDeque<Event>,
     pub(crate) rng: SplitMix64,
     pub(crate) next_id: u64,
+    pub(crate) counters: Counters,
     pub(crate) allocations: usize,
     pub(crate) permissions: usize,
     pub(crate) channels: usize,
@@ -209,6 +211,7 @@ impl Server {
             events: VecDeque::new(),
             rng,
             next_id: 1,
+            counters: Counters::default(),
             allocations: 0,
             permissions: 0,
             channels: 0,
@@ -247,14 +250,23 @@ impl Server {
         data: &[u8],
         reply: &mut Vec<u8>,
     ) -> ClientOutput {
-        match classify(data) {
+        let out = match classify(data) {
             PacketKind::ChannelData => self.handle_client_channel_data(five_tuple, data),
             PacketKind::Stun => match Message::parse(data) {
                 Ok(msg) => self.handle_stun(now, wall, five_tuple, &msg, reply),
                 Err(_) => ClientOutput::Drop(DropReason::Malformed),
             },
             PacketKind::Other => ClientOutput::Drop(DropReason::Malformed),
+        };
+        if let ClientOutput::Drop(reason) = out {
+            self.counters.drop(reason);
         }
+        out
+    }
+
+    /// What this core has counted since it started.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     #[inline]
@@ -278,9 +290,11 @@ impl Server {
         }
         alloc.traffic.packets_to_peers += 1;
         alloc.traffic.bytes_to_peers += cd.payload.len() as u64;
+        let relay_port = alloc.relay_port;
+        self.counters.channel_to_peer.add(cd.payload.len());
         let start = tern_wire::CHANNEL_DATA_HEADER_LEN;
         ClientOutput::Relay {
-            relay_port: alloc.relay_port,
+            relay_port,
             peer,
             payload: start..start + cd.payload.len(),
         }
@@ -373,6 +387,7 @@ impl Server {
         };
         self.by_five_tuple.remove(&alloc.five_tuple);
         self.shared.end(&alloc.username, port);
+        self.counters.ended(reason);
         self.allocations -= 1;
         self.permissions -= alloc.permissions.len();
         self.channels -= alloc.channels.len();
