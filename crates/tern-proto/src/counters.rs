@@ -77,7 +77,7 @@ pub struct Counters {
     /// Datagrams dropped, by [`DROP_REASONS`] index.
     pub dropped: [u64; 7],
     /// Requests answered, by [`METHODS`] index then [`RESULTS`] index.
-    pub requests: [[u64; 13]; 6],
+    pub requests: [[u64; 14]; 6],
     /// Authentication failures, by [`AUTH_FAILURES`] index.
     pub auth_failures: [u64; 4],
     /// Allocations created.

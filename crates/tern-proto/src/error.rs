@@ -5,6 +5,8 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RequestError {
+    /// The server is draining and names another to use (300, with ALTERNATE-SERVER).
+    TryAlternate,
     /// A required attribute is absent (400).
     MissingAttribute(u16),
     /// An attribute's value is malformed (400).
@@ -88,12 +90,14 @@ impl RequestError {
             Self::PeerAddressFamilyMismatch => 443,
             Self::QuotaReached => 486,
             Self::InsufficientCapacity => 508,
+            Self::TryAlternate => 300,
         }
     }
 
     /// The reason phrase RFC 8489/8656 suggest.
     pub fn reason(self) -> &'static str {
         match self.code() {
+            300 => "Try Alternate",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",

@@ -238,6 +238,12 @@ impl Server {
             }
             return Err(RequestError::AllocationMismatch);
         }
+        if let Some(draining) = self.draining {
+            return Err(match draining {
+                Some(_) => RequestError::TryAlternate,
+                None => RequestError::InsufficientCapacity,
+            });
+        }
         let transport = msg
             .get(attr::REQUESTED_TRANSPORT)
             .ok_or(RequestError::MissingAttribute(attr::REQUESTED_TRANSPORT))?;

@@ -115,6 +115,11 @@ impl Server {
                     RequestError::UnknownAttributes => {
                         w.unknown_attributes(&f.unknown.types[..f.unknown.len]);
                     }
+                    RequestError::TryAlternate => {
+                        if let Some(Some(alternate)) = self.draining {
+                            w.address(attr::ALTERNATE_SERVER, alternate);
+                        }
+                    }
                     RequestError::Unauthorized(_) | RequestError::StaleNonce => {
                         w.attr(attr::REALM, self.credentials.realm().as_bytes());
                         w.attr(

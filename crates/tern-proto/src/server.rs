@@ -154,6 +154,9 @@ pub struct Server {
     pub(crate) rng: SplitMix64,
     pub(crate) next_id: u64,
     pub(crate) counters: Counters,
+    /// `Some` while draining: new allocations are refused, with 300 and this alternate
+    /// server if there is one, else 508.
+    pub(crate) draining: Option<Option<SocketAddr>>,
     pub(crate) allocations: usize,
     pub(crate) permissions: usize,
     pub(crate) channels: usize,
@@ -212,6 +215,7 @@ impl Server {
             rng,
             next_id: 1,
             counters: Counters::default(),
+            draining: None,
             allocations: 0,
             permissions: 0,
             channels: 0,
@@ -262,6 +266,35 @@ impl Server {
             self.counters.drop(reason);
         }
         out
+    }
+
+    /// Stops accepting new allocations (graceful drain): Allocate is answered 300 Try
+    /// Alternate naming `alternate`, or 508 without one. Existing allocations keep relaying
+    /// and can be refreshed or deleted.
+    pub fn drain(&mut self, alternate: Option<SocketAddr>) {
+        self.draining = Some(alternate);
+    }
+
+    /// Whether [`Server::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
+    /// Replaces the credentials and the peer filter (a live reload). Allocations that exist
+    /// keep the key they authenticated with, so they keep working even when their secret
+    /// or user is gone; new allocations need the new credentials. Permissions already granted
+    /// stay until they expire.
+    pub fn reload(
+        &mut self,
+        secrets: Vec<Vec<u8>>,
+        users: Vec<crate::StaticUser>,
+        peer_filter: crate::PeerFilterConfig,
+    ) {
+        self.credentials = Credentials::new(&self.config.realm, &secrets, &users);
+        self.filter = PeerFilter::new(peer_filter.clone());
+        self.config.auth_secrets = secrets;
+        self.config.users = users;
+        self.config.peer_filter = peer_filter;
     }
 
     /// What this core has counted since it started.
