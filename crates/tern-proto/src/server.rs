@@ -233,6 +233,18 @@ impl Server {
         &self.config
     }
 
+    /// Counts of this core's live state, without the pool figures (which would take the
+    /// shared lock).
+    pub fn stats_local(&self) -> Stats {
+        Stats {
+            allocations: self.allocations,
+            permissions: self.permissions,
+            channels: self.channels,
+            free_ports: 0,
+            pool_size: 0,
+        }
+    }
+
     /// Counts of live state.
     pub fn stats(&self) -> Stats {
         Stats {

@@ -10,6 +10,7 @@
 //! packets to clients leave through one `sendmmsg` per batch, with a plain
 //! `recvfrom`/`sendto` fallback.
 
+mod control;
 mod relay_ports;
 mod sys;
 mod worker;
@@ -26,6 +27,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tern_proto::SharedState;
 use tracing::{info, warn};
 
+use crate::control::WorkerPort;
+pub use crate::control::{Command, Reload, Snapshot, Totals, Workers};
 use crate::relay_ports::RelayTable;
 use crate::worker::Worker;
 
@@ -126,12 +129,18 @@ pub struct RunningServer {
     threads: Vec<JoinHandle<()>>,
     shared: SharedState,
     listen: Vec<SocketAddr>,
+    workers: Workers,
 }
 
 impl RunningServer {
     /// The addresses actually listened on (with the port filled in when 0 was asked).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen
+    }
+
+    /// The handle on the workers: metrics, heartbeats, drain and reload.
+    pub fn workers(&self) -> &Workers {
+        &self.workers
     }
 
     /// What the workers share: pool and quota counters.
@@ -207,6 +216,8 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::with_capacity(workers);
+    let snapshots = Arc::new((0..workers).map(|_| Default::default()).collect::<Vec<_>>());
+    let mut commands = Vec::with_capacity(workers);
     for (id, sockets) in per_worker.into_iter().enumerate() {
         let core = tern_proto::Server::with_shared(
             config.core.clone(),
@@ -222,6 +233,15 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             relays.clone(),
             config.batched_io,
             stop.clone(),
+            {
+                let (tx, rx) = std::sync::mpsc::channel();
+                commands.push(tx);
+                WorkerPort {
+                    snapshots: snapshots.clone(),
+                    index: id,
+                    commands: rx,
+                }
+            },
         )?;
         threads.push(
             std::thread::Builder::new()
@@ -229,11 +249,17 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
                 .spawn(move || worker.run())?,
         );
     }
+    let workers = Workers {
+        snapshots,
+        commands,
+        shared: shared.clone(),
+    };
     Ok(RunningServer {
         stop,
         threads,
         shared,
         listen,
+        workers,
     })
 }
 

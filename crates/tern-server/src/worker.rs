@@ -14,6 +14,7 @@ use tern_proto::{
 };
 use tracing::{debug, info};
 
+use crate::control::{Command, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
 use crate::sys::{self, Epoll};
 
@@ -62,6 +63,8 @@ pub struct Worker {
     epoll: Epoll,
     batched: bool,
     stop: Arc<AtomicBool>,
+    port: WorkerPort,
+    published: Option<Instant>,
     /// Receive buffers for client datagrams.
     client_bufs: Vec<Vec<u8>>,
     /// Receive buffers for peer datagrams, each with headroom and tailroom for framing.
@@ -89,6 +92,7 @@ impl Worker {
         relays: Arc<RelayTable>,
         batched: bool,
         stop: Arc<AtomicBool>,
+        port: WorkerPort,
     ) -> io::Result<Self> {
         let epoll = Epoll::new()?;
         for (i, (_, s)) in listeners.iter().enumerate() {
@@ -102,6 +106,8 @@ impl Worker {
             epoll,
             batched,
             stop,
+            port,
+            published: None,
             client_bufs: (0..CLIENT_BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect(),
             peer_bufs: (0..PEER_RING)
                 .map(|_| vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM])
@@ -140,10 +146,39 @@ impl Worker {
                 self.core.handle_timeout(now);
                 self.handle_events();
             }
+            if self
+                .published
+                .is_none_or(|at| now.duration_since(at) >= PUBLISH_EVERY)
+            {
+                self.take_commands();
+                self.publish(now);
+            }
         }
         self.core.shutdown(Instant::now());
         self.handle_events();
+        self.publish(Instant::now());
         debug!(worker = self.id, "worker stopped");
+    }
+
+    /// Copies the core's counters and gauges where the admin side reads them.
+    fn publish(&mut self, now: Instant) {
+        let mut s = self.port.snapshots[self.port.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        s.counters.clone_from(self.core.counters());
+        s.stats = self.core.stats_local();
+        s.at = Some(now);
+        self.published = Some(now);
+    }
+
+    /// Acts on drain and reload commands.
+    fn take_commands(&mut self) {
+        while let Ok(command) = self.port.commands.try_recv() {
+            match command {
+                Command::Drain(alternate) => self.core.drain(alternate),
+                Command::Reload(r) => self.core.reload(r.secrets, r.users, r.peer_filter),
+            }
+        }
     }
 
     /// Reads client datagrams from listener `index` and acts on each.
