@@ -298,8 +298,55 @@ pub fn send_to(fd: RawFd, data: &[u8], to: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends each `(data, to)` from `fd`: one sendmmsg per 64 datagrams when `batched`, else one
-/// sendto each. Datagrams the kernel does not take at once are dropped, as the network would.
+/// `setsockopt`/cmsg level and option for UDP generic segmentation offload (Linux 4.18+).
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+/// Most segments in one GSO send (the kernel's UDP_MAX_SEGMENTS is at least this).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one GSO send (one UDP datagram's worth).
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// Whether UDP GSO is used: probed once, turned off for good if the kernel refuses a send.
+static GSO: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(GSO_UNKNOWN);
+const GSO_UNKNOWN: u8 = 0;
+const GSO_ON: u8 = 1;
+const GSO_OFF: u8 = 2;
+
+/// Whether the kernel takes UDP_SEGMENT on `fd`'s kind of socket.
+fn gso_enabled(fd: RawFd) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match GSO.load(Relaxed) {
+        GSO_ON => true,
+        GSO_OFF => false,
+        _ => {
+            let zero: libc::c_int = 0;
+            // SAFETY: setsockopt reads `zero`, which lives across the call, for its size.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd,
+                    SOL_UDP,
+                    UDP_SEGMENT,
+                    (&zero as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            let on = r == 0;
+            GSO.store(if on { GSO_ON } else { GSO_OFF }, Relaxed);
+            on
+        }
+    }
+}
+
+/// Turns GSO off (used by tests to compare both paths, and after the kernel refused it).
+pub fn disable_gso() {
+    GSO.store(GSO_OFF, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Sends each `(data, to)` from `fd`. Batched: one sendmmsg per 64 datagrams, and within it
+/// consecutive datagrams to the same destination with the same length (the last may be
+/// shorter) go as one UDP GSO send, which the kernel splits into the same datagrams after
+/// a single pass through the stack. Plain: one sendto each. Datagrams the kernel does not
+/// take at once are dropped, as the network would.
 pub fn send_many<'a>(
     fd: RawFd,
     msgs: impl Iterator<Item = (&'a [u8], SocketAddr)>,
@@ -312,48 +359,117 @@ pub fn send_many<'a>(
         }
         return Ok(());
     }
+    let gso = gso_enabled(fd);
+    let mut pending: [(&[u8], SocketAddr); MAX] = [(&[], SocketAddr::from(([0, 0, 0, 0], 0))); MAX];
+    let mut msgs = msgs.peekable();
+    while msgs.peek().is_some() {
+        let mut n = 0;
+        for m in msgs.by_ref().take(MAX) {
+            pending[n] = m;
+            n += 1;
+        }
+        send_chunk(fd, &pending[..n], gso)?;
+    }
+    Ok(())
+}
+
+/// One sendmmsg for up to 64 datagrams, grouped for GSO when `gso`.
+fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool) -> io::Result<()> {
+    const MAX: usize = 64;
+    // Space for one cmsghdr carrying a u16, as CMSG_SPACE(2) says, 8-byte aligned.
+    type Cmsg = [u64; 4];
     let mut storages = [zeroed_storage(); MAX];
     // SAFETY (zeroed): iovec and mmsghdr are plain old data; zero is a valid value for both.
     let mut iovecs: [libc::iovec; MAX] = unsafe { std::mem::zeroed() };
     let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
-    let mut msgs = msgs.peekable();
-    while msgs.peek().is_some() {
-        let mut n = 0;
-        for (data, to) in msgs.by_ref().take(MAX) {
-            let len = to_storage(to, &mut storages[n]);
-            iovecs[n] = libc::iovec {
-                iov_base: data.as_ptr() as *mut libc::c_void,
-                iov_len: data.len(),
-            };
-            hdrs[n].msg_hdr.msg_name = (&mut storages[n] as *mut libc::sockaddr_storage).cast();
-            hdrs[n].msg_hdr.msg_namelen = len;
-            hdrs[n].msg_hdr.msg_iov = &mut iovecs[n];
-            hdrs[n].msg_hdr.msg_iovlen = 1;
-            n += 1;
-        }
-        let mut sent = 0;
-        while sent < n {
-            // SAFETY: headers sent..n point at live iovecs over buffers that outlive the call
-            // (the kernel only reads them) and at initialised addresses of the given lengths.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    hdrs[sent..n].as_mut_ptr(),
-                    (n - sent) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => break,
-                    io::ErrorKind::Interrupted => continue,
-                    // A datagram the kernel refuses (e.g. no route): skip it, send the rest.
-                    _ => sent += 1,
-                }
-                continue;
+    let mut cmsgs: [Cmsg; MAX] = [[0; 4]; MAX];
+    // (first datagram, datagrams) of each header, to resend one by one if GSO is refused.
+    let mut groups: [(usize, usize); MAX] = [(0, 0); MAX];
+    for (i, (data, _)) in msgs.iter().enumerate() {
+        iovecs[i] = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+    }
+    let mut h = 0;
+    let mut i = 0;
+    while i < msgs.len() {
+        let (first, to) = msgs[i];
+        let size = first.len();
+        let mut j = i + 1;
+        let mut bytes = size;
+        if gso && size > 0 {
+            while j < msgs.len()
+                && j - i < GSO_MAX_SEGMENTS
+                && msgs[j].1 == to
+                && msgs[j - 1].0.len() == size
+                && !msgs[j].0.is_empty()
+                && msgs[j].0.len() <= size
+                && bytes + msgs[j].0.len() <= GSO_MAX_BYTES
+            {
+                bytes += msgs[j].0.len();
+                j += 1;
             }
+        }
+        let len = to_storage(to, &mut storages[h]);
+        let hdr = &mut hdrs[h].msg_hdr;
+        hdr.msg_name = (&mut storages[h] as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = len;
+        hdr.msg_iov = &mut iovecs[i];
+        hdr.msg_iovlen = j - i;
+        if j - i > 1 {
+            let buf = &mut cmsgs[h];
+            hdr.msg_control = buf.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is a pure computation on a length.
+            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+            // SAFETY: msg_control points at `buf`, which is CMSG_SPACE(2) bytes or more and
+            // 8-byte aligned, so CMSG_FIRSTHDR returns a pointer into it and CMSG_DATA one
+            // with room for the u16 written.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(hdr);
+                (*c).cmsg_level = SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size as u16);
+            }
+        }
+        groups[h] = (i, j - i);
+        h += 1;
+        i = j;
+    }
+    let mut sent = 0;
+    while sent < h {
+        // SAFETY: headers sent..h point at live iovecs over buffers that outlive the call (the
+        // kernel only reads them), at initialised addresses of the given lengths, and at
+        // control buffers holding one well-formed UDP_SEGMENT cmsg or none.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                hdrs[sent..h].as_mut_ptr(),
+                (h - sent) as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
             sent += r as usize;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => break,
+            io::ErrorKind::Interrupted => continue,
+            _ => {
+                let (first, count) = groups[sent];
+                if count > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
+                    // The kernel or the route refuses GSO: stop using it, send these plainly.
+                    disable_gso();
+                    for (data, to) in &msgs[first..first + count] {
+                        send_to(fd, data, *to)?;
+                    }
+                }
+                // Otherwise a datagram the kernel refuses (e.g. no route): skip it.
+                sent += 1;
+            }
         }
     }
     Ok(())
