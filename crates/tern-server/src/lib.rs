@@ -10,7 +10,9 @@
 //! packets to clients leave through one `sendmmsg` per batch, with a plain
 //! `recvfrom`/`sendto` fallback.
 
+pub mod admin;
 mod control;
+pub mod metrics;
 mod relay_ports;
 mod sys;
 mod worker;

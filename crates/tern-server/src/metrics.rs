@@ -1,0 +1,317 @@
+//! The Prometheus exposition of what the workers publish.
+//!
+//! A fresh [`Registry`] is built for every scrape from [`Totals`] (counters each worker keeps
+//! in plain integers, summed here; no packet ever touches a lock or a shared cache line for
+//! them). Every label takes its values from a fixed list in `tern_proto::counters`, so the
+//! number of series is fixed by construction: there is no per-user, per-address or
+//! per-port label anywhere.
+
+use prometheus_client::encoding::{prometheus_text, text, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tern_proto::counters::{AUTH_FAILURES, DROP_REASONS, END_REASONS, METHODS, RESULTS};
+use tern_proto::PathCount;
+
+use crate::control::Totals;
+
+/// `Content-Type` of the Prometheus text format (version 0.0.4), served by default.
+pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+/// `Content-Type` of the OpenMetrics text format, served when the scraper asks for it.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the process knows beyond the workers' totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessState {
+    /// Whether a graceful drain has begun.
+    pub draining: bool,
+    /// Live reloads that applied.
+    pub reloads_ok: u64,
+    /// Live reloads refused (invalid file); the old settings stayed.
+    pub reloads_failed: u64,
+    /// Worker threads.
+    pub workers: usize,
+    /// Workers that have not published for longer than the health limit.
+    pub workers_stalled: usize,
+}
+
+/// The value of a `result` label: `success`, or the STUN error code.
+pub fn result_label(code: u16) -> String {
+    if code == 0 {
+        "success".to_owned()
+    } else {
+        code.to_string()
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Counter series of one metric with their labels, encoded in the order given (a `Family`
+/// would encode them in hash order).
+#[derive(Debug)]
+struct CounterSeries(Vec<(Labels, u64)>);
+
+impl EncodeMetric for CounterSeries {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, value) in &self.0 {
+            encoder
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: usize) {
+    let value = i64::try_from(value).unwrap_or(i64::MAX);
+    registry.register(name, help, ConstGauge::new(value));
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(name, help, ConstCounter::new(value));
+}
+
+fn counter_family(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (Labels, u64)>,
+) {
+    registry.register(name, help, CounterSeries(values.into_iter().collect()));
+}
+
+/// The four relay paths: (path, direction, counts).
+fn paths(t: &Totals) -> [(&'static str, &'static str, PathCount); 4] {
+    let c = &t.counters;
+    [
+        ("channel_data", "to_peer", c.channel_to_peer),
+        ("channel_data", "to_client", c.channel_to_client),
+        ("indication", "to_peer", c.send_to_peer),
+        ("indication", "to_client", c.data_to_client),
+    ]
+}
+
+/// Builds the registry for one scrape.
+pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
+    let mut r = Registry::with_prefix("tern");
+    let c = &t.counters;
+    gauge(&mut r, "allocations", "Live allocations", t.allocations);
+    gauge(
+        &mut r,
+        "permissions",
+        "Live permissions over all allocations",
+        t.permissions,
+    );
+    gauge(
+        &mut r,
+        "channels",
+        "Live channel bindings over all allocations",
+        t.channels,
+    );
+    gauge(
+        &mut r,
+        "relay_ports_in_use",
+        "Relay ports held by an allocation or a reservation",
+        t.pool_size.saturating_sub(t.free_ports),
+    );
+    gauge(
+        &mut r,
+        "relay_ports_free",
+        "Relay ports free for new allocations",
+        t.free_ports,
+    );
+    counter(
+        &mut r,
+        "allocations_created",
+        "Allocations created",
+        c.allocations_created,
+    );
+    counter_family(
+        &mut r,
+        "allocations_ended",
+        "Allocations ended, by reason (expired, deleted by the client, shutdown)",
+        END_REASONS
+            .iter()
+            .zip(c.allocations_ended)
+            .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), n)),
+    );
+    let requests = METHODS.iter().zip(c.requests).flat_map(|(method, row)| {
+        RESULTS.iter().zip(row).map(move |(code, n)| {
+            let l = vec![
+                ("method", (*method).to_owned()),
+                ("result", result_label(*code)),
+            ];
+            (l, n)
+        })
+    });
+    counter_family(
+        &mut r,
+        "requests",
+        "STUN/TURN requests answered, by method and result (success or the error code)",
+        requests,
+    );
+    let i508 = RESULTS.iter().position(|c| *c == 508).unwrap_or(0);
+    counter(
+        &mut r,
+        "insufficient_capacity_responses",
+        "508 Insufficient Capacity responses (relay ports exhausted, or draining)",
+        c.requests.iter().map(|row| row[i508]).sum(),
+    );
+    counter_family(
+        &mut r,
+        "auth_failures",
+        "Authentication failures, by reason",
+        AUTH_FAILURES
+            .iter()
+            .zip(c.auth_failures)
+            .map(|(reason, n)| (labels(&[("reason", reason)]), n)),
+    );
+    let path_labels = |path, direction| labels(&[("path", path), ("direction", direction)]);
+    counter_family(
+        &mut r,
+        "relayed_packets",
+        "Application datagrams relayed, by path (channel_data, indication) and direction",
+        paths(t)
+            .into_iter()
+            .map(|(p, d, n)| (path_labels(p, d), n.packets)),
+    );
+    counter_family(
+        &mut r,
+        "relayed_bytes",
+        "Application payload bytes relayed (without TURN framing), by path and direction",
+        paths(t)
+            .into_iter()
+            .map(|(p, d, n)| (path_labels(p, d), n.bytes)),
+    );
+    counter_family(
+        &mut r,
+        "dropped_packets",
+        "Datagrams dropped without an answer, by reason",
+        DROP_REASONS
+            .iter()
+            .zip(c.dropped)
+            .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), n)),
+    );
+    gauge(
+        &mut r,
+        "draining",
+        "1 while a graceful drain refuses new allocations",
+        usize::from(p.draining),
+    );
+    counter_family(
+        &mut r,
+        "config_reloads",
+        "Live reloads of credentials and peer filter, by result",
+        [
+            (labels(&[("result", "success")]), p.reloads_ok),
+            (labels(&[("result", "failure")]), p.reloads_failed),
+        ],
+    );
+    gauge(&mut r, "workers", "Worker threads", p.workers);
+    gauge(
+        &mut r,
+        "workers_stalled",
+        "Workers that have not reported for over 2 s",
+        p.workers_stalled,
+    );
+    r
+}
+
+/// The exposition text: Prometheus text format 0.0.4, or OpenMetrics with `openmetrics`.
+pub fn encode(t: &Totals, p: &ProcessState, openmetrics: bool) -> String {
+    let r = registry(t, p);
+    let mut out = String::with_capacity(16 * 1024);
+    let done = if openmetrics {
+        text::encode(&mut out, &r)
+    } else {
+        prometheus_text::encode(&mut out, &r)
+    };
+    done.expect("writing to a String cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn names_labels_and_values() {
+        let mut t = Totals::default();
+        t.allocations = 3;
+        t.pool_size = 10;
+        t.free_ports = 6;
+        t.counters.channel_to_peer.packets = 5;
+        t.counters.channel_to_peer.bytes = 500;
+        t.counters.requests[1][12] = 2; // allocate, 508
+        t.counters.requests[2][12] = 1; // refresh, 508
+        t.counters.auth_failures[3] = 4;
+        let p = ProcessState {
+            draining: true,
+            ..Default::default()
+        };
+        let text = encode(&t, &p, false);
+        assert_eq!(sample(&text, "tern_allocations"), Some(3));
+        assert_eq!(sample(&text, "tern_relay_ports_in_use"), Some(4));
+        assert_eq!(sample(&text, "tern_relay_ports_free"), Some(6));
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer"}"#
+            ),
+            Some(500)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_requests_total{method="allocate",result="508"}"#
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_requests_total{method="binding",result="success"}"#
+            ),
+            Some(0)
+        );
+        assert_eq!(
+            sample(&text, "tern_insufficient_capacity_responses_total"),
+            Some(3)
+        );
+        assert_eq!(
+            sample(&text, r#"tern_auth_failures_total{reason="stale_nonce"}"#),
+            Some(4)
+        );
+        assert_eq!(sample(&text, "tern_draining"), Some(1));
+        assert!(
+            text.contains("# TYPE tern_requests_total counter"),
+            "{text}"
+        );
+        let om = encode(&t, &p, true);
+        assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn series_count_is_fixed() {
+        let text = encode(&Totals::default(), &ProcessState::default(), false);
+        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        // 5 gauges + created + 3 end reasons + 6x13 requests + 508s + 4 auth + 4 + 4 paths
+        // + 7 drops + draining + 2 reloads + 2 worker gauges.
+        assert_eq!(series, 5 + 1 + 3 + 78 + 1 + 4 + 8 + 7 + 1 + 2 + 2);
+    }
+}
