@@ -66,6 +66,7 @@ pub const IMPLEMENTED: &[Key] = &[
     short(key("realm", Value), 'r'),
     key("use-auth-secret", Flag),
     secret(multi(key("static-auth-secret", Value))),
+    multi(key("static-auth-secret-file", Value)),
     short(key("lt-cred-mech", Flag), 'a'),
     short(secret(multi(key("user", Value))), 'u'),
     short(key("fingerprint", Flag), 'f'),
@@ -88,11 +89,27 @@ pub const IMPLEMENTED: &[Key] = &[
     short(key("verbose", Flag), 'v'),
     short(key("Verbose", Flag), 'V'),
     short(key("log-file", Value), 'l'),
+    key("log-format", Value),
+    key("admin-listen", Value),
+    key("prometheus", Flag),
+    key("prometheus-port", Value),
+    key("drain-timeout", Value),
+    multi(key("alternate-server", Value)),
 ];
 
-/// Keys that only shape logging: giving them does not count as "configuring" the server
-/// (`tern serve -v` still starts the embedded default).
-pub const LOGGING_ONLY: &[&str] = &["verbose", "Verbose", "log-file", "no-cli"];
+/// Keys that only shape logging and operations (admin port, drain): giving them does not
+/// count as "configuring" the server (`tern serve -v` still starts the embedded default).
+pub const LOGGING_ONLY: &[&str] = &[
+    "verbose",
+    "Verbose",
+    "log-file",
+    "log-format",
+    "no-cli",
+    "admin-listen",
+    "prometheus",
+    "prometheus-port",
+    "drain-timeout",
+];
 
 /// coturn keys tern knows of but does not implement; each draws one warning.
 pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
@@ -150,7 +167,6 @@ pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
     ("new-log-timestamp", Flag),
     ("new-log-timestamp-format", Value),
     ("log-binding", Flag),
-    ("alternate-server", Value),
     ("tls-alternate-server", Value),
     ("rest-api-separator", Value),
     ("cli-ip", Value),
@@ -162,8 +178,6 @@ pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
     ("web-admin-port", Value),
     ("web-admin-listen-on-workers", Flag),
     ("acme-redirect", Value),
-    ("prometheus", Flag),
-    ("prometheus-port", Value),
     ("prometheus-username-labels", Flag),
     ("pidfile", Value),
     ("proc-user", Value),

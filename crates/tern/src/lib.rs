@@ -10,9 +10,11 @@
 pub mod conf;
 pub mod credentials;
 pub mod keys;
+pub mod lifecycle;
 pub mod logging;
 pub mod mapping;
 pub mod overrides;
+pub mod reload;
 pub mod settings;
 pub mod startup;
 pub mod values;

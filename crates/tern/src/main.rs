@@ -9,7 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tern::credentials::{render, rest_credential};
-use tern::{logging, mapping, overrides, startup};
+use tern::reload::Reloader;
+use tern::{lifecycle, logging, mapping, overrides, startup};
 
 #[derive(Parser)]
 #[command(name = "tern", version, about = "A TURN/STUN relay server for WebRTC")]
@@ -97,9 +98,10 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
         print!("{}", overrides::serve_help());
         return Ok(ExitCode::SUCCESS);
     }
-    let plan = startup::plan(&args, std::env::vars(), startup::os_random)?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let plan = startup::plan(&args, env.clone(), startup::os_random)?;
     let settings = &plan.loaded.settings;
-    logging::init(settings.verbosity, &settings.log_file)?;
+    logging::init(settings.verbosity, &settings.log_file, settings.log_format)?;
     for warning in &plan.loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -109,6 +111,7 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     if let Some(secret) = &plan.generated_secret {
+        // The only place a secret is ever printed: the embedded default's own, on stdout.
         let mut out = std::io::stdout().lock();
         out.write_all(startup::banner(&mapped, secret, unix_now()).as_bytes())?;
         out.flush()?;
@@ -123,36 +126,20 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
         realm = %server.core.realm,
         secrets = server.core.auth_secrets.len(),
         users = server.core.users.len(),
+        admin = %settings
+            .admin_listen
+            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        drain_timeout_s = settings.drain_timeout,
         "tern {} starting",
         env!("CARGO_PKG_VERSION"),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let reloader = Reloader::new(args, env, settings, &server, embedded);
+    // Workers are threads of their own; the runtime only serves the admin port and signals.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(tern_server::run(server, shutdown_signal()))?;
+    runtime.block_on(lifecycle::run(server, settings.admin_listen, reloader))?;
     tracing::info!("tern stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-        #[cfg(not(unix))]
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
 }

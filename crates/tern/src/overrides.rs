@@ -9,7 +9,7 @@ use crate::conf::{Entry, Origin};
 use crate::keys::{self, Arity, Known};
 
 /// What `tern serve …` was given.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ServeArgs {
     /// `-c FILE` / `--config FILE`.
     pub config: Option<PathBuf>,

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use tern_proto::peer_filter::IpRange;
@@ -49,6 +49,26 @@ pub enum LogTarget {
     /// Appended to this file.
     File(PathBuf),
 }
+
+/// How log lines are written (`log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The admin port's default address (coturn's exporter port, loopback only).
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PROMETHEUS_PORT);
+/// coturn's `prometheus-port` default.
+pub const DEFAULT_PROMETHEUS_PORT: u16 = 9641;
+/// `drain-timeout`'s default, seconds.
+pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
+/// The port of an `alternate-server` given without one.
+const DEFAULT_ALTERNATE_PORT: u16 = 3478;
 
 /// Every setting tern implements, with coturn's defaults.
 #[derive(Debug, Clone)]
@@ -111,6 +131,21 @@ pub struct Settings {
     pub verbosity: Verbosity,
     /// `log-file`.
     pub log_file: LogTarget,
+    /// `log-format` (tern's own key): `text` or `json`.
+    pub log_format: LogFormat,
+    /// `static-auth-secret-file` (tern's own key): files of shared secrets, one a line
+    /// (`#` comments); re-read on reload. Their secrets are added to `static_auth_secrets`
+    /// by [`load_secret_files`].
+    pub static_auth_secret_files: Vec<PathBuf>,
+    /// The admin HTTP port (`/metrics`, `/healthz`, `/readyz`); `None` turns it off.
+    /// From `admin-listen` (tern's own key), else coturn's `prometheus` flag (all addresses,
+    /// port `prometheus-port`), else 127.0.0.1:9641.
+    pub admin_listen: Option<SocketAddr>,
+    /// `drain-timeout` (tern's own key): seconds a graceful drain waits for the last
+    /// allocation before exiting anyway (30).
+    pub drain_timeout: u64,
+    /// `alternate-server`: the first one is named in 300 Try Alternate while draining.
+    pub alternate_servers: Vec<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -145,6 +180,11 @@ impl Default for Settings {
             no_batched_io: false,
             verbosity: Verbosity::Normal,
             log_file: LogTarget::Stderr,
+            log_format: LogFormat::Text,
+            static_auth_secret_files: Vec::new(),
+            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            alternate_servers: Vec::new(),
         }
     }
 }
@@ -192,6 +232,9 @@ pub fn from_entries(entries: &[Entry]) -> anyhow::Result<Loaded> {
         s: Settings::default(),
         seen: HashMap::new(),
         warnings,
+        admin_listen: None,
+        prometheus: false,
+        prometheus_port: None,
     };
     for e in entries {
         let Known::Implemented(k) = keys::lookup(&e.key) else {
@@ -215,6 +258,10 @@ struct Builder {
     s: Settings,
     seen: HashMap<&'static str, Origin>,
     warnings: Vec<String>,
+    /// `admin-listen` as given (`Some(None)`: `none`).
+    admin_listen: Option<Option<SocketAddr>>,
+    prometheus: bool,
+    prometheus_port: Option<u16>,
 }
 
 impl Builder {
@@ -265,6 +312,29 @@ impl Builder {
             "udp-recv-buffer" => s.udp_recv_buffer = Some(values::count(value()?)?),
             "udp-send-buffer" => s.udp_send_buffer = Some(values::count(value()?)?),
             "no-batched-io" => s.no_batched_io = values::flag(raw)?,
+            "static-auth-secret-file" => {
+                s.static_auth_secret_files.push(non_empty(value()?)?.into());
+                s.use_auth_secret = true;
+            }
+            "log-format" => {
+                s.log_format = match value()? {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    other => return Err(format!("`{other}` is not a log format (text or json)")),
+                }
+            }
+            "admin-listen" => {
+                self.admin_listen = Some(match value()? {
+                    "none" | "off" => None,
+                    v => Some(values::socket_addr(v)?),
+                })
+            }
+            "prometheus" => self.prometheus = values::flag(raw)?,
+            "prometheus-port" => self.prometheus_port = Some(values::port(value()?)?),
+            "drain-timeout" => s.drain_timeout = values::seconds(value()?)?,
+            "alternate-server" => s
+                .alternate_servers
+                .push(values::socket_addr_or_ip(value()?, DEFAULT_ALTERNATE_PORT)?),
             "no-cli" => {
                 values::flag(raw)?; // tern has no telnet CLI; nothing to turn off
             }
@@ -298,6 +368,24 @@ impl Builder {
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
+        self.s.admin_listen = match (self.admin_listen, self.prometheus) {
+            (Some(given), _) => given,
+            // coturn's exporter listens on every address.
+            (None, true) => Some(SocketAddr::new(
+                Ipv4Addr::UNSPECIFIED.into(),
+                self.prometheus_port.unwrap_or(DEFAULT_PROMETHEUS_PORT),
+            )),
+            (None, false) => Some(SocketAddr::new(
+                Ipv4Addr::LOCALHOST.into(),
+                self.prometheus_port.unwrap_or(DEFAULT_PROMETHEUS_PORT),
+            )),
+        };
+        if self.s.alternate_servers.len() > 1 {
+            self.warnings.push(
+                "only the first alternate-server is used (in 300 Try Alternate while draining)"
+                    .into(),
+            );
+        }
         let s = &self.s;
         if s.min_port > s.max_port {
             let at = |k| {
@@ -313,18 +401,50 @@ impl Builder {
                 at("min-port")
             );
         }
-        if s.use_auth_secret && s.static_auth_secrets.is_empty() {
+        if s.use_auth_secret
+            && s.static_auth_secrets.is_empty()
+            && s.static_auth_secret_files.is_empty()
+        {
             let at = self
                 .seen
                 .get("use-auth-secret")
                 .map_or(String::new(), |o| format!("{o}: "));
             anyhow::bail!(
-                "{at}use-auth-secret needs at least one static-auth-secret \
-                 (tern has no user database)"
+                "{at}use-auth-secret needs at least one static-auth-secret or \
+                 static-auth-secret-file (tern has no user database)"
             );
         }
         Ok(())
     }
+}
+
+/// Reads every `static-auth-secret-file` and adds its secrets to `static_auth_secrets`.
+/// A file holds one secret a line; blank lines and lines starting with `#` are skipped. A
+/// file that cannot be read or holds no secret is an error naming the file (never its
+/// content).
+pub fn load_secret_files(s: &mut Settings) -> anyhow::Result<()> {
+    for path in &s.static_auth_secret_files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "static-auth-secret-file: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        let before = s.static_auth_secrets.len();
+        s.static_auth_secrets.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| Secret(l.to_owned())),
+        );
+        if s.static_auth_secrets.len() == before {
+            anyhow::bail!(
+                "static-auth-secret-file: {} holds no secret (one a line, `#` comments)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn non_empty(value: &str) -> Result<&str, String> {

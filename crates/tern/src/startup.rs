@@ -32,6 +32,7 @@ pub fn plan(
     entries.extend(overrides::env_entries(env));
     entries.extend(args.entries.iter().cloned());
     let mut loaded = settings::from_entries(&entries)?;
+    settings::load_secret_files(&mut loaded.settings)?;
     let mut generated_secret = None;
     if args.config.is_none() && !loaded.configured {
         let secret = Secret(hex(&random()?));

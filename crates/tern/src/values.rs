@@ -1,7 +1,7 @@
 //! Parsers for individual values. Each returns a message without file, line or key; the
 //! caller prefixes those. Messages about secret values never quote them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tern_proto::peer_filter::IpRange;
 use tern_proto::{StaticUser, UserSecret};
@@ -54,6 +54,25 @@ pub fn ip(value: &str) -> Result<IpAddr, String> {
     value
         .parse()
         .map_err(|_| format!("`{value}` is not an IP address"))
+}
+
+/// `IP:PORT` (`[v6]:PORT` for IPv6); port 0 lets the kernel pick.
+pub fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not an address `IP:PORT` (`[IPv6]:PORT` for IPv6)"))
+}
+
+/// `IP:PORT`, or a bare `IP` meaning port `default_port` (coturn's `alternate-server`).
+pub fn socket_addr_or_ip(value: &str, default_port: u16) -> Result<SocketAddr, String> {
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    let addr = socket_addr(value)?;
+    if addr.port() == 0 {
+        return Err(format!("`{value}`: port 0 is not a server port"));
+    }
+    Ok(addr)
 }
 
 /// `PUBLIC` or `PUBLIC/PRIVATE`.
@@ -157,6 +176,20 @@ mod tests {
         assert!(matches!(k.secret, UserSecret::Key(k) if k[0] == 0x01 && k[15] == 0xef));
         let err = user("nopassword").unwrap_err();
         assert!(!err.contains("nopassword"));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(socket_addr("0.0.0.0:9641").unwrap().port(), 9641);
+        assert_eq!(socket_addr("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert!(socket_addr("localhost:80").is_err());
+        let alt = socket_addr_or_ip("203.0.113.9", 3478).unwrap();
+        assert_eq!(alt.to_string(), "203.0.113.9:3478");
+        assert_eq!(
+            socket_addr_or_ip("203.0.113.9:5349", 3478).unwrap().port(),
+            5349
+        );
+        assert!(socket_addr_or_ip("203.0.113.9:0", 3478).is_err());
     }
 
     #[test]

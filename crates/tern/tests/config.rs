@@ -58,6 +58,8 @@ fn k8s_fixture_loads_with_only_warnings() {
     assert_eq!(s.allowed_peer_ips.len(), 1);
     assert_eq!(s.verbosity, Verbosity::Verbose);
     assert_eq!(s.log_file, LogTarget::Stdout);
+    // coturn's `prometheus` flag: the admin port on every address, coturn's port.
+    assert_eq!(s.admin_listen, Some("0.0.0.0:9641".parse().unwrap()));
 
     let ignored = [
         "tls-listening-port",
@@ -74,7 +76,6 @@ fn k8s_fixture_loads_with_only_warnings() {
         "no-stdout-log",
         "simple-log",
         "pidfile",
-        "prometheus",
     ];
     let warnings = &plan.loaded.warnings;
     assert_eq!(warnings.len(), ignored.len(), "{warnings:#?}");
@@ -352,4 +353,93 @@ fn mapping_of_addresses() {
     );
     assert_eq!(c.channel_lifetime, Duration::from_secs(60));
     assert_eq!(c.user_quota, 2);
+}
+
+#[test]
+fn operations_keys() {
+    use tern::settings::LogFormat;
+    let s = load("static-auth-secret=x\n", &[], &[]).unwrap().settings;
+    assert_eq!(s.admin_listen, Some("127.0.0.1:9641".parse().unwrap()));
+    assert_eq!((s.drain_timeout, s.log_format), (30, LogFormat::Text));
+    assert!(s.alternate_servers.is_empty());
+
+    let s = load("static-auth-secret=x\nprometheus-port=9700\n", &[], &[])
+        .unwrap()
+        .settings;
+    assert_eq!(s.admin_listen, Some("127.0.0.1:9700".parse().unwrap()));
+    let s = load(
+        "static-auth-secret=x\nprometheus\nprometheus-port=9700\n",
+        &[],
+        &[],
+    )
+    .unwrap()
+    .settings;
+    assert_eq!(s.admin_listen, Some("0.0.0.0:9700".parse().unwrap()));
+    let flags = [
+        "--admin-listen=[::1]:9000",
+        "--log-format",
+        "json",
+        "--drain-timeout=600",
+        "--alternate-server=203.0.113.2",
+    ];
+    let s = load("static-auth-secret=x\nprometheus\n", &[], &flags)
+        .unwrap()
+        .settings;
+    assert_eq!(s.admin_listen, Some("[::1]:9000".parse().unwrap()));
+    assert_eq!((s.drain_timeout, s.log_format), (600, LogFormat::Json));
+    assert_eq!(
+        s.alternate_servers,
+        ["203.0.113.2:3478".parse::<SocketAddr>().unwrap()]
+    );
+    let s = load(
+        "static-auth-secret=x\n",
+        &[("TERN_ADMIN_LISTEN", "none")],
+        &[],
+    )
+    .unwrap()
+    .settings;
+    assert_eq!(s.admin_listen, None);
+
+    let err = |text: &str| load(text, &[], &[]).unwrap_err().to_string();
+    assert!(err("log-format=xml\n").starts_with("turnserver.conf:1: log-format: "));
+    assert!(err("admin-listen=9641\n").starts_with("turnserver.conf:1: admin-listen: "));
+    assert!(err("drain-timeout=0\n").starts_with("turnserver.conf:1: drain-timeout: "));
+
+    // Operational keys alone still start the embedded default.
+    let args = parse_serve_args(["--log-format=json".into(), "--drain-timeout=5".into()]).unwrap();
+    let plan = startup::plan(&args, Vec::new(), || Ok([1; 32])).unwrap();
+    assert!(plan.generated_secret.is_some());
+}
+
+#[test]
+fn secret_file_supplies_the_secrets() {
+    let dir = std::env::temp_dir().join(format!("tern-config-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secrets");
+    std::fs::write(&file, "# rotated 2025-01-01\nnew-one\n\n  old-one  \n").unwrap();
+    let args = parse_serve_args([format!("--static-auth-secret-file={}", file.display())]).unwrap();
+    let plan = startup::plan(&args, Vec::new(), || unreachable!()).unwrap();
+    let s = &plan.loaded.settings;
+    assert!(plan.generated_secret.is_none());
+    assert!(s.use_auth_secret);
+    let secrets: Vec<_> = s.static_auth_secrets.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(secrets, ["new-one", "old-one"]);
+
+    std::fs::write(&file, "only-a-secret-like-value-no-newline").unwrap();
+    let plan = startup::plan(&args, Vec::new(), || unreachable!()).unwrap();
+    assert_eq!(plan.loaded.settings.static_auth_secrets.len(), 1);
+
+    std::fs::write(&file, "# empty\n").unwrap();
+    let e = startup::plan(&args, Vec::new(), || unreachable!())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds no secret") && !e.contains("empty"), "{e}");
+    let missing = dir.join("missing");
+    let args =
+        parse_serve_args([format!("--static-auth-secret-file={}", missing.display())]).unwrap();
+    let e = startup::plan(&args, Vec::new(), || unreachable!())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("static-auth-secret-file: cannot read"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,299 @@
+//! Live reload: on SIGHUP, and when the configuration file or a `static-auth-secret-file`
+//! changes (Kubernetes replaces mounted Secrets in place), re-read everything `tern serve`
+//! was started from, validate it the same way, and hand the workers the new credentials and
+//! peer filter. Live allocations keep the key they authenticated with.
+//!
+//! A reload that fails (unreadable file, invalid value, no credentials left) changes nothing:
+//! the caller logs why and the old settings stay. Keys that cannot change while running
+//! (addresses, ports, lifetimes, threads, logging) are compared with the ones in force and
+//! named in a warning when they differ; they apply at the next start.
+
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tern_server::{Reload, ServerConfig};
+
+use crate::overrides::ServeArgs;
+use crate::settings::Settings;
+use crate::{mapping, startup};
+
+/// How often watched files are looked at.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// What a drain uses; may change on reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainSettings {
+    /// `drain-timeout`.
+    pub timeout: Duration,
+    /// The first `alternate-server`.
+    pub alternate: Option<SocketAddr>,
+}
+
+impl DrainSettings {
+    fn of(s: &Settings) -> Self {
+        Self {
+            timeout: Duration::from_secs(s.drain_timeout),
+            alternate: s.alternate_servers.first().copied(),
+        }
+    }
+}
+
+/// A reload that validated. (No `Debug`: it holds the secrets.)
+pub struct Reloaded {
+    /// What the workers take.
+    pub reload: Reload,
+    /// Keys that differ from the ones in force but need a restart.
+    pub restart_needed: Vec<&'static str>,
+    /// The loader's warnings (ignored keys and the like).
+    pub warnings: Vec<String>,
+}
+
+/// Re-reads and re-validates the configuration; remembers what is in force. (No `Debug`:
+/// the configuration in force holds the secrets.)
+pub struct Reloader {
+    args: ServeArgs,
+    env: Vec<(String, String)>,
+    embedded: bool,
+    /// The settings and server configuration started with (non-live keys stay in force).
+    started: Settings,
+    started_server: ServerConfig,
+    drain: DrainSettings,
+    /// Watched files and a hash of their content (`None`: unreadable).
+    watched: Vec<(PathBuf, Option<u64>)>,
+}
+
+fn fingerprint(path: &PathBuf) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+fn watch_list(args: &ServeArgs, s: &Settings) -> Vec<(PathBuf, Option<u64>)> {
+    args.config
+        .iter()
+        .chain(&s.static_auth_secret_files)
+        .map(|p| (p.clone(), fingerprint(p)))
+        .collect()
+}
+
+impl Reloader {
+    /// `args` and `env` as `tern serve` got them; `settings` and `server` as started;
+    /// `embedded` when the embedded default (a generated secret) runs, which has nothing
+    /// to reload.
+    pub fn new(
+        args: ServeArgs,
+        env: Vec<(String, String)>,
+        settings: &Settings,
+        server: &ServerConfig,
+        embedded: bool,
+    ) -> Self {
+        Self {
+            watched: if embedded {
+                Vec::new()
+            } else {
+                watch_list(&args, settings)
+            },
+            args,
+            env,
+            embedded,
+            started: settings.clone(),
+            started_server: server.clone(),
+            drain: DrainSettings::of(settings),
+        }
+    }
+
+    /// The files watched for changes.
+    pub fn watched(&self) -> impl Iterator<Item = &PathBuf> {
+        self.watched.iter().map(|(p, _)| p)
+    }
+
+    /// The drain settings in force.
+    pub fn drain(&self) -> DrainSettings {
+        self.drain
+    }
+
+    /// Whether a watched file changed (or appeared, or vanished) since the last look.
+    pub fn files_changed(&mut self) -> bool {
+        let mut changed = false;
+        for (path, print) in &mut self.watched {
+            let now = fingerprint(path);
+            if now != *print {
+                *print = now;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Reads and validates everything again. On success the new drain settings apply at
+    /// once and the returned [`Reload`] is for the workers; on error nothing changes.
+    pub fn reload(&mut self) -> anyhow::Result<Reloaded> {
+        anyhow::ensure!(
+            !self.embedded,
+            "nothing to reload: tern runs on the embedded default with a generated secret"
+        );
+        let plan = startup::plan(&self.args, self.env.clone(), || {
+            anyhow::bail!("a reload never generates a secret")
+        })?;
+        anyhow::ensure!(
+            plan.generated_secret.is_none(),
+            "the configuration no longer configures anything"
+        );
+        let s = plan.loaded.settings;
+        let mapped = mapping::map(&s, mapping::detect_local_ip, false)?;
+        let restart_needed = differences(&self.started, &self.started_server, &s, &mapped.server);
+        let core = mapped.server.core;
+        // The files to watch may have changed too (a new secret file); take their current
+        // content as seen, so this reload does not trigger another.
+        self.watched = watch_list(&self.args, &s);
+        self.drain = DrainSettings::of(&s);
+        Ok(Reloaded {
+            reload: Reload {
+                secrets: core.auth_secrets,
+                users: core.users,
+                peer_filter: core.peer_filter,
+            },
+            restart_needed,
+            warnings: plan.loaded.warnings,
+        })
+    }
+}
+
+/// Keys whose new value differs from the one in force but cannot change while running.
+fn differences(
+    old: &Settings,
+    old_server: &ServerConfig,
+    new: &Settings,
+    new_server: &ServerConfig,
+) -> Vec<&'static str> {
+    let (a, b) = (old_server, new_server);
+    let (ac, bc) = (&a.core, &b.core);
+    let checks = [
+        ("listening-ip/listening-port", a.listen != b.listen),
+        ("relay-ip", a.relay_bind_ip != b.relay_bind_ip),
+        (
+            "external-ip",
+            ac.relayed_ip != bc.relayed_ip || ac.own_ips != bc.own_ips,
+        ),
+        (
+            "min-port/max-port",
+            ac.relay_port_range != bc.relay_port_range,
+        ),
+        ("realm", ac.realm != bc.realm),
+        ("relay-threads", a.workers != b.workers),
+        ("no-batched-io", a.batched_io != b.batched_io),
+        ("udp-recv-buffer/udp-send-buffer", a.buffers != b.buffers),
+        ("max-allocate-lifetime", ac.max_lifetime != bc.max_lifetime),
+        (
+            "permission-lifetime",
+            ac.permission_lifetime != bc.permission_lifetime,
+        ),
+        (
+            "channel-lifetime",
+            ac.channel_lifetime != bc.channel_lifetime,
+        ),
+        ("stale-nonce", ac.nonce_lifetime != bc.nonce_lifetime),
+        ("user-quota", ac.user_quota != bc.user_quota),
+        ("total-quota", ac.total_quota != bc.total_quota),
+        (
+            "fingerprint",
+            ac.always_fingerprint != bc.always_fingerprint,
+        ),
+        (
+            "rfc5766-channel-numbers",
+            ac.rfc5766_channels != bc.rfc5766_channels,
+        ),
+        (
+            "admin-listen/prometheus",
+            old.admin_listen != new.admin_listen,
+        ),
+        ("log-file", old.log_file != new.log_file),
+        ("log-format", old.log_format != new.log_format),
+        ("verbose", old.verbosity != new.verbosity),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overrides::parse_serve_args;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tern-reload-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn start(conf: &std::path::Path) -> Reloader {
+        let args = parse_serve_args(["-c".to_string(), conf.display().to_string()]).unwrap();
+        let plan = startup::plan(&args, Vec::new(), || unreachable!()).unwrap();
+        let mapped = mapping::map(&plan.loaded.settings, |_| None, false).unwrap();
+        Reloader::new(
+            args,
+            Vec::new(),
+            &plan.loaded.settings,
+            &mapped.server,
+            false,
+        )
+    }
+
+    #[test]
+    fn secret_file_rotation_and_invalid_files() {
+        let d = dir("rotation");
+        let (conf, secrets) = (d.join("tern.conf"), d.join("secrets"));
+        std::fs::write(&secrets, "# rotation\nfirst\n").unwrap();
+        let text = format!(
+            "static-auth-secret-file={}\nexternal-ip=203.0.113.5\ndrain-timeout=7\n",
+            secrets.display()
+        );
+        std::fs::write(&conf, &text).unwrap();
+        let mut r = start(&conf);
+        assert_eq!(r.watched().count(), 2);
+        assert!(!r.files_changed());
+        assert_eq!(r.drain().timeout, Duration::from_secs(7));
+
+        std::fs::write(&secrets, "second\nfirst\n").unwrap();
+        assert!(r.files_changed());
+        assert!(!r.files_changed());
+        let ok = r.reload().unwrap();
+        assert_eq!(
+            ok.reload.secrets,
+            vec![b"second".to_vec(), b"first".to_vec()]
+        );
+        assert!(ok.restart_needed.is_empty(), "{:?}", ok.restart_needed);
+
+        // An empty secret file is refused without quoting anything.
+        std::fs::write(&secrets, "# nothing\n").unwrap();
+        let err = r.reload().err().expect("refused").to_string();
+        assert!(err.contains("holds no secret"), "{err}");
+        // A bad value names file, line and key.
+        std::fs::write(&secrets, "third\n").unwrap();
+        std::fs::write(&conf, format!("{text}min-port=abc\n")).unwrap();
+        let err = r.reload().err().expect("refused").to_string();
+        assert!(err.contains("tern.conf:4: min-port"), "{err}");
+
+        // Live keys apply; the others are named.
+        std::fs::write(
+            &conf,
+            format!("{text}listening-port=3479\ndrain-timeout=9\nalternate-server=203.0.113.6\n"),
+        )
+        .unwrap();
+        let ok = r.reload().unwrap();
+        assert_eq!(ok.restart_needed, vec!["listening-ip/listening-port"]);
+        assert_eq!(ok.reload.secrets, vec![b"third".to_vec()]);
+        assert_eq!(r.drain().timeout, Duration::from_secs(9));
+        assert_eq!(
+            r.drain().alternate,
+            Some("203.0.113.6:3478".parse().unwrap())
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
