@@ -12,6 +12,7 @@
 //! from 20000–32767, below Linux's ephemeral range (32768–60999) where every client socket
 //! in these tests lives, so a client socket never steals a relay port.
 
+mod admin;
 mod bin;
 mod creds;
 mod ports;
@@ -20,6 +21,7 @@ mod raw;
 mod server;
 mod stun;
 
+pub use admin::http_get;
 pub use bin::{coturn_bin, tern_bin, turnutils_bin};
 pub use creds::{rest_credentials, rest_credentials_at, rest_password, unix_now};
 pub use ports::PortBlock;

@@ -61,6 +61,11 @@ impl PortBlock {
         self.base + 2
     }
 
+    /// The tern admin port (TCP: /metrics, /healthz, /readyz).
+    pub fn admin_port(&self) -> u16 {
+        self.base + 3
+    }
+
     /// The server's relay port range (`--min-port`..=`--max-port`).
     pub fn relay_range(&self) -> RangeInclusive<u16> {
         self.base + RELAY_OFFSET..=self.base + BLOCK - 1
@@ -71,6 +76,8 @@ impl PortBlock {
         let tcp_free =
             |port| TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok();
         // Probe one port at a time: binding releases on drop.
-        (self.base..self.base + BLOCK).all(udp_free) && tcp_free(self.listen_port())
+        (self.base..self.base + BLOCK).all(udp_free)
+            && tcp_free(self.listen_port())
+            && tcp_free(self.admin_port())
     }
 }

@@ -15,6 +15,7 @@ pub struct RawClient {
     server: SocketAddr,
     realm: String,
     username: String,
+    password: String,
     key: [u8; 16],
     nonce: Vec<u8>,
     tid: u16,
@@ -32,10 +33,16 @@ impl RawClient {
             server,
             realm: realm.to_owned(),
             username,
+            password,
             key,
             nonce: Vec::new(),
             tid: 0,
         }
+    }
+
+    /// The REST username and password this client authenticates with.
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.username, &self.password)
     }
 
     fn next_tid(&mut self) -> TransactionId {
@@ -105,6 +112,15 @@ impl RawClient {
 }
 
 impl RawClient {
+    /// Refresh with LIFETIME `seconds` (0 deletes the allocation); returns the error code,
+    /// 0 on success.
+    pub fn refresh(&mut self, seconds: u32) -> u16 {
+        let (code, _) = self.request(Method::REFRESH, |w| {
+            w.attr(attr::LIFETIME, &seconds.to_be_bytes());
+        });
+        code
+    }
+
     /// CreatePermission for `peer`; panics unless it succeeds.
     pub fn permit(&mut self, peer: SocketAddr) {
         let (code, _) = self.request(Method::CREATE_PERMISSION, |w| {

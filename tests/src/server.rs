@@ -6,7 +6,8 @@ use crate::process::Capture;
 use crate::stun::binding_request_once;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,9 @@ pub enum Auth {
     RestSecret(String),
     /// Static long-term users: `--lt-cred-mech --user name:password` for each.
     Users(Vec<(String, String)>),
+    /// TURN REST API secrets read from a file, one a line (tern only:
+    /// `--static-auth-secret-file PATH`; tern re-reads it when it changes).
+    SecretFile(PathBuf),
 }
 
 /// The knobs the suites turn; everything else is fixed (loopback, UDP only).
@@ -41,6 +45,8 @@ pub struct ServerOptions {
     pub fingerprint: bool,
     /// More `--key=value` or bare `--flag` arguments, passed to either kind as is.
     pub extra_args: Vec<String>,
+    /// Environment variables for the server process (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerOptions {
@@ -52,6 +58,7 @@ impl ServerOptions {
             allow_loopback_peers: true,
             fingerprint: true,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -87,6 +94,8 @@ impl TestServer {
             ServerKind::Tern => {
                 let mut cmd = Command::new(tern_bin());
                 cmd.arg("serve");
+                // Each server its own admin port (the default, 9641, is shared by all).
+                cmd.arg(format!("--admin-listen=127.0.0.1:{}", ports.admin_port()));
                 if std::env::var_os("RUST_LOG").is_none() {
                     // Error responses are logged at debug; failure messages want them.
                     cmd.env("RUST_LOG", "debug");
@@ -115,6 +124,7 @@ impl TestServer {
             }
         };
         cmd.args(conf_args(&ports, opts));
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let command_line = format!("{cmd:?}");
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -166,6 +176,36 @@ impl TestServer {
     /// The STUN/TURN listening address (UDP, 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.listen_port()))
+    }
+
+    /// tern's admin HTTP address (/metrics, /healthz, /readyz); loopback.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.admin_port()))
+    }
+
+    /// Sends a signal (`"TERM"`, `"HUP"`, `"USR1"`, ...) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits up to `limit` for the server to exit by itself; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if start.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The configured relay port range.
@@ -235,6 +275,10 @@ fn conf_args(ports: &PortBlock, opts: &ServerOptions) -> Vec<String> {
             for (name, password) in users {
                 args.push(format!("--user={name}:{password}"));
             }
+        }
+        Auth::SecretFile(path) => {
+            args.push("--use-auth-secret".to_owned());
+            args.push(format!("--static-auth-secret-file={}", path.display()));
         }
     }
     if opts.allow_loopback_peers {
