@@ -289,6 +289,30 @@ fn admin_endpoints() {
     let keys = |m: &Metrics| m.0.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&first), keys(&second));
     assert_eq!(first.0.len(), 112, "{:#?}", first.0.keys());
+
+    // The Grafana dashboard only queries metrics that exist.
+    let names: Vec<&str> = first
+        .0
+        .keys()
+        .map(|k| k.split('{').next().unwrap())
+        .collect();
+    let dashboard = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/tern-grafana.json");
+    let json = std::fs::read_to_string(&dashboard).expect("the dashboard");
+    let mut used = 0;
+    for (i, _) in json.match_indices("tern_") {
+        let name: String = json[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if name.len() > "tern_".len() {
+            assert!(
+                names.contains(&name.as_str()),
+                "the dashboard queries {name}"
+            );
+            used += 1;
+        }
+    }
+    assert!(used > 10);
 }
 
 /// Starts a drain-test server with one allocation relaying on channel 0x4000.
