@@ -251,10 +251,12 @@ mod tests {
 
     #[test]
     fn names_labels_and_values() {
-        let mut t = Totals::default();
-        t.allocations = 3;
-        t.pool_size = 10;
-        t.free_ports = 6;
+        let mut t = Totals {
+            allocations: 3,
+            pool_size: 10,
+            free_ports: 6,
+            ..Default::default()
+        };
         t.counters.channel_to_peer.packets = 5;
         t.counters.channel_to_peer.bytes = 500;
         t.counters.requests[1][12] = 2; // allocate, 508
