@@ -60,6 +60,8 @@ struct Session {
 }
 
 fn main() -> anyhow::Result<()> {
+    // UDP GSO on by default (the best batched I/O there is); NO_GSO=1 compares without it.
+    tern_bench::load::sys::set_gso(std::env::var_os("NO_GSO").is_none());
     let args = Args::parse();
     anyhow::ensure!(
         args.listen.ip().is_loopback() && args.relay_ip.is_loopback(),
