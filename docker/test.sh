@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Runs the tern image for real and relays through it (CI runs this as root).
+#
+# 1. builds the image from a static binary (docker/build-local.sh);
+# 2. creates a network namespace playing the outside world: a client address and a peer
+#    address on a veth whose host end carries the "public" address the ports are published
+#    on (nothing is published on the host's real interfaces or on 127.0.0.1, where Docker's
+#    userland proxy would source-NAT every datagram);
+# 3. `docker run -p PUBLIC:3478:3478/udp -p PUBLIC:49152-49252:49152-49252/udp`, read-only
+#    root, all capabilities dropped, configuration from a mounted turnserver.conf plus
+#    TERN_* variables;
+# 4. `tern probe --secret` from the namespace: Allocate, permission, Send/Data, ChannelBind,
+#    ChannelData both ways, through Docker's DNAT into the container; then coturn's
+#    turnutils_uclient, an independent client, relays through it too (if installed);
+# 5. `docker stop` must end the container well within its grace period, with exit code 0.
+#
+# Everything it creates (container, namespace, veth) is removed on exit, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_id="$$"
+tag="tern:local"
+name="tern-ci-$run_id"
+ns="terndk$run_id"
+veth_host="tdh$run_id"
+veth_ns="tdc$run_id"
+octet=$(( (run_id % 200) + 20 ))
+public="10.251.$octet.1"
+client="10.251.$octet.2"
+peer="10.251.$octet.3"
+secret="ci-secret-$run_id-$RANDOM"
+conf_dir="$(mktemp -d)"
+
+cleanup() {
+    docker rm -f "$name" >/dev/null 2>&1 || true
+    ip netns del "$ns" 2>/dev/null || true
+    ip link del "$veth_host" 2>/dev/null || true
+    rm -rf "$conf_dir"
+}
+trap cleanup EXIT
+
+fail() { echo "docker test: FAIL: $*" >&2; docker logs "$name" 2>&1 | tail -30 >&2 || true; exit 1; }
+
+size=$(docker/build-local.sh "$tag" | tail -1)
+echo "docker test: image $tag is $size bytes ($(( size / 1024 )) KiB)"
+[ "$(docker image inspect -f '{{.Config.User}}' "$tag")" = "65532:65532" ] || fail "image does not run as 65532:65532"
+
+ip netns add "$ns" || fail "cannot create a network namespace (needs root): ip netns add $ns"
+ip link add "$veth_host" type veth peer name "$veth_ns"
+ip link set "$veth_ns" netns "$ns"
+ip addr add "$public/24" dev "$veth_host"
+ip link set "$veth_host" up
+ip -n "$ns" addr add "$client/24" dev "$veth_ns"
+ip -n "$ns" addr add "$peer/24" dev "$veth_ns"
+ip -n "$ns" link set "$veth_ns" up
+ip -n "$ns" link set lo up
+
+cat > "$conf_dir/turnserver.conf" <<CONF
+# mounted read-only at /etc/tern/turnserver.conf
+realm=ci.tern.test
+listening-port=3478
+min-port=49152
+max-port=49252
+fingerprint
+# the client and peer of this test live in a private range
+allowed-peer-ip=10.251.$octet.0/24
+drain-timeout=5
+# turnutils_uclient picks channel numbers in RFC 5766's 0x4000-0x7FFF
+rfc5766-channel-numbers
+CONF
+chmod 0644 "$conf_dir/turnserver.conf"
+chmod 0755 "$conf_dir"
+
+docker run -d --name "$name" \
+    --read-only --cap-drop ALL --security-opt no-new-privileges \
+    -p "$public:3478:3478/udp" -p "$public:49152-49252:49152-49252/udp" \
+    -v "$conf_dir/turnserver.conf:/etc/tern/turnserver.conf:ro" \
+    -e TERN_STATIC_AUTH_SECRET="$secret" -e TERN_EXTERNAL_IP="$public" \
+    "$tag" -c /etc/tern/turnserver.conf >/dev/null || fail "docker run"
+
+# Wait (bounded) until the admin port inside the container says ready, via the probe's
+# plain STUN Binding from the namespace.
+bin="target/docker-context/tern"
+ready=""
+for _ in $(seq 1 50); do
+    if ip netns exec "$ns" "$bin" probe "$public:3478" --timeout 0.2 >/dev/null 2>&1; then
+        ready=1; break
+    fi
+    [ "$(docker inspect -f '{{.State.Running}}' "$name")" = "true" ] || fail "container exited"
+    sleep 0.2
+done
+[ -n "$ready" ] || fail "no STUN answer from the container within 10 s"
+
+echo "docker test: tern probe through the container"
+ip netns exec "$ns" "$bin" probe "$public:3478" --secret "$secret" --peer-bind "$peer" --timeout 2 \
+    || fail "tern probe could not relay through the container"
+
+if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null; then
+    echo "docker test: coturn's turnutils_uclient through the container"
+    ip netns exec "$ns" timeout 10 turnutils_peer -L "$peer" -p 3480 >/dev/null 2>&1 &
+    peer_pid=$!
+    sleep 0.3
+    # -W derives REST credentials from the secret; -c: one allocation per client.
+    out=$(ip netns exec "$ns" timeout 20 turnutils_uclient -n 20 -m 2 -l 100 -c \
+        -u ci -W "$secret" -e "$peer" -r 3480 "$public" 2>&1) || true
+    kill "$peer_pid" 2>/dev/null || true
+    wait "$peer_pid" 2>/dev/null || true
+    echo "$out" | grep -E 'Total (transmit|receive)|lost packets' || true
+    lost=$(echo "$out" | sed -n 's/.*Total lost packets \([0-9]*\).*/\1/p' | tail -1)
+    recv=$(echo "$out" | sed -n 's/.*tot_recv_msgs=\([0-9]*\).*/\1/p' | tail -1)
+    if [ -z "$recv" ] || [ "$recv" -ne 40 ] || [ "${lost:-1}" -ne 0 ]; then
+        echo "$out" | tail -20 >&2
+        fail "turnutils_uclient did not get its 40 messages back through the container"
+    fi
+    echo "docker test: turnutils_uclient received $recv messages, lost ${lost:-?}"
+fi
+
+echo "docker test: docker stop (grace period 10 s; tern's drain-timeout is 5 s)"
+start=$(date +%s%N)
+docker stop -t 10 "$name" >/dev/null
+stop_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+finished=$(date -d "$(docker inspect -f '{{.State.FinishedAt}}' "$name")" +%s%N)
+exit_ms=$(( (finished - start) / 1000000 ))
+# `docker stop` itself returns later than the process exits: Docker then tears down one
+# userland proxy per published port (about 6 s for 102 ports here).
+echo "docker test: tern exited ${exit_ms} ms after docker stop began, exit code $code (docker stop returned after ${stop_ms} ms)"
+[ "$code" = "0" ] || fail "exit code $code after docker stop (137 means SIGKILL: SIGTERM was not handled)"
+[ "$exit_ms" -lt 9000 ] || fail "tern took ${exit_ms} ms to exit: the grace period, not tern, ended it"
+docker logs "$name" 2>&1 | grep -q 'signal="SIGTERM"' || fail "the log does not show the SIGTERM drain"
+echo "docker test: ok"
