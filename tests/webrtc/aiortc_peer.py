@@ -158,10 +158,13 @@ async def run(args: argparse.Namespace) -> int:
             await pc.setLocalDescription(await pc.createAnswer())
             emit({"type": "answer", "sdp": pc.localDescription.sdp})
 
-        try:
-            await asyncio.wait_for(done.wait(), max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            result["error"] = f"timed out after {args.timeout} s"
+        if "a=candidate:" not in pc.localDescription.sdp:
+            result["error"] = "gathered no candidate (with policy relay: no TURN allocation, see turn_log)"
+        else:
+            try:
+                await asyncio.wait_for(done.wait(), max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                result["error"] = f"timed out after {args.timeout} s"
         if args.role == "offer":
             result["ok"] = len(rtts) == args.messages
             result["round_trips"] = len(rtts)

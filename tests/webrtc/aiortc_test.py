@@ -36,6 +36,8 @@ def check_relay_pair(result: dict, relay_ip: str, ports: range) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tern", type=Path, default=default_tern())
+    p.add_argument("--wrong-secret", action="store_true",
+                   help="mint the credentials with another secret, to see a failure's diagnosis")
     args = p.parse_args()
 
     base = free_port_block()
@@ -45,6 +47,8 @@ def main() -> int:
     with Tern(args.tern, "127.0.0.1", port, relay.start, relay.stop - 1, secret, realm,
               extra=["--relay-ip", "127.0.0.1"]) as tern:
         uri = f"turn:127.0.0.1:{port}"
+        if args.wrong_secret:
+            secret = secrets.token_hex(16)
         offer = credentials(args.tern, secret, "aiortc-offer", uri)
         answer = credentials(args.tern, secret, "aiortc-answer", uri)
         off = ans = None
@@ -54,6 +58,7 @@ def main() -> int:
             check_relay_pair(ans, "127.0.0.1", relay)
             if off.get("round_trips") != MESSAGES:
                 raise TestFailure(f"{off.get('round_trips')} of {MESSAGES} round trips")
+            tern.require_allocations([offer["username"], answer["username"]])
         except TestFailure as e:
             print(f"FAIL aiortc relay-only through tern: {e}\n", file=sys.stderr)
             for r in (off, ans):

@@ -142,6 +142,13 @@ class Tern:
                 lines.append(line)
         return lines
 
+    def require_allocations(self, usernames: list[str]) -> None:
+        """Fails unless tern logged an allocation for each REST username (`<expiry>:<name>`)."""
+        created = [l for l in self.log_text().splitlines() if "allocation created" in l]
+        for user in usernames:
+            if not any(f"username={user}" in l or f'username="{user}"' in l for l in created):
+                raise TestFailure(f"tern logged no allocation for {user}; allocations: {created}")
+
     def allocation_lines(self) -> list[str]:
         return [l for l in self.log_text().splitlines() if "allocation" in l.lower()]
 
