@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use crate::peer_filter::PeerFilterConfig;
 
-/// Everything the core needs to know, already validated by the caller.
-#[derive(Debug, Clone)]
+/// Everything the core needs to know, already validated by the caller. Its `Debug` output
+/// leaves out the secrets (it says how many there are).
+#[derive(Clone)]
 pub struct Config {
     /// REALM sent in 401/438 responses and mixed into long-term keys.
     pub realm: String,
@@ -113,5 +114,52 @@ impl Config {
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("realm", &self.realm)
+            .field(
+                "auth_secrets",
+                &format_args!("<{} redacted>", self.auth_secrets.len()),
+            )
+            .field("users", &self.users)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("permission_lifetime", &self.permission_lifetime)
+            .field("channel_lifetime", &self.channel_lifetime)
+            .field("nonce_lifetime", &self.nonce_lifetime)
+            .field("relay_port_range", &self.relay_port_range)
+            .field("relay_ports", &self.relay_ports.len())
+            .field("relayed_ip", &self.relayed_ip)
+            .field("own_ips", &self.own_ips)
+            .field("peer_filter", &self.peer_filter)
+            .field("user_quota", &self.user_quota)
+            .field("total_quota", &self.total_quota)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_has_no_secret() {
+        let mut c = Config::new("r", "192.0.2.1".parse().unwrap(), 1000..=1001);
+        c.auth_secrets = vec![b"hunter2-secret".to_vec()];
+        c.users = vec![StaticUser {
+            name: "alice".into(),
+            secret: UserSecret::Password("pw-swordfish".into()),
+        }];
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("104, 117"),
+            "{text}"
+        );
+        assert!(!text.contains("swordfish"), "{text}");
+        assert!(text.contains("<1 redacted>"), "{text}");
     }
 }

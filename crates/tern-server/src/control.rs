@@ -18,8 +18,8 @@ pub enum Command {
     Reload(Reload),
 }
 
-/// The settings a live reload replaces.
-#[derive(Debug, Clone)]
+/// The settings a live reload replaces. Its `Debug` output leaves out the secrets.
+#[derive(Clone)]
 pub struct Reload {
     /// TURN REST API secrets.
     pub secrets: Vec<Vec<u8>>,
@@ -27,6 +27,19 @@ pub struct Reload {
     pub users: Vec<StaticUser>,
     /// Peer filtering.
     pub peer_filter: PeerFilterConfig,
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload")
+            .field(
+                "secrets",
+                &format_args!("<{} redacted>", self.secrets.len()),
+            )
+            .field("users", &self.users)
+            .field("peer_filter", &self.peer_filter)
+            .finish()
+    }
 }
 
 /// What one worker last published.
