@@ -1,0 +1,87 @@
+variable "namespace" {
+  description = "Namespace to deploy into (must exist)."
+  type        = string
+}
+
+variable "name" {
+  description = "Name of the Deployment, Services, ConfigMap and Secret."
+  type        = string
+  default     = "tern"
+}
+
+variable "image" {
+  description = "The tern image (docker/Dockerfile), ideally pinned by digest."
+  type        = string
+  default     = "tern:0.1.0"
+}
+
+variable "external_ip" {
+  description = "The LoadBalancer's address: tern advertises it (external-ip) and, with metallb = true, MetalLB assigns it. Written once."
+  type        = string
+}
+
+variable "metallb" {
+  description = "Annotate the Service with metallb.io/loadBalancerIPs = external_ip."
+  type        = bool
+  default     = true
+}
+
+variable "service_annotations" {
+  description = "More annotations for the LoadBalancer Service (cloud load balancers)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "static_auth_secret" {
+  description = "The TURN REST API shared secret (static-auth-secret), stored in a Secret."
+  type        = string
+  sensitive   = true
+}
+
+variable "realm" {
+  description = "The realm of the long-term credential mechanism."
+  type        = string
+  default     = "turn.example.org"
+}
+
+variable "listening_port" {
+  description = "The STUN/TURN port."
+  type        = number
+  default     = 3478
+}
+
+# Keep these two equal to k8s/base/turnserver.conf (checked in CI).
+variable "min_port" {
+  description = "First relay port (min-port). One allocation per relay port."
+  type        = number
+  default     = 49152
+}
+
+variable "max_port" {
+  description = "Last relay port (max-port), inclusive."
+  type        = number
+  default     = 49252
+
+  validation {
+    condition     = var.max_port >= var.min_port
+    error_message = "max_port must not be below min_port."
+  }
+}
+
+variable "drain_timeout" {
+  description = "Seconds a graceful drain waits for the last allocation; the grace period is 10 s more."
+  type        = number
+  default     = 3600
+}
+
+variable "relay_threads" {
+  description = "Worker threads; match the CPU request."
+  type        = number
+  default     = 1
+}
+
+variable "extra_config" {
+  description = "More turnserver.conf lines (e.g. allowed-peer-ip=10.42.0.0/16)."
+  type        = list(string)
+  default     = []
+}
