@@ -1,0 +1,113 @@
+//! Real WebRTC stacks against the built tern: headless Chromium and aiortc, relay-only, on
+//! loopback, and aiortc behind NATs in network namespaces. The work is done by the Python
+//! scripts in `tests/webrtc/` (see their docstrings); this file runs them with the tern
+//! binary the other suites use, so `cargo test --workspace` covers them.
+//!
+//! Prerequisites: the virtual environment `target/webrtc-venv` with
+//! `tests/webrtc/requirements.txt` installed (`TERN_WEBRTC_PYTHON` names another
+//! interpreter), `chromium` on `PATH` (`CHROMIUM_BIN` overrides), and root for the namespaces.
+//! `.ci/run` sets all of them up. When one is missing, a test fails if `CI` is set and
+//! otherwise prints why it skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tern_e2e::{run_bounded, tern_bin};
+
+/// Longest a script may run; each bounds its own waits well below this.
+const LIMIT: Duration = Duration::from_secs(150);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Skips (returns false) outside CI, fails inside CI.
+fn prerequisite(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    let how = "run .ci/run, or: python3 -m venv target/webrtc-venv && \
+               target/webrtc-venv/bin/pip install -r tests/webrtc/requirements.txt; \
+               apt-get install chromium nftables";
+    if std::env::var_os("CI").is_some() {
+        panic!("prerequisite missing in CI: {what} ({how})");
+    }
+    eprintln!("SKIPPED: {what} ({how})");
+    false
+}
+
+/// The venv's interpreter, if it can import aiortc.
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("TERN_WEBRTC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/webrtc-venv/bin/python"));
+    let out = run_bounded(
+        Command::new(&python).args(["-c", "import aiortc"]),
+        Duration::from_secs(60),
+    );
+    out.success().then_some(python)
+}
+
+fn chromium_found() -> bool {
+    if std::env::var_os("CHROMIUM_BIN").is_some() {
+        return true;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file())
+}
+
+fn is_root() -> bool {
+    let out = run_bounded(Command::new("id").arg("-u"), Duration::from_secs(10));
+    out.text.trim() == "0"
+}
+
+fn run_script(python: &Path, script: &str) {
+    let path = workspace().join("tests/webrtc").join(script);
+    let mut cmd = Command::new(python);
+    cmd.arg(&path).arg("--tern").arg(tern_bin());
+    let out = run_bounded(&mut cmd, LIMIT);
+    eprintln!("{}", out.text);
+    assert!(
+        out.success(),
+        "{script} failed ({}) after {:?}; its diagnosis is above",
+        out.status
+            .map_or_else(|| format!("killed at {LIMIT:?}"), |s| s.to_string()),
+        out.elapsed
+    );
+}
+
+#[test]
+fn aiortc_relay_only_loopback() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc") {
+        run_script(&python.unwrap(), "aiortc_test.py");
+    }
+}
+
+#[test]
+fn chromium_relay_only_loopback() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc")
+        && prerequisite(chromium_found(), "chromium not on PATH")
+    {
+        run_script(&python.unwrap(), "browser_test.py");
+    }
+}
+
+#[test]
+fn aiortc_behind_nats() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc")
+        && prerequisite(is_root(), "not root: network namespaces need it")
+        && prerequisite(
+            Path::new("/usr/sbin/nft").is_file() || Path::new("/sbin/nft").is_file(),
+            "nft (nftables) missing",
+        )
+    {
+        run_script(&python.unwrap(), "nat_test.py");
+    }
+}
