@@ -55,12 +55,14 @@ def chromium_version(binary: str) -> str:
 
 
 class PageServer:
-    """Serves page.html and /config on 127.0.0.1; queues what the page POSTs."""
+    """Serves `page` (at /) and /config on 127.0.0.1; queues what the page POSTs to /result
+    and /answer, keeps what it POSTs to /log."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, page: str = "page.html"):
         self.results: "queue.Queue[dict]" = queue.Queue()
+        self.answers: "queue.Queue[dict]" = queue.Queue()
         self.progress: list[str] = []
-        page = (HERE / "page.html").read_bytes()
+        page = (HERE / page).read_bytes()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,7 +80,7 @@ class PageServer:
             def do_GET(self) -> None:
                 if self.path == "/config":
                     self._send(json.dumps(config).encode(), "application/json")
-                elif self.path in ("/", "/page.html"):
+                elif self.path == "/":
                     self._send(page, "text/html; charset=utf-8")
                 else:
                     self.send_error(404)
@@ -88,6 +90,8 @@ class PageServer:
                 body = json.loads(self.rfile.read(n) or b"{}")
                 if self.path == "/result":
                     outer.results.put(body)
+                elif self.path == "/answer":
+                    outer.answers.put(body)
                 elif self.path == "/log" and len(outer.progress) < 200:
                     outer.progress.append(str(body.get("msg")))
                 self._send(b"{}", "application/json")

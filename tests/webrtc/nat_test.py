@@ -14,6 +14,8 @@ Checks, in order:
   3. Relay-only ICE (TURN via tern) between cliA and cliB works: both select a relay/relay
      pair, every relay candidate is on 192.0.2.2 (never 10.9.0.2), and tern saw the clients
      as the NATs' public addresses.
+  3b. The same with headless Chromium as the peer in cliB (browser_peer.py): two independent
+     stacks interoperating through tern. Skipped without chromium unless CI is set.
   4. Control: natB switched to endpoint-independent masquerade, the same direct attempt works,
      so the failure in 2 was the symmetric NAT.
 
@@ -36,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from browser_test import find_chromium
 from common import HERE, TestFailure, Tern, credentials, default_tern, kill_group, log
 from pair import describe, run_pair
 
@@ -190,6 +193,30 @@ def candidates_of(result: dict, typ: str) -> list[str]:
     return [c for c in result.get("local_candidates", []) if c.startswith(typ + " ")]
 
 
+def check_relay_only(off: dict, ans: dict, what: str) -> None:
+    """Both peers completed on a relay/relay pair, and every candidate either side gathered
+    or received is a relay candidate on tern's external-ip and relay range."""
+    for r in (off, ans):
+        pair = r.get("selected_pair")
+        if not r.get("ok") or not pair:
+            raise TestFailure(f"{what}: relay-only ICE through tern failed:\n{describe(off)}\n{describe(ans)}")
+        for c in [pair["local"], pair["remote"]] + r.get("local_candidates", []) + r.get("remote_candidates", []):
+            typ, _, hostport = c.split(" ")
+            host, port = hostport.rsplit(":", 1)
+            if typ != "relay" or host != TURN_PUBLIC or int(port) not in RELAY_PORTS:
+                raise TestFailure(f"{what}: {r['role']}er: candidate {c!r} is not a relay candidate on the "
+                                  f"external-ip {TURN_PUBLIC}:{RELAY_PORTS.start}-{RELAY_PORTS.stop - 1}")
+
+
+def seen_from(tern: Tern, expected: list[tuple[str, str]]) -> None:
+    """tern logged an allocation for each username, from the given NAT's public address."""
+    tern.require_allocations([user for user, _ in expected])
+    created = [l for l in tern.log_text().splitlines() if "allocation created" in l]
+    for user, nat_public in expected:
+        if not any(f"client={nat_public}:" in l and user in l for l in created):
+            raise TestFailure(f"tern did not see {user} as coming from {nat_public}: {created}")
+
+
 TOPO: Topology
 
 
@@ -245,25 +272,30 @@ def main() -> int:
         cred_b = credentials(args.tern, secret, "nat-b", uri)
         off, ans = run_pair([cred_a], [cred_b], "relay", offer_ns=topo.ns["cliA"],
                             answer_ns=topo.ns["cliB"], messages=MESSAGES, timeout=30)
-        for r in (off, ans):
-            pair = r.get("selected_pair")
-            if not r.get("ok") or not pair:
-                raise TestFailure(f"3. relay-only ICE through tern failed:\n{describe(off)}\n{describe(ans)}")
-            for c in [pair["local"], pair["remote"]] + r.get("local_candidates", []) + r.get("remote_candidates", []):
-                typ, _, hostport = c.split(" ")
-                host, port = hostport.rsplit(":", 1)
-                if typ != "relay" or host != TURN_PUBLIC or int(port) not in RELAY_PORTS:
-                    raise TestFailure(f"3. {r['role']}er: candidate {c!r} is not a relay candidate on the "
-                                      f"external-ip {TURN_PUBLIC}:{RELAY_PORTS.start}-{RELAY_PORTS.stop - 1}")
-        tern.require_allocations([cred_a["username"], cred_b["username"]])
-        created = [l for l in tern.log_text().splitlines() if "allocation created" in l]
-        for user, nat_public in ((cred_a["username"], NAT_A_PUBLIC), (cred_b["username"], NAT_B_PUBLIC)):
-            if not any(f"client={nat_public}:" in l and user in l for l in created):
-                raise TestFailure(f"3. tern did not see {user} as coming from {nat_public}: {created}")
+        check_relay_only(off, ans, "3. aiortc (cliA) to aiortc (cliB)")
+        seen_from(tern, [(cred_a["username"], NAT_A_PUBLIC), (cred_b["username"], NAT_B_PUBLIC)])
         relay_pairs = (off["selected_pair"], ans["selected_pair"])
+        chromium_note = ""
         log(f"3. relay-only through tern: {off['round_trips']} round trips, median {off.get('rtt_ms_median')} ms; "
             f"A pair {off['selected_pair']}, B pair {ans['selected_pair']}; tern saw the clients as "
             f"{NAT_A_PUBLIC} and {NAT_B_PUBLIC}")
+
+        if find_chromium():
+            cred_c = credentials(args.tern, secret, "nat-chromium", uri)
+            off, ans = run_pair([cred_a], [cred_c], "relay", offer_ns=topo.ns["cliA"],
+                                answer_ns=topo.ns["cliB"], messages=MESSAGES, timeout=30,
+                                answer_script="browser_peer.py")
+            check_relay_only(off, ans, "3b. aiortc (cliA) to Chromium (cliB)")
+            seen_from(tern, [(cred_c["username"], NAT_B_PUBLIC)])
+            chromium_note = (f" and aiortc to {ans.get('version', 'Chromium').split(' built')[0]} "
+                             f"(Chromium pair {ans['selected_pair']})")
+            log(f"3b. aiortc in cliA to {ans.get('version')} in cliB, relay-only through tern: "
+                f"{off['round_trips']} round trips; aiortc pair {off['selected_pair']}, "
+                f"Chromium pair {ans['selected_pair']}")
+        elif os.environ.get("CI"):
+            raise TestFailure("3b. chromium not found (CI is set, so this is a failure)")
+        else:
+            log("3b. SKIPPED: chromium not found, no aiortc-to-Chromium run behind the NATs")
 
         topo.set_masquerade("natB", symmetric=False)
         off, ans = direct(stun, 20)
@@ -272,9 +304,10 @@ def main() -> int:
                               f"not, so the direct check in 2 proves nothing:\n{describe(off)}\n{describe(ans)}")
         log(f"4. control: natB endpoint-independent, direct works: A pair {off['selected_pair']}, "
             f"B pair {ans['selected_pair']}")
-        print(f"PASS NAT topology: direct ICE fails behind the symmetric NAT; aiortc relay-only through "
-              f"tern (external-ip {TURN_PUBLIC}/{TURN_PRIVATE}) works: A pair {relay_pairs[0]}, "
-              f"B pair {relay_pairs[1]}; control: direct works once natB is endpoint-independent")
+        print(f"PASS NAT topology: direct ICE fails behind the symmetric NAT; relay-only through tern "
+              f"(external-ip {TURN_PUBLIC}/{TURN_PRIVATE}) works, aiortc to aiortc (A pair {relay_pairs[0]}, "
+              f"B pair {relay_pairs[1]}){chromium_note}; control: direct works once natB is "
+              f"endpoint-independent")
         return 0
     except TestFailure as e:
         print(f"FAIL {e}", file=sys.stderr)

@@ -40,8 +40,8 @@ def _pump_err(run: PeerRun) -> None:
 
 
 def _start(role: str, ice_servers: list[dict], policy: str, netns: str | None,
-           messages: int, timeout: float) -> PeerRun:
-    cmd = [sys.executable, str(HERE / "aiortc_peer.py"), "--role", role,
+           messages: int, timeout: float, script: str) -> PeerRun:
+    cmd = [sys.executable, str(HERE / script), "--role", role,
            "--ice-servers", json.dumps(ice_servers), "--policy", policy,
            "--messages", str(messages), "--timeout", str(timeout)]
     if netns:
@@ -63,11 +63,14 @@ def _next(run: PeerRun, deadline: float) -> dict | None:
 
 def run_pair(offer_servers: list[dict], answer_servers: list[dict], policy: str,
              offer_ns: str | None = None, answer_ns: str | None = None,
-             messages: int = 20, timeout: float = 30.0) -> tuple[dict, dict]:
-    """Returns (offerer result, answerer result). Raises TestFailure if a peer broke down
-    before producing a result (not if ICE merely failed: the results say that)."""
-    offerer = _start("offer", offer_servers, policy, offer_ns, messages, timeout)
-    answerer = _start("answer", answer_servers, policy, answer_ns, messages, timeout)
+             messages: int = 20, timeout: float = 30.0,
+             answer_script: str = "aiortc_peer.py") -> tuple[dict, dict]:
+    """Returns (offerer result, answerer result). The offerer is always aiortc; the answerer
+    is `answer_script` (aiortc_peer.py, or browser_peer.py for Chromium). Raises TestFailure
+    if a peer broke down before producing a result (not if ICE merely failed: the results
+    say that)."""
+    offerer = _start("offer", offer_servers, policy, offer_ns, messages, timeout, "aiortc_peer.py")
+    answerer = _start("answer", answer_servers, policy, answer_ns, messages, timeout, answer_script)
     deadline = time.monotonic() + timeout + 20  # gathering, DTLS, result lines
     try:
         for src, dst, kind in ((offerer, answerer, "offer"), (answerer, offerer, "answer")):
