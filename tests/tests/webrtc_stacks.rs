@@ -15,8 +15,11 @@ use std::time::Duration;
 
 use tern_e2e::{run_bounded, tern_bin};
 
-/// Longest a script may run; each bounds its own waits well below this.
-const LIMIT: Duration = Duration::from_secs(150);
+/// Longest a script may run; each bounds its own waits well below this. At the limit the
+/// script gets SIGTERM (coreutils `timeout`), so its `finally` still removes namespaces and
+/// processes; SIGKILL follows 15 s later, and `run_bounded` is the last resort after that.
+const LIMIT_S: u64 = 135;
+const LIMIT: Duration = Duration::from_secs(LIMIT_S + 30);
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -67,8 +70,12 @@ fn is_root() -> bool {
 
 fn run_script(python: &Path, script: &str) {
     let path = workspace().join("tests/webrtc").join(script);
-    let mut cmd = Command::new(python);
-    cmd.arg(&path).arg("--tern").arg(tern_bin());
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--signal=TERM", "--kill-after=15", &LIMIT_S.to_string()])
+        .arg(python)
+        .arg(&path)
+        .arg("--tern")
+        .arg(tern_bin());
     let out = run_bounded(&mut cmd, LIMIT);
     eprintln!("{}", out.text);
     assert!(

@@ -57,6 +57,16 @@ def sh(*args: str, check: bool = True, input: str | None = None) -> subprocess.C
     return out
 
 
+def kill_inside(netns: str) -> None:
+    """Ends, by pid, whatever still runs inside one of this test's namespaces (only this test
+    starts processes there)."""
+    for pid in sh("ip", "netns", "pids", netns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 class Topology:
     ROLES = ("inet", "edge", "pub", "natA", "cliA", "natB", "cliB", "peer")
 
@@ -73,7 +83,8 @@ class Topology:
             name = line.split()[0] if line.strip() else ""
             m = re.fullmatch(rf"{PREFIX}(\d+)-\w+", name)
             if m and not Path(f"/proc/{m[1]}").exists():
-                log(f"deleting stale namespace {name}")
+                log(f"deleting stale namespace {name} and the processes left in it")
+                kill_inside(name)
                 sh("ip", "netns", "del", name, check=False)
 
     def x(self, role: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -146,13 +157,7 @@ table ip filter {{
         for proc in self.procs:
             kill_group(proc)
         for name in reversed(self.created):
-            # Anything still running inside is ours (the namespace is this run's): end it by pid.
-            pids = sh("ip", "netns", "pids", name, check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+            kill_inside(name)
             sh("ip", "netns", "del", name, check=False)
         left = [n for n in self.created if n in sh("ip", "netns", "list", check=False).stdout]
         if left:
