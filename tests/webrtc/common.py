@@ -110,6 +110,7 @@ class Tern:
         if netns:
             args = ["ip", "netns", "exec", netns] + args
         self.command = shlex.join(args)
+        self.keep_log = False  # set by diagnosis(): a failure's log stays for reading
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "debug")
         self._log = open(self.log_path, "wb")
@@ -165,8 +166,11 @@ class Tern:
                     pass
                 self.proc.wait(timeout=5)
         self._log.close()
+        if not self.keep_log:
+            self.log_path.unlink(missing_ok=True)
 
     def diagnosis(self) -> str:
+        self.keep_log = True
         errs = self.turn_errors()
         text = self.log_text().splitlines()
         return (
