@@ -169,4 +169,6 @@ fi
 grep -q "the server sees it as $node_int:" "$workdir/probe.out" \
     || fail "cluster: the server must see the peer as the node ($node_int)"
 grep -q '^\[FAIL\]' "$workdir/probe.out" || fail "cluster: tern probe printed no failing step"
-echo "kube-proxy-netns: ok: Local relays both ways; Cluster's source NAT breaks relaying, and tern probe names the step"
+grep -q 'rewrites source addresses (source NAT' "$workdir/probe.out" \
+    || fail "cluster: tern probe did not diagnose the source NAT"
+echo "kube-proxy-netns: ok: Local relays both ways; Cluster's source NAT breaks relaying, and tern probe diagnoses it"

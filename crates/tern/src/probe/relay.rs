@@ -92,7 +92,19 @@ fn steps(
         })
     };
     let r = deliver(peer, timeout, send, |b| b == data);
-    let why = format!("data sent in a Send indication {NEVER_REACHED_PEER}");
+    // The server naming another address than the peer's own means a source NAT in between:
+    // the relay then sends to the translator, whose mapping may not lead back to the peer.
+    let why = if peer_seen.ip() != peer_local.ip() && !peer_local.ip().is_unspecified() {
+        format!(
+            "data sent in a Send indication never reached the peer, and the server sees the \
+             peer as {peer_seen} although it sends from {peer_local}: something between the \
+             peer and the server rewrites source addresses (source NAT, e.g. kube-proxy with \
+             externalTrafficPolicy: Cluster, or a masquerade rule), so the relay answers the \
+             translator instead of the peer"
+        )
+    } else {
+        format!("data sent in a Send indication {NEVER_REACHED_PEER}")
+    };
     let Some(from) = landed(report, step, r, "the peer got nothing", why) else {
         return Ok(());
     };
