@@ -133,15 +133,17 @@ impl Worker {
                 debug!(error = %e, "epoll_wait");
             }
             let now = Instant::now();
-            for &token in &ready {
-                if token >= LISTENER_TOKEN {
-                    self.drain_listener((token - LISTENER_TOKEN) as usize, now);
-                } else {
-                    self.drain_relay(token as u16);
-                }
+            // Peers first, and their packets out to clients before the listeners' turn: a
+            // burst of client packets (each send a delivery on loopback) must not hold back
+            // answers that are already framed.
+            for &token in ready.iter().filter(|&&t| t < LISTENER_TOKEN) {
+                self.drain_relay(token as u16);
+            }
+            self.flush_forwards();
+            for &token in ready.iter().filter(|&&t| t >= LISTENER_TOKEN) {
+                self.drain_listener((token - LISTENER_TOKEN) as usize, now);
             }
             self.ready = ready;
-            self.flush_forwards();
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
                 self.handle_events();
