@@ -266,12 +266,8 @@ impl Server {
         // The R bit asks to reserve the next port too (RFC 8656 §14.6).
         let reserve_next =
             even_port.is_some_and(|a| a.value.first().is_some_and(|b| b & 0x80 != 0));
-        if let Some(a) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let family = attr::decode_address_family(a.value, a.typ)
-                .map_err(|_| RequestError::MalformedAttribute(attr::REQUESTED_ADDRESS_FAMILY))?;
-            if family != family_of(self.config.relayed_ip) {
-                return Err(RequestError::AddressFamilyNotSupported);
-            }
+        if requested_family(msg)?.is_some_and(|f| f != family_of(self.config.relayed_ip)) {
+            return Err(RequestError::AddressFamilyNotSupported);
         }
         let lifetime = self.grant(self.desired_lifetime(msg)?);
         let (port, new_token) =
@@ -363,12 +359,8 @@ impl Server {
         msg: &Message<'_>,
         key: [u8; 16],
     ) -> Result<Success, RequestError> {
-        if let Some(a) = msg.get(attr::REQUESTED_ADDRESS_FAMILY) {
-            let family = attr::decode_address_family(a.value, a.typ)
-                .map_err(|_| RequestError::MalformedAttribute(attr::REQUESTED_ADDRESS_FAMILY))?;
-            if family != family_of(self.config.relayed_ip) {
-                return Err(RequestError::PeerAddressFamilyMismatch);
-            }
+        if requested_family(msg)?.is_some_and(|f| f != family_of(self.config.relayed_ip)) {
+            return Err(RequestError::PeerAddressFamilyMismatch);
         }
         let requested = self.desired_lifetime(msg)?;
         if requested == Some(0) {
@@ -417,35 +409,23 @@ impl Server {
         key: [u8; 16],
     ) -> Result<Success, RequestError> {
         // All or nothing (RFC 8656 §9.2): vet every peer before installing any.
-        let mut count = 0;
+        let (mut count, mut new) = (0, 0);
         for a in msg.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
-            self.vet_peer(a.value, msg, false)?;
+            let peer = self.vet_peer(a.value, msg, false)?;
             count += 1;
+            if !self.slot(port).has_permission(peer.ip()) {
+                new += 1;
+            }
         }
         if count == 0 {
             return Err(RequestError::MissingAttribute(attr::XOR_PEER_ADDRESS));
         }
-        let max = self.config.max_permissions_per_allocation;
-        let alloc = self.slot_mut(port).expect("allocation exists");
-        let mut new = 0;
-        for a in msg.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
-            let ip = attr::decode_xor_address(a.value, a.typ, &msg.transaction_id())
-                .expect("vetted")
-                .ip()
-                .to_canonical();
-            if !alloc.has_permission(ip) {
-                new += 1;
-            }
-        }
-        if alloc.permissions.len() + new > max {
+        if self.slot(port).permissions.len() + new > self.config.max_permissions_per_allocation {
             return Err(RequestError::InsufficientCapacity);
         }
         for a in msg.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
-            let ip = attr::decode_xor_address(a.value, a.typ, &msg.transaction_id())
-                .expect("vetted")
-                .ip()
-                .to_canonical();
-            self.install_permission(now, port, ip);
+            let peer = self.vet_peer(a.value, msg, false)?;
+            self.install_permission(now, port, peer.ip());
         }
         Ok(Success::Empty { key })
     }
@@ -561,6 +541,14 @@ impl Server {
             payload: start..start + data.value.len(),
         }
     }
+}
+
+/// REQUESTED-ADDRESS-FAMILY, if the request carries it.
+fn requested_family(msg: &Message<'_>) -> Result<Option<u8>, RequestError> {
+    msg.get(attr::REQUESTED_ADDRESS_FAMILY)
+        .map(|a| attr::decode_address_family(a.value, a.typ))
+        .transpose()
+        .map_err(|_| RequestError::MalformedAttribute(attr::REQUESTED_ADDRESS_FAMILY))
 }
 
 pub(crate) fn family_of(ip: IpAddr) -> u8 {

@@ -353,6 +353,13 @@ impl Server {
         self.slot_mut(port)
     }
 
+    /// The allocation on `port`, which the caller knows exists.
+    pub(crate) fn slot(&self, port: u16) -> &crate::allocation::Allocation {
+        self.slots[usize::from(port.wrapping_sub(self.base_port))]
+            .as_ref()
+            .expect("allocation exists")
+    }
+
     #[inline]
     pub(crate) fn slot_mut(&mut self, port: u16) -> Option<&mut Allocation> {
         let idx = usize::from(port.wrapping_sub(self.base_port));
