@@ -27,15 +27,19 @@ fn channel_data(c: &mut Criterion) {
         let mut buf = vec![0u8; PEER_HEADROOM + size + PEER_TAILROOM];
         let (port, peer) = (fx.relay_port, fx.peer);
         assert!(matches!(
-            fx.server.handle_peer_datagram(port, peer, &mut buf, size),
+            fx.server
+                .handle_peer_datagram(fx.now, port, peer, &mut buf, size),
             PeerOutput::Forward { .. }
         ));
         g.bench_function(BenchmarkId::new("peer_to_client", size), |b| {
             b.iter(|| {
-                black_box(
-                    fx.server
-                        .handle_peer_datagram(port, peer, black_box(&mut buf), size),
-                )
+                black_box(fx.server.handle_peer_datagram(
+                    fx.now,
+                    port,
+                    peer,
+                    black_box(&mut buf),
+                    size,
+                ))
             })
         });
     }
@@ -66,14 +70,15 @@ fn indications(c: &mut Criterion) {
     let mut buf = vec![0u8; PEER_HEADROOM + 100 + PEER_TAILROOM];
     let port = fx.relay_port;
     assert!(matches!(
-        fx.server.handle_peer_datagram(port, other, &mut buf, 100),
+        fx.server
+            .handle_peer_datagram(fx.now, port, other, &mut buf, 100),
         PeerOutput::Forward { .. }
     ));
     g.bench_function("data_100", |b| {
         b.iter(|| {
             black_box(
                 fx.server
-                    .handle_peer_datagram(port, other, black_box(&mut buf), 100),
+                    .handle_peer_datagram(fx.now, port, other, black_box(&mut buf), 100),
             )
         })
     });

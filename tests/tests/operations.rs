@@ -288,7 +288,7 @@ fn admin_endpoints() {
     let second = scrape(&server);
     let keys = |m: &Metrics| m.0.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&first), keys(&second));
-    assert_eq!(first.0.len(), 112, "{:#?}", first.0.keys());
+    assert_eq!(first.0.len(), 113, "{:#?}", first.0.keys());
 
     // The Grafana dashboard only queries metrics that exist.
     let names: Vec<&str> = first
@@ -544,4 +544,76 @@ fn no_secret_in_logs_or_metrics() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `max-bps`: a burst over an allocation's budget is cut in each direction, what is cut shows
+/// as `rate_limited` drops, and another allocation keeps its own budget.
+#[test]
+fn max_bps_cuts_bursts_and_counts_them() {
+    let mut server = server(ServerOptions::rest(SECRET, REALM), &["--max-bps", "2000"]);
+    let mut client = RawClient::new(server.addr(), SECRET, REALM);
+    let (code, relayed) = client.allocate();
+    assert_eq!(code, 0);
+    let relayed = relayed.unwrap();
+    let (peer_sock, peer_addr) = peer();
+    client.bind_channel(0x4000, peer_addr);
+
+    // 20 datagrams of 500 B each way, as fast as they go: a full budget of 2000 B/s passes
+    // one second's worth and one datagram more (5), plus what refills while the burst lasts
+    // (one more per 250 ms).
+    let burst = 20;
+    let p = vec![0xA5u8; 500];
+    for _ in 0..burst {
+        client.send_channel(0x4000, &p);
+    }
+    for _ in 0..burst {
+        peer_sock.send_to(&p, relayed).unwrap();
+    }
+    peer_sock
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut at_peer = 0;
+    while let Ok((n, from)) = peer_sock.recv_from(&mut buf) {
+        assert_eq!((from, &buf[..n]), (relayed, &p[..]));
+        at_peer += 1;
+    }
+    client
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut at_client = 0;
+    while let Some((ch, data)) = client.recv_relayed(peer_addr) {
+        assert_eq!((ch, data.len()), (0x4000, 500));
+        at_client += 1;
+    }
+    assert!((5..=7).contains(&at_peer), "{at_peer} reached the peer");
+    assert!(
+        (5..=7).contains(&at_client),
+        "{at_client} reached the client"
+    );
+
+    // Every datagram is either relayed or dropped as rate-limited, nothing else.
+    let expected = f64::from(2 * burst - at_peer - at_client);
+    let m = scrape_until(&server, "the rate-limited drops", |m| {
+        m.get("tern_dropped_packets_total", &[("reason", "rate_limited")]) == expected
+    });
+    assert_eq!(
+        m.get("tern_relayed_packets_total", &CHANNEL_TO_PEER),
+        f64::from(at_peer)
+    );
+    assert_eq!(
+        m.get("tern_relayed_packets_total", &CHANNEL_TO_CLIENT),
+        f64::from(at_client)
+    );
+
+    // A second allocation starts with a full budget of its own.
+    let mut other = RawClient::new(server.addr(), SECRET, REALM);
+    assert_eq!(other.allocate().0, 0);
+    let (other_peer, other_peer_addr) = peer();
+    other.bind_channel(0x4000, other_peer_addr);
+    other.send_channel(0x4000, &p);
+    let (n, _) = other_peer.recv_from(&mut buf).expect("a fresh budget");
+    assert_eq!(n, 500);
+    server.assert_alive();
 }

@@ -27,7 +27,7 @@ fn main() {
         }
         if matches!(
             fx.server
-                .handle_peer_datagram(port, peer, black_box(&mut buf), size),
+                .handle_peer_datagram(fx.now, port, peer, black_box(&mut buf), size),
             PeerOutput::Forward { .. }
         ) {
             to_client += 1;

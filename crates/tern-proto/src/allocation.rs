@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use tern_wire::{ChannelNumber, TransactionId};
 
+use crate::rate::{Direction, RateState};
+
 /// The client's transport address as the server sees it (RFC 8656 §2: "client's IP address
 /// and port as seen by the server").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,12 +76,24 @@ pub(crate) struct Allocation {
     pub permissions: Vec<Permission>,
     pub channels: Vec<ChannelBinding>,
     pub traffic: Traffic,
+    /// Bandwidth budgets, when the config sets `max_bps`.
+    pub rate: Option<Box<RateState>>,
 }
 
 impl Allocation {
     #[inline]
     pub fn has_permission(&self, ip: IpAddr) -> bool {
         self.permissions.iter().any(|p| p.ip == ip)
+    }
+
+    /// Whether `len` payload bytes may go in `direction` at `now` (always, without a
+    /// bandwidth limit).
+    #[inline]
+    pub fn within_rate(&mut self, direction: Direction, now: Instant, len: usize) -> bool {
+        match &mut self.rate {
+            Some(rate) => rate.admit(direction, now, len),
+            None => true,
+        }
     }
 
     #[inline]

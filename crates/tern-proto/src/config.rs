@@ -55,6 +55,10 @@ pub struct Config {
     pub max_permissions_per_allocation: usize,
     /// Most channels one allocation may hold.
     pub max_channels_per_allocation: usize,
+    /// Payload bytes per second one allocation may relay in each direction (coturn's
+    /// `max-bps`; client → peers and peers → client counted apart); 0: no limit. A full budget
+    /// passes one second's worth at once; datagrams beyond it are dropped as rate-limited.
+    pub max_bps: u64,
 }
 
 /// A static long-term credential.
@@ -113,6 +117,7 @@ impl Config {
             reservation_lifetime: Duration::from_secs(30),
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
+            max_bps: 0,
         }
     }
 }
@@ -138,6 +143,7 @@ impl std::fmt::Debug for Config {
             .field("peer_filter", &self.peer_filter)
             .field("user_quota", &self.user_quota)
             .field("total_quota", &self.total_quota)
+            .field("max_bps", &self.max_bps)
             .finish_non_exhaustive()
     }
 }

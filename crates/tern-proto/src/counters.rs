@@ -43,7 +43,7 @@ pub const RESULTS: [u16; 13] = [
     0, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 508,
 ];
 /// Drop reasons counted in [`Counters::dropped`], by index.
-pub const DROP_REASONS: [DropReason; 7] = [
+pub const DROP_REASONS: [DropReason; 8] = [
     DropReason::Malformed,
     DropReason::UnexpectedMessage,
     DropReason::NoAllocation,
@@ -51,6 +51,7 @@ pub const DROP_REASONS: [DropReason; 7] = [
     DropReason::NoChannel,
     DropReason::DeniedPeer,
     DropReason::TooBig,
+    DropReason::RateLimited,
 ];
 /// Authentication failure reasons counted in [`Counters::auth_failures`], by index.
 pub const AUTH_FAILURES: [&str; 4] = [
@@ -75,7 +76,7 @@ pub struct Counters {
     /// Peer data relayed to clients as Data indications.
     pub data_to_client: PathCount,
     /// Datagrams dropped, by [`DROP_REASONS`] index.
-    pub dropped: [u64; 7],
+    pub dropped: [u64; DROP_REASONS.len()],
     /// Requests answered, by [`METHODS`] index then [`RESULTS`] index.
     pub requests: [[u64; 14]; 6],
     /// Authentication failures, by [`AUTH_FAILURES`] index.

@@ -147,6 +147,8 @@ pub enum DropReason {
     DeniedPeer,
     /// A payload too big to frame for the client.
     TooBig,
+    /// Over the allocation's bandwidth limit (`max-bps`) in its direction.
+    RateLimited,
 }
 
 impl DropReason {
@@ -160,6 +162,7 @@ impl DropReason {
             Self::NoChannel => "no_channel",
             Self::DeniedPeer => "denied_peer",
             Self::TooBig => "too_big",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

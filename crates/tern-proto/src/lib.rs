@@ -71,7 +71,7 @@
 //! // 4. The peer answers on the relayed address: framed as ChannelData in place.
 //! let mut buf = [0u8; PEER_HEADROOM + 2 + 12];
 //! buf[PEER_HEADROOM..PEER_HEADROOM + 2].copy_from_slice(b"yo");
-//! let PeerOutput::Forward { range, .. } = server.handle_peer_datagram(relayed.port(), peer, &mut buf, 2) else { panic!() };
+//! let PeerOutput::Forward { range, .. } = server.handle_peer_datagram(now, relayed.port(), peer, &mut buf, 2) else { panic!() };
 //! assert_eq!(&buf[range], &[0x40, 0x00, 0x00, 0x02, b'y', b'o']);
 //! ```
 
@@ -83,6 +83,7 @@ mod error;
 pub mod nonce;
 pub mod peer_filter;
 mod pool;
+mod rate;
 mod relay;
 mod request;
 mod response;

@@ -2,12 +2,14 @@
 //! indication. No allocation, no lock, no log line; the relay port indexes an array.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use tern_wire::{
     attr, ChannelData, Class, MessageType, Method, CHANNEL_DATA_HEADER_LEN, MAGIC_COOKIE,
 };
 
 use crate::error::DropReason;
+use crate::rate::Direction;
 use crate::server::{PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
 
 impl Server {
@@ -17,12 +19,13 @@ impl Server {
     #[inline]
     pub fn handle_peer_datagram(
         &mut self,
+        now: Instant,
         relay_port: u16,
         peer: SocketAddr,
         buf: &mut [u8],
         len: usize,
     ) -> PeerOutput {
-        let out = self.frame_for_client(relay_port, peer, buf, len);
+        let out = self.frame_for_client(now, relay_port, peer, buf, len);
         if let PeerOutput::Drop(reason) = out {
             self.counters.drop(reason);
         }
@@ -32,6 +35,7 @@ impl Server {
     #[inline]
     fn frame_for_client(
         &mut self,
+        now: Instant,
         relay_port: u16,
         peer: SocketAddr,
         buf: &mut [u8],
@@ -48,6 +52,9 @@ impl Server {
         }
         if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > usize::from(u16::MAX) - 64 {
             return PeerOutput::Drop(DropReason::TooBig);
+        }
+        if !alloc.within_rate(Direction::ToClient, now, len) {
+            return PeerOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_client += 1;
         alloc.traffic.bytes_to_client += len as u64;

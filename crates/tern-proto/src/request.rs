@@ -9,6 +9,7 @@ use crate::allocation::{Allocation, ChannelBinding, FiveTuple, Permission, Traff
 use crate::auth::{rest_expiry, Candidates};
 use crate::error::{AuthFailure, DropReason, RequestError};
 use crate::nonce::NonceError;
+use crate::rate::{Direction, RateState};
 use crate::response::{Failure, Success};
 use crate::server::{ClientOutput, Event, Server, Timer};
 use crate::shared::PortRequest;
@@ -80,7 +81,7 @@ impl Server {
                 self.write_response(reply, wall, five_tuple, msg, result);
                 ClientOutput::Reply
             }
-            (Class::Indication, Method::SEND) => self.handle_send(five_tuple, msg),
+            (Class::Indication, Method::SEND) => self.handle_send(now, five_tuple, msg),
             _ => ClientOutput::Drop(DropReason::UnexpectedMessage),
         }
     }
@@ -289,6 +290,8 @@ impl Server {
             permissions: Vec::new(),
             channels: Vec::new(),
             traffic: Traffic::default(),
+            rate: (self.config.max_bps != 0)
+                .then(|| Box::new(RateState::new(now, self.config.max_bps))),
         };
         self.slots[usize::from(port - self.base_port)] = Some(alloc);
         self.by_five_tuple.insert(five_tuple, port);
@@ -509,7 +512,12 @@ impl Server {
 
     /// A Send indication (RFC 8656 §11.2): relay its DATA to its XOR-PEER-ADDRESS if a
     /// permission exists; otherwise drop it silently.
-    fn handle_send(&mut self, five_tuple: FiveTuple, msg: &Message<'_>) -> ClientOutput {
+    fn handle_send(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        msg: &Message<'_>,
+    ) -> ClientOutput {
         let (Some(peer), Some(data)) = (msg.get(attr::XOR_PEER_ADDRESS), msg.get(attr::DATA))
         else {
             return ClientOutput::Drop(DropReason::Malformed);
@@ -529,6 +537,9 @@ impl Server {
         };
         if !alloc.has_permission(peer.ip()) {
             return ClientOutput::Drop(DropReason::NoPermission);
+        }
+        if !alloc.within_rate(Direction::ToPeers, now, data.value.len()) {
+            return ClientOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_peers += 1;
         alloc.traffic.bytes_to_peers += data.value.len() as u64;

@@ -14,6 +14,7 @@ use crate::error::DropReason;
 use crate::nonce::NonceKey;
 use crate::peer_filter::PeerFilter;
 use crate::pool::SplitMix64;
+use crate::rate::Direction;
 use crate::shared::SharedState;
 use crate::timer::TimerWheel;
 use crate::Config;
@@ -267,7 +268,7 @@ impl Server {
         reply: &mut Vec<u8>,
     ) -> ClientOutput {
         let out = match classify(data) {
-            PacketKind::ChannelData => self.handle_client_channel_data(five_tuple, data),
+            PacketKind::ChannelData => self.handle_client_channel_data(now, five_tuple, data),
             PacketKind::Stun => match Message::parse(data) {
                 Ok(msg) => self.handle_stun(now, wall, five_tuple, &msg, reply),
                 Err(_) => ClientOutput::Drop(DropReason::Malformed),
@@ -315,7 +316,12 @@ impl Server {
     }
 
     #[inline]
-    fn handle_client_channel_data(&mut self, five_tuple: FiveTuple, data: &[u8]) -> ClientOutput {
+    fn handle_client_channel_data(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        data: &[u8],
+    ) -> ClientOutput {
         let parsed = if self.config.rfc5766_channels {
             ChannelData::parse_rfc5766(data)
         } else {
@@ -332,6 +338,9 @@ impl Server {
         };
         if !alloc.has_permission(peer.ip()) {
             return ClientOutput::Drop(DropReason::NoPermission);
+        }
+        if !alloc.within_rate(Direction::ToPeers, now, cd.payload.len()) {
+            return ClientOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_peers += 1;
         alloc.traffic.bytes_to_peers += cd.payload.len() as u64;

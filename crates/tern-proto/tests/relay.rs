@@ -329,7 +329,8 @@ fn peer_datagrams_need_room_and_a_relay_port() {
     assert!(c.create_permission(&mut h, &[peer_a()]).is_success());
     let mut buf = vec![0u8; tern_proto::PEER_HEADROOM + 4 + tern_proto::PEER_TAILROOM - 1];
     assert_eq!(
-        h.server.handle_peer_datagram(port, peer_a(), &mut buf, 4),
+        h.server
+            .handle_peer_datagram(h.now, port, peer_a(), &mut buf, 4),
         PeerOutput::Drop(DropReason::TooBig)
     );
     for other in [0, 1, *PORTS.start() - 1, *PORTS.end() + 1, u16::MAX] {
@@ -398,4 +399,93 @@ fn rfc5766_channel_numbers_are_opt_in() {
     );
     let (_, framed) = h.peer_datagram(port, peer_a(), b"yo");
     assert_eq!(framed, [0x50, 0x00, 0, 2, b'y', b'o']);
+}
+
+/// `max_bps` of 1000 B/s: each direction of each allocation has its own budget, a full budget
+/// passes one second's worth and one datagram more, the rest is dropped as rate-limited and
+/// not counted as relayed, and the budget comes back with time.
+#[test]
+fn max_bps_limits_each_direction_of_each_allocation() {
+    let mut cfg = config();
+    cfg.max_bps = 1000;
+    let (mut h, mut c, port) = allocated(cfg);
+    assert!(c.channel_bind(&mut h, 0x4000, peer_a()).is_success());
+    let payload = [0x55u8; 100];
+
+    let to_peer = |h: &mut Harness, c: &mut Client, n: usize| {
+        (0..n)
+            .filter(|_| match c.channel_data(h, 0x4000, &payload) {
+                ClientOutput::Relay { .. } => true,
+                ClientOutput::Drop(DropReason::RateLimited) => false,
+                other => panic!("{other:?}"),
+            })
+            .count()
+    };
+    let to_client = |h: &mut Harness, n: usize| {
+        (0..n)
+            .filter(|_| match h.peer_datagram(port, peer_a(), &payload).0 {
+                PeerOutput::Forward { .. } => true,
+                PeerOutput::Drop(DropReason::RateLimited) => false,
+                other => panic!("{other:?}"),
+            })
+            .count()
+    };
+    assert_eq!(to_peer(&mut h, &mut c, 20), 11);
+    // A Send indication spends the same client → peer budget.
+    assert_eq!(
+        c.send(&mut h, peer_a(), &payload).0,
+        ClientOutput::Drop(DropReason::RateLimited)
+    );
+    // The other direction has its own.
+    assert_eq!(to_client(&mut h, 20), 11);
+
+    // Another allocation is not touched by this one's budget.
+    let mut bob = Client::rest("192.0.2.11:40000", "bob");
+    bob.allocate(&mut h);
+    assert!(bob.channel_bind(&mut h, 0x4000, peer_a()).is_success());
+    assert!(matches!(
+        bob.channel_data(&mut h, 0x4000, &payload),
+        ClientOutput::Relay { .. }
+    ));
+
+    let c0 = h.server.counters().clone();
+    let rate_limited = tern_proto::counters::DROP_REASONS
+        .iter()
+        .position(|r| *r == DropReason::RateLimited)
+        .unwrap();
+    assert_eq!(c0.dropped[rate_limited], 9 + 1 + 9);
+    assert_eq!(c0.channel_to_peer.packets, 11 + 1);
+    assert_eq!(c0.channel_to_client.packets, 11);
+
+    // A tenth of a second earns 100 bytes: one datagram each way.
+    h.now += std::time::Duration::from_millis(100);
+    assert_eq!(to_peer(&mut h, &mut c, 5), 1);
+    assert_eq!(to_client(&mut h, 5), 1);
+    // A second earns a second's worth.
+    h.advance(1);
+    assert_eq!(to_peer(&mut h, &mut c, 20), 10);
+    let (out, _) = c.send(&mut h, peer_a(), b"x");
+    assert_eq!(out, ClientOutput::Drop(DropReason::RateLimited));
+    h.advance(2);
+    assert!(matches!(
+        c.send(&mut h, peer_a(), &payload).0,
+        ClientOutput::Relay { .. }
+    ));
+}
+
+#[test]
+fn no_limit_by_default() {
+    let (mut h, mut c, port) = allocated(config());
+    assert!(c.channel_bind(&mut h, 0x4000, peer_a()).is_success());
+    let big = vec![0u8; 1200];
+    for _ in 0..10_000 {
+        assert!(matches!(
+            c.channel_data(&mut h, 0x4000, &big),
+            ClientOutput::Relay { .. }
+        ));
+        assert!(matches!(
+            h.peer_datagram(port, peer_a(), &big).0,
+            PeerOutput::Forward { .. }
+        ));
+    }
 }

@@ -137,7 +137,7 @@ impl Worker {
             // burst of client packets (each send a delivery on loopback) must not hold back
             // answers that are already framed.
             for &token in ready.iter().filter(|&&t| t < LISTENER_TOKEN) {
-                self.drain_relay(token as u16);
+                self.drain_relay(token as u16, now);
             }
             self.flush_forwards();
             for &token in ready.iter().filter(|&&t| t >= LISTENER_TOKEN) {
@@ -260,7 +260,7 @@ impl Worker {
 
     /// Reads peer datagrams from the relay socket of `port`, frames each for its client in
     /// place, and queues it for the next sendmmsg.
-    fn drain_relay(&mut self, port: u16) {
+    fn drain_relay(&mut self, port: u16, now: Instant) {
         let Some(fd) = self.relays.fd(port) else {
             return;
         };
@@ -304,6 +304,7 @@ impl Worker {
             for i in 0..n {
                 let slot = start + i;
                 let out = self.core.handle_peer_datagram(
+                    now,
                     port,
                     self.froms[i],
                     &mut self.peer_bufs[slot],

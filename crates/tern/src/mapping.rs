@@ -132,6 +132,7 @@ pub fn map(
     };
     core.user_quota = s.user_quota;
     core.total_quota = s.total_quota;
+    core.max_bps = s.max_bps;
     core.always_fingerprint = s.fingerprint;
     core.rfc5766_channels = s.rfc5766_channel_numbers;
     core.software = None;

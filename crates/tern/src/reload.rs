@@ -198,6 +198,7 @@ fn differences(
         ("stale-nonce", ac.nonce_lifetime != bc.nonce_lifetime),
         ("user-quota", ac.user_quota != bc.user_quota),
         ("total-quota", ac.total_quota != bc.total_quota),
+        ("max-bps", ac.max_bps != bc.max_bps),
         (
             "fingerprint",
             ac.always_fingerprint != bc.always_fingerprint,

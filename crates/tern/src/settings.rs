@@ -109,6 +109,8 @@ pub struct Settings {
     pub user_quota: u32,
     /// `total-quota` (0: none).
     pub total_quota: u32,
+    /// `max-bps`: payload bytes per second per allocation and direction (0: no limit).
+    pub max_bps: u64,
     /// `allowed-peer-ip`.
     pub allowed_peer_ips: Vec<IpRange>,
     /// `denied-peer-ip`.
@@ -169,6 +171,7 @@ impl Default for Settings {
             permission_lifetime: 300,
             user_quota: 0,
             total_quota: 0,
+            max_bps: 0,
             allowed_peer_ips: Vec::new(),
             denied_peer_ips: Vec::new(),
             allow_loopback_peers: false,
@@ -303,6 +306,7 @@ impl Builder {
             "permission-lifetime" => s.permission_lifetime = values::seconds(value()?)?,
             "user-quota" => s.user_quota = values::count(value()?)?,
             "total-quota" => s.total_quota = values::count(value()?)?,
+            "max-bps" => s.max_bps = values::bytes_per_second(value()?)?,
             "allowed-peer-ip" => s.allowed_peer_ips.push(values::ip_range(value()?)?),
             "denied-peer-ip" => s.denied_peer_ips.push(values::ip_range(value()?)?),
             "allow-loopback-peers" => s.allow_loopback_peers = values::flag(raw)?,

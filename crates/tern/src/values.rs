@@ -41,6 +41,13 @@ pub fn count(value: &str) -> Result<u32, String> {
         .map_err(|_| format!("`{value}` is not a non-negative number"))
 }
 
+/// A bandwidth in bytes per second, as coturn's `max-bps`; 0 means no limit.
+pub fn bytes_per_second(value: &str) -> Result<u64, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of bytes per second"))
+}
+
 /// A positive number of seconds.
 pub fn seconds(value: &str) -> Result<u64, String> {
     match value.parse::<u64>() {

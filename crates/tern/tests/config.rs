@@ -164,6 +164,36 @@ fn invalid_values_name_file_line_and_key() {
     );
     assert!(err("min-port=50000\nmax-port=40000\n").contains("(turnserver.conf:2)"));
     assert!(err("use-auth-secret\n").starts_with("turnserver.conf:1: use-auth-secret needs"));
+    assert_eq!(
+        err("static-auth-secret=s\nmax-bps=3M\n"),
+        "turnserver.conf:2: max-bps: `3M` is not a number of bytes per second"
+    );
+}
+
+#[test]
+fn max_bps_reaches_the_core() {
+    let l = load(
+        "static-auth-secret=s\nrelay-ip=192.0.2.1\nmax-bps=375000\n",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert_eq!(m.server.core.max_bps, 375_000);
+    // The flag and the environment spell it as every other key; 0 turns it off.
+    let l = load(
+        "static-auth-secret=s\nmax-bps=375000\n",
+        &[("TERN_MAX_BPS", "1000")],
+        &["--max-bps", "0"],
+    )
+    .unwrap();
+    assert_eq!(l.settings.max_bps, 0);
+    let l = load("static-auth-secret=s\n", &[("TERN_MAX_BPS", "1000")], &[]).unwrap();
+    assert_eq!(l.settings.max_bps, 1000);
+    // Not given: no limit, as in coturn.
+    let l = load("static-auth-secret=s\n", &[], &[]).unwrap();
+    assert_eq!(l.settings.max_bps, 0);
 }
 
 #[test]

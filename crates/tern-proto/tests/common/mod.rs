@@ -127,9 +127,9 @@ impl Harness {
     ) -> (PeerOutput, Vec<u8>) {
         let mut buf = vec![0xEE; PEER_HEADROOM + payload.len() + PEER_TAILROOM];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
-        let out = self
-            .server
-            .handle_peer_datagram(relay_port, peer, &mut buf, payload.len());
+        let out =
+            self.server
+                .handle_peer_datagram(self.now, relay_port, peer, &mut buf, payload.len());
         let framed = match &out {
             PeerOutput::Forward { range, .. } => buf[range.clone()].to_vec(),
             PeerOutput::Drop(_) => Vec::new(),
