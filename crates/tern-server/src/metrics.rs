@@ -313,7 +313,7 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 5 gauges + created + 3 end reasons + 6x13 requests + 508s + 4 auth + 4 + 4 paths
-        // + 7 drops + draining + 2 reloads + 2 worker gauges.
-        assert_eq!(series, 5 + 1 + 3 + 78 + 1 + 4 + 8 + 7 + 1 + 2 + 2);
+        // + 8 drops + draining + 2 reloads + 2 worker gauges.
+        assert_eq!(series, 5 + 1 + 3 + 78 + 1 + 4 + 8 + 8 + 1 + 2 + 2);
     }
 }
