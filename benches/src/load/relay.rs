@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::stun::{self, Credentials, Tids, TurnClient};
-use super::sys::{cpu_seconds, Epoll, RecvBatch, SendBatch};
+use super::sys::{cpu_seconds, precise_timers, Epoll, RecvBatch, SendBatch};
 use super::{bare, Args, Mode, Report, Target};
 
 const BATCH: usize = 64;
@@ -103,6 +103,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
     let mut drain_end = u64::MAX;
     let window_ns = (args.duration * 1e9) as u64;
     let open = args.mode == Mode::Open;
+    if open {
+        precise_timers();
+    }
     let initiators: Vec<usize> = (0..eps.len())
         .filter(|&k| eps[k].role == Role::Initiator)
         .collect();
@@ -161,7 +164,17 @@ pub fn run(args: &Args) -> io::Result<Report> {
                 refill(ep, args, &mut tx, &mut c, now)?;
             }
         }
-        epoll.wait(&mut ready, 1)?;
+        // Open loop: wake up when the next packet is due (each one on time, not a
+        // millisecond's worth at once); otherwise at least every millisecond.
+        let wait = if sending && open {
+            let due = send_start
+                + ((u128::from(paced) + 1) * 1_000_000_000).div_ceil(u128::from(args.rate.max(1)))
+                    as u64;
+            due.saturating_sub(ns()).min(1_000_000)
+        } else {
+            1_000_000
+        };
+        epoll.wait_for(&mut ready, Duration::from_nanos(wait))?;
         for &token in &ready {
             if token >= PEER_TOKEN {
                 let fd = peers[(token - PEER_TOKEN) as usize].as_raw_fd();

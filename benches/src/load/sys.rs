@@ -14,6 +14,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 fn to_sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
@@ -81,14 +82,26 @@ impl Epoll {
 
     /// Waits up to `timeout_ms` and appends the tokens of ready sockets to `out`.
     pub fn wait(&mut self, out: &mut Vec<u64>, timeout_ms: i32) -> io::Result<()> {
+        self.wait_for(out, Duration::from_millis(timeout_ms.max(0) as u64))
+    }
+
+    /// Waits up to `timeout` (to the nanosecond: epoll_pwait2, with the thread's timer slack
+    /// set by [`precise_timers`]) and appends the tokens of ready sockets to `out`.
+    pub fn wait_for(&mut self, out: &mut Vec<u64>, timeout: Duration) -> io::Result<()> {
         out.clear();
-        // SAFETY: `events` is ours, its length bounds maxevents.
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: `events` is ours, its length bounds maxevents; ts is a live local; a null
+        // sigmask leaves the mask alone.
         let n = unsafe {
-            libc::epoll_wait(
+            libc::epoll_pwait2(
                 self.fd.as_raw_fd(),
                 self.events.as_mut_ptr(),
                 self.events.len() as i32,
-                timeout_ms,
+                &ts,
+                std::ptr::null(),
             )
         };
         if n < 0 {
@@ -98,6 +111,13 @@ impl Epoll {
         out.extend(self.events[..n as usize].iter().map(|e| e.u64));
         Ok(())
     }
+}
+
+/// Sets the calling thread's timer slack to 1 ns, so that a paced sender's waits end when
+/// asked (the default slack is 50 us, coarser than the gap between packets at 40,000/s).
+pub fn precise_timers() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
 
 /// Receives up to `cap` datagrams per `recvmmsg` call, each into a slot of `headroom` spare

@@ -16,7 +16,7 @@ use tracing::{debug, info};
 
 use crate::control::{Command, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
-use crate::sys::{self, Epoll};
+use crate::sys::{self, Epoll, RecvRing};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -66,9 +66,9 @@ pub struct Worker {
     port: WorkerPort,
     published: Option<Instant>,
     /// Receive buffers for client datagrams.
-    client_bufs: Vec<Vec<u8>>,
+    client_bufs: RecvRing,
     /// Receive buffers for peer datagrams, each with headroom and tailroom for framing.
-    peer_bufs: Vec<Vec<u8>>,
+    peer_bufs: RecvRing,
     peer_used: usize,
     forwards: Vec<Forward>,
     to_peers: Vec<ToPeer>,
@@ -108,10 +108,8 @@ impl Worker {
             stop,
             port,
             published: None,
-            client_bufs: (0..CLIENT_BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect(),
-            peer_bufs: (0..PEER_RING)
-                .map(|_| vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM])
-                .collect(),
+            client_bufs: RecvRing::new(CLIENT_BATCH, 0, MAX_DATAGRAM, 0),
+            peer_bufs: RecvRing::new(PEER_RING, PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM),
             peer_used: 0,
             forwards: Vec::with_capacity(PEER_RING),
             to_peers: Vec::with_capacity(CLIENT_BATCH),
@@ -189,19 +187,18 @@ impl Worker {
         let wall = wall_now();
         let mut read = 0;
         while read < FAIR_SHARE {
-            let n = {
-                let mut it = self.client_bufs.iter_mut();
-                let mut bufs: [&mut [u8]; CLIENT_BATCH] = std::array::from_fn(|_| {
-                    it.next().expect("CLIENT_BATCH buffers").as_mut_slice()
-                });
-                match sys::recv_many(fd, &mut bufs, &mut self.lens, &mut self.froms, self.batched) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        debug!(error = %e, "recv on listening socket");
-                        0
-                    }
-                }
-            };
+            let received = self.client_bufs.recv(
+                fd,
+                0,
+                CLIENT_BATCH,
+                self.batched,
+                &mut self.lens,
+                &mut self.froms,
+            );
+            let n = received.unwrap_or_else(|e| {
+                debug!(error = %e, "recv on listening socket");
+                0
+            });
             if n == 0 {
                 break;
             }
@@ -212,7 +209,7 @@ impl Worker {
                     client: from,
                     server: local,
                 };
-                let data = &self.client_bufs[i][..self.lens[i]];
+                let data = self.client_bufs.datagram(i, self.lens[i]);
                 match self
                     .core
                     .handle_client_datagram(now, wall, five_tuple, data, &mut self.reply)
@@ -235,7 +232,7 @@ impl Worker {
                     ClientOutput::Reply => {
                         if tracing::enabled!(tracing::Level::DEBUG) {
                             log_error_reply(
-                                &self.client_bufs[i][..self.lens[i]],
+                                self.client_bufs.datagram(i, self.lens[i]),
                                 &self.reply,
                                 from,
                             );
@@ -276,27 +273,18 @@ impl Worker {
             }
             let start = self.peer_used;
             let room = if self.batched { PEER_RING - start } else { 1 };
-            let n = {
-                let slots = &mut self.peer_bufs[start..start + room];
-                let mut views: [&mut [u8]; PEER_RING] =
-                    std::array::from_fn(|_| <&mut [u8]>::default());
-                for (v, s) in views.iter_mut().zip(slots.iter_mut()) {
-                    *v = &mut s[PEER_HEADROOM..PEER_HEADROOM + MAX_DATAGRAM];
-                }
-                match sys::recv_many(
-                    fd,
-                    &mut views[..room],
-                    &mut self.lens[..room],
-                    &mut self.froms[..room],
-                    self.batched,
-                ) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        debug!(port, error = %e, "recv on relay socket");
-                        0
-                    }
-                }
-            };
+            let received = self.peer_bufs.recv(
+                fd,
+                start,
+                room,
+                self.batched,
+                &mut self.lens,
+                &mut self.froms,
+            );
+            let n = received.unwrap_or_else(|e| {
+                debug!(port, error = %e, "recv on relay socket");
+                0
+            });
             if n == 0 {
                 break;
             }
@@ -307,7 +295,7 @@ impl Worker {
                     now,
                     port,
                     self.froms[i],
-                    &mut self.peer_bufs[slot],
+                    self.peer_bufs.slot_mut(slot),
                     self.lens[i],
                 );
                 if let PeerOutput::Forward { five_tuple, range } = out {
@@ -337,7 +325,9 @@ impl Worker {
     fn flush_to_peers(&mut self) {
         let bufs = &self.client_bufs;
         for run in self.to_peers.chunk_by(|a, b| a.fd == b.fd) {
-            let msgs = run.iter().map(|t| (&bufs[t.slot][t.range.clone()], t.peer));
+            let msgs = run
+                .iter()
+                .map(|t| (&bufs.datagram(t.slot, t.range.end)[t.range.clone()], t.peer));
             if let Err(e) = sys::send_many(run[0].fd, msgs, self.batched) {
                 debug!(error = %e, "send to peers");
             }
@@ -357,7 +347,7 @@ impl Worker {
                 .forwards
                 .iter()
                 .filter(|f| f.listener == index)
-                .map(|f| (&bufs[f.slot][f.range.clone()], f.client));
+                .map(|f| (&bufs.slot(f.slot)[f.range.clone()], f.client));
             if let Err(e) = sys::send_many(sock.as_raw_fd(), msgs, self.batched) {
                 debug!(error = %e, "send to clients");
             }
