@@ -176,6 +176,9 @@ C=$(median_of "closed 100 B x 10" coturn round_trips_per_s)
 RATE=$(python3 -c "print(max(1000, int(min($T, $C) * 0.5 / 1000) * 1000))")
 OPEN="open 100 B x 10 at $RATE/s"
 run_load "$OPEN" "$ALL" "$POOL" --mode open --rate "$RATE" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
+# And at an eighth of that, where both servers idle most of the time (one packet per wake-up).
+LOW=$(python3 -c "print(max(1000, int($RATE / 8 / 1000) * 1000))")
+run_load "open 100 B x 10 at $LOW/s" "$ALL" "$POOL" --mode open --rate "$LOW" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
 ALLOC=(--mode alloc-rate --concurrency 16 --client-ports "$ALLOC_CLIENTS")
 run_load "alloc-rate, wide range $WIDE" "tern coturn" "$WIDE" "${ALLOC[@]}"
 run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
