@@ -208,9 +208,12 @@ impl std::fmt::Debug for RecvRing {
     }
 }
 
-/// A zeroed boxed slice of `n` plain-old-data values, as a raw pointer the ring frees.
-fn raw_zeroed<T>(n: usize) -> *mut T {
-    // SAFETY: only used for libc's plain-old-data structs, for which all zeroes is valid.
+/// A zeroed boxed slice of `n` values, as a raw pointer for `free_raw`.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (libc's plain-old-data structs).
+unsafe fn raw_zeroed<T>(n: usize) -> *mut T {
+    // SAFETY: per the contract.
     let v: Box<[T]> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
     Box::into_raw(v).cast()
 }
@@ -228,9 +231,14 @@ impl RecvRing {
     pub fn new(count: usize, headroom: usize, max: usize, tailroom: usize) -> Self {
         let stride = headroom + max + tailroom;
         let bufs: *mut u8 = Box::into_raw(vec![0u8; count * stride].into_boxed_slice()).cast();
-        let names = raw_zeroed::<libc::sockaddr_storage>(count);
-        let iovecs = raw_zeroed::<libc::iovec>(count);
-        let hdrs = raw_zeroed::<libc::mmsghdr>(count);
+        // SAFETY: all three are plain old data, valid as all zeroes.
+        let (names, iovecs, hdrs) = unsafe {
+            (
+                raw_zeroed::<libc::sockaddr_storage>(count),
+                raw_zeroed::<libc::iovec>(count),
+                raw_zeroed::<libc::mmsghdr>(count),
+            )
+        };
         for i in 0..count {
             // SAFETY: i < count, the length of each array; bufs holds count * stride bytes and
             // headroom + max <= stride.
