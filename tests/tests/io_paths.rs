@@ -178,3 +178,94 @@ fn every_allocation_reachable_whatever_the_worker_count() {
         server.assert_alive();
     }
 }
+
+/// Sends `datagrams` (all the same length but the last, which may be shorter) from `sock` to
+/// `to` as one UDP GSO send: the kernel splits it, or hands it whole to a receiver with
+/// UDP_GRO on, as a NIC's GRO would with a burst from one sender.
+fn send_gso(sock: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) {
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    let seg = datagrams[0].len() as u16;
+    let mut iov: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|d| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
+        .collect();
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = to.port().to_be();
+    addr.sin_addr.s_addr = u32::from(*to.ip()).to_be();
+    let mut ctrl = [0u64; 4];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    msg.msg_control = ctrl.as_mut_ptr().cast();
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    // SAFETY: msg points at live locals: the address, the iovecs over `datagrams`, and a
+    // control buffer of CMSG_SPACE(2) bytes or more holding one UDP_SEGMENT cmsg.
+    let sent = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = 103; // UDP_SEGMENT
+        (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+        libc::sendmsg(sock.as_raw_fd(), &msg, 0)
+    };
+    let total: usize = datagrams.iter().map(Vec::len).sum();
+    assert_eq!(
+        sent,
+        total as isize,
+        "GSO send: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// With batched I/O the listening sockets have UDP GRO on, so a client's burst can arrive as
+/// one buffer; each datagram in it must still be relayed on its own, in order. The plain
+/// path (GRO off) must give the same.
+#[test]
+fn a_coalesced_burst_from_a_client_is_relayed_datagram_by_datagram() {
+    for extra in [
+        &["--relay-threads=1"][..],
+        &["--relay-threads=1", "--no-batched-io"],
+    ] {
+        let mut server = server(extra);
+        let mut client = RawClient::new(server.addr(), SECRET, REALM);
+        let (code, relayed) = client.allocate();
+        assert_eq!(code, 0);
+        let relayed = relayed.unwrap();
+        let (peer_sock, peer_addr) = peer();
+        client.bind_channel(0x4001, peer_addr);
+        // 20 ChannelData messages of 4 + 200 bytes and a last one of 4 + 61.
+        let payloads: Vec<Vec<u8>> = (0..21u8)
+            .map(|i| vec![i; if i == 20 { 61 } else { 200 }])
+            .collect();
+        let datagrams: Vec<Vec<u8>> = payloads
+            .iter()
+            .map(|p| {
+                let mut d = vec![0x40, 0x01];
+                d.extend_from_slice(&(p.len() as u16).to_be_bytes());
+                d.extend_from_slice(p);
+                d
+            })
+            .collect();
+        send_gso(&client.sock, server.addr(), &datagrams);
+        let mut buf = [0u8; 65_536];
+        for (i, p) in payloads.iter().enumerate() {
+            let (n, from) = peer_sock
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("{extra:?}: payload {i} not relayed: {e}"));
+            assert_eq!(from, relayed);
+            assert_eq!(&buf[..n], &p[..], "{extra:?}: payload {i}");
+        }
+        // And the allocation still answers: a Refresh goes through.
+        assert_eq!(client.refresh(600), 0, "{extra:?}");
+        server.assert_alive();
+    }
+}

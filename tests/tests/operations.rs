@@ -350,8 +350,10 @@ fn drain_refuses_new_allocations_keeps_relaying_and_exits_after_the_last() {
     // The existing one relays every packet, both ways, and can be refreshed.
     let sent = relay_channel(&client, relayed, &peer_sock, 100);
     assert_eq!(client.refresh(600), 0);
-    let m = scrape_until(&server, "the 508", |m| {
+    // Workers publish their counters every 100 ms: wait for the snapshot that has both.
+    let m = scrape_until(&server, "the 508 and the relayed bytes", |m| {
         m.get("tern_insufficient_capacity_responses_total", &[]) == 1.0
+            && m.get("tern_relayed_bytes_total", &CHANNEL_TO_PEER) >= sent as f64
     });
     assert_eq!(m.get("tern_draining", &[]), 1.0);
     assert_eq!(m.get("tern_allocations", &[]), 1.0);

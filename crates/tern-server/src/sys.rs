@@ -189,6 +189,8 @@ pub struct RecvRing {
     names: *mut libc::sockaddr_storage,
     iovecs: *mut libc::iovec,
     hdrs: *mut libc::mmsghdr,
+    /// One control buffer per slot, for the UDP_GRO segment size.
+    ctrls: *mut Cmsg,
     count: usize,
     stride: usize,
     headroom: usize,
@@ -231,12 +233,13 @@ impl RecvRing {
     pub fn new(count: usize, headroom: usize, max: usize, tailroom: usize) -> Self {
         let stride = headroom + max + tailroom;
         let bufs: *mut u8 = Box::into_raw(vec![0u8; count * stride].into_boxed_slice()).cast();
-        // SAFETY: all three are plain old data, valid as all zeroes.
-        let (names, iovecs, hdrs) = unsafe {
+        // SAFETY: all four are plain old data, valid as all zeroes.
+        let (names, iovecs, hdrs, ctrls) = unsafe {
             (
                 raw_zeroed::<libc::sockaddr_storage>(count),
                 raw_zeroed::<libc::iovec>(count),
                 raw_zeroed::<libc::mmsghdr>(count),
+                raw_zeroed::<Cmsg>(count),
             )
         };
         for i in 0..count {
@@ -252,6 +255,8 @@ impl RecvRing {
                 h.msg_namelen = NAME_LEN;
                 h.msg_iov = iovecs.add(i);
                 h.msg_iovlen = 1;
+                h.msg_control = ctrls.add(i).cast();
+                h.msg_controllen = CTRL_LEN;
             }
         }
         Self {
@@ -259,6 +264,7 @@ impl RecvRing {
             names,
             iovecs,
             hdrs,
+            ctrls,
             count,
             stride,
             headroom,
@@ -287,8 +293,12 @@ impl RecvRing {
     }
 
     /// Receives up to `room` datagrams from `fd` without blocking into slots `start..`,
-    /// filling `lens` and `from` for those received; returns how many (0 when nothing is
-    /// queued). With `batched` false, one recvfrom into slot `start` (the plain fallback).
+    /// filling `lens`, `segs` and `from` for those received; returns how many (0 when nothing
+    /// is queued). `segs[j]` is the size of the datagrams that the kernel coalesced into
+    /// entry j (UDP_GRO, see [`enable_gro`]; the last may be shorter), or `lens[j]` for a
+    /// single datagram. With `batched` false, one recvfrom into slot `start` (the plain
+    /// fallback, never used on a socket with GRO on).
+    #[allow(clippy::too_many_arguments)]
     pub fn recv(
         &mut self,
         fd: RawFd,
@@ -296,11 +306,13 @@ impl RecvRing {
         room: usize,
         batched: bool,
         lens: &mut [usize],
+        segs: &mut [usize],
         from: &mut [SocketAddr],
     ) -> io::Result<usize> {
         let room = room
             .min(self.count.saturating_sub(start))
             .min(lens.len())
+            .min(segs.len())
             .min(from.len());
         if room == 0 {
             return Ok(0);
@@ -326,6 +338,7 @@ impl RecvRing {
                 return would_block_is_none(io::Error::last_os_error());
             }
             lens[0] = r as usize;
+            segs[0] = r as usize;
             from[0] = from_storage(&storage).unwrap_or(UNSPECIFIED);
             return Ok(1);
         }
@@ -367,7 +380,11 @@ impl RecvRing {
                     from[j] = UNSPECIFIED;
                 }
             }
+            segs[j] = gro_segment(&hdr.msg_hdr)
+                .filter(|&s| s > 0)
+                .unwrap_or(lens[j]);
             hdr.msg_hdr.msg_namelen = NAME_LEN;
+            hdr.msg_hdr.msg_controllen = CTRL_LEN;
         }
         Ok(r)
     }
@@ -379,11 +396,61 @@ impl Drop for RecvRing {
         // `new`, and is not used after this.
         unsafe {
             free_raw(self.hdrs, self.count);
+            free_raw(self.ctrls, self.count);
             free_raw(self.iovecs, self.count);
             free_raw(self.names, self.count);
             free_raw(self.bufs, self.count * self.stride);
         }
     }
+}
+
+/// A control buffer: room for one cmsghdr carrying an int (CMSG_SPACE(4) is 24), 8-byte
+/// aligned.
+type Cmsg = [u64; 4];
+const CTRL_LEN: usize = std::mem::size_of::<Cmsg>();
+/// The UDP_GRO socket option and control message (Linux 5.0+).
+const UDP_GRO: libc::c_int = 104;
+
+/// Asks the kernel to coalesce runs of datagrams from one source into one receive (UDP GRO),
+/// reporting the segment size in a control message that [`RecvRing::recv`] reads. Returns
+/// whether the kernel took it.
+pub fn enable_gro(fd: RawFd) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads `one`, which lives across the call, for its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_UDP,
+            UDP_GRO,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
+}
+
+/// The UDP_GRO segment size in `hdr`'s control messages, if there is one.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: msg_control points at the slot's control buffer and msg_controllen is what the
+    // kernel wrote into it (at most CTRL_LEN); CMSG_FIRSTHDR/CMSG_NXTHDR stay within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_UDP
+                && (*c).cmsg_type == UDP_GRO
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(2) as usize
+            {
+                let data = libc::CMSG_DATA(c);
+                return Some(if (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
+                    std::ptr::read_unaligned(data.cast::<libc::c_int>()) as usize
+                } else {
+                    usize::from(std::ptr::read_unaligned(data.cast::<u16>()))
+                });
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
 }
 
 /// Size of the address buffer handed to the kernel.
@@ -647,6 +714,7 @@ mod tests {
             let to = rx.local_addr().unwrap();
             let mut ring = RecvRing::new(8, 36, 2048, 4);
             let mut lens = [0usize; 8];
+            let mut segs = [0usize; 8];
             let mut from = [UNSPECIFIED; 8];
             for round in 0u8..3 {
                 ring.slot_mut(5)[..36].fill(0xEE);
@@ -670,11 +738,13 @@ mod tests {
                             8 - slot,
                             batched,
                             &mut lens,
+                            &mut segs,
                             &mut from,
                         )
                         .unwrap();
                     assert!(n > 0, "queued datagrams not received");
                     for j in 0..n {
+                        assert_eq!(segs[j], lens[j], "one datagram per entry without GRO");
                         got.push((ring.datagram(slot + j, lens[j]).to_vec(), from[j]));
                         if slot + j == 5 {
                             assert!(
@@ -687,7 +757,15 @@ mod tests {
                 }
                 assert_eq!(got, sent, "batched {batched}, round {round}");
                 let n = ring
-                    .recv(rx.as_raw_fd(), 0, 8, batched, &mut lens, &mut from)
+                    .recv(
+                        rx.as_raw_fd(),
+                        0,
+                        8,
+                        batched,
+                        &mut lens,
+                        &mut segs,
+                        &mut from,
+                    )
                     .unwrap();
                 assert_eq!(n, 0, "nothing more is queued");
             }
@@ -701,14 +779,15 @@ mod tests {
         settle(&rx);
         let mut ring = RecvRing::new(4, 0, 64, 0);
         let mut lens = [0usize; 8];
+        let mut segs = [0usize; 8];
         let mut from = [UNSPECIFIED; 8];
         assert_eq!(
-            ring.recv(rx.as_raw_fd(), 4, 8, true, &mut lens, &mut from)
+            ring.recv(rx.as_raw_fd(), 4, 8, true, &mut lens, &mut segs, &mut from)
                 .unwrap(),
             0
         );
         assert_eq!(
-            ring.recv(rx.as_raw_fd(), 3, 8, true, &mut lens, &mut from)
+            ring.recv(rx.as_raw_fd(), 3, 8, true, &mut lens, &mut segs, &mut from)
                 .unwrap(),
             1
         );
@@ -739,5 +818,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gro_coalesces_a_gso_burst_and_reports_its_segment_size() {
+        let (rx, txs) = pair();
+        let to = rx.local_addr().unwrap();
+        if !enable_gro(rx.as_raw_fd()) {
+            eprintln!("kernel without UDP_GRO: nothing to test");
+            return;
+        }
+        // Five 100-byte datagrams and a 40-byte one, all to one destination: one GSO send.
+        let data: Vec<Vec<u8>> = (0..6u8)
+            .map(|k| vec![k; if k == 5 { 40 } else { 100 }])
+            .collect();
+        send_many(txs[0].as_raw_fd(), data.iter().map(|d| (&d[..], to)), true).unwrap();
+        settle(&rx);
+        let mut ring = RecvRing::new(8, 4, 65_535, 0);
+        let (mut lens, mut segs, mut from) = ([0usize; 8], [0usize; 8], [UNSPECIFIED; 8]);
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            let n = ring
+                .recv(rx.as_raw_fd(), 0, 8, true, &mut lens, &mut segs, &mut from)
+                .unwrap();
+            assert!(n > 0, "queued datagrams not received");
+            for j in 0..n {
+                assert_eq!(from[j], txs[0].local_addr().unwrap());
+                let all = ring.datagram(j, lens[j]);
+                got.extend(all.chunks(segs[j]).map(<[u8]>::to_vec));
+            }
+        }
+        assert_eq!(got, data);
+        // The kernel took UDP_GRO, so the burst came as one entry, not six.
+        assert_eq!((lens[0], segs[0]), (540, 100), "GSO burst not coalesced");
     }
 }

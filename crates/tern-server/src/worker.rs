@@ -73,6 +73,8 @@ pub struct Worker {
     forwards: Vec<Forward>,
     to_peers: Vec<ToPeer>,
     lens: [usize; META],
+    /// Per received entry, the size of the datagrams UDP GRO coalesced into it.
+    segs: [usize; META],
     froms: [SocketAddr; META],
     reply: Vec<u8>,
     ready: Vec<u64>,
@@ -97,6 +99,13 @@ impl Worker {
         let epoll = Epoll::new()?;
         for (i, (_, s)) in listeners.iter().enumerate() {
             epoll.add(s.as_raw_fd(), LISTENER_TOKEN + i as u64)?;
+            // Bursts from one client (a GSO send, or a NIC's GRO) arrive as one entry, split
+            // again in drain_listener. Only with batched I/O: the plain path reads no
+            // control messages. Relay sockets keep one datagram per entry, because each
+            // peer datagram is framed in place behind its own headroom.
+            if batched {
+                sys::enable_gro(s.as_raw_fd());
+            }
         }
         Ok(Self {
             id,
@@ -112,8 +121,10 @@ impl Worker {
             peer_bufs: RecvRing::new(PEER_RING, PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM),
             peer_used: 0,
             forwards: Vec::with_capacity(PEER_RING),
-            to_peers: Vec::with_capacity(CLIENT_BATCH),
+            // Room for every datagram of a full batch of GRO entries (64 segments each).
+            to_peers: Vec::with_capacity(CLIENT_BATCH * 64),
             lens: [0; META],
+            segs: [0; META],
             froms: [SocketAddr::from(([0, 0, 0, 0], 0)); META],
             reply: Vec::with_capacity(1500),
             ready: Vec::with_capacity(256),
@@ -193,6 +204,7 @@ impl Worker {
                 CLIENT_BATCH,
                 self.batched,
                 &mut self.lens,
+                &mut self.segs,
                 &mut self.froms,
             );
             let n = received.unwrap_or_else(|e| {
@@ -204,47 +216,14 @@ impl Worker {
             }
             read += n;
             for i in 0..n {
-                let from = self.froms[i];
-                let five_tuple = FiveTuple {
-                    client: from,
-                    server: local,
-                };
-                let data = self.client_bufs.datagram(i, self.lens[i]);
-                match self
-                    .core
-                    .handle_client_datagram(now, wall, five_tuple, data, &mut self.reply)
-                {
-                    ClientOutput::Relay {
-                        relay_port,
-                        peer,
-                        payload,
-                    } => {
-                        if let Some(fd) = self.relays.fd(relay_port) {
-                            let range = payload;
-                            self.to_peers.push(ToPeer {
-                                fd,
-                                slot: i,
-                                range,
-                                peer,
-                            });
-                        }
-                    }
-                    ClientOutput::Reply => {
-                        if tracing::enabled!(tracing::Level::DEBUG) {
-                            log_error_reply(
-                                self.client_bufs.datagram(i, self.lens[i]),
-                                &self.reply,
-                                from,
-                            );
-                        }
-                        // A new allocation's relay socket is claimed before the client learns
-                        // its address.
-                        self.handle_events();
-                        if let Err(e) = sys::send_to(fd, &self.reply, from) {
-                            debug!(error = %e, client = %from, "send reply");
-                        }
-                    }
-                    ClientOutput::Drop(_) => {}
+                // With UDP GRO one entry may hold several datagrams of `segs[i]` bytes from
+                // the same client (the last may be shorter).
+                let (len, seg) = (self.lens[i], self.segs[i].max(1));
+                let mut at = 0;
+                while at < len {
+                    let end = (at + seg).min(len);
+                    self.handle_client(fd, local, now, wall, i, at..end);
+                    at = end;
                 }
             }
             self.flush_to_peers();
@@ -253,6 +232,56 @@ impl Worker {
             }
         }
         self.handle_events();
+    }
+
+    /// Acts on the client datagram at `range` of receive slot `slot`: queues its payload for
+    /// the peer, or answers it.
+    fn handle_client(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        local: SocketAddr,
+        now: Instant,
+        wall: u64,
+        slot: usize,
+        range: Range<usize>,
+    ) {
+        let from = self.froms[slot];
+        let five_tuple = FiveTuple {
+            client: from,
+            server: local,
+        };
+        let data = &self.client_bufs.datagram(slot, range.end)[range.clone()];
+        match self
+            .core
+            .handle_client_datagram(now, wall, five_tuple, data, &mut self.reply)
+        {
+            ClientOutput::Relay {
+                relay_port,
+                peer,
+                payload,
+            } => {
+                if let Some(relay) = self.relays.fd(relay_port) {
+                    self.to_peers.push(ToPeer {
+                        fd: relay,
+                        slot,
+                        range: range.start + payload.start..range.start + payload.end,
+                        peer,
+                    });
+                }
+            }
+            ClientOutput::Reply => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    log_error_reply(data, &self.reply, from);
+                }
+                // A new allocation's relay socket is claimed before the client learns its
+                // address.
+                self.handle_events();
+                if let Err(e) = sys::send_to(fd, &self.reply, from) {
+                    debug!(error = %e, client = %from, "send reply");
+                }
+            }
+            ClientOutput::Drop(_) => {}
+        }
     }
 
     /// Reads peer datagrams from the relay socket of `port`, frames each for its client in
@@ -279,6 +308,7 @@ impl Worker {
                 room,
                 self.batched,
                 &mut self.lens,
+                &mut self.segs,
                 &mut self.froms,
             );
             let n = received.unwrap_or_else(|e| {
