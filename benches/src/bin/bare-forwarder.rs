@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tern_bench::load::bare::{parse_hello, PORT};
 use tern_bench::load::net::bind_udp;
-use tern_bench::load::sys::{Epoll, RecvBatch, SendBatch};
+use tern_bench::load::sys::{enable_gro, Epoll, RecvBatch, SendBatch};
 
 const BATCH: usize = 64;
 const LISTEN: u64 = u64::MAX;
@@ -74,6 +74,10 @@ fn main() -> anyhow::Result<()> {
     let mut sessions: Vec<Session> = Vec::new();
     let mut by_client: HashMap<SocketAddrV4, usize> = HashMap::new();
     let mut next_port = args.min_port;
+    // The listening socket takes UDP GRO, as tern's do: a client's burst can arrive as one
+    // buffer of up to 64 KB, split here into its datagrams.
+    enable_gro(lfd);
+    let mut lrb = RecvBatch::new(BATCH, 65_535, 0);
     let mut rb = RecvBatch::new(BATCH, 2048, 4);
     let mut to_peer = SendBatch::new(BATCH, 2048);
     let mut to_clients = SendBatch::new(BATCH, 2048);
@@ -85,10 +89,13 @@ fn main() -> anyhow::Result<()> {
         for &token in &ready {
             if token == LISTEN {
                 loop {
-                    let n = rb.recv(lfd)?;
+                    let n = lrb.recv(lfd)?;
                     let mut current: Option<usize> = None;
-                    for i in 0..n {
-                        let (pkt, src) = rb.get(i);
+                    let datagrams = (0..n).flat_map(|i| {
+                        let (all, src) = lrb.get(i);
+                        all.chunks(lrb.segment(i).max(1)).map(move |pkt| (pkt, src))
+                    });
+                    for (pkt, src) in datagrams {
                         let Some(&k) = by_client.get(&src) else {
                             if let Some(peer) = parse_hello(pkt) {
                                 let k = register(&args, &mut next_port, &mut sessions, src, peer);
