@@ -20,12 +20,12 @@
 //! one client towards its peer; everything towards clients, which shares the listening socket).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tern_bench::load::bare::{parse_hello, PORT};
+use tern_bench::load::bare::{answer_hello, parse_hello, session_tag, ForwarderArgs, RelayPorts};
 use tern_bench::load::net::bind_udp;
 use tern_bench::load::sys::{enable_gro, Epoll, RecvBatch, SendBatch};
 
@@ -35,21 +35,8 @@ const LISTEN: u64 = u64::MAX;
 #[derive(Parser, Debug)]
 #[command(about = "Bare UDP forwarder with TURN's path shape (loopback benchmarks)")]
 struct Args {
-    /// The listening address.
-    #[arg(long, default_value = "127.0.0.1:3478")]
-    listen: SocketAddrV4,
-    /// The address relay sockets bind to.
-    #[arg(long, default_value = "127.0.0.1")]
-    relay_ip: Ipv4Addr,
-    /// First relay port.
-    #[arg(long, default_value_t = 49152)]
-    min_port: u16,
-    /// Last relay port.
-    #[arg(long, default_value_t = 49252)]
-    max_port: u16,
-    /// Exit after this many seconds (a bound for benchmark runs).
-    #[arg(long, default_value_t = 3600)]
-    max_seconds: u64,
+    #[command(flatten)]
+    forwarder: ForwarderArgs,
 }
 
 struct Session {
@@ -62,7 +49,7 @@ struct Session {
 fn main() -> anyhow::Result<()> {
     // UDP GSO on by default (the best batched I/O there is); NO_GSO=1 compares without it.
     tern_bench::load::sys::set_gso(std::env::var_os("NO_GSO").is_none());
-    let args = Args::parse();
+    let args = Args::parse().forwarder;
     anyhow::ensure!(
         args.listen.ip().is_loopback() && args.relay_ip.is_loopback(),
         "loopback only"
@@ -73,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     epoll.add(lfd, LISTEN)?;
     let mut sessions: Vec<Session> = Vec::new();
     let mut by_client: HashMap<SocketAddrV4, usize> = HashMap::new();
-    let mut next_port = args.min_port;
+    let mut ports = RelayPorts::new(&args);
     // The listening socket takes UDP GRO, as tern's do: a client's burst can arrive as one
     // buffer of up to 64 KB, split here into its datagrams.
     enable_gro(lfd);
@@ -97,28 +84,27 @@ fn main() -> anyhow::Result<()> {
                     });
                     for (pkt, src) in datagrams {
                         let Some(&k) = by_client.get(&src) else {
-                            if let Some(peer) = parse_hello(pkt) {
-                                let k = register(&args, &mut next_port, &mut sessions, src, peer);
-                                if let Some(k) = k {
-                                    by_client.insert(src, k);
-                                    epoll.add(sessions[k].relay.as_raw_fd(), k as u64)?;
-                                    let port = sessions[k].relay.local_addr()?.port();
-                                    let mut answer = [0u8; 6];
-                                    answer[..4].copy_from_slice(PORT);
-                                    answer[4..].copy_from_slice(&port.to_be_bytes());
-                                    let _ = listen.send_to(&answer, src);
-                                }
-                            }
+                            let Some(peer) = parse_hello(pkt) else {
+                                continue;
+                            };
+                            let Some(relay) = ports.bind_next() else {
+                                continue;
+                            };
+                            let k = sessions.len();
+                            epoll.add(relay.as_raw_fd(), k as u64)?;
+                            answer_hello(&listen, &relay, src)?;
+                            sessions.push(Session {
+                                client: src,
+                                peer,
+                                tag: session_tag(k),
+                                relay,
+                            });
+                            by_client.insert(src, k);
                             continue;
                         };
-                        if let Some(peer) = parse_hello(pkt) {
+                        if parse_hello(pkt).is_some() {
                             // A repeated hello: answer again.
-                            let _ = peer;
-                            let port = sessions[k].relay.local_addr()?.port();
-                            let mut answer = [0u8; 6];
-                            answer[..4].copy_from_slice(PORT);
-                            answer[4..].copy_from_slice(&port.to_be_bytes());
-                            let _ = listen.send_to(&answer, src);
+                            answer_hello(&listen, &sessions[k].relay, src)?;
                             continue;
                         }
                         if pkt.len() < 4 {
@@ -172,29 +158,4 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Binds the next free relay port for a new client; `None` when the range is exhausted.
-fn register(
-    args: &Args,
-    next_port: &mut u16,
-    sessions: &mut Vec<Session>,
-    client: SocketAddrV4,
-    peer: SocketAddrV4,
-) -> Option<usize> {
-    while *next_port <= args.max_port && *next_port != 0 {
-        let port = *next_port;
-        *next_port = next_port.wrapping_add(1);
-        if let Ok(relay) = bind_udp(SocketAddrV4::new(args.relay_ip, port)) {
-            let tag = 0x4000u16 | (sessions.len() as u16 & 0x3FFF);
-            sessions.push(Session {
-                client,
-                peer,
-                tag: tag.to_be_bytes(),
-                relay,
-            });
-            return Some(sessions.len() - 1);
-        }
-    }
-    None
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use io_uring::{opcode, squeue, types, IoUring};
-use tern_bench::load::bare::{parse_hello, PORT};
+use tern_bench::load::bare::{answer_hello, parse_hello, session_tag, ForwarderArgs, RelayPorts};
 use tern_bench::load::net::bind_udp;
 
 /// Receive slot of the listening socket (relay sockets use their session index).
@@ -30,17 +30,8 @@ const HEADROOM: usize = 4;
 #[derive(Parser, Debug)]
 #[command(about = "Bare UDP forwarder with TURN's path shape, on io_uring (loopback benchmarks)")]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1:3478")]
-    listen: SocketAddrV4,
-    #[arg(long, default_value = "127.0.0.1")]
-    relay_ip: Ipv4Addr,
-    #[arg(long, default_value_t = 49152)]
-    min_port: u16,
-    #[arg(long, default_value_t = 49252)]
-    max_port: u16,
-    /// Exit after this many seconds (a bound for benchmark runs).
-    #[arg(long, default_value_t = 3600)]
-    max_seconds: u64,
+    #[command(flatten)]
+    forwarder: ForwarderArgs,
 }
 
 /// A buffer with the message header that describes it; boxed, so the kernel's pointers into
@@ -139,7 +130,7 @@ impl Forwarder {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse().forwarder;
     anyhow::ensure!(
         args.listen.ip().is_loopback() && args.relay_ip.is_loopback(),
         "loopback only"
@@ -155,7 +146,7 @@ fn main() -> anyhow::Result<()> {
     f.recv(lfd, &mut lrx, LISTEN);
     let mut sessions: Vec<Session> = Vec::new();
     let mut by_client: HashMap<SocketAddrV4, usize> = HashMap::new();
-    let mut next_port = args.min_port;
+    let mut ports = RelayPorts::new(&args);
     let stop = Instant::now() + Duration::from_secs(args.max_seconds);
     let timeout = types::Timespec::new().nsec(100_000_000);
     let wait = types::SubmitArgs::new().timespec(&timeout);
@@ -180,8 +171,8 @@ fn main() -> anyhow::Result<()> {
             if token == LISTEN {
                 if result >= 0 {
                     let len = result as usize;
-                    let mut state = (&mut sessions, &mut by_client, &mut next_port);
-                    on_client(&args, &mut f, &listen, &lrx, len, &mut state)?;
+                    let mut state = (&mut sessions, &mut by_client, &mut ports);
+                    on_client(&mut f, &listen, &lrx, len, &mut state)?;
                 }
                 f.recv(lfd, &mut lrx, LISTEN);
                 continue;
@@ -208,17 +199,16 @@ fn main() -> anyhow::Result<()> {
 type Sessions<'a> = (
     &'a mut Vec<Session>,
     &'a mut HashMap<SocketAddrV4, usize>,
-    &'a mut u16,
+    &'a mut RelayPorts,
 );
 
 /// A datagram from a client: a hello (register and answer) or data for its peer.
 fn on_client(
-    args: &Args,
     f: &mut Forwarder,
     listen: &UdpSocket,
     rx: &Msg,
     len: usize,
-    (sessions, by_client, next_port): &mut Sessions<'_>,
+    (sessions, by_client, ports): &mut Sessions<'_>,
 ) -> anyhow::Result<()> {
     let pkt = &rx.buf[HEADROOM..HEADROOM + len];
     let src = rx.source();
@@ -226,17 +216,26 @@ fn on_client(
         let Some(peer) = parse_hello(pkt) else {
             return Ok(());
         };
-        let Some(k) = register(args, next_port, sessions, src, peer) else {
+        let Some(relay) = ports.bind_next() else {
             return Ok(());
         };
+        let k = sessions.len();
+        sessions.push(Session {
+            client: src,
+            peer,
+            tag: session_tag(k),
+            relay,
+            rx: Msg::new(),
+        });
         by_client.insert(src, k);
         let fd = sessions[k].relay.as_raw_fd();
         f.recv(fd, &mut sessions[k].rx, k as u64);
-        answer(listen, &sessions[k].relay, src)?;
+        answer_hello(listen, &sessions[k].relay, src)?;
         return Ok(());
     };
     if parse_hello(pkt).is_some() {
-        return answer(listen, &sessions[k].relay, src);
+        answer_hello(listen, &sessions[k].relay, src)?;
+        return Ok(());
     }
     if pkt.len() < 4 {
         return Ok(());
@@ -246,38 +245,4 @@ fn on_client(
         f.send(sessions[k].relay.as_raw_fd(), payload, sessions[k].peer);
     }
     Ok(())
-}
-
-fn answer(listen: &UdpSocket, relay: &UdpSocket, to: SocketAddrV4) -> anyhow::Result<()> {
-    let port = relay.local_addr()?.port();
-    let mut a = [0u8; 6];
-    a[..4].copy_from_slice(PORT);
-    a[4..].copy_from_slice(&port.to_be_bytes());
-    let _ = listen.send_to(&a, to);
-    Ok(())
-}
-
-fn register(
-    args: &Args,
-    next_port: &mut u16,
-    sessions: &mut Vec<Session>,
-    client: SocketAddrV4,
-    peer: SocketAddrV4,
-) -> Option<usize> {
-    while *next_port <= args.max_port && *next_port != 0 {
-        let port = *next_port;
-        *next_port = next_port.wrapping_add(1);
-        if let Ok(relay) = bind_udp(SocketAddrV4::new(args.relay_ip, port)) {
-            let tag = 0x4000u16 | (sessions.len() as u16 & 0x3FFF);
-            sessions.push(Session {
-                client,
-                peer,
-                tag: tag.to_be_bytes(),
-                relay,
-                rx: Msg::new(),
-            });
-            return Some(sessions.len() - 1);
-        }
-    }
-    None
 }

@@ -52,3 +52,68 @@ pub fn handshake(sock: &UdpSocket, server: SocketAddrV4, peer: SocketAddrV4) -> 
     }
     Err(io::Error::other(format!("no PORT answer from {server}")))
 }
+
+/// The command line of both bare forwarders (`bare-forwarder`, `bare-uring`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForwarderArgs {
+    /// The listening address.
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    pub listen: SocketAddrV4,
+    /// The address relay sockets bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub relay_ip: Ipv4Addr,
+    /// First relay port.
+    #[arg(long, default_value_t = 49152)]
+    pub min_port: u16,
+    /// Last relay port.
+    #[arg(long, default_value_t = 49252)]
+    pub max_port: u16,
+    /// Exit after this many seconds (a bound for benchmark runs).
+    #[arg(long, default_value_t = 3600)]
+    pub max_seconds: u64,
+}
+
+/// Hands out relay sockets from `--min-port..=--max-port`, skipping ports in use.
+#[derive(Debug)]
+pub struct RelayPorts {
+    ip: Ipv4Addr,
+    next: u16,
+    max: u16,
+}
+
+impl RelayPorts {
+    pub fn new(args: &ForwarderArgs) -> Self {
+        Self {
+            ip: args.relay_ip,
+            next: args.min_port,
+            max: args.max_port,
+        }
+    }
+
+    /// The next free relay socket; `None` when the range is exhausted.
+    pub fn bind_next(&mut self) -> Option<UdpSocket> {
+        while self.next <= self.max && self.next != 0 {
+            let port = self.next;
+            self.next = self.next.wrapping_add(1);
+            if let Ok(s) = super::net::bind_udp(SocketAddrV4::new(self.ip, port)) {
+                return Some(s);
+            }
+        }
+        None
+    }
+}
+
+/// The data header's session tag for the `index`th session (0x4000..=0x7FFF, like a channel).
+pub fn session_tag(index: usize) -> [u8; 2] {
+    (0x4000u16 | (index as u16 & 0x3FFF)).to_be_bytes()
+}
+
+/// Answers a hello from `to` on `listen` with the port of `relay`.
+pub fn answer_hello(listen: &UdpSocket, relay: &UdpSocket, to: SocketAddrV4) -> io::Result<()> {
+    let mut a = [0u8; 6];
+    a[..4].copy_from_slice(PORT);
+    a[4..].copy_from_slice(&relay.local_addr()?.port().to_be_bytes());
+    // Lost like any datagram; the client asks again.
+    let _ = listen.send_to(&a, to);
+    Ok(())
+}
