@@ -87,7 +87,7 @@ start_server() { # KIND MIN MAX
     taskset -c "$SRV_CPU" "${cmd[@]}" >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
-        if ss -ulnH "sport = :$LISTEN_PORT" | grep -q .; then
+        if [ -n "$(ss -ulnH "sport = :$LISTEN_PORT")" ]; then
             sleep 0.3   # let it finish binding relay ports
             return 0
         fi
@@ -106,7 +106,7 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
     # wait until the listening port is free again
-    for _ in $(seq 50); do ss -ulnH "sport = :$LISTEN_PORT" | grep -q . || break; sleep 0.1; done
+    for _ in $(seq 50); do [ -n "$(ss -ulnH "sport = :$LISTEN_PORT")" ] || break; sleep 0.1; done
 }
 
 declare -A GEN_CMD SRV_CMD
@@ -136,7 +136,7 @@ run_one() {
         ok=0
     fi
     if [[ $ok == 1 ]]; then
-        echo "$out" | head -1 | sed "s/^/[$kind] /" >&2
+        echo "[$kind] ${out%%$'\n'*}" >&2
         echo "$out" | grep '^{' | sed "s/^{/{\"kind\":\"$kind\",/" >>"$TMP/results.jsonl"
     else
         echo "[$kind] $load: generator failed" >&2

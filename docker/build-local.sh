@@ -18,7 +18,7 @@ RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release --locked --target "$triple" -p tern
 bin="$CARGO_TARGET_DIR/$triple/release/tern"
 
-if ! file "$bin" 2>/dev/null | grep -q 'static'; then
+if [[ "$(file "$bin" 2>/dev/null)" != *static* ]]; then
     if ldd "$bin" >/dev/null 2>&1; then
         echo "build-local: $bin is dynamically linked; it would not start in scratch" >&2
         exit 1
