@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tern_bench::load::bare::{answer_hello, parse_hello, session_tag, ForwarderArgs, RelayPorts};
-use tern_bench::load::net::bind_udp;
 use tern_bench::load::sys::{enable_gro, Epoll, RecvBatch, SendBatch};
 
 const BATCH: usize = 64;
@@ -50,11 +49,7 @@ fn main() -> anyhow::Result<()> {
     // UDP GSO on by default (the best batched I/O there is); NO_GSO=1 compares without it.
     tern_bench::load::sys::set_gso(std::env::var_os("NO_GSO").is_none());
     let args = Args::parse().forwarder;
-    anyhow::ensure!(
-        args.listen.ip().is_loopback() && args.relay_ip.is_loopback(),
-        "loopback only"
-    );
-    let listen = bind_udp(args.listen)?;
+    let listen = args.bind_listener()?;
     let lfd = listen.as_raw_fd();
     let mut epoll = Epoll::new()?;
     epoll.add(lfd, LISTEN)?;

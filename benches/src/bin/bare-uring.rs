@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use io_uring::{opcode, squeue, types, IoUring};
 use tern_bench::load::bare::{answer_hello, parse_hello, session_tag, ForwarderArgs, RelayPorts};
-use tern_bench::load::net::bind_udp;
 
 /// Receive slot of the listening socket (relay sockets use their session index).
 const LISTEN: u64 = 1 << 32;
@@ -131,11 +130,7 @@ impl Forwarder {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse().forwarder;
-    anyhow::ensure!(
-        args.listen.ip().is_loopback() && args.relay_ip.is_loopback(),
-        "loopback only"
-    );
-    let listen = bind_udp(args.listen)?;
+    let listen = args.bind_listener()?;
     let lfd = listen.as_raw_fd();
     let mut f = Forwarder {
         ring: IoUring::new(4096)?,

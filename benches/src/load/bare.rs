@@ -73,6 +73,18 @@ pub struct ForwarderArgs {
     pub max_seconds: u64,
 }
 
+impl ForwarderArgs {
+    /// The listening socket, after checking that every address is on loopback (the network
+    /// rule: benchmarks relay nowhere else).
+    pub fn bind_listener(&self) -> anyhow::Result<UdpSocket> {
+        anyhow::ensure!(
+            self.listen.ip().is_loopback() && self.relay_ip.is_loopback(),
+            "loopback only"
+        );
+        Ok(super::net::bind_udp(self.listen)?)
+    }
+}
+
 /// Hands out relay sockets from `--min-port..=--max-port`, skipping ports in use.
 #[derive(Debug)]
 pub struct RelayPorts {
