@@ -109,6 +109,13 @@ impl RawClient {
             .map(|a| attr::decode_xor_address(a.value, a.typ, &m.transaction_id()).unwrap());
         (code, relayed)
     }
+
+    /// Allocates; panics unless it succeeds with a relayed address, which it returns.
+    pub fn allocate_ok(&mut self) -> SocketAddr {
+        let (code, relayed) = self.allocate();
+        assert_eq!(code, 0, "Allocate failed");
+        relayed.expect("XOR-RELAYED-ADDRESS in the success response")
+    }
 }
 
 impl RawClient {

@@ -49,9 +49,7 @@ fn burst() -> Vec<Vec<u8>> {
 fn transcript(extra: &[&str]) -> Vec<Vec<u8>> {
     let mut server = server(extra);
     let mut client = RawClient::new(server.addr(), SECRET, REALM);
-    let (code, relayed) = client.allocate();
-    assert_eq!(code, 0);
-    let relayed = relayed.unwrap();
+    let relayed = client.allocate_ok();
     let (chan_peer, chan_addr) = peer();
     let (ind_peer, ind_addr) = peer();
     client.bind_channel(0x4000, chan_addr);
@@ -237,9 +235,7 @@ fn a_coalesced_burst_from_a_client_is_relayed_datagram_by_datagram() {
     ] {
         let mut server = server(extra);
         let mut client = RawClient::new(server.addr(), SECRET, REALM);
-        let (code, relayed) = client.allocate();
-        assert_eq!(code, 0);
-        let relayed = relayed.unwrap();
+        let relayed = client.allocate_ok();
         let (peer_sock, peer_addr) = peer();
         client.bind_channel(0x4001, peer_addr);
         // 20 ChannelData messages of 4 + 200 bytes and a last one of 4 + 61.

@@ -167,9 +167,7 @@ fn metrics_follow_a_relay_session() {
     assert_eq!(free, server.relay_range().count() as f64);
 
     let mut client = RawClient::new(server.addr(), SECRET, REALM);
-    let (code, relayed) = client.allocate();
-    assert_eq!(code, 0);
-    let relayed = relayed.unwrap();
+    let relayed = client.allocate_ok();
     let (chan_peer, chan_addr) = peer();
     let (ind_peer, ind_addr) = peer();
     client.bind_channel(0x4000, chan_addr);
@@ -554,9 +552,7 @@ fn no_secret_in_logs_or_metrics() {
 fn max_bps_cuts_bursts_and_counts_them() {
     let mut server = server(ServerOptions::rest(SECRET, REALM), &["--max-bps", "2000"]);
     let mut client = RawClient::new(server.addr(), SECRET, REALM);
-    let (code, relayed) = client.allocate();
-    assert_eq!(code, 0);
-    let relayed = relayed.unwrap();
+    let relayed = client.allocate_ok();
     let (peer_sock, peer_addr) = peer();
     client.bind_channel(0x4000, peer_addr);
 

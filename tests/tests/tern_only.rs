@@ -76,9 +76,7 @@ fn probe_explains_peer_filtering() {
 fn garbage_never_hurts_a_live_allocation() {
     let mut server = server(&[]);
     let mut client = RawClient::new(server.addr(), SECRET, REALM);
-    let (code, relayed) = client.allocate();
-    assert_eq!(code, 0);
-    let relayed = relayed.unwrap();
+    let relayed = client.allocate_ok();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let peer_addr = peer.local_addr().unwrap();
