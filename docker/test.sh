@@ -12,7 +12,9 @@
 # 4. `tern probe --secret` from the namespace: Allocate, permission, Send/Data, ChannelBind,
 #    ChannelData both ways, through Docker's DNAT into the container; then coturn's
 #    turnutils_uclient, an independent client, relays through it too (if installed);
-# 5. `docker stop` must end the container well within its grace period, with exit code 0.
+# 5. without TERN_EXTERNAL_IP, tern warns at start that it would advertise the container's
+#    bridge address, and says how to fix it; with it, there is no such warning;
+# 6. `docker stop` must end the container well within its grace period, with exit code 0.
 #
 # Everything it creates (container, namespace, veth) is removed on exit, also on failure.
 set -euo pipefail
@@ -32,7 +34,7 @@ secret="ci-secret-$run_id-$RANDOM"
 conf_dir="$(mktemp -d)"
 
 cleanup() {
-    docker rm -f "$name" >/dev/null 2>&1 || true
+    docker rm -f "$name" "$name-noext" >/dev/null 2>&1 || true
     ip netns del "$ns" 2>/dev/null || true
     ip link del "$veth_host" 2>/dev/null || true
     rm -rf "$conf_dir"
@@ -113,6 +115,30 @@ if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/nu
         fail "turnutils_uclient did not get its 40 messages back through the container"
     fi
     echo "docker test: turnutils_uclient received $recv messages, lost ${lost:-?}"
+fi
+
+echo "docker test: without TERN_EXTERNAL_IP, the start-up warning names the bridge address"
+docker run -d --name "$name-noext" --read-only --cap-drop ALL --security-opt no-new-privileges \
+    -e TERN_STATIC_AUTH_SECRET="$secret" -e TERN_MIN_PORT=49152 -e TERN_MAX_PORT=49153 \
+    "$tag" >/dev/null || fail "docker run without TERN_EXTERNAL_IP"
+bridge=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name-noext")
+[ -n "$bridge" ] || fail "the second container has no bridge address"
+warned=""
+for _ in $(seq 1 50); do
+    noext_logs=$(docker logs "$name-noext" 2>&1)
+    if grep -q "not publicly routable" <<<"$noext_logs"; then warned=1; break; fi
+    sleep 0.2
+done
+[ -n "$warned" ] || fail "no warning about the relayed address without TERN_EXTERNAL_IP: $noext_logs"
+warning=$(grep "not publicly routable" <<<"$noext_logs")
+echo "docker test: $warning"
+for part in "$bridge" "bridge address" "TERN_EXTERNAL_IP" "external-ip=PUBLIC"; do
+    grep -qF -- "$part" <<<"$warning" || fail "the warning does not say \"$part\": $warning"
+done
+docker rm -f "$name-noext" >/dev/null
+logs=$(docker logs "$name" 2>&1)
+if grep -q "not publicly routable" <<<"$logs"; then
+    fail "the warning appeared although TERN_EXTERNAL_IP is set"
 fi
 
 echo "docker test: docker stop (grace period 10 s; tern's drain-timeout is 5 s)"

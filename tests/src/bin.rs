@@ -6,6 +6,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+use crate::prereq;
+
 /// The `tern` binary the suites run.
 ///
 /// 1. `TERN_BIN`, if set, is used as is (no build).
@@ -52,26 +54,19 @@ pub fn tern_bin() -> &'static Path {
     })
 }
 
-/// coturn's server, `turnserver` (`TURNSERVER_BIN` overrides the `PATH` lookup).
-pub fn coturn_bin() -> PathBuf {
-    std::env::var_os("TURNSERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| find_on_path("turnserver"))
+/// coturn's server, `turnserver` (`TURNSERVER_BIN` overrides the `PATH` lookup), or `None`
+/// after the test was reported as skipped (a panic with `CI` set); see [`crate::prereq`].
+pub fn coturn_bin() -> Option<PathBuf> {
+    match std::env::var_os("TURNSERVER_BIN") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => prereq::tool("turnserver", prereq::COTURN_INSTALL),
+    }
 }
 
-/// One of coturn's test tools (`turnutils_uclient`, `turnutils_peer`, `turnutils_stunclient`).
-pub fn turnutils_bin(name: &str) -> PathBuf {
-    find_on_path(name)
-}
-
-fn find_on_path(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found on PATH; install coturn (apt-get install coturn)")
-        })
+/// One of coturn's test tools (`turnutils_uclient`, `turnutils_peer`, `turnutils_stunclient`),
+/// or `None` after the test was reported as skipped (a panic with `CI` set).
+pub fn turnutils_bin(name: &str) -> Option<PathBuf> {
+    prereq::tool(name, prereq::COTURN_INSTALL)
 }
 
 fn workspace_root() -> PathBuf {

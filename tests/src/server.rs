@@ -20,6 +20,18 @@ pub enum ServerKind {
     Coturn,
 }
 
+impl ServerKind {
+    /// Whether this kind's binary can run here. coturn's `turnserver` may be missing: then
+    /// the test is reported as skipped (or fails with `CI` set; see [`crate::prereq`]).
+    /// [`crate::for_each_server`] asks before each test.
+    pub fn available(self) -> bool {
+        match self {
+            ServerKind::Tern => true,
+            ServerKind::Coturn => coturn_bin().is_some(),
+        }
+    }
+}
+
 /// How clients authenticate.
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -103,7 +115,8 @@ impl TestServer {
                 cmd
             }
             ServerKind::Coturn => {
-                let mut cmd = Command::new(coturn_bin());
+                let bin = coturn_bin().expect("coturn's turnserver (ask ServerKind::available)");
+                let mut cmd = Command::new(bin);
                 let pidfile = std::env::temp_dir().join(format!(
                     "tern-e2e-coturn-{}-{}.pid",
                     std::process::id(),

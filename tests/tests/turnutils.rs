@@ -5,6 +5,7 @@
 //! default TURN channels; `-c` skips the extra RTCP allocations (one allocation per client
 //! instead of two); `-W` derives REST credentials from the shared secret and `-u`.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tern_e2e::{
@@ -26,13 +27,12 @@ for_each_server!(
 );
 
 fn stunclient_gets_reflexive_address(kind: ServerKind) {
+    let Some(stunclient) = turnutils_bin("turnutils_stunclient") else {
+        return;
+    };
     let mut server = TestServer::start(kind, &ServerOptions::rest(SECRET, REALM));
     let out = run_bounded(
-        Command::new(turnutils_bin("turnutils_stunclient")).args([
-            "-p",
-            &server.addr().port().to_string(),
-            "127.0.0.1",
-        ]),
+        Command::new(stunclient).args(["-p", &server.addr().port().to_string(), "127.0.0.1"]),
         Duration::from_secs(20),
     );
     assert!(out.success(), "turnutils_stunclient failed: {out:?}");
@@ -78,6 +78,12 @@ struct Summary {
 }
 
 fn uclient_run(kind: ServerKind, send_indications: bool) {
+    let (Some(uclient), Some(peer)) = (
+        turnutils_bin("turnutils_uclient"),
+        turnutils_bin("turnutils_peer"),
+    ) else {
+        return;
+    };
     let mut options = ServerOptions::rest(SECRET, REALM);
     if kind == ServerKind::Tern {
         // turnutils_uclient picks channel numbers at random in RFC 5766's 0x4000..=0x7FFF;
@@ -87,8 +93,8 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
             .push("--rfc5766-channel-numbers".to_owned());
     }
     let mut server = TestServer::start(kind, &options);
-    let _peer = Peer::start(server.peer_port());
-    let mut cmd = Command::new(turnutils_bin("turnutils_uclient"));
+    let _peer = Peer::start(&peer, server.peer_port());
+    let mut cmd = Command::new(uclient);
     cmd.args(["-p", &server.addr().port().to_string()])
         .args(["-e", "127.0.0.1", "-r", &server.peer_port().to_string()])
         .args([
@@ -180,8 +186,8 @@ fn parse_summary(out: &Output) -> Summary {
 struct Peer(Child);
 
 impl Peer {
-    fn start(port: u16) -> Peer {
-        let child = Command::new(turnutils_bin("turnutils_peer"))
+    fn start(bin: &Path, port: u16) -> Peer {
+        let child = Command::new(bin)
             .args(["-L", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

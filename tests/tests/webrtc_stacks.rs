@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tern_e2e::{run_bounded, tern_bin};
+use tern_e2e::{prereq, run_bounded, tern_bin};
 
 /// Longest a script may run; each bounds its own waits well below this. At the limit the
 /// script gets SIGTERM (coreutils `timeout`), so its `finally` still removes namespaces and
@@ -28,26 +28,27 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Skips (returns false) outside CI, fails inside CI.
-fn prerequisite(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
+/// `ok`, or reports `what` as missing: a skip with a note on stderr outside CI, a failure
+/// with `CI` set (see [`tern_e2e::prereq`]).
+fn prerequisite(ok: bool, what: &str, install: &str) -> bool {
+    if !ok {
+        prereq::missing(what, install);
     }
-    let how = "run .ci/run, or: python3 -m venv target/webrtc-venv && \
-               target/webrtc-venv/bin/pip install -r tests/webrtc/requirements.txt; \
-               apt-get install chromium nftables";
-    if std::env::var_os("CI").is_some() {
-        panic!("prerequisite missing in CI: {what} ({how})");
-    }
-    eprintln!("SKIPPED: {what} ({how})");
-    false
+    ok
 }
+
+const VENV_INSTALL: &str =
+    "apt-get install -y python3-venv && python3 -m venv target/webrtc-venv && \
+                            target/webrtc-venv/bin/pip install -r tests/webrtc/requirements.txt";
 
 /// The venv's interpreter, if it can import aiortc.
 fn python() -> Option<PathBuf> {
     let python = std::env::var_os("TERN_WEBRTC_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/webrtc-venv/bin/python"));
+    if !python.is_file() {
+        return None;
+    }
     let out = run_bounded(
         Command::new(&python).args(["-c", "import aiortc"]),
         Duration::from_secs(60),
@@ -59,8 +60,7 @@ fn chromium_found() -> bool {
     if std::env::var_os("CHROMIUM_BIN").is_some() {
         return true;
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file())
+    prereq::on_path("chromium").is_some()
 }
 
 fn is_root() -> bool {
@@ -90,7 +90,7 @@ fn run_script(python: &Path, script: &str) {
 #[test]
 fn aiortc_relay_only_loopback() {
     let python = python();
-    if prerequisite(python.is_some(), "no Python venv with aiortc") {
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
         run_script(&python.unwrap(), "aiortc_test.py");
     }
 }
@@ -98,8 +98,12 @@ fn aiortc_relay_only_loopback() {
 #[test]
 fn chromium_relay_only_loopback() {
     let python = python();
-    if prerequisite(python.is_some(), "no Python venv with aiortc")
-        && prerequisite(chromium_found(), "chromium not on PATH")
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
+        && prerequisite(
+            chromium_found(),
+            "chromium not on PATH",
+            "apt-get install -y chromium",
+        )
     {
         run_script(&python.unwrap(), "browser_test.py");
     }
@@ -108,11 +112,16 @@ fn chromium_relay_only_loopback() {
 #[test]
 fn aiortc_behind_nats() {
     let python = python();
-    if prerequisite(python.is_some(), "no Python venv with aiortc")
-        && prerequisite(is_root(), "not root: network namespaces need it")
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
+        && prerequisite(
+            is_root(),
+            "not root: network namespaces need it",
+            "run as root (sudo -E cargo test)",
+        )
         && prerequisite(
             Path::new("/usr/sbin/nft").is_file() || Path::new("/sbin/nft").is_file(),
             "nft (nftables) missing",
+            "apt-get install -y nftables",
         )
     {
         run_script(&python.unwrap(), "nat_test.py");

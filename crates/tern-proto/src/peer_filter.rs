@@ -330,6 +330,18 @@ pub fn special_purpose(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Why `ip` cannot be reached from the public internet, or `None` for an ordinary global
+/// unicast address: loopback, or the special-purpose block it lies in (private-use, shared
+/// address space for CGNAT, link-local, unique-local, documentation, …), after
+/// [`canonicalize`]. tern warns when it would advertise such an address as a relayed address.
+pub fn not_publicly_routable(ip: IpAddr) -> Option<&'static str> {
+    match canonicalize(ip) {
+        IpAddr::V4(a) if a.is_loopback() => Some("loopback (RFC 1122)"),
+        IpAddr::V6(a) if a.is_loopback() => Some("loopback (RFC 4291)"),
+        c => special_purpose(c),
+    }
+}
+
 /// Peer filtering configuration.
 #[derive(Debug, Clone, Default)]
 pub struct PeerFilterConfig {
@@ -740,6 +752,21 @@ mod tests {
         assert_eq!(r, Refusal::SpecialPurpose("link-local (RFC 3927)"));
         assert_eq!(r.label(), "special_purpose");
         assert_eq!(special_purpose(ip("1.2.3.4")), None);
+        assert_eq!(not_publicly_routable(ip("1.2.3.4")), None);
+        assert_eq!(not_publicly_routable(ip("2a00:1450::1")), None);
+        for (addr, kind) in [
+            ("172.17.0.2", "private-use"),
+            ("100.64.1.1", "shared address space"),
+            ("127.0.0.1", "loopback"),
+            ("::ffff:10.0.0.1", "private-use"),
+            ("::1", "loopback"),
+            ("169.254.1.1", "link-local"),
+            ("fe80::1", "link-local"),
+            ("fd00::1", "unique-local"),
+        ] {
+            let why = not_publicly_routable(ip(addr)).unwrap_or("public");
+            assert!(why.starts_with(kind), "{addr}: {why}");
+        }
         let teredo = special_purpose(ip("2001:0:4136:e378::1"));
         assert_eq!(
             teredo,

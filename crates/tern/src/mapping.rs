@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::bail;
-use tern_proto::peer_filter::PeerFilterConfig;
+use tern_proto::peer_filter::{not_publicly_routable, PeerFilterConfig};
 use tern_proto::Config;
 use tern_server::{ServerConfig, SocketBuffers};
 
@@ -21,12 +21,50 @@ use crate::settings::Settings;
 /// How the relayed IP was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayedIpSource {
-    /// From `external-ip`, `relay-ip` or a specific `listening-ip`.
-    Configured,
+    /// The public part of `external-ip`.
+    ExternalIp,
+    /// `relay-ip`, with no `external-ip`.
+    RelayIp,
+    /// A specific `listening-ip`, with neither `external-ip` nor `relay-ip`.
+    ListeningIp,
     /// The local address of the default route.
     Detected,
     /// Nothing better known: loopback (embedded default only).
     Loopback,
+}
+
+impl RelayedIpSource {
+    /// Where the address came from, for a person reading the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ExternalIp => "the external-ip key",
+            Self::RelayIp => "the relay-ip key (no external-ip is set)",
+            Self::ListeningIp => "the listening-ip key (neither external-ip nor relay-ip is set)",
+            Self::Detected => {
+                "this host's address on its default route, found because no external-ip, \
+                 relay-ip or specific listening-ip is set (in a container: the container's \
+                 bridge address)"
+            }
+            Self::Loopback => "the embedded default's last resort",
+        }
+    }
+}
+
+/// The start-up warning for a relayed address that clients outside this network cannot
+/// reach: `None` when `external-ip` set it (the operator said so) or when it is publicly
+/// routable.
+pub fn unreachable_relayed_ip_warning(ip: IpAddr, source: RelayedIpSource) -> Option<String> {
+    if source == RelayedIpSource::ExternalIp {
+        return None;
+    }
+    let kind = not_publicly_routable(ip)?;
+    Some(format!(
+        "the relayed address tern will advertise, {ip}, is not publicly routable ({kind}); \
+         it comes from {}. Clients outside this network will get a relay candidate they \
+         cannot reach. Fix: set external-ip=PUBLIC[/PRIVATE] to the address clients reach \
+         this server on (TERN_EXTERNAL_IP=PUBLIC in a container, --external-ip PUBLIC)",
+        source.describe()
+    ))
 }
 
 /// The mapped configuration and remarks for the log.
@@ -67,11 +105,15 @@ pub fn map(
     }
     let external = s.external_ips.first();
     let configured = external
-        .map(|e| e.public)
-        .or_else(|| s.relay_ips.first().copied())
-        .or(specific_listen);
+        .map(|e| (e.public, RelayedIpSource::ExternalIp))
+        .or_else(|| {
+            s.relay_ips
+                .first()
+                .map(|&ip| (ip, RelayedIpSource::RelayIp))
+        })
+        .or(specific_listen.map(|ip| (ip, RelayedIpSource::ListeningIp)));
     let (relayed_ip, relayed_ip_source) = match configured {
-        Some(ip) => (ip, RelayedIpSource::Configured),
+        Some(chosen) => chosen,
         None => match detect(listening[0]) {
             Some(ip) => (ip, RelayedIpSource::Detected),
             None if allow_loopback => (Ipv4Addr::LOCALHOST.into(), RelayedIpSource::Loopback),
@@ -81,6 +123,13 @@ pub fn map(
             ),
         },
     };
+    // The embedded default (`allow_loopback`) says this in its banner instead.
+    if !allow_loopback {
+        warnings.extend(unreachable_relayed_ip_warning(
+            relayed_ip,
+            relayed_ip_source,
+        ));
+    }
     let unspecified = match relayed_ip {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),

@@ -89,7 +89,7 @@ pub fn banner(mapped: &Mapped, secret: &Secret, now: u64) -> String {
         RelayedIpSource::Detected => {
             " (this host's default-route address; set external-ip to change)"
         }
-        RelayedIpSource::Configured => "",
+        RelayedIpSource::ExternalIp | RelayedIpSource::RelayIp | RelayedIpSource::ListeningIp => "",
     };
     format!(
         "tern: no configuration given; running for local use with a generated secret.\n\

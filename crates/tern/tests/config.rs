@@ -386,6 +386,59 @@ fn mapping_of_addresses() {
 }
 
 #[test]
+fn unreachable_relayed_address_is_named_at_start() {
+    let map = |text: &str, detect: Option<&str>, embedded: bool| {
+        let l = load(&format!("static-auth-secret=s\n{text}"), &[], &[]).unwrap();
+        mapping::map(&l.settings, |_| detect.map(ip), embedded).unwrap()
+    };
+    let unreachable = |m: &mapping::Mapped| -> Vec<String> {
+        m.warnings
+            .iter()
+            .filter(|w| w.contains("not publicly routable"))
+            .cloned()
+            .collect()
+    };
+    // `docker run -p … tern` without TERN_EXTERNAL_IP: the container's bridge address.
+    let m = map("", Some("172.17.0.2"), false);
+    assert_eq!(m.relayed_ip_source, RelayedIpSource::Detected);
+    let w = unreachable(&m);
+    assert_eq!(w.len(), 1, "one warning: {:#?}", m.warnings);
+    for part in [
+        "172.17.0.2",
+        "private-use",
+        "default route",
+        "bridge address",
+        "relay candidate they cannot reach",
+        "external-ip=PUBLIC[/PRIVATE]",
+        "TERN_EXTERNAL_IP",
+    ] {
+        assert!(w[0].contains(part), "{part:?} missing from: {}", w[0]);
+    }
+    // Named by the key it came from; CGNAT, loopback, link-local and ULA count too.
+    for (text, addr, key) in [
+        ("relay-ip=100.64.0.9\n", "100.64.0.9", "relay-ip"),
+        ("listening-ip=127.0.0.1\n", "127.0.0.1", "listening-ip"),
+        ("relay-ip=169.254.3.3\n", "169.254.3.3", "relay-ip"),
+        ("relay-ip=fd00::5\n", "fd00::5", "relay-ip"),
+    ] {
+        let w = unreachable(&map(text, None, false));
+        assert_eq!(w.len(), 1, "{text}");
+        assert!(w[0].contains(addr) && w[0].contains(key), "{}", w[0]);
+    }
+    // No warning: a public address, anything external-ip says, the embedded default.
+    assert_eq!(
+        unreachable(&map("relay-ip=198.18.0.1\n", None, false)).len(),
+        1
+    );
+    assert!(unreachable(&map("relay-ip=8.8.4.4\n", None, false)).is_empty());
+    assert!(unreachable(&map("", Some("93.184.216.34"), false)).is_empty());
+    assert!(unreachable(&map("external-ip=10.1.2.3\n", None, false)).is_empty());
+    assert!(unreachable(&map("external-ip=192.0.2.9/10.0.0.9\n", None, false)).is_empty());
+    assert!(unreachable(&map("", Some("172.17.0.2"), true)).is_empty());
+    assert!(unreachable(&map("", None, true)).is_empty());
+}
+
+#[test]
 fn operations_keys() {
     use tern::settings::LogFormat;
     let s = load("static-auth-secret=x\n", &[], &[]).unwrap().settings;

@@ -3,8 +3,8 @@
 //!
 //! Network rule: every socket here binds and sends to 127.0.0.1 only. Each server gets its
 //! own block of ports in 20000–32767, below Linux's ephemeral range, so no client socket
-//! takes a relay port. Tests needing coturn print a note and pass when `turnserver` is not
-//! installed (CI installs it).
+//! takes a relay port. Tests needing coturn skip with a note on stderr when `turnserver` is
+//! not installed, and fail if `CI` is set (`tern_e2e::prereq`; CI installs coturn).
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tern_e2e::prereq;
 use tern_wire::{Class, Message, MessageType, MessageWriter, Method, TransactionId};
 
 const SECRET: &str = "s3cret";
@@ -31,13 +32,6 @@ impl Drop for Coturn {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn turnserver() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("turnserver"))
-        .find(|p| p.is_file())
 }
 
 /// Reserves a free block of 64 loopback ports (listener first, relay range from +16).
@@ -62,10 +56,7 @@ fn port_block() -> u16 {
 
 /// Starts coturn with `auth` flags; `None` (after a printed note) if it is not installed.
 fn coturn(auth: &[&str], allow_loopback_peers: bool) -> Option<Coturn> {
-    let Some(bin) = turnserver() else {
-        println!("note: turnserver (coturn) is not installed; skipping this test");
-        return None;
-    };
+    let bin = prereq::tool("turnserver", prereq::COTURN_INSTALL)?;
     let port = port_block();
     let dir = std::env::temp_dir().join(format!("tern-probe-coturn-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use tern_proto::PeerFilter;
+use tern_proto::peer_filter::not_publicly_routable;
 use tern_wire::{attr, Method};
 
 use client::{Credentials, Endpoint, Session, TxError};
@@ -317,15 +317,27 @@ fn allocate(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr
         step,
         format!("relayed address (XOR-RELAYED-ADDRESS) {relayed}, {lifetime}{realm}"),
     );
-    let public = PeerFilter::default();
-    if public.allows(session.ep.to.ip()) && !public.allows(relayed.ip()) {
-        let what = format!(
-            "the relayed address {} is not reachable from the internet: set external-ip",
-            relayed.ip()
-        );
+    if let Some(what) = unreachable_relayed_address(session.ep.to.ip(), relayed.ip()) {
         report.warn(step, what);
     }
     Some(relayed)
+}
+
+/// The warning for a server reached at a public address that hands out a relayed address
+/// clients on the internet cannot reach (the server's `external-ip` is missing or wrong).
+/// `None` when the server itself was reached at a non-public address (a LAN or loopback
+/// test, where a private relayed address is expected) or the relayed address is public.
+fn unreachable_relayed_address(server: IpAddr, relayed: IpAddr) -> Option<String> {
+    if not_publicly_routable(server).is_some() {
+        return None;
+    }
+    let kind = not_publicly_routable(relayed)?;
+    Some(format!(
+        "the server was reached at the public address {server}, but its relayed address {relayed} \
+         is not publicly routable ({kind}): clients outside the server's network will get a \
+         relay candidate they cannot reach. On the server, set external-ip=PUBLIC[/PRIVATE] \
+         (TERN_EXTERNAL_IP in a container), e.g. external-ip={server}/{relayed}"
+    ))
 }
 
 /// Last step: Refresh with LIFETIME 0 releases the allocation (RFC 8656 §8).
@@ -394,5 +406,35 @@ mod tests {
         assert_eq!(a("[::1]"), "[::1]:3478");
         assert_eq!(a("[::1]:5000"), "[::1]:5000");
         assert!(resolve("127.0.0.1:x").is_err());
+    }
+
+    #[test]
+    fn private_relayed_address_behind_a_public_server_is_flagged() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let w = unreachable_relayed_address(ip("93.184.216.34"), ip("172.17.0.2"))
+            .expect("a public server handing out a private relayed address");
+        for part in [
+            "93.184.216.34",
+            "172.17.0.2",
+            "private-use",
+            "external-ip=93.184.216.34/172.17.0.2",
+        ] {
+            assert!(w.contains(part), "{part:?} missing: {w}");
+        }
+        assert!(unreachable_relayed_address(ip("2a00:1450::1"), ip("fd00::2")).is_some());
+        assert!(unreachable_relayed_address(ip("93.184.216.34"), ip("100.64.0.1")).is_some());
+        // Public relayed address, or a server reached on loopback or a LAN: nothing to say.
+        assert_eq!(
+            unreachable_relayed_address(ip("93.184.216.34"), ip("93.184.216.34")),
+            None
+        );
+        assert_eq!(
+            unreachable_relayed_address(ip("127.0.0.1"), ip("127.0.0.1")),
+            None
+        );
+        assert_eq!(
+            unreachable_relayed_address(ip("10.0.0.1"), ip("10.0.0.1")),
+            None
+        );
     }
 }
