@@ -26,6 +26,7 @@ mod channel_data;
 mod error;
 mod integrity;
 mod message;
+pub mod stream;
 mod writer;
 
 pub use channel_data::{ChannelData, ChannelNumber, CHANNEL_DATA_HEADER_LEN};
