@@ -11,7 +11,7 @@
 //! whole message is at the front, how many more bytes it needs, or why the connection must be
 //! closed. It is a pure function: no allocation, no copy, no state. [`frames`] repeats it
 //! over a buffer for a worker that drains every whole message after a read and then keeps the
-//! remainder.
+//! remainder; [`write_channel_data`] and [`pad_channel_data`] write the padding on the way out.
 //!
 //! A stream that breaks a rule cannot be resynchronised: where the next message would start
 //! is no longer known. Every [`StreamError`] therefore closes the connection, and it is
@@ -19,11 +19,12 @@
 //!
 //! ```
 //! use tern_wire::stream::{self, Decoded, FrameKind, Framing};
-//! use tern_wire::ChannelData;
+//! use tern_wire::{ChannelData, ChannelNumber};
 //!
 //! // A client sends 5 bytes on channel 0x4001: 4 bytes of header, 5 of data, 3 of padding ...
-//! let mut sent = vec![0x40, 0x01, 0, 5];
-//! sent.extend_from_slice(b"hello\0\0\0");
+//! let mut sent = Vec::new();
+//! stream::write_channel_data(ChannelNumber::new(0x4001).unwrap(), b"hello", &mut sent);
+//! assert_eq!(sent.len(), 12);
 //!
 //! // ... and they arrive in two reads.
 //! let framing = Framing::default();
@@ -46,7 +47,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::{ChannelNumber, CHANNEL_DATA_HEADER_LEN, HEADER_LEN, MAGIC_COOKIE};
+use crate::{ChannelData, ChannelNumber, CHANNEL_DATA_HEADER_LEN, HEADER_LEN, MAGIC_COOKIE};
 
 /// The default for [`Framing::max_frame_len`]: 65,536 bytes.
 ///
@@ -277,7 +278,7 @@ fn decode_channel_data(buf: &[u8], framing: Framing) -> Result<Decoded, StreamEr
         return Ok(need(buf, CHANNEL_DATA_HEADER_LEN));
     }
     let payload_len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-    let consumed = CHANNEL_DATA_HEADER_LEN + payload_len.next_multiple_of(4);
+    let consumed = channel_data_frame_len(payload_len);
     if consumed > framing.max_frame_len {
         return Err(StreamError::OversizedChannelData);
     }
@@ -373,6 +374,55 @@ impl<'a> Iterator for Frames<'a> {
 }
 
 impl std::iter::FusedIterator for Frames<'_> {}
+
+/// Bytes of zero padding that follow a ChannelData message with `payload_len` bytes of data on
+/// a stream: 0 to 3, so the frame ends on a multiple of four (RFC 8656 §12.5). Over UDP there
+/// is none. STUN messages need none: their length is always a multiple of four.
+pub const fn channel_data_padding(payload_len: usize) -> usize {
+    payload_len.next_multiple_of(4) - payload_len
+}
+
+/// Bytes a ChannelData message with `payload_len` bytes of data occupies on a stream: the
+/// header, the data and the padding.
+pub const fn channel_data_frame_len(payload_len: usize) -> usize {
+    CHANNEL_DATA_HEADER_LEN + payload_len.next_multiple_of(4)
+}
+
+/// Appends a ChannelData message for a stream to `out`: the header, `payload`, and zero
+/// padding to a multiple of four bytes. Returns the bytes appended,
+/// [`channel_data_frame_len`]`(payload.len())`.
+///
+/// `out` is not cleared, so several messages can be queued in one send buffer.
+///
+/// # Panics
+///
+/// If `payload` is longer than 65,535 bytes, which no length field can describe. Callers
+/// bound what they relay before framing it.
+pub fn write_channel_data(channel: ChannelNumber, payload: &[u8], out: &mut Vec<u8>) -> usize {
+    let len = u16::try_from(payload.len()).expect("ChannelData payload of at most 65,535 bytes");
+    let mut header = [0u8; CHANNEL_DATA_HEADER_LEN];
+    ChannelData::write_header(channel, len, &mut header);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    let padding = channel_data_padding(payload.len());
+    out.extend_from_slice(&[0u8; 3][..padding]);
+    CHANNEL_DATA_HEADER_LEN + payload.len() + padding
+}
+
+/// Pads a ChannelData message framed in place for a stream. `frame` starts at the message's
+/// header, which says `payload_len` bytes of data follow; the 0 to 3 bytes after the data are
+/// zeroed. Returns the frame's length, [`channel_data_frame_len`]`(payload_len)`: send
+/// `frame[..returned]`.
+///
+/// # Panics
+///
+/// If `frame` is shorter than the padded frame: leave up to 3 bytes of room after the data.
+pub fn pad_channel_data(frame: &mut [u8], payload_len: usize) -> usize {
+    let end = CHANNEL_DATA_HEADER_LEN + payload_len;
+    let padded = channel_data_frame_len(payload_len);
+    frame[end..padded].fill(0);
+    padded
+}
 
 #[cfg(test)]
 mod tests {
