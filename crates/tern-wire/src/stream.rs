@@ -51,13 +51,14 @@ use crate::{ChannelData, ChannelNumber, CHANNEL_DATA_HEADER_LEN, HEADER_LEN, MAG
 
 /// The default for [`Framing::max_frame_len`]: 65,536 bytes.
 ///
-/// The largest UDP datagram a TURN client can send is 65,535 bytes, and every STUN or
-/// ChannelData message that fits in one also fits in a 65,536-byte frame: a STUN message is at
-/// most 65,532 bytes (a multiple of four), and a ChannelData message of 65,535 bytes or fewer
-/// occupies at most 65,536 on a stream once padded. So a stream client is refused nothing a
-/// UDP client could send, and a connection's read buffer of this size always holds one whole
-/// frame. Only lengths no datagram can carry are refused: STUN messages of 65,540 to 65,552
-/// bytes and ChannelData of more than 65,531 bytes of data.
+/// No UDP datagram is longer than 65,535 bytes (the payload limit is 65,507 over IPv4 and
+/// 65,527 over IPv6), and every STUN or ChannelData message that fits in one also fits in a
+/// 65,536-byte frame: a STUN message is then at most 65,532 bytes (a multiple of four), and a
+/// ChannelData message of at most 65,535 bytes occupies at most 65,536 once padded. So a stream
+/// client is refused nothing a UDP client could send, and a read buffer of this size always
+/// holds one whole frame. What the length fields allow beyond it, and no datagram could carry,
+/// is refused: STUN messages of 65,540 to 65,552 bytes, ChannelData with more than 65,532
+/// bytes of data.
 pub const MAX_FRAME_LEN: usize = 65_536;
 
 /// The rules a connection's stream is held to.
