@@ -158,8 +158,8 @@ pub enum StreamError {
     /// Bytes 4..8 of a STUN header are not the magic cookie 0x2112A442. Decided by the first
     /// 8 bytes.
     ///
-    /// RFC 8489 §6 requires the cookie, and TURN (RFC 8656 §2) is built on RFC 8489 alone.
-    /// coturn still answers classic RFC 3489 Binding requests, which have none, unless
+    /// RFC 8489 §5 requires the cookie in every message, and TURN (RFC 8656) extends
+    /// RFC 8489's STUN, not RFC 3489's. coturn still answers classic RFC 3489 Binding requests, which have none, unless
     /// `no-stun-backward-compatibility` is set; tern does not: [`crate::Message::parse`]
     /// rejects such a message on UDP too, so letting it through the framing would only
     /// delay the drop. The cookie is also what tells a framed STUN message from a stream that
