@@ -80,6 +80,7 @@ pub mod auth;
 mod config;
 pub mod counters;
 mod error;
+mod label;
 pub mod nonce;
 pub mod peer_filter;
 mod pool;
@@ -94,7 +95,7 @@ mod timer;
 pub use allocation::{footprint as allocation_footprint, ClientAddr, FiveTuple, PeerAddr, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
 pub use counters::{Counters, PathCount};
-pub use error::{AuthFailure, DropReason, RequestError};
+pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
 pub use peer_filter::{IpRange, PeerFilter, PeerFilterConfig};
 pub use pool::PortPool;
 pub use server::{

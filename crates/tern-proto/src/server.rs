@@ -66,25 +66,15 @@ pub enum PeerOutput {
     Drop(DropReason),
 }
 
-/// Why an allocation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// Its lifetime ran out.
-    Expired,
-    /// The client sent Refresh with LIFETIME 0.
-    Deleted,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-impl EndReason {
-    /// A stable label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Expired => "expired",
-            Self::Deleted => "deleted",
-            Self::Shutdown => "shutdown",
-        }
+crate::label_enum! {
+    /// Why an allocation ended; a metrics and log label.
+    pub enum EndReason {
+        /// Its lifetime ran out.
+        Expired => "expired",
+        /// The client sent Refresh with LIFETIME 0.
+        Deleted => "deleted",
+        /// The server is shutting down.
+        Shutdown => "shutdown",
     }
 }
 

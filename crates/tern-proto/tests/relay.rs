@@ -449,11 +449,7 @@ fn max_bps_limits_each_direction_of_each_allocation() {
     ));
 
     let c0 = h.server.counters().clone();
-    let rate_limited = tern_proto::counters::DROP_REASONS
-        .iter()
-        .position(|r| *r == DropReason::RateLimited)
-        .unwrap();
-    assert_eq!(c0.dropped[rate_limited], 9 + 1 + 9);
+    assert_eq!(c0.dropped(DropReason::RateLimited), 9 + 1 + 9);
     assert_eq!(c0.channel_to_peer.packets, 11 + 1);
     assert_eq!(c0.channel_to_client.packets, 11);
 

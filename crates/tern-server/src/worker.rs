@@ -408,7 +408,7 @@ impl Worker {
                     info!(
                         client = %five_tuple.client,
                         %relayed,
-                        reason = reason.as_str(),
+                        reason = reason.label(),
                         duration_s = duration.as_secs(),
                         bytes_to_peers = traffic.bytes_to_peers,
                         bytes_to_client = traffic.bytes_to_client,
