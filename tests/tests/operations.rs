@@ -49,7 +49,7 @@ impl Metrics {
     fn parse(text: &str) -> Metrics {
         let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
             .expect("the exposition parses");
-        let allowed_labels = ["direction", "path", "reason", "method", "result"];
+        let allowed_labels = ["direction", "path", "reason", "method", "result", "kind"];
         let mut map = BTreeMap::new();
         for s in scrape.samples {
             assert!(s.metric.starts_with("tern_"), "{}", s.metric);
@@ -286,7 +286,7 @@ fn admin_endpoints() {
     let second = scrape(&server);
     let keys = |m: &Metrics| m.0.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&first), keys(&second));
-    assert_eq!(first.0.len(), 119, "{:#?}", first.0.keys());
+    assert_eq!(first.0.len(), 122, "{:#?}", first.0.keys());
 
     // The Grafana dashboard only queries metrics that exist.
     let names: Vec<&str> = first

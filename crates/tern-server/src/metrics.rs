@@ -2,7 +2,8 @@
 //!
 //! A fresh [`Registry`] is built for every scrape from [`Totals`] (counters each worker keeps
 //! in plain integers, summed here; no packet ever touches a lock or a shared cache line for
-//! them). Every label takes its values from the `ALL` list of a label enum (`tern_proto`'s), so the number of series is fixed by construction: there is no per-user, per-address or
+//! them). Every label takes its values from the `ALL` list of a label enum (`tern_proto`'s,
+//! and [`IoErrorKind`]), so the number of series is fixed by construction: there is no per-user, per-address or
 //! per-port label anywhere.
 
 use prometheus_client::encoding::{prometheus_text, text, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -13,7 +14,7 @@ use prometheus_client::registry::Registry;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
 use tern_proto::{DropReason, EndReason, PathCount, RequestResult};
 
-use crate::control::Totals;
+use crate::control::{IoErrorKind, Totals};
 
 /// `Content-Type` of the Prometheus text format (version 0.0.4), served by default.
 pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -195,6 +196,15 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
             .zip(c.dropped)
             .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
+    counter_family(
+        &mut r,
+        "io_errors",
+        "System calls of the workers that failed, by kind (send_to_peer, send_to_client, receive)",
+        IoErrorKind::ALL
+            .into_iter()
+            .zip(t.io_errors)
+            .map(|(kind, n)| (labels(&[("kind", kind.label())]), n)),
+    );
     gauge(
         &mut r,
         "draining",
@@ -258,6 +268,7 @@ mod tests {
         t.counters.requests[RequestMethod::Allocate.index()][RequestResult::TryAlternate.index()] =
             5;
         t.counters.auth_failures[AuthFailureReason::StaleNonce.index()] = 4;
+        t.io_errors[IoErrorKind::SendToPeer.index()] = 6;
         let p = ProcessState {
             draining: true,
             ..Default::default()
@@ -295,6 +306,10 @@ mod tests {
             Some(0)
         );
         assert_eq!(
+            sample(&text, r#"tern_io_errors_total{kind="send_to_peer"}"#),
+            Some(6)
+        );
+        assert_eq!(
             sample(&text, "tern_insufficient_capacity_responses_total"),
             Some(3)
         );
@@ -316,9 +331,9 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 5 gauges + created + 3 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
-        // + 8 drops + draining + 2 reloads + 2 worker gauges.
-        assert_eq!(series, 5 + 1 + 3 + 84 + 1 + 4 + 8 + 8 + 1 + 2 + 2);
-        assert_eq!(series, 119, "the figure in README.md's Metrics section");
+        // + 8 drops + 3 I/O errors + draining + 2 reloads + 2 worker gauges.
+        assert_eq!(series, 5 + 1 + 3 + 84 + 1 + 4 + 8 + 8 + 3 + 1 + 2 + 2);
+        assert_eq!(series, 122, "the figure in README.md's Metrics section");
     }
 
     #[test]
