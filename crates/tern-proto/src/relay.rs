@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use tern_wire::{
-    attr, ChannelData, Class, MessageType, Method, CHANNEL_DATA_HEADER_LEN, MAGIC_COOKIE,
+    frame_data_indication, ChannelData, TransactionId, CHANNEL_DATA_HEADER_LEN,
+    DATA_INDICATION_MAX_PAYLOAD,
 };
 
 use crate::error::DropReason;
@@ -50,7 +51,9 @@ impl Server {
         if !alloc.has_permission(peer.ip()) {
             return PeerOutput::Drop(DropReason::NoPermission);
         }
-        if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > usize::from(u16::MAX) - 64 {
+        // A Data indication carries less than ChannelData (whose limit is u16::MAX), so its
+        // limit is checked once, before the framing is chosen.
+        if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > DATA_INDICATION_MAX_PAYLOAD {
             return PeerOutput::Drop(DropReason::TooBig);
         }
         if !alloc.within_rate(Direction::ToClient, now, len) {
@@ -71,50 +74,19 @@ impl Server {
                 range: start..PEER_HEADROOM + len,
             };
         }
-        // A Data indication (RFC 8656 §11.4): XOR-PEER-ADDRESS, then DATA around the payload.
-        let mut addr = [0u8; 20];
-        let tid_bits = self.rng.next_u64();
-        let mut tid = [0u8; 12];
-        tid[..8].copy_from_slice(&tid_bits.to_le_bytes());
-        tid[8..].copy_from_slice(&(tid_bits as u32 ^ 0x5a5a_5a5a).to_le_bytes());
-        let addr_len = attr::encode_address(
-            attr::xor_addr(peer, &tern_wire::TransactionId(tid)),
-            &mut addr,
-        );
-        let header_len = tern_wire::HEADER_LEN + 4 + addr_len + 4;
-        let start = PEER_HEADROOM - header_len;
-        let pad = (4 - len % 4) % 4;
-        let fp_len = if always_fingerprint { 8 } else { 0 };
-        let body_len = header_len - tern_wire::HEADER_LEN + len + pad + fp_len;
-        let h = &mut buf[start..PEER_HEADROOM];
-        h[0..2].copy_from_slice(
-            &MessageType::new(Method::DATA, Class::Indication)
-                .to_u16()
-                .to_be_bytes(),
-        );
-        h[2..4].copy_from_slice(&(body_len as u16).to_be_bytes());
-        h[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
-        h[8..20].copy_from_slice(&tid);
-        h[20..22].copy_from_slice(&attr::XOR_PEER_ADDRESS.to_be_bytes());
-        h[22..24].copy_from_slice(&(addr_len as u16).to_be_bytes());
-        h[24..24 + addr_len].copy_from_slice(&addr[..addr_len]);
-        let d = 24 + addr_len;
-        h[d..d + 2].copy_from_slice(&attr::DATA.to_be_bytes());
-        h[d + 2..d + 4].copy_from_slice(&(len as u16).to_be_bytes());
-        let mut end = PEER_HEADROOM + len;
-        buf[end..end + pad].fill(0);
-        end += pad;
-        if always_fingerprint {
-            buf[end..end + 2].copy_from_slice(&attr::FINGERPRINT.to_be_bytes());
-            buf[end + 2..end + 4].copy_from_slice(&4u16.to_be_bytes());
-            let crc = tern_wire::fingerprint_of(&buf[start..end]);
-            buf[end + 4..end + 8].copy_from_slice(&crc.to_be_bytes());
-            end += 8;
-        }
+        let tid = self.data_indication_tid();
+        let payload = PEER_HEADROOM..PEER_HEADROOM + len;
+        let range = frame_data_indication(buf, payload, peer, &tid, always_fingerprint);
         self.counters.data_to_client.add(len);
-        PeerOutput::Forward {
-            five_tuple,
-            range: start..end,
-        }
+        PeerOutput::Forward { five_tuple, range }
+    }
+
+    /// A fresh transaction id for a Data indication, from the seeded generator.
+    fn data_indication_tid(&mut self) -> TransactionId {
+        let bits = self.rng.next_u64();
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&bits.to_le_bytes());
+        tid[8..].copy_from_slice(&(bits as u32 ^ 0x5a5a_5a5a).to_le_bytes());
+        TransactionId(tid)
     }
 }

@@ -32,6 +32,13 @@ pub const PEER_HEADROOM: usize = 64;
 /// indication).
 pub const PEER_TAILROOM: usize = 12;
 
+const _: () = assert!(
+    PEER_HEADROOM >= tern_wire::DATA_INDICATION_HEADROOM
+        && PEER_HEADROOM >= tern_wire::CHANNEL_DATA_HEADER_LEN
+        && PEER_TAILROOM >= tern_wire::DATA_INDICATION_TAILROOM,
+    "room for the longest framing"
+);
+
 /// What to do with a datagram a client sent to a listening address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientOutput {
