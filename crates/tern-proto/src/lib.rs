@@ -82,6 +82,7 @@ pub mod counters;
 mod error;
 mod label;
 pub mod nonce;
+mod peer_check;
 pub mod peer_filter;
 mod pool;
 mod rate;

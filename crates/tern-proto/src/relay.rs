@@ -1,19 +1,123 @@
-//! The peer → client hot path: frame a peer's datagram in place as ChannelData or as a Data
-//! indication. No allocation, no lock, no log line; the relay port indexes an array.
+//! The data paths. Client → peer: ChannelData and Send indications share one function,
+//! [`Server::payload_to_peer`]. Peer → client: a peer's datagram is framed in place as
+//! ChannelData or as a Data indication. No allocation, no lock, no log line; a relay port
+//! indexes an array.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use tern_wire::{
-    frame_data_indication, ChannelData, TransactionId, CHANNEL_DATA_HEADER_LEN,
+    attr, frame_data_indication, ChannelData, Message, TransactionId, CHANNEL_DATA_HEADER_LEN,
     DATA_INDICATION_MAX_PAYLOAD,
 };
 
+use crate::allocation::FiveTuple;
 use crate::error::DropReason;
+use crate::peer_check::{decode_peer, PeerUse};
 use crate::rate::Direction;
-use crate::server::{PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
+use crate::server::{ClientOutput, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
+
+/// Where a client's payload goes.
+#[derive(Debug, Clone, Copy)]
+enum Destination {
+    /// The peer bound to this channel number (ChannelData).
+    Channel(u16),
+    /// The peer a Send indication names.
+    Peer(SocketAddr),
+}
 
 impl Server {
+    /// A ChannelData message from a client (RFC 8656 §12.6).
+    #[inline]
+    pub(crate) fn handle_client_channel_data(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        data: &[u8],
+    ) -> ClientOutput {
+        let parsed = if self.config.rfc5766_channels {
+            ChannelData::parse_rfc5766(data)
+        } else {
+            ChannelData::parse(data)
+        };
+        let Ok(cd) = parsed else {
+            return ClientOutput::Drop(DropReason::Malformed);
+        };
+        let payload = CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + cd.payload.len();
+        let to = Destination::Channel(cd.channel.get());
+        self.payload_to_peer(now, five_tuple, to, payload)
+    }
+
+    /// A Send indication (RFC 8656 §11.2): relay its DATA to its XOR-PEER-ADDRESS if a
+    /// permission exists; otherwise drop it silently.
+    pub(crate) fn handle_send(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        msg: &Message<'_>,
+    ) -> ClientOutput {
+        let (Some(peer), Some(data)) = (msg.get(attr::XOR_PEER_ADDRESS), msg.get(attr::DATA))
+        else {
+            return ClientOutput::Drop(DropReason::Malformed);
+        };
+        let Some(peer) = decode_peer(peer.value, msg) else {
+            return ClientOutput::Drop(DropReason::Malformed);
+        };
+        if !self.peer_allowed(peer, PeerUse::Send) {
+            return ClientOutput::Drop(DropReason::DeniedPeer);
+        }
+        let start = data.offset + 4;
+        let payload = start..start + data.value.len();
+        self.payload_to_peer(now, five_tuple, Destination::Peer(peer), payload)
+    }
+
+    /// Client payload to peer, the steps ChannelData and Send share: the 5-tuple's
+    /// allocation, the peer, its permission, the rate limit, then traffic and counters.
+    /// `payload` is the range of the received datagram to send.
+    ///
+    /// Always inlined: as a call it costs the ChannelData path about 40 instructions a
+    /// packet (moving the 5-tuple and the destination), a fifth of its budget, and
+    /// `benches/callgrind.sh` shows it.
+    #[inline(always)]
+    fn payload_to_peer(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        to: Destination,
+        payload: Range<usize>,
+    ) -> ClientOutput {
+        let Some(alloc) = self.allocation_by_five_tuple_mut(&five_tuple) else {
+            return ClientOutput::Drop(DropReason::NoAllocation);
+        };
+        let peer = match to {
+            Destination::Channel(number) => match alloc.channel_by_number(number) {
+                Some(c) => c.peer,
+                None => return ClientOutput::Drop(DropReason::NoChannel),
+            },
+            Destination::Peer(peer) => peer,
+        };
+        if !alloc.has_permission(peer.ip()) {
+            return ClientOutput::Drop(DropReason::NoPermission);
+        }
+        let len = payload.len();
+        if !alloc.within_rate(Direction::ToPeers, now, len) {
+            return ClientOutput::Drop(DropReason::RateLimited);
+        }
+        alloc.traffic.packets_to_peers += 1;
+        alloc.traffic.bytes_to_peers += len as u64;
+        let relay_port = alloc.relay_port;
+        match to {
+            Destination::Channel(_) => self.counters.channel_to_peer.add(len),
+            Destination::Peer(_) => self.counters.send_to_peer.add(len),
+        }
+        ClientOutput::Relay {
+            relay_port,
+            peer,
+            payload,
+        }
+    }
+
     /// Handles a datagram from `peer` to relay port `relay_port`. The payload is at
     /// `buf[PEER_HEADROOM..PEER_HEADROOM + len]`, and `buf` extends at least
     /// `PEER_TAILROOM` bytes beyond it; the message for the client is framed in place.
