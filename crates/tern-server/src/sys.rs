@@ -55,6 +55,7 @@ impl Epoll {
         // nothing else owns, which OwnedFd then closes exactly once.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         Ok(Self {
+            // SAFETY: epoll_create1 succeeded, so `fd` is open and nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -648,7 +649,8 @@ fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool, refused: &mut 
         }
         let storage = storages[h].write(zeroed_storage());
         let len = to_storage(to, storage);
-        // SAFETY (zeroed): mmsghdr is plain old data; zero is a valid value.
+        // SAFETY: mmsghdr is plain old data (integers and raw pointers); all zeros is a valid
+        // value of it.
         let hdr = &mut hdrs[h].write(unsafe { std::mem::zeroed() }).msg_hdr;
         hdr.msg_name = (storage as *mut libc::sockaddr_storage).cast();
         hdr.msg_namelen = len;
