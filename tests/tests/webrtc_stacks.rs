@@ -48,6 +48,9 @@ fn python() -> Option<PathBuf> {
     let python = std::env::var_os("TERN_WEBRTC_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/webrtc-venv/bin/python"));
+    if !python.is_file() {
+        return None; // No venv: run_bounded would panic on the spawn instead of skipping.
+    }
     let out = run_bounded(
         Command::new(&python).args(["-c", "import aiortc"]),
         Duration::from_secs(60),
