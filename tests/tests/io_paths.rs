@@ -193,17 +193,21 @@ fn send_gso(sock: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>]) {
             iov_len: d.len(),
         })
         .collect();
+    // SAFETY: sockaddr_in is plain old data; all zeros is a valid value of it.
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     addr.sin_family = libc::AF_INET as libc::sa_family_t;
     addr.sin_port = to.port().to_be();
     addr.sin_addr.s_addr = u32::from(*to.ip()).to_be();
     let mut ctrl = [0u64; 4];
+    // SAFETY: msghdr is plain old data (integers and raw pointers); all zeros is a valid
+    // value of it (null pointers with zero lengths).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
     msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len();
     msg.msg_control = ctrl.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation on a length.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
     // SAFETY: msg points at live locals: the address, the iovecs over `datagrams`, and a
     // control buffer of CMSG_SPACE(2) bytes or more holding one UDP_SEGMENT cmsg.

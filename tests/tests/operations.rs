@@ -49,7 +49,7 @@ impl Metrics {
     fn parse(text: &str) -> Metrics {
         let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
             .expect("the exposition parses");
-        let allowed_labels = ["direction", "path", "reason", "method", "result"];
+        let allowed_labels = ["direction", "path", "reason", "method", "result", "kind"];
         let mut map = BTreeMap::new();
         for s in scrape.samples {
             assert!(s.metric.starts_with("tern_"), "{}", s.metric);
@@ -286,7 +286,7 @@ fn admin_endpoints() {
     let second = scrape(&server);
     let keys = |m: &Metrics| m.0.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&first), keys(&second));
-    assert_eq!(first.0.len(), 113, "{:#?}", first.0.keys());
+    assert_eq!(first.0.len(), 122, "{:#?}", first.0.keys());
 
     // The Grafana dashboard only queries metrics that exist.
     let names: Vec<&str> = first
@@ -413,6 +413,29 @@ fn drain_timeout_and_a_second_sigterm() {
         .expect("a SIGTERM during a drain stops at once");
     assert!(status.success(), "{status}");
     assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_300_while_draining_is_counted_as_300() {
+    let (server, _client, _, _) =
+        draining_setup(&["--drain-timeout=30", "--alternate-server=127.0.0.1:3479"]);
+    server.signal("USR1");
+    wait_draining(&server);
+    let mut late = RawClient::new(server.addr(), SECRET, REALM);
+    assert_eq!(late.allocate().0, 300);
+    let m = scrape_until(&server, "the 300", |m| {
+        requests(m, "allocate", "300") >= 1.0
+    });
+    assert_eq!(requests(&m, "allocate", "300"), 1.0);
+    assert_eq!(
+        requests(&m, "allocate", "success"),
+        1.0,
+        "only draining_setup's allocation succeeded"
+    );
+    assert_eq!(
+        m.get("tern_insufficient_capacity_responses_total", &[]),
+        0.0
+    );
 }
 
 fn temp_dir(name: &str) -> PathBuf {

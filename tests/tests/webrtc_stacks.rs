@@ -47,7 +47,7 @@ fn python() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/webrtc-venv/bin/python"));
     if !python.is_file() {
-        return None;
+        return None; // No venv: run_bounded would panic on the spawn instead of skipping.
     }
     let out = run_bounded(
         Command::new(&python).args(["-c", "import aiortc"]),

@@ -4,7 +4,7 @@
 
 use tern_wire::Method;
 
-use crate::error::{AuthFailure, DropReason, RequestError};
+use crate::error::{AuthFailure, DropReason, RequestError, RequestResult};
 use crate::server::EndReason;
 
 /// Packets and bytes of application data on one path.
@@ -29,40 +29,68 @@ impl PathCount {
     }
 }
 
-/// Methods counted in [`Counters::requests`], by index.
-pub const METHODS: [&str; 6] = [
-    "binding",
-    "allocate",
-    "refresh",
-    "create_permission",
-    "channel_bind",
-    "other",
-];
-/// Results counted in [`Counters::requests`], by index: 0 is success, the rest error codes.
-pub const RESULTS: [u16; 13] = [
-    0, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 486, 508,
-];
-/// Drop reasons counted in [`Counters::dropped`], by index.
-pub const DROP_REASONS: [DropReason; 8] = [
-    DropReason::Malformed,
-    DropReason::UnexpectedMessage,
-    DropReason::NoAllocation,
-    DropReason::NoPermission,
-    DropReason::NoChannel,
-    DropReason::DeniedPeer,
-    DropReason::TooBig,
-    DropReason::RateLimited,
-];
-/// Authentication failure reasons counted in [`Counters::auth_failures`], by index.
-pub const AUTH_FAILURES: [&str; 4] = [
-    "unknown_user",
-    "bad_integrity",
-    "expired_rest_credential",
-    "stale_nonce",
-];
-/// End reasons counted in [`Counters::allocations_ended`], by index.
-pub const END_REASONS: [EndReason; 3] =
-    [EndReason::Expired, EndReason::Deleted, EndReason::Shutdown];
+crate::label_enum! {
+    /// The method of a request, a `method` label of [`Counters::requests`].
+    pub enum RequestMethod {
+        /// Binding.
+        Binding => "binding",
+        /// Allocate.
+        Allocate => "allocate",
+        /// Refresh.
+        Refresh => "refresh",
+        /// CreatePermission.
+        CreatePermission => "create_permission",
+        /// ChannelBind.
+        ChannelBind => "channel_bind",
+        /// Any other method (answered 400).
+        Other => "other",
+    }
+}
+
+impl RequestMethod {
+    /// The label of `method`.
+    pub fn of(method: Method) -> Self {
+        match method {
+            Method::BINDING => Self::Binding,
+            Method::ALLOCATE => Self::Allocate,
+            Method::REFRESH => Self::Refresh,
+            Method::CREATE_PERMISSION => Self::CreatePermission,
+            Method::CHANNEL_BIND => Self::ChannelBind,
+            _ => Self::Other,
+        }
+    }
+}
+
+crate::label_enum! {
+    /// Why authentication failed, an `auth_failures` label. The nonce challenge (the first
+    /// 401 of every client) is not a failure and has none.
+    pub enum AuthFailureReason {
+        /// [`AuthFailure::UnknownUser`].
+        UnknownUser => "unknown_user",
+        /// [`AuthFailure::BadIntegrity`].
+        BadIntegrity => "bad_integrity",
+        /// [`AuthFailure::ExpiredRestCredential`].
+        ExpiredRestCredential => "expired_rest_credential",
+        /// [`RequestError::StaleNonce`]: routine, the client retries with the new nonce.
+        StaleNonce => "stale_nonce",
+    }
+}
+
+impl AuthFailureReason {
+    /// The authentication failure `error` counts as, if any.
+    pub fn of(error: RequestError) -> Option<Self> {
+        match error {
+            RequestError::Unauthorized(why) => match why {
+                AuthFailure::Challenge => None,
+                AuthFailure::UnknownUser => Some(Self::UnknownUser),
+                AuthFailure::BadIntegrity => Some(Self::BadIntegrity),
+                AuthFailure::ExpiredRestCredential => Some(Self::ExpiredRestCredential),
+            },
+            RequestError::StaleNonce => Some(Self::StaleNonce),
+            _ => None,
+        }
+    }
+}
 
 /// Everything the core counts. Cumulative since the core started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,52 +103,49 @@ pub struct Counters {
     pub send_to_peer: PathCount,
     /// Peer data relayed to clients as Data indications.
     pub data_to_client: PathCount,
-    /// Datagrams dropped, by [`DROP_REASONS`] index.
-    pub dropped: [u64; DROP_REASONS.len()],
-    /// Requests answered, by [`METHODS`] index then [`RESULTS`] index.
-    pub requests: [[u64; 14]; 6],
-    /// Authentication failures, by [`AUTH_FAILURES`] index.
-    pub auth_failures: [u64; 4],
+    /// Datagrams dropped, by [`DropReason::index`].
+    pub dropped: [u64; DropReason::ALL.len()],
+    /// Requests answered, by [`RequestMethod::index`] then [`RequestResult::index`].
+    pub requests: [[u64; RequestResult::ALL.len()]; RequestMethod::ALL.len()],
+    /// Authentication failures, by [`AuthFailureReason::index`].
+    pub auth_failures: [u64; AuthFailureReason::ALL.len()],
     /// Allocations created.
     pub allocations_created: u64,
-    /// Allocations ended, by [`END_REASONS`] index.
-    pub allocations_ended: [u64; 3],
+    /// Allocations ended, by [`EndReason::index`].
+    pub allocations_ended: [u64; EndReason::ALL.len()],
 }
 
 impl Counters {
     #[inline]
     pub(crate) fn drop(&mut self, reason: DropReason) {
-        let i = DROP_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
-        self.dropped[i] += 1;
+        self.dropped[reason.index()] += 1;
     }
 
     pub(crate) fn request(&mut self, method: Method, result: Result<(), RequestError>) {
-        let m = match method {
-            Method::BINDING => 0,
-            Method::ALLOCATE => 1,
-            Method::REFRESH => 2,
-            Method::CREATE_PERMISSION => 3,
-            Method::CHANNEL_BIND => 4,
-            _ => 5,
-        };
-        let code = result.err().map_or(0, RequestError::code);
-        let r = RESULTS.iter().position(|c| *c == code).unwrap_or(0);
-        self.requests[m][r] += 1;
-        let auth = match result {
-            Err(RequestError::Unauthorized(AuthFailure::UnknownUser)) => Some(0),
-            Err(RequestError::Unauthorized(AuthFailure::BadIntegrity)) => Some(1),
-            Err(RequestError::Unauthorized(AuthFailure::ExpiredRestCredential)) => Some(2),
-            Err(RequestError::StaleNonce) => Some(3),
-            _ => None,
-        };
-        if let Some(a) = auth {
-            self.auth_failures[a] += 1;
+        let r = result.map_or_else(RequestError::result, |()| RequestResult::Success);
+        self.requests[RequestMethod::of(method).index()][r.index()] += 1;
+        if let Some(a) = result.err().and_then(AuthFailureReason::of) {
+            self.auth_failures[a.index()] += 1;
         }
     }
 
     pub(crate) fn ended(&mut self, reason: EndReason) {
-        let i = END_REASONS.iter().position(|r| *r == reason).unwrap_or(0);
-        self.allocations_ended[i] += 1;
+        self.allocations_ended[reason.index()] += 1;
+    }
+
+    /// Requests of `method` answered with `result`.
+    pub fn requests(&self, method: RequestMethod, result: RequestResult) -> u64 {
+        self.requests[method.index()][result.index()]
+    }
+
+    /// Datagrams dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+
+    /// Authentication failures for `reason`.
+    pub fn auth_failures(&self, reason: AuthFailureReason) -> u64 {
+        self.auth_failures[reason.index()]
     }
 
     /// Adds `other` into `self` (summing workers).
@@ -148,5 +173,49 @@ impl Counters {
         {
             *a += b;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::label::assert_indexed;
+
+    #[test]
+    fn every_label_enum_is_indexed() {
+        assert_indexed(&RequestMethod::ALL.map(|x| (x as usize, x.label())));
+        assert_indexed(&RequestResult::ALL.map(|x| (x as usize, x.label())));
+        assert_indexed(&AuthFailureReason::ALL.map(|x| (x as usize, x.label())));
+        assert_indexed(&DropReason::ALL.map(|x| (x as usize, x.label())));
+        assert_indexed(&EndReason::ALL.map(|x| (x as usize, x.label())));
+    }
+
+    #[test]
+    fn every_result_label_is_success_or_its_code() {
+        for r in RequestResult::ALL {
+            match r {
+                RequestResult::Success => assert_eq!(r.label(), "success"),
+                _ => assert_eq!(r.label(), r.code().to_string()),
+            }
+        }
+        assert_eq!(
+            RequestError::TryAlternate.result(),
+            RequestResult::TryAlternate
+        );
+    }
+
+    #[test]
+    fn a_300_is_counted_as_300() {
+        let mut c = Counters::default();
+        c.request(Method::ALLOCATE, Err(RequestError::TryAlternate));
+        c.request(Method::ALLOCATE, Ok(()));
+        assert_eq!(
+            c.requests(RequestMethod::Allocate, RequestResult::TryAlternate),
+            1
+        );
+        assert_eq!(
+            c.requests(RequestMethod::Allocate, RequestResult::Success),
+            1
+        );
     }
 }

@@ -43,7 +43,8 @@ pub enum RequestError {
     InsufficientCapacity,
 }
 
-/// Why authentication failed; a metrics label.
+/// Why authentication failed (the `auth_failures` label is
+/// [`crate::counters::AuthFailureReason`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthFailure {
@@ -70,46 +71,114 @@ impl AuthFailure {
 }
 
 impl RequestError {
-    /// The STUN error code.
-    pub fn code(self) -> u16 {
+    /// What the response says: the error code, also the `result` label of the request.
+    pub fn result(self) -> RequestResult {
         match self {
+            Self::TryAlternate => RequestResult::TryAlternate,
             Self::MissingAttribute(_)
             | Self::MalformedAttribute(_)
             | Self::BadChannelNumber
             | Self::ChannelConflict
             | Self::UnknownMethod
-            | Self::ReservationWithEvenPort => 400,
-            Self::Unauthorized(_) => 401,
+            | Self::ReservationWithEvenPort => RequestResult::BadRequest,
+            Self::Unauthorized(_) => RequestResult::Unauthorized,
+            Self::Forbidden => RequestResult::Forbidden,
+            Self::UnknownAttributes => RequestResult::UnknownAttribute,
+            Self::AllocationMismatch => RequestResult::AllocationMismatch,
+            Self::StaleNonce => RequestResult::StaleNonce,
+            Self::AddressFamilyNotSupported => RequestResult::AddressFamilyNotSupported,
+            Self::WrongCredentials => RequestResult::WrongCredentials,
+            Self::UnsupportedTransport => RequestResult::UnsupportedTransport,
+            Self::PeerAddressFamilyMismatch => RequestResult::PeerAddressFamilyMismatch,
+            Self::QuotaReached => RequestResult::AllocationQuotaReached,
+            Self::InsufficientCapacity => RequestResult::InsufficientCapacity,
+        }
+    }
+
+    /// The STUN error code.
+    pub fn code(self) -> u16 {
+        self.result().code()
+    }
+
+    /// The reason phrase RFC 8489/8656 suggest.
+    pub fn reason(self) -> &'static str {
+        self.result().reason()
+    }
+}
+
+crate::label_enum! {
+    /// How a request was answered: success or one STUN error code. The `result` label of
+    /// [`crate::Counters::requests`] is the code itself (`"300"`, `"400"`, ...).
+    pub enum RequestResult {
+        /// A success response.
+        Success => "success",
+        /// 300 Try Alternate.
+        TryAlternate => "300",
+        /// 400 Bad Request.
+        BadRequest => "400",
+        /// 401 Unauthorized.
+        Unauthorized => "401",
+        /// 403 Forbidden.
+        Forbidden => "403",
+        /// 420 Unknown Attribute.
+        UnknownAttribute => "420",
+        /// 437 Allocation Mismatch.
+        AllocationMismatch => "437",
+        /// 438 Stale Nonce.
+        StaleNonce => "438",
+        /// 440 Address Family not Supported.
+        AddressFamilyNotSupported => "440",
+        /// 441 Wrong Credentials.
+        WrongCredentials => "441",
+        /// 442 Unsupported Transport Protocol.
+        UnsupportedTransport => "442",
+        /// 443 Peer Address Family Mismatch.
+        PeerAddressFamilyMismatch => "443",
+        /// 486 Allocation Quota Reached.
+        AllocationQuotaReached => "486",
+        /// 508 Insufficient Capacity.
+        InsufficientCapacity => "508",
+    }
+}
+
+impl RequestResult {
+    /// The STUN error code; 0 for [`RequestResult::Success`], which has none.
+    pub const fn code(self) -> u16 {
+        match self {
+            Self::Success => 0,
+            Self::TryAlternate => 300,
+            Self::BadRequest => 400,
+            Self::Unauthorized => 401,
             Self::Forbidden => 403,
-            Self::UnknownAttributes => 420,
+            Self::UnknownAttribute => 420,
             Self::AllocationMismatch => 437,
             Self::StaleNonce => 438,
             Self::AddressFamilyNotSupported => 440,
             Self::WrongCredentials => 441,
             Self::UnsupportedTransport => 442,
             Self::PeerAddressFamilyMismatch => 443,
-            Self::QuotaReached => 486,
+            Self::AllocationQuotaReached => 486,
             Self::InsufficientCapacity => 508,
-            Self::TryAlternate => 300,
         }
     }
 
     /// The reason phrase RFC 8489/8656 suggest.
-    pub fn reason(self) -> &'static str {
-        match self.code() {
-            300 => "Try Alternate",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            420 => "Unknown Attribute",
-            437 => "Allocation Mismatch",
-            438 => "Stale Nonce",
-            440 => "Address Family not Supported",
-            441 => "Wrong Credentials",
-            442 => "Unsupported Transport Protocol",
-            443 => "Peer Address Family Mismatch",
-            486 => "Allocation Quota Reached",
-            _ => "Insufficient Capacity",
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::Success => "Success",
+            Self::TryAlternate => "Try Alternate",
+            Self::BadRequest => "Bad Request",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
+            Self::UnknownAttribute => "Unknown Attribute",
+            Self::AllocationMismatch => "Allocation Mismatch",
+            Self::StaleNonce => "Stale Nonce",
+            Self::AddressFamilyNotSupported => "Address Family not Supported",
+            Self::WrongCredentials => "Wrong Credentials",
+            Self::UnsupportedTransport => "Unsupported Transport Protocol",
+            Self::PeerAddressFamilyMismatch => "Peer Address Family Mismatch",
+            Self::AllocationQuotaReached => "Allocation Quota Reached",
+            Self::InsufficientCapacity => "Insufficient Capacity",
         }
     }
 }
@@ -128,41 +197,26 @@ impl fmt::Display for RequestError {
 
 impl std::error::Error for RequestError {}
 
-/// Why a datagram was dropped without an answer; a metrics label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DropReason {
-    /// Not STUN and not ChannelData, or failed to parse, or a bad FINGERPRINT.
-    Malformed,
-    /// A STUN response or an indication other than Send from a client.
-    UnexpectedMessage,
-    /// ChannelData or a Send indication from a 5-tuple with no allocation; or data from a
-    /// peer to a relay port with no allocation.
-    NoAllocation,
-    /// No permission for the peer's IP.
-    NoPermission,
-    /// ChannelData on a channel that is not bound.
-    NoChannel,
-    /// A Send indication to a peer the filter refuses.
-    DeniedPeer,
-    /// A payload too big to frame for the client.
-    TooBig,
-    /// Over the allocation's bandwidth limit (`max-bps`) in its direction.
-    RateLimited,
-}
-
-impl DropReason {
-    /// A stable label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::UnexpectedMessage => "unexpected_message",
-            Self::NoAllocation => "no_allocation",
-            Self::NoPermission => "no_permission",
-            Self::NoChannel => "no_channel",
-            Self::DeniedPeer => "denied_peer",
-            Self::TooBig => "too_big",
-            Self::RateLimited => "rate_limited",
-        }
+crate::label_enum! {
+    /// Why a datagram was dropped without an answer; a metrics label.
+    #[non_exhaustive]
+    pub enum DropReason {
+        /// Not STUN and not ChannelData, or failed to parse, or a bad FINGERPRINT.
+        Malformed => "malformed",
+        /// A STUN response or an indication other than Send from a client.
+        UnexpectedMessage => "unexpected_message",
+        /// ChannelData or a Send indication from a 5-tuple with no allocation; or data from a
+        /// peer to a relay port with no allocation.
+        NoAllocation => "no_allocation",
+        /// No permission for the peer's IP.
+        NoPermission => "no_permission",
+        /// ChannelData on a channel that is not bound.
+        NoChannel => "no_channel",
+        /// A Send indication to a peer the filter refuses.
+        DeniedPeer => "denied_peer",
+        /// A payload too big to frame for the client.
+        TooBig => "too_big",
+        /// Over the allocation's bandwidth limit (`max-bps`) in its direction.
+        RateLimited => "rate_limited",
     }
 }

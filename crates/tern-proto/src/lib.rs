@@ -80,7 +80,9 @@ pub mod auth;
 mod config;
 pub mod counters;
 mod error;
+mod label;
 pub mod nonce;
+mod peer_check;
 pub mod peer_filter;
 mod pool;
 mod rate;
@@ -94,7 +96,7 @@ mod timer;
 pub use allocation::{footprint as allocation_footprint, ClientAddr, FiveTuple, PeerAddr, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
 pub use counters::{Counters, PathCount};
-pub use error::{AuthFailure, DropReason, RequestError};
+pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
 pub use peer_filter::{IpRange, PeerFilter, PeerFilterConfig};
 pub use pool::PortPool;
 pub use server::{

@@ -1,18 +1,123 @@
-//! The peer → client hot path: frame a peer's datagram in place as ChannelData or as a Data
-//! indication. No allocation, no lock, no log line; the relay port indexes an array.
+//! The data paths. Client → peer: ChannelData and Send indications share one function,
+//! [`Server::payload_to_peer`]. Peer → client: a peer's datagram is framed in place as
+//! ChannelData or as a Data indication. No allocation, no lock, no log line; a relay port
+//! indexes an array.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use tern_wire::{
-    attr, ChannelData, Class, MessageType, Method, CHANNEL_DATA_HEADER_LEN, MAGIC_COOKIE,
+    attr, frame_data_indication, ChannelData, Message, TransactionId, CHANNEL_DATA_HEADER_LEN,
+    DATA_INDICATION_MAX_PAYLOAD,
 };
 
+use crate::allocation::FiveTuple;
 use crate::error::DropReason;
+use crate::peer_check::{decode_peer, PeerUse};
 use crate::rate::Direction;
-use crate::server::{PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
+use crate::server::{ClientOutput, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
+
+/// Where a client's payload goes.
+#[derive(Debug, Clone, Copy)]
+enum Destination {
+    /// The peer bound to this channel number (ChannelData).
+    Channel(u16),
+    /// The peer a Send indication names.
+    Peer(SocketAddr),
+}
 
 impl Server {
+    /// A ChannelData message from a client (RFC 8656 §12.6).
+    #[inline]
+    pub(crate) fn handle_client_channel_data(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        data: &[u8],
+    ) -> ClientOutput {
+        let parsed = if self.config.rfc5766_channels {
+            ChannelData::parse_rfc5766(data)
+        } else {
+            ChannelData::parse(data)
+        };
+        let Ok(cd) = parsed else {
+            return ClientOutput::Drop(DropReason::Malformed);
+        };
+        let payload = CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + cd.payload.len();
+        let to = Destination::Channel(cd.channel.get());
+        self.payload_to_peer(now, five_tuple, to, payload)
+    }
+
+    /// A Send indication (RFC 8656 §11.2): relay its DATA to its XOR-PEER-ADDRESS if a
+    /// permission exists; otherwise drop it silently.
+    pub(crate) fn handle_send(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        msg: &Message<'_>,
+    ) -> ClientOutput {
+        let (Some(peer), Some(data)) = (msg.get(attr::XOR_PEER_ADDRESS), msg.get(attr::DATA))
+        else {
+            return ClientOutput::Drop(DropReason::Malformed);
+        };
+        let Some(peer) = decode_peer(peer.value, msg) else {
+            return ClientOutput::Drop(DropReason::Malformed);
+        };
+        if !self.peer_allowed(peer, PeerUse::Send) {
+            return ClientOutput::Drop(DropReason::DeniedPeer);
+        }
+        let start = data.offset + 4;
+        let payload = start..start + data.value.len();
+        self.payload_to_peer(now, five_tuple, Destination::Peer(peer), payload)
+    }
+
+    /// Client payload to peer, the steps ChannelData and Send share: the 5-tuple's
+    /// allocation, the peer, its permission, the rate limit, then traffic and counters.
+    /// `payload` is the range of the received datagram to send.
+    ///
+    /// Always inlined: as a call it costs the ChannelData path about 40 instructions a
+    /// packet (moving the 5-tuple and the destination), a fifth of its budget, and
+    /// `benches/callgrind.sh` shows it.
+    #[inline(always)]
+    fn payload_to_peer(
+        &mut self,
+        now: Instant,
+        five_tuple: FiveTuple,
+        to: Destination,
+        payload: Range<usize>,
+    ) -> ClientOutput {
+        let Some(alloc) = self.allocation_by_five_tuple_mut(&five_tuple) else {
+            return ClientOutput::Drop(DropReason::NoAllocation);
+        };
+        let peer = match to {
+            Destination::Channel(number) => match alloc.channel_by_number(number) {
+                Some(c) => c.peer,
+                None => return ClientOutput::Drop(DropReason::NoChannel),
+            },
+            Destination::Peer(peer) => peer,
+        };
+        if !alloc.has_permission(peer.ip()) {
+            return ClientOutput::Drop(DropReason::NoPermission);
+        }
+        let len = payload.len();
+        if !alloc.within_rate(Direction::ToPeers, now, len) {
+            return ClientOutput::Drop(DropReason::RateLimited);
+        }
+        alloc.traffic.packets_to_peers += 1;
+        alloc.traffic.bytes_to_peers += len as u64;
+        let relay_port = alloc.relay_port;
+        match to {
+            Destination::Channel(_) => self.counters.channel_to_peer.add(len),
+            Destination::Peer(_) => self.counters.send_to_peer.add(len),
+        }
+        ClientOutput::Relay {
+            relay_port,
+            peer,
+            payload,
+        }
+    }
+
     /// Handles a datagram from `peer` to relay port `relay_port`. The payload is at
     /// `buf[PEER_HEADROOM..PEER_HEADROOM + len]`, and `buf` extends at least
     /// `PEER_TAILROOM` bytes beyond it; the message for the client is framed in place.
@@ -50,7 +155,9 @@ impl Server {
         if !alloc.has_permission(peer.ip()) {
             return PeerOutput::Drop(DropReason::NoPermission);
         }
-        if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > usize::from(u16::MAX) - 64 {
+        // A Data indication carries less than ChannelData (whose limit is u16::MAX), so its
+        // limit is checked once, before the framing is chosen.
+        if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > DATA_INDICATION_MAX_PAYLOAD {
             return PeerOutput::Drop(DropReason::TooBig);
         }
         if !alloc.within_rate(Direction::ToClient, now, len) {
@@ -71,50 +178,19 @@ impl Server {
                 range: start..PEER_HEADROOM + len,
             };
         }
-        // A Data indication (RFC 8656 §11.4): XOR-PEER-ADDRESS, then DATA around the payload.
-        let mut addr = [0u8; 20];
-        let tid_bits = self.rng.next_u64();
-        let mut tid = [0u8; 12];
-        tid[..8].copy_from_slice(&tid_bits.to_le_bytes());
-        tid[8..].copy_from_slice(&(tid_bits as u32 ^ 0x5a5a_5a5a).to_le_bytes());
-        let addr_len = attr::encode_address(
-            attr::xor_addr(peer, &tern_wire::TransactionId(tid)),
-            &mut addr,
-        );
-        let header_len = tern_wire::HEADER_LEN + 4 + addr_len + 4;
-        let start = PEER_HEADROOM - header_len;
-        let pad = (4 - len % 4) % 4;
-        let fp_len = if always_fingerprint { 8 } else { 0 };
-        let body_len = header_len - tern_wire::HEADER_LEN + len + pad + fp_len;
-        let h = &mut buf[start..PEER_HEADROOM];
-        h[0..2].copy_from_slice(
-            &MessageType::new(Method::DATA, Class::Indication)
-                .to_u16()
-                .to_be_bytes(),
-        );
-        h[2..4].copy_from_slice(&(body_len as u16).to_be_bytes());
-        h[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
-        h[8..20].copy_from_slice(&tid);
-        h[20..22].copy_from_slice(&attr::XOR_PEER_ADDRESS.to_be_bytes());
-        h[22..24].copy_from_slice(&(addr_len as u16).to_be_bytes());
-        h[24..24 + addr_len].copy_from_slice(&addr[..addr_len]);
-        let d = 24 + addr_len;
-        h[d..d + 2].copy_from_slice(&attr::DATA.to_be_bytes());
-        h[d + 2..d + 4].copy_from_slice(&(len as u16).to_be_bytes());
-        let mut end = PEER_HEADROOM + len;
-        buf[end..end + pad].fill(0);
-        end += pad;
-        if always_fingerprint {
-            buf[end..end + 2].copy_from_slice(&attr::FINGERPRINT.to_be_bytes());
-            buf[end + 2..end + 4].copy_from_slice(&4u16.to_be_bytes());
-            let crc = tern_wire::fingerprint_of(&buf[start..end]);
-            buf[end + 4..end + 8].copy_from_slice(&crc.to_be_bytes());
-            end += 8;
-        }
+        let tid = self.data_indication_tid();
+        let payload = PEER_HEADROOM..PEER_HEADROOM + len;
+        let range = frame_data_indication(buf, payload, peer, &tid, always_fingerprint);
         self.counters.data_to_client.add(len);
-        PeerOutput::Forward {
-            five_tuple,
-            range: start..end,
-        }
+        PeerOutput::Forward { five_tuple, range }
+    }
+
+    /// A fresh transaction id for a Data indication, from the seeded generator.
+    fn data_indication_tid(&mut self) -> TransactionId {
+        let bits = self.rng.next_u64();
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&bits.to_le_bytes());
+        tid[8..].copy_from_slice(&(bits as u32 ^ 0x5a5a_5a5a).to_le_bytes());
+        TransactionId(tid)
     }
 }

@@ -9,7 +9,8 @@ use crate::allocation::{Allocation, ChannelBinding, FiveTuple, Permission, Traff
 use crate::auth::{rest_expiry, Candidates};
 use crate::error::{AuthFailure, DropReason, RequestError};
 use crate::nonce::NonceError;
-use crate::rate::{Direction, RateState};
+use crate::peer_check::{decode_peer, PeerUse};
+use crate::rate::RateState;
 use crate::response::{Failure, Success};
 use crate::server::{ClientOutput, Event, Server, Timer};
 use crate::shared::PortRequest;
@@ -379,29 +380,22 @@ impl Server {
         })
     }
 
-    /// Decodes and vets one XOR-PEER-ADDRESS: family, then the filter.
+    /// Decodes and vets one XOR-PEER-ADDRESS named `how`: the peer check, then the family.
     fn vet_peer(
         &self,
         value: &[u8],
         msg: &Message<'_>,
-        port_matters: bool,
+        how: PeerUse,
     ) -> Result<SocketAddr, RequestError> {
-        let peer = attr::decode_xor_address(value, attr::XOR_PEER_ADDRESS, &msg.transaction_id())
-            .map_err(|_| RequestError::MalformedAttribute(attr::XOR_PEER_ADDRESS))?;
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let own = self.is_own_ip(peer.ip())
-            && (!port_matters || self.config.relay_port_range.contains(&peer.port()));
-        if !own && !self.filter.allows(peer.ip()) {
+        let peer = decode_peer(value, msg)
+            .ok_or(RequestError::MalformedAttribute(attr::XOR_PEER_ADDRESS))?;
+        if !self.peer_allowed(peer, how) {
             return Err(RequestError::Forbidden);
         }
         if family_of(peer.ip()) != family_of(self.config.relayed_ip) {
             return Err(RequestError::PeerAddressFamilyMismatch);
         }
         Ok(peer)
-    }
-
-    pub(crate) fn is_own_ip(&self, ip: IpAddr) -> bool {
-        ip == self.config.relayed_ip || self.config.own_ips.contains(&ip)
     }
 
     fn create_permission(
@@ -414,7 +408,7 @@ impl Server {
         // All or nothing (RFC 8656 §9.2): vet every peer before installing any.
         let (mut count, mut new) = (0, 0);
         for a in msg.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
-            let peer = self.vet_peer(a.value, msg, false)?;
+            let peer = self.vet_peer(a.value, msg, PeerUse::Permission)?;
             count += 1;
             if !self.slot(port).has_permission(peer.ip()) {
                 new += 1;
@@ -427,7 +421,7 @@ impl Server {
             return Err(RequestError::InsufficientCapacity);
         }
         for a in msg.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
-            let peer = self.vet_peer(a.value, msg, false)?;
+            let peer = self.vet_peer(a.value, msg, PeerUse::Permission)?;
             self.install_permission(now, port, peer.ip());
         }
         Ok(Success::Empty { key })
@@ -468,7 +462,7 @@ impl Server {
         let peer = msg
             .get(attr::XOR_PEER_ADDRESS)
             .ok_or(RequestError::MissingAttribute(attr::XOR_PEER_ADDRESS))?;
-        let peer = self.vet_peer(peer.value, msg, true)?;
+        let peer = self.vet_peer(peer.value, msg, PeerUse::Channel)?;
         let (max_channels, max_permissions) = (
             self.config.max_channels_per_allocation,
             self.config.max_permissions_per_allocation,
@@ -508,49 +502,6 @@ impl Server {
         }
         self.install_permission(now, port, peer.ip());
         Ok(Success::Empty { key })
-    }
-
-    /// A Send indication (RFC 8656 §11.2): relay its DATA to its XOR-PEER-ADDRESS if a
-    /// permission exists; otherwise drop it silently.
-    fn handle_send(
-        &mut self,
-        now: Instant,
-        five_tuple: FiveTuple,
-        msg: &Message<'_>,
-    ) -> ClientOutput {
-        let (Some(peer), Some(data)) = (msg.get(attr::XOR_PEER_ADDRESS), msg.get(attr::DATA))
-        else {
-            return ClientOutput::Drop(DropReason::Malformed);
-        };
-        let Ok(peer) = attr::decode_xor_address(peer.value, peer.typ, &msg.transaction_id()) else {
-            return ClientOutput::Drop(DropReason::Malformed);
-        };
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        if self.is_own_ip(peer.ip())
-            && !self.config.relay_port_range.contains(&peer.port())
-            && !self.filter.allows(peer.ip())
-        {
-            return ClientOutput::Drop(DropReason::DeniedPeer);
-        }
-        let Some(alloc) = self.allocation_by_five_tuple_mut(&five_tuple) else {
-            return ClientOutput::Drop(DropReason::NoAllocation);
-        };
-        if !alloc.has_permission(peer.ip()) {
-            return ClientOutput::Drop(DropReason::NoPermission);
-        }
-        if !alloc.within_rate(Direction::ToPeers, now, data.value.len()) {
-            return ClientOutput::Drop(DropReason::RateLimited);
-        }
-        alloc.traffic.packets_to_peers += 1;
-        alloc.traffic.bytes_to_peers += data.value.len() as u64;
-        let relay_port = alloc.relay_port;
-        self.counters.send_to_peer.add(data.value.len());
-        let start = data.offset + 4;
-        ClientOutput::Relay {
-            relay_port,
-            peer,
-            payload: start..start + data.value.len(),
-        }
     }
 }
 

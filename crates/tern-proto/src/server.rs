@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use tern_wire::{classify, ChannelData, Message, PacketKind};
+use tern_wire::{classify, Message, PacketKind};
 
 use crate::allocation::{Allocation, FiveTuple, Traffic};
 use crate::auth::Credentials;
@@ -14,7 +14,6 @@ use crate::error::DropReason;
 use crate::nonce::NonceKey;
 use crate::peer_filter::PeerFilter;
 use crate::pool::SplitMix64;
-use crate::rate::Direction;
 use crate::shared::SharedState;
 use crate::timer::TimerWheel;
 use crate::Config;
@@ -31,6 +30,13 @@ pub const PEER_HEADROOM: usize = 64;
 /// Bytes a caller must leave free after a peer's payload (padding and FINGERPRINT of a Data
 /// indication).
 pub const PEER_TAILROOM: usize = 12;
+
+const _: () = assert!(
+    PEER_HEADROOM >= tern_wire::DATA_INDICATION_HEADROOM
+        && PEER_HEADROOM >= tern_wire::CHANNEL_DATA_HEADER_LEN
+        && PEER_TAILROOM >= tern_wire::DATA_INDICATION_TAILROOM,
+    "room for the longest framing"
+);
 
 /// What to do with a datagram a client sent to a listening address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,25 +72,15 @@ pub enum PeerOutput {
     Drop(DropReason),
 }
 
-/// Why an allocation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// Its lifetime ran out.
-    Expired,
-    /// The client sent Refresh with LIFETIME 0.
-    Deleted,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-impl EndReason {
-    /// A stable label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Expired => "expired",
-            Self::Deleted => "deleted",
-            Self::Shutdown => "shutdown",
-        }
+crate::label_enum! {
+    /// Why an allocation ended; a metrics and log label.
+    pub enum EndReason {
+        /// Its lifetime ran out.
+        Expired => "expired",
+        /// The client sent Refresh with LIFETIME 0.
+        Deleted => "deleted",
+        /// The server is shutting down.
+        Shutdown => "shutdown",
     }
 }
 
@@ -313,45 +309,6 @@ impl Server {
     /// What this core has counted since it started.
     pub fn counters(&self) -> &Counters {
         &self.counters
-    }
-
-    #[inline]
-    fn handle_client_channel_data(
-        &mut self,
-        now: Instant,
-        five_tuple: FiveTuple,
-        data: &[u8],
-    ) -> ClientOutput {
-        let parsed = if self.config.rfc5766_channels {
-            ChannelData::parse_rfc5766(data)
-        } else {
-            ChannelData::parse(data)
-        };
-        let Ok(cd) = parsed else {
-            return ClientOutput::Drop(DropReason::Malformed);
-        };
-        let Some(alloc) = self.allocation_by_five_tuple_mut(&five_tuple) else {
-            return ClientOutput::Drop(DropReason::NoAllocation);
-        };
-        let Some(peer) = alloc.channel_by_number(cd.channel.get()).map(|c| c.peer) else {
-            return ClientOutput::Drop(DropReason::NoChannel);
-        };
-        if !alloc.has_permission(peer.ip()) {
-            return ClientOutput::Drop(DropReason::NoPermission);
-        }
-        if !alloc.within_rate(Direction::ToPeers, now, cd.payload.len()) {
-            return ClientOutput::Drop(DropReason::RateLimited);
-        }
-        alloc.traffic.packets_to_peers += 1;
-        alloc.traffic.bytes_to_peers += cd.payload.len() as u64;
-        let relay_port = alloc.relay_port;
-        self.counters.channel_to_peer.add(cd.payload.len());
-        let start = tern_wire::CHANNEL_DATA_HEADER_LEN;
-        ClientOutput::Relay {
-            relay_port,
-            peer,
-            payload: start..start + cd.payload.len(),
-        }
     }
 
     pub(crate) fn allocation_by_five_tuple_mut(

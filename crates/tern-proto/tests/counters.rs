@@ -3,13 +3,19 @@
 mod common;
 
 use common::*;
-use tern_proto::counters::{AUTH_FAILURES, DROP_REASONS, METHODS, RESULTS};
-use tern_proto::DropReason;
+use tern_proto::counters::{AuthFailureReason, RequestMethod};
+use tern_proto::{DropReason, RequestResult};
 
 fn request_count(h: &Harness, method: &str, result: u16) -> u64 {
-    let m = METHODS.iter().position(|x| *x == method).unwrap();
-    let r = RESULTS.iter().position(|x| *x == result).unwrap();
-    h.server.counters().requests[m][r]
+    let m = RequestMethod::ALL
+        .into_iter()
+        .find(|x| x.label() == method)
+        .unwrap();
+    let r = RequestResult::ALL
+        .into_iter()
+        .find(|x| x.code() == result)
+        .unwrap();
+    h.server.counters().requests(m, r)
 }
 
 #[test]
@@ -55,9 +61,7 @@ fn drops_auth_failures_and_ends_by_reason() {
     h.datagram(c.five, &[0xFF, 1, 2]);
     c.channel_data(&mut h, 0x4001, b"x");
     h.peer_datagram(relayed.port(), peer_b(), b"y");
-    let dropped = |h: &Harness, r: DropReason| {
-        h.server.counters().dropped[DROP_REASONS.iter().position(|x| *x == r).unwrap()]
-    };
+    let dropped = |h: &Harness, r: DropReason| h.server.counters().dropped(r);
     assert_eq!(dropped(&h, DropReason::Malformed), 1);
     assert_eq!(dropped(&h, DropReason::NoChannel), 1);
     assert_eq!(dropped(&h, DropReason::NoPermission), 1);
@@ -68,11 +72,9 @@ fn drops_auth_failures_and_ends_by_reason() {
     let (user, _) = rest_credential(SECRET, WALL + 60, "bad");
     let mut b = Client::with_key("198.51.100.3:1000", &user, [9; 16]);
     assert_eq!(b.allocate_with(&mut h, None).code(), 401);
-    let auth = |h: &Harness, name: &str| {
-        h.server.counters().auth_failures[AUTH_FAILURES.iter().position(|x| *x == name).unwrap()]
-    };
-    assert_eq!(auth(&h, "expired_rest_credential"), 1);
-    assert_eq!(auth(&h, "bad_integrity"), 1);
+    let auth = |h: &Harness, r: AuthFailureReason| h.server.counters().auth_failures(r);
+    assert_eq!(auth(&h, AuthFailureReason::ExpiredRestCredential), 1);
+    assert_eq!(auth(&h, AuthFailureReason::BadIntegrity), 1);
     assert_eq!(
         request_count(&h, "allocate", 401),
         3 + 2,

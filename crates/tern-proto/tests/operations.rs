@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use tern_proto::PeerFilterConfig;
+use tern_proto::counters::RequestMethod;
+use tern_proto::{PeerFilterConfig, RequestResult};
 use tern_wire::attr;
 
 #[test]
@@ -33,6 +34,14 @@ fn draining_refuses_new_allocations_and_keeps_old_ones() {
     assert_eq!(r.code(), 300);
     assert_eq!(r.address(attr::ALTERNATE_SERVER), Some(alternate));
     assert_eq!(r.integrity(&new.key), tern_wire::Integrity::Valid);
+    // Each refusal is counted under its own code.
+    let allocate = |result| {
+        h.server
+            .counters()
+            .requests(RequestMethod::Allocate, result)
+    };
+    assert_eq!(allocate(RequestResult::InsufficientCapacity), 1);
+    assert_eq!(allocate(RequestResult::TryAlternate), 1);
 }
 
 #[test]

@@ -153,6 +153,9 @@ fn own_relay_address_on_relay_ports_only() {
         matches!(out, ClientOutput::Relay { peer, .. } if peer == own(49200)),
         "{out:?}"
     );
+    // CreatePermission names no port: an own IP gets its permission, the port is checked
+    // when data is sent.
+    assert!(c.create_permission(&mut h, &[private_own(80)]).is_success());
     // The permission (per IP) does not open the server's other ports to Send indications.
     assert!(matches!(
         c.send(&mut h, own(49250), b"x").0,
@@ -166,4 +169,33 @@ fn own_relay_address_on_relay_ports_only() {
         c.send(&mut h, private_own(22), b"x").0,
         ClientOutput::Drop(DropReason::DeniedPeer)
     );
+}
+
+#[test]
+fn a_narrower_filter_leaves_granted_permissions_and_channels_working() {
+    // Send and ChannelData rely on the permission or binding, which carries the filter's
+    // verdict when it was granted; only the server's own IPs are checked again on Send.
+    let mut cfg = config();
+    cfg.peer_filter.allowed.push("10.0.0.0/8".parse().unwrap());
+    let (mut h, mut c) = allocated(cfg);
+    let lan = peer("10.1.2.3");
+    assert!(c.channel_bind(&mut h, 0x4000, lan).is_success());
+    h.server.reload(
+        vec![SECRET.to_vec()],
+        Vec::new(),
+        tern_proto::PeerFilterConfig::default(),
+    );
+    assert_eq!(
+        c.create_permission(&mut h, &[lan]).code(),
+        403,
+        "no new ones"
+    );
+    assert!(matches!(
+        c.send(&mut h, lan, b"x").0,
+        ClientOutput::Relay { .. }
+    ));
+    assert!(matches!(
+        c.channel_data(&mut h, 0x4000, b"x"),
+        ClientOutput::Relay { .. }
+    ));
 }

@@ -340,11 +340,16 @@ fn peer_datagrams_need_room_and_a_relay_port() {
             "{other}"
         );
     }
-    // The largest payload a Data indication can carry still frames.
-    let big = vec![7u8; 65_000];
+    // The largest payload a Data indication can carry still frames; one byte more is too big.
+    let big = vec![7u8; tern_wire::DATA_INDICATION_MAX_PAYLOAD];
     let (out, framed) = h.peer_datagram(port, peer_a(), &big);
     assert!(matches!(out, PeerOutput::Forward { .. }), "{out:?}");
     assert_eq!(data_indication(&framed).1, big);
+    let bigger = vec![7u8; tern_wire::DATA_INDICATION_MAX_PAYLOAD + 1];
+    assert_eq!(
+        h.peer_datagram(port, peer_a(), &bigger).0,
+        PeerOutput::Drop(DropReason::TooBig)
+    );
 }
 
 #[test]
@@ -449,11 +454,7 @@ fn max_bps_limits_each_direction_of_each_allocation() {
     ));
 
     let c0 = h.server.counters().clone();
-    let rate_limited = tern_proto::counters::DROP_REASONS
-        .iter()
-        .position(|r| *r == DropReason::RateLimited)
-        .unwrap();
-    assert_eq!(c0.dropped[rate_limited], 9 + 1 + 9);
+    assert_eq!(c0.dropped(DropReason::RateLimited), 9 + 1 + 9);
     assert_eq!(c0.channel_to_peer.packets, 11 + 1);
     assert_eq!(c0.channel_to_client.packets, 11);
 

@@ -42,11 +42,29 @@ impl std::fmt::Debug for Reload {
     }
 }
 
+tern_proto::label_enum! {
+    /// Which system call of a worker failed; the `kind` label of `tern_io_errors_total`. A
+    /// full socket buffer is not an error (the datagram is dropped, as the network would).
+    pub enum IoErrorKind {
+        /// A datagram to a peer, out of a relay socket, that the kernel refused.
+        SendToPeer => "send_to_peer",
+        /// A datagram to a client (a reply or relayed data) that the kernel refused.
+        SendToClient => "send_to_client",
+        /// A failed receive on a listening or relay socket.
+        Receive => "receive",
+    }
+}
+
+/// I/O errors by [`IoErrorKind::index`].
+pub type IoErrors = [u64; IoErrorKind::ALL.len()];
+
 /// What one worker last published.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Its core's counters.
     pub counters: Counters,
+    /// Its system calls' errors.
+    pub io_errors: IoErrors,
     /// Its core's gauges (allocations, permissions, channels; pool figures are global).
     pub stats: Stats,
     /// When it published (its heartbeat).
@@ -69,6 +87,8 @@ pub struct Workers {
 pub struct Totals {
     /// Summed counters.
     pub counters: Counters,
+    /// Summed I/O errors.
+    pub io_errors: IoErrors,
     /// Live allocations over all workers.
     pub allocations: usize,
     /// Live permissions over all workers.
@@ -88,6 +108,9 @@ impl Workers {
         for s in self.snapshots.iter() {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
             t.counters.merge(&s.counters);
+            for (a, b) in t.io_errors.iter_mut().zip(s.io_errors) {
+                *a += b;
+            }
             t.allocations += s.stats.allocations;
             t.permissions += s.stats.permissions;
             t.channels += s.stats.channels;
@@ -128,4 +151,17 @@ pub(crate) struct WorkerPort {
     pub snapshots: Arc<Vec<Mutex<Snapshot>>>,
     pub index: usize,
     pub commands: Receiver<Command>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IoErrorKind;
+
+    #[test]
+    fn io_error_kinds_are_indexed() {
+        for (i, k) in IoErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i);
+            assert!(IoErrorKind::ALL[..i].iter().all(|o| o.label() != k.label()));
+        }
+    }
 }

@@ -30,7 +30,7 @@ use tern_proto::SharedState;
 use tracing::{info, warn};
 
 use crate::control::WorkerPort;
-pub use crate::control::{Command, Reload, Snapshot, Totals, Workers};
+pub use crate::control::{Command, IoErrorKind, IoErrors, Reload, Snapshot, Totals, Workers};
 use crate::relay_ports::RelayTable;
 use crate::worker::Worker;
 

@@ -2,8 +2,8 @@
 //!
 //! A fresh [`Registry`] is built for every scrape from [`Totals`] (counters each worker keeps
 //! in plain integers, summed here; no packet ever touches a lock or a shared cache line for
-//! them). Every label takes its values from a fixed list in `tern_proto::counters`, so the
-//! number of series is fixed by construction: there is no per-user, per-address or
+//! them). Every label takes its values from the `ALL` list of a label enum (`tern_proto`'s,
+//! and [`IoErrorKind`]), so the number of series is fixed by construction: there is no per-user, per-address or
 //! per-port label anywhere.
 
 use prometheus_client::encoding::{prometheus_text, text, EncodeMetric, MetricEncoder, NoLabelSet};
@@ -11,10 +11,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use tern_proto::counters::{AUTH_FAILURES, DROP_REASONS, END_REASONS, METHODS, RESULTS};
-use tern_proto::PathCount;
+use tern_proto::counters::{AuthFailureReason, RequestMethod};
+use tern_proto::{DropReason, EndReason, PathCount, RequestResult};
 
-use crate::control::Totals;
+use crate::control::{IoErrorKind, Totals};
 
 /// `Content-Type` of the Prometheus text format (version 0.0.4), served by default.
 pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -35,15 +35,6 @@ pub struct ProcessState {
     pub workers: usize,
     /// Workers that have not published for longer than the health limit.
     pub workers_stalled: usize,
-}
-
-/// The value of a `result` label: `success`, or the STUN error code.
-pub fn result_label(code: u16) -> String {
-    if code == 0 {
-        "success".to_owned()
-    } else {
-        code.to_string()
-    }
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -140,27 +131,30 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         &mut r,
         "allocations_ended",
         "Allocations ended, by reason (expired, deleted by the client, shutdown)",
-        END_REASONS
-            .iter()
+        EndReason::ALL
+            .into_iter()
             .zip(c.allocations_ended)
-            .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), n)),
+            .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
-    let requests = METHODS.iter().zip(c.requests).flat_map(|(method, row)| {
-        RESULTS.iter().zip(row).map(move |(code, n)| {
-            let l = vec![
-                ("method", (*method).to_owned()),
-                ("result", result_label(*code)),
-            ];
-            (l, n)
-        })
-    });
+    let requests = RequestMethod::ALL
+        .into_iter()
+        .zip(c.requests)
+        .flat_map(|(method, row)| {
+            RequestResult::ALL
+                .into_iter()
+                .zip(row)
+                .map(move |(result, n)| {
+                    let l = labels(&[("method", method.label()), ("result", result.label())]);
+                    (l, n)
+                })
+        });
     counter_family(
         &mut r,
         "requests",
         "STUN/TURN requests answered, by method and result (success or the error code)",
         requests,
     );
-    let i508 = RESULTS.iter().position(|c| *c == 508).unwrap_or(0);
+    let i508 = RequestResult::InsufficientCapacity.index();
     counter(
         &mut r,
         "insufficient_capacity_responses",
@@ -171,10 +165,10 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         &mut r,
         "auth_failures",
         "Authentication failures, by reason",
-        AUTH_FAILURES
-            .iter()
+        AuthFailureReason::ALL
+            .into_iter()
             .zip(c.auth_failures)
-            .map(|(reason, n)| (labels(&[("reason", reason)]), n)),
+            .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
     let path_labels = |path, direction| labels(&[("path", path), ("direction", direction)]);
     counter_family(
@@ -197,10 +191,19 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         &mut r,
         "dropped_packets",
         "Datagrams dropped without an answer, by reason",
-        DROP_REASONS
-            .iter()
+        DropReason::ALL
+            .into_iter()
             .zip(c.dropped)
-            .map(|(reason, n)| (labels(&[("reason", reason.as_str())]), n)),
+            .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
+    );
+    counter_family(
+        &mut r,
+        "io_errors",
+        "System calls of the workers that failed, by kind (send_to_peer, send_to_client, receive)",
+        IoErrorKind::ALL
+            .into_iter()
+            .zip(t.io_errors)
+            .map(|(kind, n)| (labels(&[("kind", kind.label())]), n)),
     );
     gauge(
         &mut r,
@@ -259,9 +262,13 @@ mod tests {
         };
         t.counters.channel_to_peer.packets = 5;
         t.counters.channel_to_peer.bytes = 500;
-        t.counters.requests[1][12] = 2; // allocate, 508
-        t.counters.requests[2][12] = 1; // refresh, 508
-        t.counters.auth_failures[3] = 4;
+        let i508 = RequestResult::InsufficientCapacity.index();
+        t.counters.requests[RequestMethod::Allocate.index()][i508] = 2;
+        t.counters.requests[RequestMethod::Refresh.index()][i508] = 1;
+        t.counters.requests[RequestMethod::Allocate.index()][RequestResult::TryAlternate.index()] =
+            5;
+        t.counters.auth_failures[AuthFailureReason::StaleNonce.index()] = 4;
+        t.io_errors[IoErrorKind::SendToPeer.index()] = 6;
         let p = ProcessState {
             draining: true,
             ..Default::default()
@@ -287,9 +294,20 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
+                r#"tern_requests_total{method="allocate",result="300"}"#
+            ),
+            Some(5)
+        );
+        assert_eq!(
+            sample(
+                &text,
                 r#"tern_requests_total{method="binding",result="success"}"#
             ),
             Some(0)
+        );
+        assert_eq!(
+            sample(&text, r#"tern_io_errors_total{kind="send_to_peer"}"#),
+            Some(6)
         );
         assert_eq!(
             sample(&text, "tern_insufficient_capacity_responses_total"),
@@ -312,8 +330,26 @@ mod tests {
     fn series_count_is_fixed() {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
-        // 5 gauges + created + 3 end reasons + 6x13 requests + 508s + 4 auth + 4 + 4 paths
-        // + 8 drops + draining + 2 reloads + 2 worker gauges.
-        assert_eq!(series, 5 + 1 + 3 + 78 + 1 + 4 + 8 + 8 + 1 + 2 + 2);
+        // 5 gauges + created + 3 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
+        // + 8 drops + 3 I/O errors + draining + 2 reloads + 2 worker gauges.
+        assert_eq!(series, 5 + 1 + 3 + 84 + 1 + 4 + 8 + 8 + 3 + 1 + 2 + 2);
+        assert_eq!(series, 122, "the figure in README.md's Metrics section");
+    }
+
+    #[test]
+    fn readme_documents_every_metric_and_the_series_count() {
+        let readme = include_str!("../../../README.md");
+        let text = encode(&Totals::default(), &ProcessState::default(), false);
+        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        let fixed = format!("the number of series is fixed ({series})");
+        let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&fixed), "README.md should say: {fixed}");
+        for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = name.split(' ').next().unwrap_or_default();
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "{name} is missing from README.md's metrics table"
+            );
+        }
     }
 }

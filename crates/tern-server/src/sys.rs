@@ -55,6 +55,7 @@ impl Epoll {
         // nothing else owns, which OwnedFd then closes exactly once.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         Ok(Self {
+            // SAFETY: epoll_create1 succeeded, so `fd` is open and nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }
@@ -535,31 +536,58 @@ pub fn disable_gso() {
     GSO.store(GSO_OFF, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The datagrams of a [`send_many`] that the kernel refused (no route, an address of the
+/// wrong family, ...): each is lost, and the others were still sent. A full socket buffer is
+/// not a refusal.
+#[derive(Debug, Default)]
+pub struct Refused {
+    /// Datagrams refused.
+    pub datagrams: u64,
+    /// The error of the last refusal, for the log.
+    pub last: Option<io::Error>,
+}
+
+impl Refused {
+    fn add(&mut self, datagrams: usize, error: io::Error) {
+        self.datagrams += datagrams as u64;
+        self.last = Some(error);
+    }
+
+    fn send_to(&mut self, fd: RawFd, data: &[u8], to: SocketAddr) {
+        if let Err(e) = send_to(fd, data, to) {
+            self.add(1, e);
+        }
+    }
+}
+
 /// Sends each `(data, to)` from `fd`. Batched: one sendmmsg per 64 datagrams, and within it
 /// consecutive datagrams to the same destination with the same length (the last may be
 /// shorter) go as one UDP GSO send, which the kernel splits into the same datagrams after
 /// a single pass through the stack. Plain: one sendto each. Datagrams the kernel does not
-/// take at once are dropped, as the network would.
+/// take at once are dropped, as the network would; those it refuses are skipped (the rest
+/// still go) and counted in the result.
 pub fn send_many<'a>(
     fd: RawFd,
     msgs: impl Iterator<Item = (&'a [u8], SocketAddr)>,
     batched: bool,
-) -> io::Result<()> {
+) -> Refused {
     const MAX: usize = 64;
+    let mut refused = Refused::default();
     if !batched {
         for (data, to) in msgs {
-            send_to(fd, data, to)?;
+            refused.send_to(fd, data, to);
         }
-        return Ok(());
+        return refused;
     }
     let mut msgs = msgs.peekable();
     let Some(first) = msgs.next() else {
-        return Ok(());
+        return refused;
     };
     if msgs.peek().is_none() {
         // One datagram (the common case at light load): sendto spares the kernel the
         // message-header copies of sendmmsg.
-        return send_to(fd, first.0, first.1);
+        refused.send_to(fd, first.0, first.1);
+        return refused;
     }
     let gso = gso_enabled(fd);
     let mut pending: [(&[u8], SocketAddr); MAX] = [(&[], UNSPECIFIED); MAX];
@@ -570,16 +598,16 @@ pub fn send_many<'a>(
             pending[n] = m;
             n += 1;
         }
-        send_chunk(fd, &pending[..n], gso)?;
+        send_chunk(fd, &pending[..n], gso, &mut refused);
         if msgs.peek().is_none() {
-            return Ok(());
+            return refused;
         }
         n = 0;
     }
 }
 
 /// One sendmmsg for up to 64 datagrams, grouped for GSO when `gso`.
-fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool) -> io::Result<()> {
+fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool, refused: &mut Refused) {
     const MAX: usize = 64;
     // Space for one cmsghdr carrying a u16, as CMSG_SPACE(2) says, 8-byte aligned.
     type Cmsg = [u64; 4];
@@ -621,7 +649,8 @@ fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool) -> io::Result<
         }
         let storage = storages[h].write(zeroed_storage());
         let len = to_storage(to, storage);
-        // SAFETY (zeroed): mmsghdr is plain old data; zero is a valid value.
+        // SAFETY: mmsghdr is plain old data (integers and raw pointers); all zeros is a valid
+        // value of it.
         let hdr = &mut hdrs[h].write(unsafe { std::mem::zeroed() }).msg_hdr;
         hdr.msg_name = (storage as *mut libc::sockaddr_storage).cast();
         hdr.msg_namelen = len;
@@ -677,15 +706,16 @@ fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool) -> io::Result<
                     // The kernel or the route refuses GSO: stop using it, send these plainly.
                     disable_gso();
                     for (data, to) in &msgs[first..first + count] {
-                        send_to(fd, data, *to)?;
+                        refused.send_to(fd, data, *to);
                     }
+                } else {
+                    // The kernel refuses these datagrams (e.g. no route): skip them.
+                    refused.add(count, e);
                 }
-                // Otherwise a datagram the kernel refuses (e.g. no route): skip it.
                 sent += 1;
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -805,17 +835,43 @@ mod tests {
             rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             for count in [1usize, 2, 70] {
                 let data: Vec<Vec<u8>> = (0..count).map(|k| vec![k as u8; 50]).collect();
-                send_many(
+                let refused = send_many(
                     txs[0].as_raw_fd(),
                     data.iter().map(|d| (&d[..], to)),
                     batched,
-                )
-                .unwrap();
+                );
+                assert_eq!(refused.datagrams, 0, "{:?}", refused.last);
                 let mut b = [0u8; 100];
                 for d in &data {
                     let (n, src) = rx.recv_from(&mut b).unwrap();
                     assert_eq!((&b[..n], src), (&d[..], txs[0].local_addr().unwrap()));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn send_many_skips_and_counts_what_the_kernel_refuses() {
+        // An IPv6 destination from an IPv4 socket is refused (EAFNOSUPPORT); the datagrams
+        // around it go. Lengths differ, so no two share a GSO send.
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        for batched in [true, false] {
+            let (rx, txs) = pair();
+            let to = rx.local_addr().unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let msgs = [
+                (&b"a"[..], to),
+                (&b"b"[..], v6),
+                (&b"cc"[..], v6),
+                (&b"ddd"[..], to),
+            ];
+            let refused = send_many(txs[0].as_raw_fd(), msgs.into_iter(), batched);
+            assert_eq!(refused.datagrams, 2, "batched {batched}");
+            assert!(refused.last.is_some());
+            let mut b = [0u8; 8];
+            for want in [&b"a"[..], b"ddd"] {
+                let (n, _) = rx.recv_from(&mut b).unwrap();
+                assert_eq!(&b[..n], want);
             }
         }
     }
@@ -832,7 +888,8 @@ mod tests {
         let data: Vec<Vec<u8>> = (0..6u8)
             .map(|k| vec![k; if k == 5 { 40 } else { 100 }])
             .collect();
-        send_many(txs[0].as_raw_fd(), data.iter().map(|d| (&d[..], to)), true).unwrap();
+        let refused = send_many(txs[0].as_raw_fd(), data.iter().map(|d| (&d[..], to)), true);
+        assert_eq!(refused.datagrams, 0, "{:?}", refused.last);
         settle(&rx);
         let mut ring = RecvRing::new(8, 4, 65_535, 0);
         let (mut lens, mut segs, mut from) = ([0usize; 8], [0usize; 8], [UNSPECIFIED; 8]);

@@ -14,7 +14,7 @@ use tern_proto::{
 };
 use tracing::{debug, info};
 
-use crate::control::{Command, WorkerPort, PUBLISH_EVERY};
+use crate::control::{Command, IoErrorKind, IoErrors, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
 use crate::sys::{self, Epoll, RecvRing};
 
@@ -65,6 +65,8 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     port: WorkerPort,
     published: Option<Instant>,
+    /// Failed system calls, by kind; published with the core's counters.
+    io_errors: IoErrors,
     /// Receive buffers for client datagrams.
     client_bufs: RecvRing,
     /// Receive buffers for peer datagrams, each with headroom and tailroom for framing.
@@ -117,6 +119,7 @@ impl Worker {
             stop,
             port,
             published: None,
+            io_errors: IoErrors::default(),
             client_bufs: RecvRing::new(CLIENT_BATCH, 0, MAX_DATAGRAM, 0),
             peer_bufs: RecvRing::new(PEER_RING, PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM),
             peer_used: 0,
@@ -177,6 +180,7 @@ impl Worker {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         s.counters.clone_from(self.core.counters());
+        s.io_errors = self.io_errors;
         s.stats = self.core.stats_local();
         s.at = Some(now);
         self.published = Some(now);
@@ -208,6 +212,7 @@ impl Worker {
                 &mut self.froms,
             );
             let n = received.unwrap_or_else(|e| {
+                self.io_errors[IoErrorKind::Receive.index()] += 1;
                 debug!(error = %e, "recv on listening socket");
                 0
             });
@@ -277,6 +282,7 @@ impl Worker {
                 // address.
                 self.handle_events();
                 if let Err(e) = sys::send_to(fd, &self.reply, from) {
+                    self.io_errors[IoErrorKind::SendToClient.index()] += 1;
                     debug!(error = %e, client = %from, "send reply");
                 }
             }
@@ -312,6 +318,7 @@ impl Worker {
                 &mut self.froms,
             );
             let n = received.unwrap_or_else(|e| {
+                self.io_errors[IoErrorKind::Receive.index()] += 1;
                 debug!(port, error = %e, "recv on relay socket");
                 0
             });
@@ -358,9 +365,8 @@ impl Worker {
             let msgs = run
                 .iter()
                 .map(|t| (&bufs.datagram(t.slot, t.range.end)[t.range.clone()], t.peer));
-            if let Err(e) = sys::send_many(run[0].fd, msgs, self.batched) {
-                debug!(error = %e, "send to peers");
-            }
+            let refused = sys::send_many(run[0].fd, msgs, self.batched);
+            count_refused(&mut self.io_errors, IoErrorKind::SendToPeer, refused);
         }
         self.to_peers.clear();
     }
@@ -378,9 +384,8 @@ impl Worker {
                 .iter()
                 .filter(|f| f.listener == index)
                 .map(|f| (&bufs.slot(f.slot)[f.range.clone()], f.client));
-            if let Err(e) = sys::send_many(sock.as_raw_fd(), msgs, self.batched) {
-                debug!(error = %e, "send to clients");
-            }
+            let refused = sys::send_many(sock.as_raw_fd(), msgs, self.batched);
+            count_refused(&mut self.io_errors, IoErrorKind::SendToClient, refused);
         }
         self.forwards.clear();
         self.peer_used = 0;
@@ -408,7 +413,7 @@ impl Worker {
                     info!(
                         client = %five_tuple.client,
                         %relayed,
-                        reason = reason.as_str(),
+                        reason = reason.label(),
                         duration_s = duration.as_secs(),
                         bytes_to_peers = traffic.bytes_to_peers,
                         bytes_to_client = traffic.bytes_to_client,
@@ -427,6 +432,14 @@ impl Worker {
         if let Err(e) = self.epoll.add(fd, u64::from(port)) {
             debug!(port, error = %e, "watch relay socket");
         }
+    }
+}
+
+/// Counts the datagrams a send lost to errors, and logs the last error at debug level.
+fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, refused: sys::Refused) {
+    if let Some(e) = refused.last {
+        io_errors[kind.index()] += refused.datagrams;
+        debug!(error = %e, datagrams = refused.datagrams, "{}", kind.label());
     }
 }
 

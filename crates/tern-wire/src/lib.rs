@@ -33,7 +33,10 @@ pub use channel_data::{ChannelData, ChannelNumber, CHANNEL_DATA_HEADER_LEN};
 pub use error::WireError;
 pub use integrity::{fingerprint_of, Integrity};
 pub use message::{Class, Message, MessageType, Method, RawAttr, TransactionId};
-pub use writer::MessageWriter;
+pub use writer::{
+    frame_data_indication, MessageWriter, DATA_INDICATION_HEADROOM, DATA_INDICATION_MAX_PAYLOAD,
+    DATA_INDICATION_TAILROOM,
+};
 
 /// The fixed value in bytes 4..8 of every RFC 5389+ STUN message.
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;

@@ -1,7 +1,26 @@
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use crate::integrity::{fingerprint_over, hmac_sha1_over, hmac_sha256_over};
-use crate::{attr, MessageType, TransactionId, HEADER_LEN, MAGIC_COOKIE};
+use crate::{
+    attr, fingerprint_of, Class, MessageType, Method, TransactionId, HEADER_LEN, MAGIC_COOKIE,
+};
+
+/// Type and length in front of every attribute value.
+const ATTR_HEADER_LEN: usize = 4;
+/// A FINGERPRINT attribute: its header and the CRC.
+const FINGERPRINT_LEN: usize = ATTR_HEADER_LEN + 4;
+
+/// Most bytes [`frame_data_indication`] writes before the payload: the STUN header,
+/// XOR-PEER-ADDRESS with an IPv6 address, and DATA's type and length.
+pub const DATA_INDICATION_HEADROOM: usize = HEADER_LEN + ATTR_HEADER_LEN + 20 + ATTR_HEADER_LEN;
+/// Most bytes [`frame_data_indication`] writes after the payload: padding to four bytes and
+/// FINGERPRINT.
+pub const DATA_INDICATION_TAILROOM: usize = 3 + FINGERPRINT_LEN;
+/// The largest payload a Data indication can carry: the header's 16-bit length counts every
+/// attribute with its padding, FINGERPRINT included.
+pub const DATA_INDICATION_MAX_PAYLOAD: usize =
+    (u16::MAX as usize - (DATA_INDICATION_HEADROOM - HEADER_LEN) - FINGERPRINT_LEN) & !3;
 
 /// Writes one STUN message into a caller-owned `Vec<u8>`.
 ///
@@ -134,4 +153,54 @@ impl<'b> MessageWriter<'b> {
     pub fn finish(self) -> usize {
         self.buf.len()
     }
+}
+
+/// Frames the payload at `buf[payload]` as a Data indication (RFC 8656 §11.4) in place,
+/// without copying it: the header, XOR-PEER-ADDRESS (`peer`, XORed with `tid`) and DATA's
+/// type and length go into the bytes just before the payload, padding and, with
+/// `fingerprint`, FINGERPRINT into those just after. Returns where the message is in `buf`.
+///
+/// # Panics
+///
+/// If fewer than [`DATA_INDICATION_HEADROOM`] bytes precede the payload, fewer than
+/// [`DATA_INDICATION_TAILROOM`] follow it, or it is longer than
+/// [`DATA_INDICATION_MAX_PAYLOAD`].
+pub fn frame_data_indication(
+    buf: &mut [u8],
+    payload: Range<usize>,
+    peer: SocketAddr,
+    tid: &TransactionId,
+    fingerprint: bool,
+) -> Range<usize> {
+    let len = payload.len();
+    assert!(
+        len <= DATA_INDICATION_MAX_PAYLOAD,
+        "payload too big for a Data indication"
+    );
+    let mut addr = [0u8; 20];
+    let addr_len = attr::encode_address(attr::xor_addr(peer, tid), &mut addr);
+    let start = payload.start - (HEADER_LEN + ATTR_HEADER_LEN + addr_len + ATTR_HEADER_LEN);
+    let pad = (4 - len % 4) % 4;
+    let end = payload.end + pad + if fingerprint { FINGERPRINT_LEN } else { 0 };
+    let typ = MessageType::new(Method::DATA, Class::Indication).to_u16();
+    let h = &mut buf[start..payload.start];
+    h[0..2].copy_from_slice(&typ.to_be_bytes());
+    h[2..4].copy_from_slice(&((end - start - HEADER_LEN) as u16).to_be_bytes());
+    h[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+    h[8..20].copy_from_slice(&tid.0);
+    h[20..22].copy_from_slice(&attr::XOR_PEER_ADDRESS.to_be_bytes());
+    h[22..24].copy_from_slice(&(addr_len as u16).to_be_bytes());
+    h[24..24 + addr_len].copy_from_slice(&addr[..addr_len]);
+    let d = 24 + addr_len;
+    h[d..d + 2].copy_from_slice(&attr::DATA.to_be_bytes());
+    h[d + 2..d + 4].copy_from_slice(&(len as u16).to_be_bytes());
+    buf[payload.end..payload.end + pad].fill(0);
+    if fingerprint {
+        let at = payload.end + pad;
+        buf[at..at + 2].copy_from_slice(&attr::FINGERPRINT.to_be_bytes());
+        buf[at + 2..at + 4].copy_from_slice(&4u16.to_be_bytes());
+        let crc = fingerprint_of(&buf[start..at]);
+        buf[at + 4..at + 8].copy_from_slice(&crc.to_be_bytes());
+    }
+    start..end
 }
