@@ -373,4 +373,90 @@ mod tests {
         assert!(names(&c)[3].contains("CHACHA20"), "{:?}", names(&c));
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
+
+    #[test]
+    fn coturn_style_lists() {
+        let quiet = |list: &str, tls12: usize| {
+            let c = choose(Some(list), false).unwrap();
+            assert!(c.warnings.is_empty(), "{list}: {:?}", c.warnings);
+            assert_eq!(c.suites.len(), 3 + tls12, "{list}");
+            assert_eq!(c.versions.len(), 2, "{list}");
+            assert!(c.server_order);
+        };
+        quiet("DEFAULT", 6);
+        quiet("ALL:!COMPLEMENTOFDEFAULT:!eNULL", 6);
+        quiet("HIGH:!aNULL:!MD5:!RC4:!3DES", 6);
+        quiet("ECDHE+AESGCM:ECDHE+CHACHA20:!DSS", 6);
+        quiet("kEECDH+aRSA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", 4);
+        let c = choose(None, false).unwrap();
+        assert_eq!((c.suites.len(), c.server_order), (9, false));
+        assert_eq!(choose(Some("  "), false).unwrap().suites.len(), 9);
+
+        // Mozilla's intermediate list: the order is kept, the DHE suites cannot be.
+        let mozilla = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+                       ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+                       ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
+                       DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384";
+        let c = choose(Some(mozilla), false).unwrap();
+        assert_eq!(
+            names(&c)[3..5],
+            [
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("`DHE-RSA-AES128-GCM-SHA256` names no cipher suite"));
+
+        let c = choose(
+            Some("ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:FOO:!BAR"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.suites.len(), 4);
+        let w = c.warnings.join("\n");
+        assert_eq!(c.warnings.len(), 3, "{w}");
+        assert!(w.contains("`AES128-SHA`") && w.contains("`FOO`"), "{w}");
+        assert!(w.contains("`!BAR` names no cipher suite rustls offers; nothing removed"));
+
+        let c = choose(Some("@SECLEVEL=2:DEFAULT"), false).unwrap();
+        assert_eq!(c.suites.len(), 9);
+        assert!(c.warnings[0].contains("`@SECLEVEL=2` is ignored"));
+    }
+
+    #[test]
+    fn tls13_names_restrict_tls13() {
+        // Only TLS 1.3 named: TLS 1.2 has nothing left and is turned off, with a warning.
+        let c = choose(Some("TLS_AES_128_GCM_SHA256"), false).unwrap();
+        assert_eq!(names(&c), ["TLS13_AES_128_GCM_SHA256"]);
+        assert_eq!(c.versions, [&rustls::version::TLS13]);
+        assert!(c.warnings[0].contains("TLS 1.2 is off"), "{:?}", c.warnings);
+
+        let c = choose(
+            Some("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_CCM_SHA256:ECDHE-RSA-AES256-GCM-SHA384"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            names(&c),
+            [
+                "TLS13_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+            ]
+        );
+        assert!(c.warnings[0].contains("a TLS 1.3 suite rustls does not offer"));
+
+        // With no-tlsv1_2 a TLS 1.2 list leaves the TLS 1.3 defaults, quietly.
+        let c = choose(Some("ECDHE-RSA-AES128-GCM-SHA256"), true).unwrap();
+        assert_eq!(c.suites.len(), 3);
+        assert_eq!(c.versions, [&rustls::version::TLS13]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // Without any TLS 1.3 suite, TLS 1.3 is off; with no-tlsv1_2 that leaves nothing.
+        let c = choose(Some("TLS_AES_128_CCM_8_SHA256:AESGCM"), false).unwrap();
+        assert_eq!(c.versions, [&rustls::version::TLS12]);
+        assert!(c.warnings.iter().any(|w| w.contains("TLS 1.3 is off")));
+        assert!(choose(Some("TLS_AES_128_CCM_8_SHA256:AESGCM"), true).is_err());
+        assert!(choose(Some("-TLS_AES_128_GCM_SHA256:!ALL"), false).is_ok());
+    }
 }
