@@ -32,3 +32,13 @@ pub fn load(settings: TlsSettings) -> Arc<Generation> {
 pub fn store(settings: TlsSettings) -> CertStore {
     CertStore::load(settings).unwrap_or_else(|e| panic!("{e}"))
 }
+
+#[test]
+fn shared_across_worker_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn moved<T: Send>() {}
+    shared::<CertStore>();
+    shared::<Generation>();
+    moved::<tern_server::tls::Accepting>();
+    moved::<rustls::ServerConnection>();
+}
