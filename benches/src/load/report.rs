@@ -12,6 +12,12 @@ pub struct Report {
     pub target: String,
     /// The mode.
     pub mode: String,
+    /// `--shape`: `browser` or `bursty` (empty for alloc-rate).
+    pub shape: String,
+    /// `--data-path`: `channel`, `send` or `mix` (empty for alloc-rate).
+    pub data_path: String,
+    /// Echo peer sockets (distinct peer addresses).
+    pub peers: usize,
     /// Sessions (or allocations in flight for alloc-rate).
     pub sessions: usize,
     /// Payload bytes.
@@ -92,6 +98,13 @@ impl Report {
             "{} {} {} sessions={} size={}: ",
             self.label, self.target, self.mode, self.sessions, self.size
         );
+        if !self.shape.is_empty() {
+            let _ = write!(
+                s,
+                "shape={} data-path={} peers={}: ",
+                self.shape, self.data_path, self.peers
+            );
+        }
         if self.mode == "alloc-rate" {
             let _ = write!(
                 s,
@@ -142,7 +155,8 @@ impl Report {
             .collect();
         format!(
             concat!(
-                "{{\"label\":\"{}\",\"target\":\"{}\",\"mode\":\"{}\",\"sessions\":{},\"size\":{},",
+                "{{\"label\":\"{}\",\"target\":\"{}\",\"mode\":\"{}\",\"shape\":\"{}\",",
+                "\"data_path\":\"{}\",\"peers\":{},\"sessions\":{},\"size\":{},",
                 "\"seconds\":{:.3},\"round_trips\":{},\"round_trips_per_s\":{:.1},\"relayed\":{},",
                 "\"relayed_pps\":{:.1},\"mbit_per_s\":{:.3},\"sent\":{},\"received\":{},\"loss\":{:.6},",
                 "\"generator_drops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},",
@@ -153,6 +167,9 @@ impl Report {
             self.label.replace(['"', '\\'], "_"),
             self.target,
             self.mode,
+            self.shape,
+            self.data_path,
+            self.peers,
             self.sessions,
             self.size,
             self.seconds,
