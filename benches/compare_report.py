@@ -121,9 +121,9 @@ def per_round(load, a, b, f):
 def relay_table(sec):
     print(
         "| load | server | relayed pkt/s | per-core capacity, pkt/s | payload Mbit/s | "
-        "RTT p50 / p99 / p99.9 (µs) | loss | server CPU | CPU µs per pkt | generator CPU | limit | runs |"
+        "RTT p50 / p99 / p99.9 (µs) | loss | server CPU | CPU µs per pkt | generator CPU | everything else | limit | runs |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for load in loads:
         if section(load) != sec:
             continue
@@ -137,7 +137,7 @@ def relay_table(sec):
                 f"{fmt(med(load, kind, 'p50_us'))} / {fmt(med(load, kind, 'p99_us'))} / {fmt(med(load, kind, 'p999_us'))} | "
                 f"{'-' if loss is None else f'{loss * 100:.3f} %'} | {pct(share(load, kind, 'server_cpu_s'))} | "
                 f"{fmt(med(load, kind, 'cpu_s_per_million'), 2)} | {pct(share(load, kind, 'generator_cpu_s'))} | "
-                f"{limit(load, kind)} | {n(load, kind)} |"
+                f"{pct(share(load, kind, 'other_cpu_s'))} | {limit(load, kind)} | {n(load, kind)} |"
             )
     print()
 
@@ -176,7 +176,10 @@ print(
 print(
     "- Relayed packets = packets the server forwarded (arrivals at the peer + arrivals back at the client; "
     "a round trip is 2). Server CPU = utime + stime of the server process over the window; 100 % = one "
-    "core busy. CPU µs per pkt = server CPU seconds per million relayed packets."
+    "core busy. CPU µs per pkt = server CPU seconds per million relayed packets. Everything else = the "
+    "machine's busy CPU time (`/proc/stat`) over the window beyond the server and the generator, in CPUs: "
+    "other processes, interrupt and softirq time charged to no process, steal. A high value means the run "
+    "shared its CPUs; its latency and CPU per packet are then not the servers' alone."
 )
 print(
     "- **Per-core capacity** = 10⁶ ÷ CPU µs per packet: the relayed packets/s one core of this server "

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::stun::{self, Credentials, Tids, TurnClient};
-use super::sys::{cpu_seconds, precise_timers, raise_nofile_limit, Epoll, RecvBatch, SendBatch};
+use super::sys::{
+    cpu_seconds, machine_busy_seconds, precise_timers, raise_nofile_limit, Epoll, RecvBatch,
+    SendBatch,
+};
 use super::{bare, Args, Mode, Report, Shape, Target};
 
 const BATCH: usize = 64;
@@ -63,6 +66,7 @@ struct Snapshot {
     counters: Counters,
     server_cpu: Option<f64>,
     own_cpu: f64,
+    machine_busy: Option<f64>,
 }
 
 /// Runs closed, open or c2c.
@@ -107,6 +111,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         counters: *c,
         server_cpu: args.server_pid.and_then(cpu_seconds),
         own_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0),
+        machine_busy: machine_busy_seconds(),
     };
     let warm_end = ns() + (args.warmup * 1e9) as u64;
     let mut begin: Option<Snapshot> = None;
@@ -267,6 +272,13 @@ pub fn run(args: &Args) -> io::Result<Report> {
     } else {
         (c.tx + c.peer_tx, c.peer_rx + c.rx)
     };
+    let server_cpu = b.server_cpu.zip(e.server_cpu).map(|(x, y)| y - x);
+    let generator_cpu = e.own_cpu - b.own_cpu;
+    let other_cpu = b
+        .machine_busy
+        .zip(e.machine_busy)
+        .zip(server_cpu)
+        .map(|((x, y), s)| (y - x - s - generator_cpu).max(0.0));
     Ok(Report {
         label: args.label.clone(),
         target: format!("{:?}", args.target).to_lowercase(),
@@ -283,8 +295,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
         received,
         generator_drops: c.drops,
         latency_us: [0.5, 0.99, 0.999].map(|q| hist.quantile(q) as f64 / 1e3),
-        server_cpu: b.server_cpu.zip(e.server_cpu).map(|(x, y)| y - x),
-        generator_cpu: e.own_cpu - b.own_cpu,
+        server_cpu,
+        generator_cpu,
+        other_cpu,
         failures,
         ..Report::default()
     })

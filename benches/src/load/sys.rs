@@ -498,6 +498,25 @@ pub fn raise_nofile_limit(wanted: u64) -> u64 {
     }
 }
 
+/// CPU seconds every CPU of the machine spent busy so far (user, nice, system, irq, softirq
+/// and steal from the first line of `/proc/stat`). Over a window, this minus the server's and
+/// the generator's own CPU is what everything else took: other processes, interrupts, the
+/// hypervisor.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .map(|x| x.parse::<f64>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?;
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(busy / if hz > 0 { hz as f64 } else { 100.0 })
+}
+
 /// utime + stime of process `pid` in seconds, from `/proc/PID/stat` (no unsafe needed).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
