@@ -218,3 +218,52 @@ pub fn run(args: &Args) -> std::io::Result<Report> {
         _ => relay::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["tern-load"];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).expect("parse")
+    }
+
+    #[test]
+    fn browser_shape_and_channels_are_the_defaults() {
+        let a = args(&[]);
+        assert_eq!(a.shape, Shape::Browser);
+        assert_eq!(a.data_path, DataPath::Channel);
+        assert!(a.check().is_ok());
+    }
+
+    #[test]
+    fn mix_puts_odd_sessions_on_indications() {
+        let on: Vec<bool> = (0..4).map(|i| DataPath::Mix.indications_for(i)).collect();
+        assert_eq!(on, [false, true, false, true]);
+        assert!(!DataPath::Channel.indications_for(1));
+        assert!(DataPath::Send.indications_for(0));
+    }
+
+    #[test]
+    fn check_refuses_overlapping_peers_and_indications_to_the_bare_forwarder() {
+        // 1000 peers from 40990 run into the default client ports (41000-41999).
+        let e = args(&["--peers", "1000"]).check().unwrap_err();
+        assert!(e.contains("overlaps"), "{e}");
+        assert!(args(&["--peers", "1000", "--peer-port", "39000"])
+            .check()
+            .is_ok());
+        let e = args(&["--peer-port", "65535", "--peers", "2"])
+            .check()
+            .unwrap_err();
+        assert!(e.contains("65535"), "{e}");
+        let e = args(&["--target", "bare", "--data-path", "mix"])
+            .check()
+            .unwrap_err();
+        assert!(e.contains("--target turn"), "{e}");
+        let e = args(&["--mode", "c2c", "--data-path", "send"])
+            .check()
+            .unwrap_err();
+        assert!(e.contains("c2c"), "{e}");
+    }
+}
