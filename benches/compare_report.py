@@ -18,6 +18,8 @@ import sys
 GENERATOR_FULL = 0.95
 SERVER_BELOW = 0.90
 SERVER_FULL = 0.95
+# A run shared its CPUs with other work when everything else took at least this share of a CPU.
+OTHERS_BUSY = 0.25
 KINDS = ("tern", "coturn", "bare", "bare-uring")
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
@@ -78,12 +80,17 @@ def capacity(load, kind):
 
 def limit(load, kind):
     g, s = share(load, kind, "generator_cpu_s"), share(load, kind, "server_cpu_s")
+    o = share(load, kind, "other_cpu_s")
     if g is None or s is None:
         return "-"
     if g >= GENERATOR_FULL and s < SERVER_BELOW:
         return "**generator**"
     if s >= SERVER_FULL:
         return "server"
+    if g >= GENERATOR_FULL:
+        return "both"
+    if o is not None and o >= OTHERS_BUSY:
+        return "*other work*"
     modes = {r.get("mode") for r in runs(load, kind)}
     if modes == {"open"}:
         return "offered rate"
@@ -156,7 +163,7 @@ print(
 print(
     f"Load average (1/5/15 min) before: {env('REPORT_LOADAVG_START', '?')}, after: {env('REPORT_LOADAVG_END', '?')}. "
     "Other processes on the machine share both CPUs; a run where neither the server nor the generator "
-    "is near 100 % CPU (limit \"neither\") was held back by them."
+    "is near 100 % CPU was held back by them (see the everything-else column)."
 )
 print(f"tern at commit {env('REPORT_COMMIT', '?')}, coturn {env('REPORT_COTURN', '?')}.")
 print()
@@ -189,8 +196,11 @@ print(
 print(
     f"- **limit**: *generator* = the generator used ≥ {GENERATOR_FULL:.0%} of its CPU while the server used "
     f"< {SERVER_BELOW:.0%}, so the measured pkt/s is the generator's, not the server's: compare per-core "
-    f"capacity. *server* = the server used ≥ {SERVER_FULL:.0%}. *offered rate* = an open load that "
-    "saturated neither. *neither* = a closed load where neither was near 100 %."
+    f"capacity. *server* = the server used ≥ {SERVER_FULL:.0%}. *both* = the generator used "
+    f"≥ {GENERATOR_FULL:.0%} and the server {SERVER_BELOW:.0%}–{SERVER_FULL:.0%}. *other work* = neither was "
+    f"saturated and everything else took ≥ {OTHERS_BUSY:.0%} of a CPU: the run was held back by other "
+    "processes and says little about the server. *offered rate* = an open load that saturated neither, "
+    "on otherwise quiet CPUs. *neither* = a closed load where neither was near 100 % and nothing else was busy."
 )
 print()
 SECTIONS = (
