@@ -36,7 +36,7 @@ pub(super) enum TxError {
     BadFingerprint,
     /// A success answer whose MESSAGE-INTEGRITY does not match our key.
     BadIntegrity,
-    /// The server closed the stream.
+    /// The server closed or reset the stream.
     Closed,
     /// The server's stream broke a framing rule.
     Framing(StreamError),
@@ -48,6 +48,10 @@ impl From<io::Error> for TxError {
     fn from(e: io::Error) -> Self {
         match e.kind() {
             ErrorKind::ConnectionRefused => Self::Refused,
+            // A stream the server reset or shut: on a write as on a read.
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                Self::Closed
+            }
             _ => Self::Io(e),
         }
     }

@@ -1,7 +1,7 @@
 //! Over TCP: every step passes against coturn (ChannelData padded on the stream both ways),
 //! and the stream failures are diagnosed: nothing listening, a listener that never answers
-//! (which gets exactly one request: no retransmission on a stream), and a TLS probe of
-//! something that does not speak TLS.
+//! (which gets exactly one request: no retransmission on a stream), one that closes at once,
+//! and a TLS probe of something that does not speak TLS.
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::thread;
@@ -124,4 +124,23 @@ fn tls_to_a_server_that_is_not_tls_is_diagnosed() {
         Some(&0x16),
         "a TLS handshake record was sent"
     );
+}
+
+/// A listener that accepts and closes at once, as one refusing what it was sent would.
+#[test]
+fn tcp_closed_connection_is_diagnosed() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let closer = thread::spawn(move || drop(listener.accept().unwrap()));
+    let (code, out) = probe(&[&addr(port), "--transport", "tcp", "--timeout", "2"]);
+    closer.join().unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("[FAIL] binding: the server closed the TCP connection"),
+        "{out}"
+    );
+    assert!(out.contains(&format!(
+        "diagnosis: 127.0.0.1:{port} closed the connection instead of answering: does it take \
+         TURN over TCP on this port"
+    )));
 }
