@@ -26,6 +26,7 @@ mod channel_data;
 mod error;
 mod integrity;
 mod message;
+pub mod proxy;
 pub mod stream;
 mod writer;
 

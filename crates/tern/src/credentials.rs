@@ -29,13 +29,104 @@ pub fn rest_credential(secret: &[u8], expiry: u64, name: Option<&str>) -> RestCr
     }
 }
 
-/// `turn:HOST:PORT` → `turn:HOST:PORT?transport=udp`; a URI with a query is kept as is.
-pub fn udp_uri(uri: &str) -> String {
-    if uri.contains('?') {
-        uri.to_owned()
-    } else {
-        format!("{uri}?transport=udp")
+/// A transport a `turn:` URI is listed for by [`ice_urls`] (`tern credentials --transports`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `turn:HOST[:PORT]?transport=udp`.
+    Udp,
+    /// `turn:HOST[:PORT]?transport=tcp`.
+    Tcp,
+    /// `turns:HOST:TLS_PORT?transport=tcp`: TLS over TCP.
+    Tls,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "udp" => Ok(Self::Udp),
+            "tcp" => Ok(Self::Tcp),
+            "tls" => Ok(Self::Tls),
+            _ => Err(format!("`{s}` is not a transport: use udp, tcp or tls")),
+        }
     }
+}
+
+/// A `--uri` that is not a STUN or TURN URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadUri {
+    /// The URI as given.
+    pub uri: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for BadUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "--uri {}: {}", self.uri, self.reason)
+    }
+}
+
+impl std::error::Error for BadUri {}
+
+/// The `urls` of an `RTCIceServer` for `uris`, in order, without repeats.
+///
+/// A `turn:HOST[:PORT]` URI without a query is listed once per transport in `transports`:
+/// `?transport=udp`, `?transport=tcp`, and for TLS `turns:HOST:TLS_PORT?transport=tcp` (RFC
+/// 7065 URIs; the port of a `turns:` one is `tls_port`, since TLS listens on its own port). A
+/// `turn:` URI with a query, a `turns:` URI, and `stun:`/`stuns:` URIs are listed as given.
+pub fn ice_urls(
+    uris: &[String],
+    transports: &[Transport],
+    tls_port: u16,
+) -> Result<Vec<String>, BadUri> {
+    let mut urls: Vec<String> = Vec::new();
+    for uri in uris {
+        let bad = |reason| BadUri {
+            uri: uri.clone(),
+            reason,
+        };
+        let expanded = match uri.split_once(':') {
+            Some(("turn", rest)) if !rest.contains('?') => {
+                let host = turn_host(rest).ok_or_else(|| bad("expected turn:HOST[:PORT]"))?;
+                transports
+                    .iter()
+                    .map(|t| match t {
+                        Transport::Udp => format!("{uri}?transport=udp"),
+                        Transport::Tcp => format!("{uri}?transport=tcp"),
+                        Transport::Tls => format!("turns:{host}:{tls_port}?transport=tcp"),
+                    })
+                    .collect()
+            }
+            Some(("turn" | "turns" | "stun" | "stuns", rest)) if !rest.is_empty() => {
+                vec![uri.clone()]
+            }
+            _ => return Err(bad("not a turn:, turns:, stun: or stuns: URI")),
+        };
+        for url in expanded {
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+    }
+    Ok(urls)
+}
+
+/// The host of `HOST[:PORT]` or `[IPv6][:PORT]`, brackets kept; `None` when malformed.
+fn turn_host(rest: &str) -> Option<&str> {
+    let (host, port) = if rest.starts_with('[') {
+        let end = rest.find(']')? + 1;
+        (&rest[..end], rest[end..].strip_prefix(':'))
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+    let no_host = host.is_empty() || host == "[]";
+    (!no_host && port_ok).then_some(host)
 }
 
 /// One line of JSON in the shape of a WebRTC `RTCIceServer`.
@@ -68,13 +159,14 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
-/// The three output lines of `tern credentials`.
-pub fn render(cred: &RestCredential, uri: &str) -> String {
+/// The three output lines of `tern credentials`: username, credential, and the
+/// `RTCIceServer` JSON with `urls` (see [`ice_urls`]).
+pub fn render(cred: &RestCredential, urls: &[String]) -> String {
     format!(
         "username: {}\ncredential: {}\n{}\n",
         cred.username,
         cred.credential,
-        ice_server_json(&[udp_uri(uri)], cred)
+        ice_server_json(urls, cred)
     )
 }
 
@@ -101,7 +193,8 @@ mod tests {
         assert_eq!(c.username, "42");
         assert_eq!(c.credential.len(), 28); // 20 bytes, padded base64
         assert!(c.credential.ends_with('='));
-        let line = render(&c, "turn:example.org:3478");
+        let urls = ice_urls(&["turn:example.org:3478".into()], &[Transport::Udp], 5349).unwrap();
+        let line = render(&c, &urls);
         let json = line.lines().nth(2).unwrap();
         assert_eq!(
             json,
@@ -110,6 +203,65 @@ mod tests {
                 c.credential
             )
         );
+    }
+
+    fn urls(uris: &[&str], transports: &[Transport], tls_port: u16) -> Result<Vec<String>, BadUri> {
+        let uris: Vec<String> = uris.iter().map(|u| (*u).to_owned()).collect();
+        ice_urls(&uris, transports, tls_port)
+    }
+
+    #[test]
+    fn turn_uris_expand_per_transport() {
+        use Transport::*;
+        assert_eq!(
+            urls(&["turn:t.example:3478"], &[Udp, Tcp, Tls], 443).unwrap(),
+            [
+                "turn:t.example:3478?transport=udp",
+                "turn:t.example:3478?transport=tcp",
+                "turns:t.example:443?transport=tcp",
+            ]
+        );
+        assert_eq!(
+            urls(&["turn:[2001:db8::1]", "turn:192.0.2.1"], &[Tls], 5349).unwrap(),
+            [
+                "turns:[2001:db8::1]:5349?transport=tcp",
+                "turns:192.0.2.1:5349?transport=tcp"
+            ]
+        );
+        // As given: a query, turns:, stun:; repeats dropped, order kept.
+        let given = [
+            "turns:t.example:443?transport=tcp",
+            "turn:t.example:3478?transport=tcp",
+            "stun:t.example",
+            "turns:t.example",
+        ];
+        assert_eq!(urls(&given, &[Udp], 5349).unwrap(), given);
+        assert_eq!(
+            urls(&["turn:a", "turns:a:5349?transport=tcp"], &[Udp, Tls], 5349).unwrap(),
+            ["turn:a?transport=udp", "turns:a:5349?transport=tcp"]
+        );
+    }
+
+    #[test]
+    fn bad_uris_and_transports() {
+        for bad in [
+            "http://x",
+            "turn:",
+            "turn:host:port",
+            "turn:[::1",
+            "turn:[]",
+            "x",
+            "turns:",
+        ] {
+            let e = urls(&[bad], &[Transport::Udp], 5349).unwrap_err();
+            assert_eq!(e.uri, bad);
+            assert!(e.to_string().starts_with(&format!("--uri {bad}: ")), "{e}");
+        }
+        assert_eq!("TLS".parse::<Transport>(), Ok(Transport::Tls));
+        assert!("dtls"
+            .parse::<Transport>()
+            .unwrap_err()
+            .contains("udp, tcp or tls"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use tern::credentials::{render, rest_credential};
+use tern::credentials::{ice_urls, render, rest_credential, Transport};
 use tern::reload::Reloader;
 use tern::{lifecycle, logging, mapping, overrides, startup};
 
@@ -29,6 +29,7 @@ enum Command {
         args: Vec<String>,
     },
     /// Print TURN REST API credentials (coturn's use-auth-secret) for a shared secret.
+    #[command(after_help = CREDENTIALS_EXAMPLES)]
     Credentials(CredentialsArgs),
     /// Check a STUN/TURN server from the outside: Binding, and with credentials, relaying.
     Probe(probe::ProbeArgs),
@@ -45,13 +46,36 @@ struct CredentialsArgs {
     /// Name appended to the username (`<expiry>:<name>`).
     #[arg(long)]
     name: Option<String>,
-    /// The TURN URI for the JSON line; `?transport=udp` is appended unless a query is given.
-    #[arg(long, default_value = "turn:127.0.0.1:3478")]
-    uri: String,
+    /// A TURN or STUN URI for the JSON line's `urls` (repeatable). A `turn:HOST[:PORT]` URI
+    /// without a query is listed once per --transports entry; a URI with a query, `turns:`,
+    /// `stun:` and `stuns:` URIs are listed as given.
+    #[arg(long, value_name = "URI", default_value = "turn:127.0.0.1:3478")]
+    uri: Vec<String>,
+    /// Transports to list each `turn:HOST[:PORT]` URI for, comma-separated: udp
+    /// (`?transport=udp`), tcp (`?transport=tcp`), tls (`turns:HOST:TLS_PORT?transport=tcp`).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "udp"
+    )]
+    transports: Vec<Transport>,
+    /// The port of the `turns:` URIs that --transports tls lists (the server's
+    /// tls-listening-port).
+    #[arg(long, value_name = "PORT", default_value_t = 5349)]
+    tls_port: u16,
     /// The current time as unix seconds (default: the clock).
     #[arg(long)]
     now: Option<u64>,
 }
+
+const CREDENTIALS_EXAMPLES: &str = "\
+Examples:
+  tern credentials --secret S --uri turn:turn.example.org:3478 --transports udp,tcp,tls --tls-port 443
+      urls: turn:turn.example.org:3478?transport=udp, turn:turn.example.org:3478?transport=tcp,
+            turns:turn.example.org:443?transport=tcp
+  tern credentials --secret S --uri turn:turn.example.org --uri turns:turn.example.org:443?transport=tcp
+      urls: turn:turn.example.org?transport=udp, turns:turn.example.org:443?transport=tcp";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -88,7 +112,8 @@ fn credentials(args: &CredentialsArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!secret.is_empty(), "--secret is empty");
     let expiry = args.now.unwrap_or_else(unix_now).saturating_add(args.ttl);
     let cred = rest_credential(secret.as_bytes(), expiry, args.name.as_deref());
-    print!("{}", render(&cred, &args.uri));
+    let urls = ice_urls(&args.uri, &args.transports, args.tls_port)?;
+    print!("{}", render(&cred, &urls));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -58,6 +58,76 @@ fn credentials_output() {
 }
 
 #[test]
+fn credentials_list_tcp_and_tls_uris() {
+    let o = tern(&[
+        "credentials",
+        "--secret",
+        "north",
+        "--now",
+        "1700000000",
+        "--uri",
+        "turn:turn.example.org:3478",
+        "--uri",
+        "stun:stun.example.org",
+        "--transports",
+        "udp,tcp,tls",
+        "--tls-port",
+        "443",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = stdout(&o).lines().nth(2).unwrap_or_default().to_owned();
+    assert!(
+        json.starts_with(
+            "{\"urls\":[\"turn:turn.example.org:3478?transport=udp\",\
+             \"turn:turn.example.org:3478?transport=tcp\",\
+             \"turns:turn.example.org:443?transport=tcp\",\"stun:stun.example.org\"],"
+        ),
+        "{json}"
+    );
+    // A turns: URI and a URI with a query are kept as given.
+    let o = tern(&[
+        "credentials",
+        "--secret",
+        "north",
+        "--uri",
+        "turns:turn.example.org:443?transport=tcp",
+        "--uri",
+        "turn:turn.example.org?transport=tcp",
+    ]);
+    assert!(
+        stdout(&o).contains(
+            "\"urls\":[\"turns:turn.example.org:443?transport=tcp\",\
+             \"turn:turn.example.org?transport=tcp\"]"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let o = tern(&["credentials", "--secret", "s", "--transports", "udp,dtls"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`dtls` is not a transport"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tern(&[
+        "credentials",
+        "--secret",
+        "s",
+        "--uri",
+        "https://turn.example.org",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--uri https://turn.example.org: not a turn:"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tern(&["credentials", "--help"]);
+    assert!(stdout(&o).contains("--transports <LIST>"));
+    assert!(stdout(&o).contains("turns:turn.example.org:443?transport=tcp"));
+}
+
+#[test]
 fn credentials_need_a_secret() {
     let o = tern(&["credentials"]);
     assert!(!o.status.success());

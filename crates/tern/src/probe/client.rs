@@ -1,21 +1,25 @@
-//! STUN transactions over a blocking UDP socket: retransmission (RFC 8489 §6.2.1), response
-//! matching and validation, and the long-term credential mechanism (RFC 8489 §9.2).
+//! STUN transactions over the client's [`Link`]: retransmission over UDP (RFC 8489 §6.2.1),
+//! one send and a wait over a stream (§6.2.2), response matching and validation, and the
+//! long-term credential mechanism (RFC 8489 §9.2).
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
+use tern_wire::stream::StreamError;
 use tern_wire::{
     attr, Class, Integrity, Message, MessageType, MessageWriter, Method, TransactionId,
 };
 
+use super::link::{Inbox as _, Link};
+
 /// RFC 8489 §6.2.1: the first retransmission after 500 ms, each later one after twice the
 /// previous wait.
 const INITIAL_RTO: Duration = Duration::from_millis(500);
-/// Most datagrams read while waiting for one answer (bounds a flood of strays).
+/// Most messages read while waiting for one answer (bounds a flood of strays).
 const MAX_READS: usize = 256;
 /// Most requests sent for one [`Session::request`]: the first, one with credentials, and
 /// retries after 438 Stale Nonce.
@@ -32,6 +36,10 @@ pub(super) enum TxError {
     BadFingerprint,
     /// A success answer whose MESSAGE-INTEGRITY does not match our key.
     BadIntegrity,
+    /// The server closed or reset the stream.
+    Closed,
+    /// The server's stream broke a framing rule.
+    Framing(StreamError),
     /// The socket failed.
     Io(io::Error),
 }
@@ -40,6 +48,10 @@ impl From<io::Error> for TxError {
     fn from(e: io::Error) -> Self {
         match e.kind() {
             ErrorKind::ConnectionRefused => Self::Refused,
+            // A stream the server reset or shut: on a write as on a read.
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+                Self::Closed
+            }
             _ => Self::Io(e),
         }
     }
@@ -50,30 +62,6 @@ pub(super) fn transaction_id() -> io::Result<TransactionId> {
     let mut t = [0u8; 12];
     getrandom::getrandom(&mut t).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(TransactionId(t))
-}
-
-/// A socket and the address its requests go to. A connected socket also learns of ICMP
-/// port unreachable; an unconnected one ignores datagrams from anyone else.
-pub(super) struct Endpoint<'a> {
-    pub sock: &'a UdpSocket,
-    pub to: SocketAddr,
-    pub connected: bool,
-}
-
-impl Endpoint<'_> {
-    pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
-        let sent = if self.connected {
-            self.sock.send(datagram)
-        } else {
-            self.sock.send_to(datagram, self.to)
-        };
-        sent.map(drop)
-    }
-
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let (n, from) = self.sock.recv_from(buf)?;
-        Ok((self.connected || from == self.to).then_some(n))
-    }
 }
 
 /// The answer to one request.
@@ -114,10 +102,11 @@ impl Answer {
     }
 }
 
-/// Sends `request` and waits for the answer carrying `tid`, retransmitting per RFC 8489
-/// §6.2.1 until `timeout` has passed in all.
+/// Sends `request` and waits for the answer carrying `tid` until `timeout` has passed in
+/// all: over UDP retransmitting per RFC 8489 §6.2.1, over a stream sending once (§6.2.2: the
+/// stream delivers it or fails).
 pub(super) fn transact(
-    ep: &Endpoint<'_>,
+    link: &mut Link,
     request: &[u8],
     tid: TransactionId,
     timeout: Duration,
@@ -125,27 +114,24 @@ pub(super) fn transact(
     let start = Instant::now();
     let deadline = start + timeout;
     let (mut rto, mut next_send) = (INITIAL_RTO, start);
-    let mut buf = [0u8; 2048];
     for _ in 0..MAX_READS {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
         if now >= next_send {
-            ep.send(request)?;
-            next_send = now + rto;
+            link.send(request)?;
+            next_send = if link.is_stream() {
+                deadline
+            } else {
+                now + rto
+            };
             rto *= 2;
         }
-        let wait = next_send.min(deadline).saturating_duration_since(now);
-        ep.sock
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-        let n = match ep.recv(&mut buf) {
-            Ok(Some(n)) => n,
-            Ok(None) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) => return Err(e.into()),
+        let Some((bytes, _)) = link.recv_until(next_send.min(deadline))? else {
+            continue;
         };
-        let Ok(msg) = Message::parse(&buf[..n]) else {
+        let Ok(msg) = Message::parse(bytes) else {
             continue;
         };
         if msg.transaction_id() != tid || !matches!(msg.class(), Class::Success | Class::Error) {
@@ -155,7 +141,7 @@ pub(super) fn transact(
             return Err(TxError::BadFingerprint);
         }
         return Ok(Answer {
-            bytes: buf[..n].to_vec(),
+            bytes: bytes.to_vec(),
             rtt: start.elapsed(),
         });
     }
@@ -204,8 +190,8 @@ struct Auth {
 }
 
 /// One client's requests to the server: transactions plus the 401/438 dance.
-pub(super) struct Session<'a> {
-    pub ep: Endpoint<'a>,
+pub(super) struct Session {
+    pub link: Link,
     pub timeout: Duration,
     creds: Option<Credentials>,
     auth: Option<Auth>,
@@ -217,10 +203,10 @@ pub(super) struct Reply {
     pub with_credentials: bool,
 }
 
-impl<'a> Session<'a> {
-    pub fn new(ep: Endpoint<'a>, timeout: Duration, creds: Option<Credentials>) -> Self {
+impl Session {
+    pub fn new(link: Link, timeout: Duration, creds: Option<Credentials>) -> Self {
         Self {
-            ep,
+            link,
             timeout,
             creds,
             auth: None,
@@ -249,7 +235,7 @@ impl<'a> Session<'a> {
                 w.message_integrity(&a.key);
             }
             w.fingerprint();
-            let answer = transact(&self.ep, &buf, tid, self.timeout)?;
+            let answer = transact(&mut self.link, &buf, tid, self.timeout)?;
             let with_credentials = self.auth.is_some();
             let code = answer.error().map(|(c, _)| c);
             let retry = match code {
@@ -293,7 +279,7 @@ impl<'a> Session<'a> {
 
     /// Sends an indication (no answer expected) with FINGERPRINT.
     pub fn indicate(
-        &self,
+        &mut self,
         method: Method,
         build: &dyn Fn(&mut MessageWriter<'_>),
     ) -> io::Result<()> {
@@ -302,7 +288,7 @@ impl<'a> Session<'a> {
         let mut w = MessageWriter::new(&mut buf, typ, transaction_id()?);
         build(&mut w);
         w.fingerprint();
-        self.ep.send(&buf)
+        self.link.send(&buf)
     }
 }
 

@@ -5,11 +5,21 @@
 //! With `--secret` (TURN REST API) or `--user`/`--password` it also allocates a relay, plays
 //! the peer from a second local socket, moves data both ways with Send/Data indications and
 //! over a channel, and releases the allocation.
+//!
+//! The client speaks UDP, TCP or TLS (`--transport`, or a `turn:`/`turns:` URI); the steps
+//! are the same over each ([`link::Link`]), and the peer always speaks UDP. Over TLS the
+//! certificate is checked first ([`tls`]).
 mod client;
+mod connect;
+mod link;
 mod relay;
+mod report;
+mod target;
+mod tls;
+mod tls_diagnosis;
 
-use std::fmt::Display;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,16 +27,33 @@ use anyhow::{bail, Context as _};
 use tern_proto::peer_filter::not_publicly_routable;
 use tern_wire::{attr, Method};
 
-use client::{Credentials, Endpoint, Session, TxError};
-
-/// The port STUN and TURN listen on when none is given (RFC 8489 §9).
-const DEFAULT_PORT: u16 = 3478;
+use client::{Credentials, Session};
+use report::Report;
+use target::Transport;
 
 /// Arguments of `tern probe`.
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {
-    /// The server: HOST, HOST:PORT, IP, or [IPv6]:PORT. The port defaults to 3478.
+    /// The server: HOST, HOST:PORT, IP, [IPv6]:PORT, or a TURN URI (`turn:HOST[:PORT]`,
+    /// `turn:HOST[:PORT]?transport=tcp`, `turns:HOST[:PORT]`). The port defaults to 3478, and
+    /// to 5349 over TLS.
     pub server: String,
+    /// How the client reaches the server: udp, tcp, or tls (TURN over TLS; the certificate is
+    /// checked). Default: what a TURN URI names, else udp. Peers are reached over UDP.
+    #[arg(long, value_enum)]
+    pub transport: Option<Transport>,
+    /// Over TLS: trust the CA certificates in this PEM file instead of Mozilla's root store
+    /// (a private CA, or a test).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Over TLS: the name sent as SNI and checked against the certificate (default: the
+    /// host in the server argument; an IP address sends no SNI and needs an IP SAN).
+    #[arg(long, value_name = "NAME")]
+    pub tls_name: Option<String>,
+    /// The server's UDP port the peer's Binding request goes to, which shows how the server
+    /// sees the peer (default: the server's port, and 3478 over TLS).
+    #[arg(long, value_name = "PORT")]
+    pub stun_port: Option<u16>,
     /// TURN REST API shared secret (the server's static-auth-secret); also tests relaying.
     #[arg(
         long,
@@ -49,7 +76,8 @@ pub struct ProbeArgs {
         requires = "user"
     )]
     pub password: Option<String>,
-    /// How long to wait for each answer or datagram, in seconds (0.1 to 60).
+    /// How long to wait for each answer, datagram, connection or handshake, in seconds (0.1
+    /// to 60).
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub timeout: f64,
     /// Local IP of the socket that plays the peer (default: the client socket's IP).
@@ -58,14 +86,17 @@ pub struct ProbeArgs {
 }
 
 /// Runs the probe, printing one `[ok]`/`[warn]`/`[FAIL]` line per step. Exit code 0 when
-/// every step passed, 1 otherwise; `Err` only for bad arguments or when the client socket
+/// every step passed, 1 otherwise; `Err` only for bad arguments or when a local socket
 /// cannot be opened.
 pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     if !(0.1..=60.0).contains(&args.timeout) {
         bail!("--timeout must be between 0.1 and 60 seconds");
     }
     let timeout = Duration::from_secs_f64(args.timeout);
-    let server = resolve(&args.server)?;
+    let target = target::parse(&args.server, args.transport)?;
+    if target.transport != Transport::Tls && (args.ca.is_some() || args.tls_name.is_some()) {
+        bail!("--ca and --tls-name apply to TLS: add --transport tls, or give a turns: URI");
+    }
     let creds = match (&args.secret, &args.user, &args.password) {
         (Some(secret), _, _) => Some(Credentials::rest(secret, Duration::from_secs(args.ttl))),
         (None, Some(user), Some(password)) => Some(Credentials {
@@ -74,22 +105,23 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
-    let local_ip = local_ip_toward(server).context("no local address can reach the server")?;
-    let sock = UdpSocket::bind((local_ip, 0)).context("binding the client socket")?;
-    sock.connect(server)
-        .context("connecting the client socket")?;
-    let ep = Endpoint {
-        sock: &sock,
-        to: server,
-        connected: true,
-    };
-    let mut session = Session::new(ep, timeout, creds.clone());
-    let mut report = Report {
-        server,
+    let mut report = Report::new(
+        target.addr,
+        target.transport,
         timeout,
-        rest: args.secret.is_some(),
-        failed: false,
+        args.secret.is_some(),
+    );
+    let tls = tls::TlsOptions {
+        name: args.tls_name.as_deref().unwrap_or(&target.host),
+        ca: args.ca.as_deref(),
     };
+    let Some(link) = connect::open(&target, &tls, timeout, &mut report)? else {
+        return Ok(report.exit());
+    };
+    let local_ip = link
+        .local_ip()
+        .context("reading the client socket's address")?;
+    let mut session = Session::new(link, timeout, creds.clone());
 
     if binding(&mut session, &mut report).is_none() {
         return Ok(report.exit());
@@ -102,136 +134,18 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
         return Ok(report.exit());
     };
     let peer_ip = args.peer_bind.unwrap_or(local_ip);
-    relay::exchange(&mut session, &mut report, relayed, peer_ip);
+    let stun_port = args.stun_port.unwrap_or(match target.transport {
+        Transport::Tls => target::TURN_PORT,
+        Transport::Udp | Transport::Tcp => target.addr.port(),
+    });
+    let stun = SocketAddr::new(target.addr.ip(), stun_port);
+    relay::exchange(&mut session, &mut report, relayed, peer_ip, stun);
     refresh_zero(&mut session, &mut report);
     Ok(report.exit())
 }
 
-/// Prints steps; remembers whether one failed so only the first gets a diagnosis.
-pub(super) struct Report {
-    server: SocketAddr,
-    timeout: Duration,
-    /// Credentials came from --secret.
-    rest: bool,
-    failed: bool,
-}
-
-impl Report {
-    fn ok(&self, step: &str, what: impl Display) {
-        println!("[ok] {step}: {what}");
-    }
-
-    fn warn(&self, step: &str, what: impl Display) {
-        println!("[warn] {step}: {what}");
-    }
-
-    fn fail(&mut self, step: &str, what: impl Display, diagnosis: impl Display) {
-        println!("[FAIL] {step}: {what}");
-        if !self.failed {
-            println!("       diagnosis: {diagnosis}");
-        }
-        self.failed = true;
-    }
-
-    /// Reports a transaction that got no usable answer.
-    fn no_answer(&mut self, step: &str, e: TxError) {
-        let (s, secs, port) = (self.server, self.timeout.as_secs_f64(), self.server.port());
-        let open = format!("is the server running, is UDP {port} open/forwarded?");
-        match e {
-            TxError::Timeout if step == "binding" => self.fail(
-                step,
-                "no answer",
-                format!("no answer from {s} over UDP within {secs} s: {open}"),
-            ),
-            TxError::Timeout => self.fail(
-                step,
-                "no answer",
-                format!(
-                    "{s} answered Binding but not this request within {secs} s: is it a TURN \
-                     server with relaying enabled, and is the request too large for the path?"
-                ),
-            ),
-            TxError::Refused => self.fail(
-                step,
-                "ICMP port unreachable",
-                format!("no answer from {s} over UDP: the host says nothing listens there: {open}"),
-            ),
-            TxError::BadFingerprint => self.fail(
-                step,
-                "the answer's FINGERPRINT is wrong",
-                "something between you and the server alters STUN messages (an ALG or a broken proxy)",
-            ),
-            TxError::BadIntegrity => self.fail(
-                step,
-                "the answer's MESSAGE-INTEGRITY does not match our key",
-                "the server signed with another key: is the realm or the password what the server uses?",
-            ),
-            TxError::Io(e) => self.fail(step, format!("socket error: {e}"), "a local socket failed"),
-        }
-    }
-
-    /// Reports an error response to a request, diagnosing what the code means at `step`.
-    fn error_response(&mut self, step: &str, code: u16, reason: &str, with_creds: bool) {
-        let what = format!("the server answered {code} {reason} ({})", meaning(code));
-        let peer_step = step == "create-permission" || step == "channel-bind";
-        let other;
-        let diagnosis = match code {
-            401 if with_creds && self.rest => {
-                "the server rejected the credentials: is the secret the server's \
-                 static-auth-secret, and are the clocks in sync?"
-            }
-            401 if with_creds => {
-                "the server rejected the credentials: are the username and password right for \
-                 the server's realm?"
-            }
-            401 => "the server asks for credentials but names no realm and nonce to use",
-            403 if peer_step => {
-                "the server refuses this peer address (peer filtering: loopback/private peers \
-                 need allow-loopback-peers or allowed-peer-ip)"
-            }
-            437 => "an allocation from this address and port already exists: run again",
-            486 => "this user holds too many allocations (user-quota/total-quota)",
-            508 => "the relay port pool is exhausted (min-port/max-port, or too many users)",
-            _ => {
-                other = format!("the server refused the request: {}", meaning(code));
-                &other
-            }
-        };
-        self.fail(step, what, diagnosis);
-    }
-
-    fn exit(&self) -> ExitCode {
-        if self.failed {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        }
-    }
-}
-
-/// What an ERROR-CODE means (RFC 8489 §14.8, RFC 8656 §19).
-fn meaning(code: u16) -> &'static str {
-    match code {
-        300 => "Try Alternate: the server redirects to another one",
-        400 => "Bad Request: the server found the request malformed",
-        401 => "Unauthenticated: credentials missing or wrong",
-        403 => "Forbidden: the request is not allowed",
-        420 => "Unknown Attribute: the server does not understand an attribute",
-        437 => "Allocation Mismatch: the allocation is missing or already exists",
-        438 => "Stale Nonce: the nonce expired",
-        440 => "Address Family not Supported",
-        441 => "Wrong Credentials: not the user that created the allocation",
-        442 => "Unsupported Transport Protocol",
-        443 => "Peer Address Family Mismatch",
-        486 => "Allocation Quota Reached",
-        500 => "Server Error",
-        508 => "Insufficient Capacity: no relay port free",
-        _ => "an error code this probe does not know",
-    }
-}
-
 /// Step 1: Binding request; returns the reflexive address.
-fn binding(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr> {
+fn binding(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
     let step = "binding";
     let answer = match session.request(Method::BINDING, &|_| {}) {
         Ok(reply) => reply.answer,
@@ -271,7 +185,7 @@ fn binding(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr>
     let ms = answer.rtt.as_secs_f64() * 1000.0;
     let what = format!(
         "{} answered in {ms:.1} ms ({fp} FINGERPRINT{software})",
-        session.ep.to
+        session.link.to()
     );
     report.ok(step, what);
     report.ok(
@@ -282,7 +196,7 @@ fn binding(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr>
 }
 
 /// Step 2: Allocate a UDP relay; returns the relayed address.
-fn allocate(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr> {
+fn allocate(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
     let step = "allocate";
     let build = |w: &mut tern_wire::MessageWriter<'_>| {
         w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
@@ -317,7 +231,7 @@ fn allocate(session: &mut Session<'_>, report: &mut Report) -> Option<SocketAddr
         step,
         format!("relayed address (XOR-RELAYED-ADDRESS) {relayed}, {lifetime}{realm}"),
     );
-    if let Some(what) = unreachable_relayed_address(session.ep.to.ip(), relayed.ip()) {
+    if let Some(what) = unreachable_relayed_address(session.link.to().ip(), relayed.ip()) {
         report.warn(step, what);
     }
     Some(relayed)
@@ -341,7 +255,7 @@ fn unreachable_relayed_address(server: IpAddr, relayed: IpAddr) -> Option<String
 }
 
 /// Last step: Refresh with LIFETIME 0 releases the allocation (RFC 8656 §8).
-fn refresh_zero(session: &mut Session<'_>, report: &mut Report) {
+fn refresh_zero(session: &mut Session, report: &mut Report) {
     let step = "refresh";
     match session.request(Method::REFRESH, &|w| {
         w.u32(attr::LIFETIME, 0);
@@ -356,57 +270,9 @@ fn refresh_zero(session: &mut Session<'_>, report: &mut Report) {
     }
 }
 
-/// `HOST`, `HOST:PORT`, `IP`, `IPv4:PORT` or `[IPv6]:PORT` to one socket address.
-fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(addr) = server.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bare = server.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
-    }
-    let (host, port) = match server.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse()
-                .with_context(|| format!("bad port in {server}"))?,
-        ),
-        None => (server, DEFAULT_PORT),
-    };
-    let mut addrs = (host, port)
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {host}"))?;
-    addrs
-        .next()
-        .with_context(|| format!("{host} has no address"))
-}
-
-/// The local IP the kernel would send from to reach `server`. Connecting a UDP socket only
-/// looks up a route; no packet is sent.
-fn local_ip_toward(server: SocketAddr) -> std::io::Result<IpAddr> {
-    let any = match server {
-        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    let s = UdpSocket::bind((any, 0))?;
-    s.connect(server)?;
-    Ok(s.local_addr()?.ip())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolve_forms() {
-        let a = |s: &str| resolve(s).unwrap().to_string();
-        assert_eq!(a("127.0.0.1"), "127.0.0.1:3478");
-        assert_eq!(a("127.0.0.1:5000"), "127.0.0.1:5000");
-        assert_eq!(a("::1"), "[::1]:3478");
-        assert_eq!(a("[::1]"), "[::1]:3478");
-        assert_eq!(a("[::1]:5000"), "[::1]:5000");
-        assert!(resolve("127.0.0.1:x").is_err());
-    }
 
     #[test]
     fn private_relayed_address_behind_a_public_server_is_flagged() {

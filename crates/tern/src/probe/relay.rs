@@ -1,23 +1,25 @@
 //! The relay steps: a second local socket plays the peer; the client creates a permission for
 //! it, moves data both ways in Send/Data indications, binds a channel and moves data both
-//! ways in ChannelData messages.
-use std::io::{self, ErrorKind};
+//! ways in ChannelData messages. The client's side goes over its link (UDP, TCP or TLS); the
+//! peer always speaks UDP, as WebRTC peers do.
+use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use tern_wire::{
     attr, classify, ChannelData, ChannelNumber, Class, Message, MessageWriter, Method, PacketKind,
-    CHANNEL_DATA_HEADER_LEN,
 };
 
-use super::client::{transaction_id, Endpoint, Session};
+use super::client::{transaction_id, Session, TxError};
+use super::link::{Datagrams, Inbox, Link};
 use super::Report;
 
 /// The channel the probe binds: the first one RFC 8656 §12 allows.
 const CHANNEL: u16 = ChannelNumber::MIN;
-/// Times a test datagram is sent, spread over the timeout, before giving up on it.
+/// Times test data is sent, spread over the timeout, before giving up on it. Over a stream
+/// the client's leg cannot lose it, but the relay's leg to the peer is UDP.
 const DATA_SENDS: u32 = 3;
-/// Most datagrams read while waiting for one (bounds a flood of strays).
+/// Most messages read while waiting for one (bounds a flood of strays).
 const MAX_READS: usize = 64;
 
 const NEVER_REACHED_PEER: &str = "never reached the peer: does the server relay from another \
@@ -27,12 +29,14 @@ const NEVER_ARRIVED: &str = "data sent by the peer to the relayed address never 
     relay port is not forwarded";
 
 /// Runs the relay steps for an allocation at `relayed`, with the peer socket on `peer_ip`.
-/// Stops at the first failure.
+/// `stun` is the server's UDP address the peer sends a Binding request to, to learn how the
+/// server sees it. Stops at the first failure.
 pub(super) fn exchange(
-    session: &mut Session<'_>,
+    session: &mut Session,
     report: &mut Report,
     relayed: SocketAddr,
     peer_ip: IpAddr,
+    stun: SocketAddr,
 ) {
     let peer = match UdpSocket::bind((peer_ip, 0)) {
         Ok(peer) => peer,
@@ -46,7 +50,7 @@ pub(super) fn exchange(
             return;
         }
     };
-    if let Err(e) = steps(session, report, relayed, &peer) {
+    if let Err(e) = steps(session, report, relayed, &peer, stun) {
         report.fail(
             "peer",
             format!("socket error: {e}"),
@@ -57,18 +61,28 @@ pub(super) fn exchange(
 
 /// The steps after the peer socket is open; `Err` when a local socket fails.
 fn steps(
-    session: &mut Session<'_>,
+    session: &mut Session,
     report: &mut Report,
     relayed: SocketAddr,
     peer: &UdpSocket,
+    stun: SocketAddr,
 ) -> io::Result<()> {
     let peer_local = peer.local_addr()?;
-    let peer_seen = seen_by_server(peer, peer_local, session);
-    let what =
-        format!("a second socket {peer_local} plays the peer; the server sees it as {peer_seen}");
-    report.ok("peer", what);
+    let seen = seen_by_server(peer, stun, session.timeout)?;
+    let how = match seen {
+        Some(seen) => format!("the server sees it as {seen}"),
+        None => format!(
+            "its Binding request to UDP {stun} got no answer (--stun-port), so the server is \
+             assumed to see it as {peer_local}"
+        ),
+    };
+    report.ok(
+        "peer",
+        format!("a second socket {peer_local} plays the peer; {how}"),
+    );
+    let peer_seen = seen.unwrap_or(peer_local);
     let timeout = session.timeout;
-    let client = session.ep.sock;
+    let mut peer_rx = Datagrams::new(peer);
 
     let add_peer = |w: &mut MessageWriter<'_>| {
         w.xor_address(attr::XOR_PEER_ADDRESS, peer_seen);
@@ -91,7 +105,7 @@ fn steps(
             w.attr(attr::DATA, &data);
         })
     };
-    let r = deliver(peer, timeout, send, |b| b == data);
+    let r = deliver(&mut peer_rx, timeout, send, |b| b == data);
     // The server naming another address than the peer's own means a source NAT in between:
     // the relay then sends to the translator, whose mapping may not lead back to the peer.
     let why = if peer_seen.ip() != peer_local.ip() && !peer_local.ip().is_unspecified() {
@@ -122,7 +136,7 @@ fn steps(
     let data = payload("peer->client")?;
     let send = || peer.send_to(&data, relayed).map(drop);
     let arrived = |b: &[u8]| data_indication(b).is_some_and(|d| d == data);
-    let r = deliver(client, timeout, send, arrived);
+    let r = deliver(&mut session.link, timeout, send, arrived);
     if landed(
         report,
         step,
@@ -153,9 +167,9 @@ fn steps(
     // ChannelData: client -> channel -> peer.
     let step = "channel-data";
     let data = payload("client->channel->peer")?;
-    let framed = channel_data(&data);
-    let send = || session.ep.send(&framed);
-    let r = deliver(peer, timeout, send, |b| b == data);
+    let channel = ChannelNumber::new(CHANNEL).expect("CHANNEL is in range");
+    let send = || session.link.send_channel_data(channel, &data);
+    let r = deliver(&mut peer_rx, timeout, send, |b| b == data);
     let why = format!("data sent through the channel {NEVER_REACHED_PEER}");
     let Some(from) = landed(report, step, r, "the peer got nothing", why) else {
         return Ok(());
@@ -177,7 +191,7 @@ fn steps(
         cd.flatten()
             .is_some_and(|cd| cd.channel.get() == CHANNEL && cd.payload == data)
     };
-    let r = deliver(client, timeout, send, arrived);
+    let r = deliver(&mut session.link, timeout, send, arrived);
     let missing = "the client got no ChannelData from the peer";
     if landed(report, step, r, missing, NEVER_ARRIVED).is_none() {
         return Ok(());
@@ -194,7 +208,7 @@ fn steps(
 
 /// Sends a request that needs no answer but success; reports an error answer or none.
 fn request(
-    session: &mut Session<'_>,
+    session: &mut Session,
     report: &mut Report,
     step: &str,
     method: Method,
@@ -215,20 +229,19 @@ fn request(
     }
 }
 
-/// The peer socket's address as the server sees it: what a Binding request from it says,
-/// else its local address.
-fn seen_by_server(peer: &UdpSocket, local: SocketAddr, session: &Session<'_>) -> SocketAddr {
-    let ep = Endpoint {
-        sock: peer,
-        to: session.ep.to,
-        connected: false,
-    };
-    let mut probe = Session::new(ep, session.timeout, None);
+/// The peer socket's address as the server at `stun` (UDP) sees it: what a Binding request
+/// from it says; `None` without an answer.
+fn seen_by_server(
+    peer: &UdpSocket,
+    stun: SocketAddr,
+    timeout: Duration,
+) -> io::Result<Option<SocketAddr>> {
+    let link = Link::udp(peer.try_clone()?, stun, false);
+    let mut probe = Session::new(link, timeout, None);
     let reply = probe.request(Method::BINDING, &|_| {});
-    reply
+    Ok(reply
         .ok()
-        .and_then(|r| r.answer.xor_address(attr::XOR_MAPPED_ADDRESS))
-        .unwrap_or(local)
+        .and_then(|r| r.answer.xor_address(attr::XOR_MAPPED_ADDRESS)))
 }
 
 /// `tag` and eight random bytes, so a stray datagram cannot pass for ours.
@@ -236,14 +249,6 @@ fn payload(tag: &str) -> io::Result<Vec<u8>> {
     let mut data = format!("tern-probe {tag} ").into_bytes();
     data.extend_from_slice(&transaction_id()?.0[..8]);
     Ok(data)
-}
-
-/// A ChannelData message carrying `data` on [`CHANNEL`].
-fn channel_data(data: &[u8]) -> Vec<u8> {
-    let mut header = [0u8; CHANNEL_DATA_HEADER_LEN];
-    let channel = ChannelNumber::new(CHANNEL).expect("CHANNEL is in range");
-    ChannelData::write_header(channel, data.len() as u16, &mut header);
-    [&header[..], data].concat()
 }
 
 /// The DATA of a Data indication.
@@ -264,11 +269,11 @@ fn source(from: SocketAddr, relayed: SocketAddr) -> String {
     }
 }
 
-/// The source of a datagram that arrived, or a failed step.
+/// The source of a message that arrived, or a failed step.
 fn landed(
     report: &mut Report,
     step: &str,
-    r: io::Result<Option<SocketAddr>>,
+    r: Result<Option<SocketAddr>, TxError>,
     missing: &str,
     diagnosis: impl std::fmt::Display,
 ) -> Option<SocketAddr> {
@@ -279,36 +284,29 @@ fn landed(
             None
         }
         Err(e) => {
-            report.fail(step, format!("socket error: {e}"), "a local socket failed");
+            report.no_answer(step, e);
             None
         }
     }
 }
 
 /// Sends with `send` up to [`DATA_SENDS`] times, spread over `timeout`, until `arrived`
-/// accepts a datagram read from `rx`; returns that datagram's source.
+/// accepts a message read from `rx`; returns that message's source.
 fn deliver(
-    rx: &UdpSocket,
+    rx: &mut impl Inbox,
     timeout: Duration,
     mut send: impl FnMut() -> io::Result<()>,
     mut arrived: impl FnMut(&[u8]) -> bool,
-) -> io::Result<Option<SocketAddr>> {
+) -> Result<Option<SocketAddr>, TxError> {
     let start = Instant::now();
-    let mut buf = [0u8; 2048];
     for i in 1..=DATA_SENDS {
         send()?;
         let until = start + timeout * i / DATA_SENDS;
         for _ in 0..MAX_READS {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            rx.set_read_timeout(Some(until - now))?;
-            match rx.recv_from(&mut buf) {
-                Ok((n, from)) if arrived(&buf[..n]) => return Ok(Some(from)),
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => return Err(e),
+            match rx.recv_until(until)? {
+                Some((b, from)) if arrived(b) => return Ok(Some(from)),
+                Some(_) => {}
+                None => break,
             }
         }
     }
