@@ -26,6 +26,12 @@
 # 1.5 s warm-up, about 10 s per run with start, set-up and drain; callgrind about a minute).
 # QUICK=1: 1 round of 2 s windows, about 4 minutes.
 #
+# A/B against another tern build: BASELINE_TERN=PATH (a tern binary built from an earlier
+# commit, e.g. with `git worktree add /tmp/base REV && cargo build --release -p tern
+# --manifest-path /tmp/base/Cargo.toml`) adds the server kind `tern-base` to every browser-like
+# and real-relay load, interleaved with the others, and the report gains a section comparing
+# tern with it (CPU per packet, per round). BASELINE_NAME names the build in the report.
+#
 # Env: RUNS (default 3), THREADS (relay threads, default 1), QUICK=1, DURATION / WARMUP
 # (seconds), LISTEN_PORT (default 34890), REAL_SESSIONS (default 1000), REAL_RATE (packets/s
 # per session, default 25). NO_GSO=1 turns off the bare forwarder's own GSO sends only; the
@@ -89,8 +95,10 @@ fi
 # server_cmd KIND MIN MAX -> the command line, one word per line
 server_cmd() {
     local kind=$1 min=$2 max=$3
+    local bin=$TERN
+    [[ $kind == tern-base ]] && bin=$BASELINE_TERN
     case $kind in
-        tern) printf '%s\n' "$TERN" serve --listening-ip 127.0.0.1 --listening-port "$LISTEN_PORT" \
+        tern|tern-base) printf '%s\n' "$bin" serve --listening-ip 127.0.0.1 --listening-port "$LISTEN_PORT" \
                 --relay-ip 127.0.0.1 --min-port "$min" --max-port "$max" --use-auth-secret \
                 --static-auth-secret "$SECRET" --realm "$REALM" --allow-loopback-peers \
                 --rfc5766-channel-numbers --relay-threads "$THREADS" ;;
@@ -196,6 +204,11 @@ EOF
 }
 
 ALL="tern coturn bare"
+BASELINE_TERN=${BASELINE_TERN:-}
+if [[ -n $BASELINE_TERN ]]; then
+    [[ -x $BASELINE_TERN ]] || { echo "BASELINE_TERN=$BASELINE_TERN is not an executable" >&2; exit 1; }
+    ALL="tern tern-base coturn bare"
+fi
 # Browser-like clients: each datagram its own datagram (--shape browser, the default).
 DATA=(--mode closed --shape browser --client-ports "$DATA_CLIENTS")
 run_load "closed 100 B x 10" "$ALL" "$POOL" "${DATA[@]}" --size 100 --sessions 10
@@ -220,12 +233,12 @@ run_load "open 100 B x 10 at $LOW/s" "$OPEN_KINDS" "$POOL" --mode open --shape b
 REAL=(--mode open --shape browser --client-ports "$DATA_CLIENTS" --sessions "$REAL_SESSIONS"
     --peers "$REAL_SESSIONS" --size 1200 --rate $((REAL_SESSIONS * REAL_RATE)))
 run_load "$REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "$ALL" "$WIDE" "${REAL[@]}"
-run_load "$REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each, ChannelData/Send mix" "tern coturn" "$WIDE" "${REAL[@]}" --data-path mix
+run_load "$REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each, ChannelData/Send mix" "${ALL% bare}" "$WIDE" "${REAL[@]}" --data-path mix
 # Bursty clients: a session's window of 8 leaves as one UDP GSO send (--shape bursty) and
 # reaches a listening socket with UDP GRO on (tern, the bare forwarder) as one buffer.
 BURSTY=(--mode closed --shape bursty --client-ports "$DATA_CLIENTS")
-run_load "bursty (GSO): closed 100 B x 10" "$ALL" "$POOL" "${BURSTY[@]}" --size 100 --sessions 10
-run_load "bursty (GSO): closed 1200 B x 100" "$ALL" "$POOL" "${BURSTY[@]}" --size 1200 --sessions 100
+run_load "bursty (GSO): closed 100 B x 10" "tern coturn bare" "$POOL" "${BURSTY[@]}" --size 100 --sessions 10
+run_load "bursty (GSO): closed 1200 B x 100" "tern coturn bare" "$POOL" "${BURSTY[@]}" --size 1200 --sessions 100
 ALLOC=(--mode alloc-rate --concurrency 16 --client-ports "$ALLOC_CLIENTS")
 run_load "alloc-rate, wide range $WIDE" "tern coturn" "$WIDE" "${ALLOC[@]}"
 run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
@@ -246,6 +259,7 @@ REPORT_THREADS=$THREADS REPORT_RUNS=$RUNS REPORT_DURATION=$DURATION REPORT_WARMU
 REPORT_PINNING="$PINNING" REPORT_LOADAVG_START="$LOADAVG_START" REPORT_LOADAVG_END="$LOADAVG_END" \
 REPORT_COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet -- crates benches/src || echo ' plus uncommitted changes in crates/ or benches/src/')" \
 REPORT_COTURN="$("$COTURN" --version 2>/dev/null | head -1)" \
+REPORT_BASELINE="${BASELINE_NAME:-$BASELINE_TERN}" \
     python3 benches/compare_report.py "$TMP/results.jsonl" "$TMP/commands.tsv" "$TMP/callgrind.txt" >"$TMP/table.md"
 cat "$TMP/table.md"
 cp "$TMP/table.md" benches/results/latest.md

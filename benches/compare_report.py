@@ -5,7 +5,7 @@ Usage: compare_report.py RESULTS.jsonl COMMANDS.tsv CALLGRIND.txt > latest.md
 The run's circumstances (date, machine, pinning, load averages, commits) come from the
 environment, set by compare.sh: REPORT_DATE, REPORT_MACHINE, REPORT_THREADS, REPORT_RUNS,
 REPORT_DURATION, REPORT_WARMUP, REPORT_PINNING, REPORT_LOADAVG_START, REPORT_LOADAVG_END,
-REPORT_COMMIT, REPORT_COTURN.
+REPORT_COMMIT, REPORT_COTURN, REPORT_BASELINE (the build behind the `tern-base` runs, if any).
 """
 
 import json
@@ -20,7 +20,7 @@ SERVER_BELOW = 0.90
 SERVER_FULL = 0.95
 # A run shared its CPUs with other work when everything else took at least this share of a CPU.
 OTHERS_BUSY = 0.25
-KINDS = ("tern", "coturn", "bare", "bare-uring")
+KINDS = ("tern", "tern-base", "coturn", "bare", "bare-uring")
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 cmds = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
@@ -274,6 +274,34 @@ if limited:
 else:
     print("No run was generator-limited.")
 print()
+baseline_loads = [load for load in loads if n(load, "tern-base")]
+if baseline_loads:
+    print(f"## tern against a baseline build ({env('REPORT_BASELINE', '?')})")
+    print()
+    print(
+        "`tern-base` ran interleaved with the others in every round of these loads, on the same "
+        "pinning. A CPU ratio below 1.00 means this build spends less CPU per relayed packet than "
+        "the baseline; per round compares runs adjacent in time."
+    )
+    print()
+    print(
+        "| load | CPU µs per pkt tern / tern-base | tern/tern-base | per round | "
+        "relayed pkt/s tern/tern-base | RTT p99 tern/tern-base | limit tern / tern-base |"
+    )
+    print("|---|---|---:|---|---:|---:|---|")
+    for load in baseline_loads:
+        def b(k, f, load=load):
+            return med(load, k, f)
+
+        print(
+            f"| {load} | {fmt(b('tern', 'cpu_s_per_million'), 2)} / {fmt(b('tern-base', 'cpu_s_per_million'), 2)} | "
+            f"{ratio(b('tern', 'cpu_s_per_million'), b('tern-base', 'cpu_s_per_million'))} | "
+            f"{per_round(load, 'tern', 'tern-base', 'cpu_s_per_million')} | "
+            f"{ratio(b('tern', 'relayed_pps'), b('tern-base', 'relayed_pps'))} | "
+            f"{ratio(b('tern', 'p99_us'), b('tern-base', 'p99_us'))} | "
+            f"{limit(load, 'tern')} / {limit(load, 'tern-base')} |"
+        )
+    print()
 print(
     "## Allocation rate (16 cycles in flight: Allocate, 401, signed Allocate, Refresh LIFETIME 0; a new client port each cycle)"
 )
