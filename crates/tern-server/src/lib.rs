@@ -197,7 +197,12 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         );
     }
     let range = config.core.relay_port_range.clone();
-    let relays = Arc::new(RelayTable::bind(config.relay_bind_ip, range.clone())?);
+    let family = tern_proto::Family::of(config.core.relayed_ip);
+    let relays = Arc::new(RelayTable::bind(
+        config.relay_bind_ip,
+        range.clone(),
+        family,
+    )?);
     config.core.relay_ports = relays.ports();
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");

@@ -14,22 +14,26 @@ use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tern_proto::{Family, RelayEndpoint};
 use tracing::warn;
 
 /// No worker has claimed the port yet.
 const UNCLAIMED: u32 = u32::MAX;
 
-/// The relay sockets, by port, and which worker reads each.
+/// The relay sockets of one family, by port, and which worker reads each.
 #[derive(Debug)]
 pub struct RelayTable {
+    family: Family,
     base: u16,
     sockets: Vec<Option<UdpSocket>>,
     owners: Vec<AtomicU32>,
 }
 
 impl RelayTable {
-    /// Binds every port of `range` on `ip` that can be bound.
-    pub fn bind(ip: IpAddr, range: RangeInclusive<u16>) -> io::Result<Self> {
+    /// Binds every port of `range` on `ip` that can be bound, as the relayed endpoints of
+    /// `family` (the family of the advertised relayed address, which a dual-stack `ip` may
+    /// not share).
+    pub fn bind(ip: IpAddr, range: RangeInclusive<u16>, family: Family) -> io::Result<Self> {
         let base = *range.start();
         let wanted = u64::from(*range.end() - base) + 1;
         let limit = crate::sys::raise_nofile_limit(wanted + 256);
@@ -80,6 +84,7 @@ impl RelayTable {
         }
         let owners = (0..wanted).map(|_| AtomicU32::new(UNCLAIMED)).collect();
         Ok(Self {
+            family,
             base,
             sockets,
             owners,
@@ -95,30 +100,36 @@ impl RelayTable {
             .collect()
     }
 
-    fn index(&self, port: u16) -> Option<usize> {
-        let i = usize::from(port.wrapping_sub(self.base));
-        (i < self.sockets.len()).then_some(i)
+    /// The family of the sockets.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
-    /// The socket of `port`, if bound.
     #[inline]
-    pub fn fd(&self, port: u16) -> Option<RawFd> {
-        self.sockets[self.index(port)?]
+    fn index(&self, relayed: RelayEndpoint) -> Option<usize> {
+        let i = usize::from(relayed.port.wrapping_sub(self.base));
+        (relayed.family == self.family && i < self.sockets.len()).then_some(i)
+    }
+
+    /// The socket of `relayed`, if bound.
+    #[inline]
+    pub fn fd(&self, relayed: RelayEndpoint) -> Option<RawFd> {
+        self.sockets[self.index(relayed)?]
             .as_ref()
             .map(AsRawFd::as_raw_fd)
     }
 
-    /// Makes `worker` the reader of `port`'s socket.
-    pub fn claim(&self, port: u16, worker: u32) {
-        if let Some(i) = self.index(port) {
+    /// Makes `worker` the reader of `relayed`'s socket.
+    pub fn claim(&self, relayed: RelayEndpoint, worker: u32) {
+        if let Some(i) = self.index(relayed) {
             self.owners[i].store(worker, Ordering::Relaxed);
         }
     }
 
-    /// Whether `worker` reads `port`'s socket.
+    /// Whether `worker` reads `relayed`'s socket.
     #[inline]
-    pub fn is_owner(&self, port: u16, worker: u32) -> bool {
-        self.index(port)
+    pub fn is_owner(&self, relayed: RelayEndpoint, worker: u32) -> bool {
+        self.index(relayed)
             .is_some_and(|i| self.owners[i].load(Ordering::Relaxed) == worker)
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tern_proto::{
-    ClientOutput, Event, FiveTuple, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM,
+    ClientOutput, Destination, Event, FiveTuple, ListenerId, Output, PeerOutput, RelayEndpoint,
+    Server, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 use tracing::{debug, info};
 
@@ -52,7 +53,7 @@ struct Forward {
     slot: usize,
     range: Range<usize>,
     client: SocketAddr,
-    listener: usize,
+    listener: ListenerId,
 }
 
 pub struct Worker {
@@ -78,7 +79,6 @@ pub struct Worker {
     /// Per received entry, the size of the datagrams UDP GRO coalesced into it.
     segs: [usize; META],
     froms: [SocketAddr; META],
-    reply: Vec<u8>,
     ready: Vec<u64>,
 }
 
@@ -129,7 +129,6 @@ impl Worker {
             lens: [0; META],
             segs: [0; META],
             froms: [SocketAddr::from(([0, 0, 0, 0], 0)); META],
-            reply: Vec::with_capacity(1500),
             ready: Vec::with_capacity(256),
         })
     }
@@ -149,7 +148,11 @@ impl Worker {
             // burst of client packets (each send a delivery on loopback) must not hold back
             // answers that are already framed.
             for &token in ready.iter().filter(|&&t| t < LISTENER_TOKEN) {
-                self.drain_relay(token as u16, now);
+                let relayed = RelayEndpoint {
+                    family: self.relays.family(),
+                    port: token as u16,
+                };
+                self.drain_relay(relayed, now);
             }
             self.flush_forwards();
             for &token in ready.iter().filter(|&&t| t >= LISTENER_TOKEN) {
@@ -158,7 +161,7 @@ impl Worker {
             self.ready = ready;
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
-                self.handle_events();
+                self.act_on_outputs(None);
             }
             if self
                 .published
@@ -169,7 +172,7 @@ impl Worker {
             }
         }
         self.core.shutdown(Instant::now());
-        self.handle_events();
+        self.act_on_outputs(None);
         self.publish(Instant::now());
         debug!(worker = self.id, "worker stopped");
     }
@@ -227,7 +230,7 @@ impl Worker {
                 let mut at = 0;
                 while at < len {
                     let end = (at + seg).min(len);
-                    self.handle_client(fd, local, now, wall, i, at..end);
+                    self.handle_client(index, local, now, wall, i, at..end);
                     at = end;
                 }
             }
@@ -236,14 +239,13 @@ impl Worker {
                 break;
             }
         }
-        self.handle_events();
     }
 
     /// Acts on the client datagram at `range` of receive slot `slot`: queues its payload for
     /// the peer, or answers it.
     fn handle_client(
         &mut self,
-        fd: std::os::fd::RawFd,
+        listener: usize,
         local: SocketAddr,
         now: Instant,
         wall: u64,
@@ -251,21 +253,18 @@ impl Worker {
         range: Range<usize>,
     ) {
         let from = self.froms[slot];
-        let five_tuple = FiveTuple {
-            client: from,
-            server: local,
-        };
+        let five_tuple = FiveTuple::udp(ListenerId(listener as u32), from, local);
         let data = &self.client_bufs.datagram(slot, range.end)[range.clone()];
         match self
             .core
-            .handle_client_datagram(now, wall, five_tuple, data, &mut self.reply)
+            .handle_client_datagram(now, wall, five_tuple, data)
         {
             ClientOutput::Relay {
-                relay_port,
+                relayed,
                 peer,
                 payload,
             } => {
-                if let Some(relay) = self.relays.fd(relay_port) {
+                if let Some(relay) = self.relays.fd(relayed) {
                     self.to_peers.push(ToPeer {
                         fd: relay,
                         slot,
@@ -275,28 +274,21 @@ impl Worker {
                 }
             }
             ClientOutput::Reply => {
-                if tracing::enabled!(tracing::Level::DEBUG) {
-                    log_error_reply(data, &self.reply, from);
-                }
-                // A new allocation's relay socket is claimed before the client learns its
-                // address.
-                self.handle_events();
-                if let Err(e) = sys::send_to(fd, &self.reply, from) {
-                    self.io_errors[IoErrorKind::SendToClient.index()] += 1;
-                    debug!(error = %e, client = %from, "send reply");
-                }
+                // Only to say which request failed, at debug level.
+                let request = tracing::enabled!(tracing::Level::DEBUG).then(|| data.to_vec());
+                self.act_on_outputs(request.as_deref());
             }
-            ClientOutput::Drop(_) => {}
+            _ => {}
         }
     }
 
-    /// Reads peer datagrams from the relay socket of `port`, frames each for its client in
-    /// place, and queues it for the next sendmmsg.
-    fn drain_relay(&mut self, port: u16, now: Instant) {
-        let Some(fd) = self.relays.fd(port) else {
+    /// Reads peer datagrams from the relay socket of `relayed`, frames each for its client
+    /// in place, and queues it for the next sendmmsg.
+    fn drain_relay(&mut self, relayed: RelayEndpoint, now: Instant) {
+        let Some(fd) = self.relays.fd(relayed) else {
             return;
         };
-        if !self.relays.is_owner(port, self.id) {
+        if !self.relays.is_owner(relayed, self.id) {
             // Another worker's allocation now: stop watching, leave the data to it.
             let _ = self.epoll.delete(fd);
             return;
@@ -319,7 +311,7 @@ impl Worker {
             );
             let n = received.unwrap_or_else(|e| {
                 self.io_errors[IoErrorKind::Receive.index()] += 1;
-                debug!(port, error = %e, "recv on relay socket");
+                debug!(port = relayed.port, error = %e, "recv on relay socket");
                 0
             });
             if n == 0 {
@@ -330,23 +322,21 @@ impl Worker {
                 let slot = start + i;
                 let out = self.core.handle_peer_datagram(
                     now,
-                    port,
+                    relayed,
                     self.froms[i],
                     self.peer_bufs.slot_mut(slot),
                     self.lens[i],
                 );
                 if let PeerOutput::Forward { five_tuple, range } = out {
-                    let listener = self
-                        .listeners
-                        .iter()
-                        .position(|(a, _)| *a == five_tuple.server)
-                        .unwrap_or(0);
-                    self.forwards.push(Forward {
-                        slot,
-                        range,
-                        client: five_tuple.client,
-                        listener,
-                    });
+                    // Streams come with the TCP/TLS listeners; until then every 5-tuple is UDP.
+                    if let Transport::Udp { listener } = five_tuple.transport {
+                        self.forwards.push(Forward {
+                            slot,
+                            range,
+                            client: five_tuple.client,
+                            listener,
+                        });
+                    }
                 }
             }
             self.peer_used += n;
@@ -382,7 +372,7 @@ impl Worker {
             let msgs = self
                 .forwards
                 .iter()
-                .filter(|f| f.listener == index)
+                .filter(|f| f.listener.index() == index)
                 .map(|f| (&bufs.slot(f.slot)[f.range.clone()], f.client));
             let refused = sys::send_many(sock.as_raw_fd(), msgs, self.batched);
             count_refused(&mut self.io_errors, IoErrorKind::SendToClient, refused);
@@ -391,47 +381,96 @@ impl Worker {
         self.peer_used = 0;
     }
 
-    /// Claims relay sockets for new allocations and logs allocations beginning and ending.
-    fn handle_events(&mut self) {
-        while let Some(ev) = self.core.poll_event() {
-            match ev {
-                Event::AllocationCreated {
-                    five_tuple,
-                    relayed,
-                    username,
-                } => {
-                    self.claim(relayed.port());
-                    info!(client = %five_tuple.client, %relayed, %username, worker = self.id, "allocation created");
+    /// Acts on the core's outputs in the order it queued them, so that a new allocation's
+    /// relay socket is claimed before the reply that names it goes out. `request`, at debug
+    /// level, is the request a reply answers (to log why it failed).
+    fn act_on_outputs(&mut self, request: Option<&[u8]>) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    let (fd, to, kind) = match t.destination {
+                        Destination::Client(five_tuple) => {
+                            let Transport::Udp { listener } = five_tuple.transport else {
+                                continue; // No stream connections yet.
+                            };
+                            let Some((_, sock)) = self.listeners.get(listener.index()) else {
+                                continue;
+                            };
+                            if let Some(request) = request {
+                                log_error_reply(request, t.contents, five_tuple.client);
+                            }
+                            (
+                                sock.as_raw_fd(),
+                                five_tuple.client,
+                                IoErrorKind::SendToClient,
+                            )
+                        }
+                        Destination::Peer { relayed, peer } => {
+                            let Some(fd) = self.relays.fd(relayed) else {
+                                continue;
+                            };
+                            (fd, peer, IoErrorKind::SendToPeer)
+                        }
+                        _ => continue,
+                    };
+                    if let Err(e) = sys::send_to(fd, t.contents, to) {
+                        self.io_errors[kind.index()] += 1;
+                        debug!(error = %e, to = %to, "{}", kind.label());
+                    }
                 }
-                Event::AllocationEnded {
-                    five_tuple,
-                    relayed,
-                    reason,
-                    duration,
-                    traffic,
-                } => {
-                    info!(
-                        client = %five_tuple.client,
-                        %relayed,
-                        reason = reason.label(),
-                        duration_s = duration.as_secs(),
-                        bytes_to_peers = traffic.bytes_to_peers,
-                        bytes_to_client = traffic.bytes_to_client,
-                        "allocation ended"
-                    );
-                }
+                Output::Claim { relayed, .. } => claim(&self.relays, &self.epoll, self.id, relayed),
+                // The socket stays watched by this worker until another one claims it, so
+                // stray peer datagrams are read and counted as dropped (no allocation) rather
+                // than left queued for the port's next allocation.
+                Output::Release { .. } => {}
+                // For a kernel fast path (XDP), which this server does not have yet.
+                Output::ChannelBound(_) | Output::ChannelUnbound(_) => {}
+                Output::Event(event) => self.log_event(event),
+                _ => {}
             }
         }
     }
 
-    fn claim(&mut self, port: u16) {
-        let Some(fd) = self.relays.fd(port) else {
-            return;
-        };
-        self.relays.claim(port, self.id);
-        if let Err(e) = self.epoll.add(fd, u64::from(port)) {
-            debug!(port, error = %e, "watch relay socket");
+    /// Logs allocations beginning and ending.
+    fn log_event(&self, event: Event) {
+        match event {
+            Event::AllocationCreated {
+                five_tuple,
+                relayed,
+                username,
+            } => {
+                info!(client = %five_tuple.client, %relayed, %username, worker = self.id, "allocation created");
+            }
+            Event::AllocationEnded {
+                five_tuple,
+                relayed,
+                reason,
+                duration,
+                traffic,
+            } => {
+                info!(
+                    client = %five_tuple.client,
+                    %relayed,
+                    reason = reason.label(),
+                    duration_s = duration.as_secs(),
+                    bytes_to_peers = traffic.bytes_to_peers,
+                    bytes_to_client = traffic.bytes_to_client,
+                    "allocation ended"
+                );
+            }
+            _ => {}
         }
+    }
+}
+
+/// Makes worker `id` the reader of `relayed`'s socket and watches it.
+fn claim(relays: &RelayTable, epoll: &Epoll, id: u32, relayed: RelayEndpoint) {
+    let Some(fd) = relays.fd(relayed) else {
+        return;
+    };
+    relays.claim(relayed, id);
+    if let Err(e) = epoll.add(fd, u64::from(relayed.port)) {
+        debug!(port = relayed.port, error = %e, "watch relay socket");
     }
 }
 
