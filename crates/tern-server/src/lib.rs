@@ -15,6 +15,7 @@ mod control;
 pub mod metrics;
 mod relay_ports;
 mod sys;
+mod token;
 mod worker;
 
 use std::future::Future;
@@ -153,6 +154,7 @@ impl RunningServer {
     /// Tells the workers to end their allocations and stop, and waits for them.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.workers.wake_all();
         for t in self.threads {
             let _ = t.join();
         }
@@ -225,6 +227,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let mut threads = Vec::with_capacity(workers);
     let snapshots = Arc::new((0..workers).map(|_| Default::default()).collect::<Vec<_>>());
     let mut commands = Vec::with_capacity(workers);
+    let mut wakers = Vec::with_capacity(workers);
     for (id, sockets) in per_worker.into_iter().enumerate() {
         let core = tern_proto::Server::with_shared(
             config.core.clone(),
@@ -242,11 +245,14 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             stop.clone(),
             {
                 let (tx, rx) = std::sync::mpsc::channel();
+                let waker = Arc::new(tern_sys::Waker::new()?);
                 commands.push(tx);
+                wakers.push(waker.clone());
                 WorkerPort {
                     snapshots: snapshots.clone(),
                     index: id,
                     commands: rx,
+                    waker,
                 }
             },
         )?;
@@ -259,6 +265,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let workers = Workers {
         snapshots,
         commands,
+        wakers,
         shared: shared.clone(),
     };
     Ok(RunningServer {

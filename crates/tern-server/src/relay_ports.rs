@@ -100,11 +100,6 @@ impl RelayTable {
             .collect()
     }
 
-    /// The family of the sockets.
-    pub fn family(&self) -> Family {
-        self.family
-    }
-
     #[inline]
     fn index(&self, relayed: RelayEndpoint) -> Option<usize> {
         let i = usize::from(relayed.port.wrapping_sub(self.base));
@@ -113,10 +108,14 @@ impl RelayTable {
 
     /// The socket of `relayed`, if bound.
     #[inline]
+    pub fn socket(&self, relayed: RelayEndpoint) -> Option<&UdpSocket> {
+        self.sockets[self.index(relayed)?].as_ref()
+    }
+
+    /// The descriptor of `relayed`'s socket, if bound.
+    #[inline]
     pub fn fd(&self, relayed: RelayEndpoint) -> Option<RawFd> {
-        self.sockets[self.index(relayed)?]
-            .as_ref()
-            .map(AsRawFd::as_raw_fd)
+        self.socket(relayed).map(AsRawFd::as_raw_fd)
     }
 
     /// Makes `worker` the reader of `relayed`'s socket.

@@ -1,12 +1,11 @@
 //! The one module with `unsafe`: the system calls the standard library does not wrap
-//! (epoll, recvmmsg, sendmmsg, the open-file limit), each in a small safe function whose
-//! invariant is written next to its `unsafe` block.
+//! (recvmmsg, sendmmsg, the open-file limit), each in a small safe function whose
+//! invariant is written next to its `unsafe` block. Epoll and the eventfd are in tern-sys.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::RawFd;
 
 /// Raises the soft `RLIMIT_NOFILE` to at least `wanted` (bounded by the hard limit);
 /// returns the soft limit in force afterwards.
@@ -32,85 +31,6 @@ pub fn raise_nofile_limit(wanted: u64) -> u64 {
         new.rlim_cur as u64
     } else {
         lim.rlim_cur as u64
-    }
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// An epoll instance, level-triggered.
-#[derive(Debug)]
-pub struct Epoll {
-    fd: OwnedFd,
-}
-
-impl Epoll {
-    pub fn new() -> io::Result<Self> {
-        // SAFETY: epoll_create1 takes no pointers; on success it returns a new descriptor that
-        // nothing else owns, which OwnedFd then closes exactly once.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        Ok(Self {
-            // SAFETY: epoll_create1 succeeded, so `fd` is open and nothing else owns it.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` lives across the call; epoll_ctl only reads it (and ignores it for DEL).
-        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
-    }
-
-    /// Watches `fd` for input under `token`; watching it twice is not an error.
-    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        match self.ctl(libc::EPOLL_CTL_ADD, fd, token) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            r => r,
-        }
-    }
-
-    /// Stops watching `fd`.
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0)
-    }
-
-    /// Waits up to `timeout` for events; returns the tokens of ready descriptors in `out`.
-    pub fn wait(&self, out: &mut Vec<u64>, timeout: Duration) -> io::Result<()> {
-        const MAX: usize = 256;
-        let mut events = [MaybeUninit::<libc::epoll_event>::uninit(); MAX];
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: the kernel writes at most MAX events into `events`, which is MAX long.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr().cast(),
-                MAX as libc::c_int,
-                ms,
-            )
-        };
-        out.clear();
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        for ev in &events[..n as usize] {
-            // SAFETY: the first n entries were written by epoll_wait.
-            let ev = unsafe { ev.assume_init() };
-            out.push(ev.u64);
-        }
-        Ok(())
     }
 }
 
@@ -722,6 +642,8 @@ fn send_chunk(fd: RawFd, msgs: &[(&[u8], SocketAddr)], gso: bool, refused: &mut 
 mod tests {
     use super::*;
     use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
 
     fn pair() -> (UdpSocket, [UdpSocket; 2]) {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();

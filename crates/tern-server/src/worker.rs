@@ -1,5 +1,8 @@
-//! One worker: an epoll loop around one core, its share of the listening sockets, and the
-//! relay sockets of the allocations its core owns.
+//! One worker: an epoll loop around one core, its share of the listening sockets, the relay
+//! sockets of the allocations its core owns, and an eventfd that wakes it for commands.
+//!
+//! Each epoll event carries a typed [`Token`]. A datagram's 5-tuple names its listener, so
+//! answers and forwarded peer data leave from the right socket without a search.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -7,7 +10,7 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tern_proto::{
     ClientOutput, Destination, Event, FiveTuple, ListenerId, Output, PeerOutput, RelayEndpoint,
@@ -17,7 +20,9 @@ use tracing::{debug, info};
 
 use crate::control::{Command, IoErrorKind, IoErrors, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
-use crate::sys::{self, Epoll, RecvRing};
+use crate::sys::{self, RecvRing};
+use crate::token::Token;
+use tern_sys::{Epoll, Interest, Ready};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -33,10 +38,6 @@ const META: usize = if CLIENT_BATCH > PEER_RING {
 };
 /// Most datagrams read from one socket before the loop turns to the others.
 const FAIR_SHARE: usize = 128;
-/// Epoll tokens at and above this are listening sockets; below, relay ports.
-const LISTENER_TOKEN: u64 = 1 << 32;
-/// How often a worker looks at the stop flag when idle.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// A client's payload waiting to go out of a relay socket at the end of its batch.
 #[derive(Debug, Clone)]
@@ -79,7 +80,7 @@ pub struct Worker {
     /// Per received entry, the size of the datagrams UDP GRO coalesced into it.
     segs: [usize; META],
     froms: [SocketAddr; META],
-    ready: Vec<u64>,
+    ready: Vec<Ready>,
 }
 
 fn wall_now() -> u64 {
@@ -99,8 +100,10 @@ impl Worker {
         port: WorkerPort,
     ) -> io::Result<Self> {
         let epoll = Epoll::new()?;
+        epoll.add(&*port.waker, Token::Wake.encode(), Interest::READABLE)?;
         for (i, (_, s)) in listeners.iter().enumerate() {
-            epoll.add(s.as_raw_fd(), LISTENER_TOKEN + i as u64)?;
+            let token = Token::Listener(ListenerId(i as u32));
+            epoll.add(s, token.encode(), Interest::READABLE)?;
             // Bursts from one client (a GSO send, or a NIC's GRO) arrive as one entry, split
             // again in drain_listener. Only with batched I/O: the plain path reads no
             // control messages. Relay sockets keep one datagram per entry, because each
@@ -136,27 +139,37 @@ impl Worker {
     pub fn run(mut self) {
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let timeout = self.core.poll_timeout().map_or(STOP_CHECK, |t| {
-                t.saturating_duration_since(now).min(STOP_CHECK)
+            // Idle, the loop still turns every PUBLISH_EVERY to publish its heartbeat;
+            // commands and stop wake it through the eventfd.
+            let timeout = self.core.poll_timeout().map_or(PUBLISH_EVERY, |t| {
+                t.saturating_duration_since(now).min(PUBLISH_EVERY)
             });
             let mut ready = std::mem::take(&mut self.ready);
             if let Err(e) = self.epoll.wait(&mut ready, timeout) {
                 debug!(error = %e, "epoll_wait");
             }
             let now = Instant::now();
-            // Peers first, and their packets out to clients before the listeners' turn: a
+            // Commands first: a drain or reload acts before the datagrams that arrived with
+            // it.
+            if ready
+                .iter()
+                .any(|r| Token::decode(r.token()) == Some(Token::Wake))
+            {
+                self.take_commands(now);
+            }
+            // Peers next, and their packets out to clients before the listeners' turn: a
             // burst of client packets (each send a delivery on loopback) must not hold back
             // answers that are already framed.
-            for &token in ready.iter().filter(|&&t| t < LISTENER_TOKEN) {
-                let relayed = RelayEndpoint {
-                    family: self.relays.family(),
-                    port: token as u16,
-                };
-                self.drain_relay(relayed, now);
+            for r in &ready {
+                if let Some(Token::Relay(relayed)) = Token::decode(r.token()) {
+                    self.drain_relay(relayed, now);
+                }
             }
             self.flush_forwards();
-            for &token in ready.iter().filter(|&&t| t >= LISTENER_TOKEN) {
-                self.drain_listener((token - LISTENER_TOKEN) as usize, now);
+            for r in &ready {
+                if let Some(Token::Listener(listener)) = Token::decode(r.token()) {
+                    self.drain_listener(listener, now);
+                }
             }
             self.ready = ready;
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
@@ -167,7 +180,6 @@ impl Worker {
                 .published
                 .is_none_or(|at| now.duration_since(at) >= PUBLISH_EVERY)
             {
-                self.take_commands();
                 self.publish(now);
             }
         }
@@ -189,19 +201,31 @@ impl Worker {
         self.published = Some(now);
     }
 
-    /// Acts on drain and reload commands.
-    fn take_commands(&mut self) {
+    /// Clears the eventfd and acts on drain and reload commands, then publishes so the
+    /// admin side sees their effect.
+    fn take_commands(&mut self, now: Instant) {
+        if let Err(e) = self.port.waker.reset() {
+            debug!(error = %e, "reset the worker's eventfd");
+        }
+        let mut any = false;
         while let Ok(command) = self.port.commands.try_recv() {
+            any = true;
             match command {
                 Command::Drain(alternate) => self.core.drain(alternate),
                 Command::Reload(r) => self.core.reload(r.secrets, r.users, r.peer_filter),
             }
         }
+        if any {
+            self.publish(now);
+        }
     }
 
-    /// Reads client datagrams from listener `index` and acts on each.
-    fn drain_listener(&mut self, index: usize, now: Instant) {
-        let (local, fd) = (self.listeners[index].0, self.listeners[index].1.as_raw_fd());
+    /// Reads client datagrams from `listener` and acts on each.
+    fn drain_listener(&mut self, listener: ListenerId, now: Instant) {
+        let Some((local, sock)) = self.listeners.get(listener.index()) else {
+            return;
+        };
+        let (local, fd) = (*local, sock.as_raw_fd());
         let wall = wall_now();
         let mut read = 0;
         while read < FAIR_SHARE {
@@ -230,7 +254,7 @@ impl Worker {
                 let mut at = 0;
                 while at < len {
                     let end = (at + seg).min(len);
-                    self.handle_client(index, local, now, wall, i, at..end);
+                    self.handle_client(listener, local, now, wall, i, at..end);
                     at = end;
                 }
             }
@@ -245,7 +269,7 @@ impl Worker {
     /// the peer, or answers it.
     fn handle_client(
         &mut self,
-        listener: usize,
+        listener: ListenerId,
         local: SocketAddr,
         now: Instant,
         wall: u64,
@@ -253,7 +277,7 @@ impl Worker {
         range: Range<usize>,
     ) {
         let from = self.froms[slot];
-        let five_tuple = FiveTuple::udp(ListenerId(listener as u32), from, local);
+        let five_tuple = FiveTuple::udp(listener, from, local);
         let data = &self.client_bufs.datagram(slot, range.end)[range.clone()];
         match self
             .core
@@ -285,12 +309,13 @@ impl Worker {
     /// Reads peer datagrams from the relay socket of `relayed`, frames each for its client
     /// in place, and queues it for the next sendmmsg.
     fn drain_relay(&mut self, relayed: RelayEndpoint, now: Instant) {
-        let Some(fd) = self.relays.fd(relayed) else {
+        let Some(sock) = self.relays.socket(relayed) else {
             return;
         };
+        let fd = sock.as_raw_fd();
         if !self.relays.is_owner(relayed, self.id) {
             // Another worker's allocation now: stop watching, leave the data to it.
-            let _ = self.epoll.delete(fd);
+            let _ = self.epoll.delete(sock);
             return;
         }
         let mut read = 0;
@@ -465,11 +490,12 @@ impl Worker {
 
 /// Makes worker `id` the reader of `relayed`'s socket and watches it.
 fn claim(relays: &RelayTable, epoll: &Epoll, id: u32, relayed: RelayEndpoint) {
-    let Some(fd) = relays.fd(relayed) else {
+    let Some(sock) = relays.socket(relayed) else {
         return;
     };
     relays.claim(relayed, id);
-    if let Err(e) = epoll.add(fd, u64::from(relayed.port)) {
+    let token = Token::Relay(relayed).encode();
+    if let Err(e) = epoll.add(sock, token, Interest::READABLE) {
         debug!(port = relayed.port, error = %e, "watch relay socket");
     }
 }
