@@ -8,8 +8,28 @@
 # end of its measured window. Prints a Markdown table of medians and writes it to
 # benches/results/latest.md (raw runs in latest.jsonl).
 #
-# Env: RUNS (default 3), THREADS (relay threads, default 1), QUICK=1 (about 2 minutes:
-# 1 run, 2 s windows), DURATION / WARMUP (seconds), LISTEN_PORT (default 34790).
+# Loads, in the order of the report:
+# - browser-like clients (tern-load --shape browser, the default): every datagram reaches the
+#   server as its own datagram, as libwebrtc, Firefox and aioice send media. Closed loads
+#   (8 in flight per session), two paced open loads, and two loads closer to a real relay:
+#   1000 allocations, each with its own peer address, 1200 B at REAL_RATE packets/s each
+#   (ChannelData, then half the sessions on Send/Data indications);
+# - bursty clients (--shape bursty): a session's window leaves as one UDP GSO send and reaches
+#   the server's listening socket (UDP GRO on in tern and the bare forwarder) as one buffer;
+# - allocation rate.
+# The bare forwarder runs under both shapes. A row is marked generator-limited when the
+# generator used >= 95 % of its CPU while the server used < 90 %; every row also shows the
+# per-core capacity 10^6 / (server CPU us per relayed packet), which compares the servers
+# whatever held the rate.
+#
+# Duration: 35 runs per round; about 20 minutes at the defaults (RUNS=3, 6 s windows after
+# 1.5 s warm-up, about 10 s per run with start, set-up and drain; callgrind about a minute).
+# QUICK=1: 1 round of 2 s windows, about 4 minutes.
+#
+# Env: RUNS (default 3), THREADS (relay threads, default 1), QUICK=1, DURATION / WARMUP
+# (seconds), LISTEN_PORT (default 34890), REAL_SESSIONS (default 1000), REAL_RATE (packets/s
+# per session, default 25). NO_GSO=1 turns off the bare forwarder's own GSO sends only; the
+# generator's shape is chosen per load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,7 +48,13 @@ POOL=49152-49252        # the default 101-port pool
 WIDE=50000-59999        # a wide relay range
 DATA_CLIENTS=${DATA_CLIENTS:-46000-46999}
 ALLOC_CLIENTS=${ALLOC_CLIENTS:-20000-29999}
-PEER_PORT=${PEER_PORT:-45990}   # away from tern-load's defaults, so a manual run next to this one does not collide
+# Echo peers PEER_PORT.. (up to REAL_SESSIONS of them), below DATA_CLIENTS and away from
+# tern-load's defaults, so a manual run next to this one does not collide.
+PEER_PORT=${PEER_PORT:-44990}
+REAL_SESSIONS=${REAL_SESSIONS:-1000}
+REAL_RATE=${REAL_RATE:-25}
+# A socket per session and per peer in the generator, one per relay port in the servers.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 TMP=$(mktemp -d /tmp/tern-compare.XXXXXX)
 SERVER_PID=""
@@ -123,8 +149,10 @@ run_one() {
     SRV_CMD[$load/$kind]="taskset -c $SRV_CPU $(server_cmd "$kind" "$min" "$max" | tr '\n' ' ')"
     GEN_CMD[$load/$kind]="taskset -c $GEN_CPU $(printf '%q ' "${gen[@]}")--server-pid PID"
     local bound
+    # 40 s of slack covers setting up 1000 allocations (four transactions each).
     bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 40 }')
-    timeout "$bound" taskset -c "$GEN_CPU" "${gen[@]}" --server-pid "$SERVER_PID" >"$TMP/gen.out" 2>"$TMP/gen.err" &
+    # NO_GSO is for the bare forwarder; the generator's shape is in its arguments.
+    timeout "$bound" env -u NO_GSO taskset -c "$GEN_CPU" "${gen[@]}" --server-pid "$SERVER_PID" >"$TMP/gen.out" 2>"$TMP/gen.err" &
     GEN_PID=$!
     local ok=0
     wait "$GEN_PID" && ok=1
@@ -168,7 +196,8 @@ EOF
 }
 
 ALL="tern coturn bare"
-DATA=(--mode closed --client-ports "$DATA_CLIENTS")
+# Browser-like clients: each datagram its own datagram (--shape browser, the default).
+DATA=(--mode closed --shape browser --client-ports "$DATA_CLIENTS")
 run_load "closed 100 B x 10" "$ALL" "$POOL" "${DATA[@]}" --size 100 --sessions 10
 run_load "closed 100 B x 100" "$ALL" "$POOL" "${DATA[@]}" --size 100 --sessions 100
 run_load "closed 1200 B x 10" "$ALL" "$POOL" "${DATA[@]}" --size 1200 --sessions 10
@@ -181,10 +210,22 @@ OPEN="open 100 B x 10 at $RATE/s"
 # The open loads also run the bare forwarder on io_uring: is the floor lower with one
 # io_uring_enter per wake-up than with epoll + recvmmsg + sendmmsg?
 OPEN_KINDS="$ALL bare-uring"
-run_load "$OPEN" "$OPEN_KINDS" "$POOL" --mode open --rate "$RATE" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
+run_load "$OPEN" "$OPEN_KINDS" "$POOL" --mode open --shape browser --rate "$RATE" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
 # And at an eighth of that, where both servers idle most of the time (one packet per wake-up).
 LOW=$(python3 -c "print(max(1000, int($RATE / 8 / 1000) * 1000))")
-run_load "open 100 B x 10 at $LOW/s" "$OPEN_KINDS" "$POOL" --mode open --rate "$LOW" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
+run_load "open 100 B x 10 at $LOW/s" "$OPEN_KINDS" "$POOL" --mode open --shape browser --rate "$LOW" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
+# Closer to a real relay: many allocations, each with its own peer address, 1200 B, a modest
+# paced rate per session (open loop; the sessions take turns, so each is evenly spaced).
+# Needs the wide relay range.
+REAL=(--mode open --shape browser --client-ports "$DATA_CLIENTS" --sessions "$REAL_SESSIONS"
+    --peers "$REAL_SESSIONS" --size 1200 --rate $((REAL_SESSIONS * REAL_RATE)))
+run_load "$REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "$ALL" "$WIDE" "${REAL[@]}"
+run_load "$REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each, ChannelData/Send mix" "tern coturn" "$WIDE" "${REAL[@]}" --data-path mix
+# Bursty clients: a session's window of 8 leaves as one UDP GSO send (--shape bursty) and
+# reaches a listening socket with UDP GRO on (tern, the bare forwarder) as one buffer.
+BURSTY=(--mode closed --shape bursty --client-ports "$DATA_CLIENTS")
+run_load "bursty (GSO): closed 100 B x 10" "$ALL" "$POOL" "${BURSTY[@]}" --size 100 --sessions 10
+run_load "bursty (GSO): closed 1200 B x 100" "$ALL" "$POOL" "${BURSTY[@]}" --size 1200 --sessions 100
 ALLOC=(--mode alloc-rate --concurrency 16 --client-ports "$ALLOC_CLIENTS")
 run_load "alloc-rate, wide range $WIDE" "tern coturn" "$WIDE" "${ALLOC[@]}"
 run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
@@ -198,112 +239,14 @@ CALLGRIND=$(bash benches/callgrind.sh 2>/dev/null || echo "callgrind.sh failed")
 
 mkdir -p benches/results
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$TMP/results.jsonl" "$TMP/commands.tsv" >"$TMP/table.md" <<EOF
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-cmds = [l.rstrip("\n").split("\t") for l in open(sys.argv[2])]
-loads = []
-for r in rows:
-    if r["label"] not in loads:
-        loads.append(r["label"])
-def valid(r):
-    # A run counts when the generator finished, the server's CPU could be read at both ends
-    # of the window (it was alive throughout) and no session failed to set up.
-    return not r.get("error") and r.get("server_cpu_s") is not None and (r["label"].startswith("alloc") or r.get("failures") == 0)
-def med(load, kind, f):
-    xs = [r[f] for r in rows if r["label"] == load and r["kind"] == kind and valid(r) and r.get(f) is not None]
-    return statistics.median(xs) if xs else None
-def n(load, kind):
-    ok = sum(1 for r in rows if r["label"] == load and r["kind"] == kind and valid(r))
-    total = sum(1 for r in rows if r["label"] == load and r["kind"] == kind)
-    return f"{ok}/{total}" if ok else 0
-def fmt(x, d=0):
-    return "-" if x is None else f"{x:,.{d}f}"
-def ratio(a, b):
-    return "-" if a is None or b in (None, 0) else f"{a / b:.2f}"
-print("# tern vs coturn vs bare forwarder (loopback)")
-print()
-print("Generated by \`benches/compare.sh\` on $(date -u +%Y-%m-%dT%H:%MZ). Machine: $NCPU CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r).")
-print("Relay threads: $THREADS. Runs per server and load: $RUNS (medians shown), interleaved tern, coturn, bare (and bare-uring in the open loads). Measured window $DURATION s after $WARMUP s warm-up. Pinning: $PINNING.")
-print("Load average (1/5/15 min) before: $LOADAVG_START, after: $LOADAVG_END. Other processes on the machine share both CPUs; a run where neither the server nor the generator is near 100 % CPU was held back by them.")
-print("tern at commit $(git rev-parse --short HEAD)$(git diff --quiet -- crates || echo ' plus uncommitted changes in crates/'), coturn $("$COTURN" --version 2>/dev/null | head -1).")
-print()
-print("Relayed packets = packets the server forwarded (arrivals at the peer + arrivals back at the client; a round trip is 2). Server CPU = utime + stime of the server process over the window; 100 % = one core busy. Generator CPU shows whether tern-load itself was the limit (near 100 % means it was).")
-print()
-print("## Relaying (closed: each session keeps 8 packets in flight; open: paced offered rate)")
-print()
-print("| load | server | relayed pkt/s | payload Mbit/s | RTT p50 / p99 / p99.9 (us) | loss | server CPU | CPU s per M pkts | generator CPU | runs |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for load in loads:
-    if load.startswith("alloc"):
-        continue
-    for kind in ("tern", "coturn", "bare", "bare-uring"):
-        if n(load, kind) == 0:
-            continue
-        secs = med(load, kind, "seconds") or 1
-        cpu = med(load, kind, "server_cpu_s")
-        gcpu = med(load, kind, "generator_cpu_s")
-        loss = med(load, kind, "loss")
-        print(f"| {load} | {kind} | {fmt(med(load, kind, 'relayed_pps'))} | {fmt(med(load, kind, 'mbit_per_s'), 1)} | "
-              f"{fmt(med(load, kind, 'p50_us'))} / {fmt(med(load, kind, 'p99_us'))} / {fmt(med(load, kind, 'p999_us'))} | "
-              f"{'-' if loss is None else f'{loss * 100:.3f} %'} | {'-' if cpu is None else f'{cpu / secs * 100:.0f} %'} | "
-              f"{fmt(med(load, kind, 'cpu_s_per_million'), 2)} | {'-' if gcpu is None else f'{gcpu / secs * 100:.0f} %'} | {n(load, kind)} |")
-print()
-print("## Ratios (medians)")
-print()
-def per_round(load, a, b, f):
-    # Ratio of each run of a to the run of b in the same round (adjacent in time, so under
-    # the same background load), in run order.
-    xs = [r for r in rows if r["label"] == load and r["kind"] == a]
-    ys = [r for r in rows if r["label"] == load and r["kind"] == b]
-    out = [ratio(x.get(f), y.get(f)) if valid(x) and valid(y) else "-" for x, y in zip(xs, ys)]
-    return " / ".join(out) if out else "-"
-print("| load | relayed pkt/s tern/coturn | tern/bare | CPU s per M pkts tern/coturn | per round | tern/bare | bare/coturn | bare-uring/coturn | RTT p50 tern/coturn | p99 |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for load in loads:
-    if load.startswith("alloc"):
-        continue
-    g = lambda k, f: med(load, k, f)
-    print(f"| {load} | {ratio(g('tern','relayed_pps'), g('coturn','relayed_pps'))} | {ratio(g('tern','relayed_pps'), g('bare','relayed_pps'))} | "
-          f"{ratio(g('tern','cpu_s_per_million'), g('coturn','cpu_s_per_million'))} | {per_round(load, 'tern', 'coturn', 'cpu_s_per_million')} | "
-          f"{ratio(g('tern','cpu_s_per_million'), g('bare','cpu_s_per_million'))} | "
-          f"{ratio(g('bare','cpu_s_per_million'), g('coturn','cpu_s_per_million'))} | {ratio(g('bare-uring','cpu_s_per_million'), g('coturn','cpu_s_per_million'))} | "
-          f"{ratio(g('tern','p50_us'), g('coturn','p50_us'))} | {ratio(g('tern','p99_us'), g('coturn','p99_us'))} |")
-print()
-print("## Allocation rate (16 cycles in flight: Allocate, 401, signed Allocate, Refresh LIFETIME 0; a new client port each cycle)")
-print()
-print("| load | server | allocations/s | failures/s | 508/s | latency p50 / p99 (us) | server CPU | CPU s per M allocations | generator CPU | runs |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for load in loads:
-    if not load.startswith("alloc"):
-        continue
-    for kind in ("tern", "coturn"):
-        if n(load, kind) == 0:
-            continue
-        secs = med(load, kind, "seconds") or 1
-        cpu = med(load, kind, "server_cpu_s")
-        gcpu = med(load, kind, "generator_cpu_s")
-        f = med(load, kind, "failures"); e = med(load, kind, "e508")
-        print(f"| {load} | {kind} | {fmt(med(load, kind, 'allocations_per_s'))} | {fmt(None if f is None else f / secs, 1)} | {fmt(None if e is None else e / secs, 1)} | "
-              f"{fmt(med(load, kind, 'p50_us'))} / {fmt(med(load, kind, 'p99_us'))} | {'-' if cpu is None else f'{cpu / secs * 100:.0f} %'} | "
-              f"{fmt(med(load, kind, 'cpu_s_per_million'), 2)} | {'-' if gcpu is None else f'{gcpu / secs * 100:.0f} %'} | {n(load, kind)} |")
-print()
-print("## Core instruction count (callgrind, \`benches/callgrind.sh\`)")
-print()
-for line in """$CALLGRIND""".splitlines():
-    print(f"- {line}")
-print()
-print("## Command lines")
-print()
-print("Raw per-run JSON lines of the generator: \`benches/results/latest.jsonl\`. Runs column: valid/total; a run is discarded when the server died during it or a session failed to set up.")
-print()
-print("SECRET, ports and ranges as in \`benches/compare.sh\`; PID is the server's pid.")
-print()
-for key, srv, gen in sorted(cmds):
-    print(f"- **{key}**")
-    print(f"  - server: \`{srv.strip()}\`")
-    print(f"  - generator: \`{gen.strip()}\`")
-EOF
+printf '%s\n' "$CALLGRIND" >"$TMP/callgrind.txt"
+REPORT_DATE=$(date -u +%Y-%m-%dT%H:%MZ) \
+REPORT_MACHINE="$NCPU CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)" \
+REPORT_THREADS=$THREADS REPORT_RUNS=$RUNS REPORT_DURATION=$DURATION REPORT_WARMUP=$WARMUP \
+REPORT_PINNING="$PINNING" REPORT_LOADAVG_START="$LOADAVG_START" REPORT_LOADAVG_END="$LOADAVG_END" \
+REPORT_COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet -- crates benches/src || echo ' plus uncommitted changes in crates/ or benches/src/')" \
+REPORT_COTURN="$("$COTURN" --version 2>/dev/null | head -1)" \
+    python3 benches/compare_report.py "$TMP/results.jsonl" "$TMP/commands.tsv" "$TMP/callgrind.txt" >"$TMP/table.md"
 cat "$TMP/table.md"
 cp "$TMP/table.md" benches/results/latest.md
 cp "$TMP/results.jsonl" benches/results/latest.jsonl

@@ -1,11 +1,20 @@
 //! The load generator itself, tested: a few seconds of closed-mode relaying and of alloc-rate
 //! against the real tern binary on loopback must report relayed packets (or allocations) and
-//! no failures.
+//! no failures; many sessions with their own peers and a ChannelData/Send mix relay without
+//! loss; and a probe socket with UDP GRO on, standing in for a server's listening socket,
+//! sees what each `--shape` puts on the wire.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tern_e2e::{run_bounded, ServerKind, ServerOptions, TestServer};
+use tern_bench::load::bare;
+use tern_bench::load::net::bind_udp;
+use tern_bench::load::sys::{enable_gro, RecvBatch};
+use tern_e2e::{run_bounded, PortBlock, ServerKind, ServerOptions, TestServer};
 
 const SECRET: &str = "load-test-secret";
 
@@ -83,4 +92,168 @@ fn alloc_rate_mode_allocates_and_releases_on_tern() {
     assert!(field(&json, "allocations") > 0.0, "{json}");
     assert_eq!(field(&json, "failures"), 0.0, "{json}");
     assert_eq!(field(&json, "e508"), 0.0, "{json}");
+}
+
+#[test]
+fn many_sessions_with_their_own_peers_and_a_channel_send_mix_relay_without_loss() {
+    let server = tern();
+    // Clients and peers from a second block, so that 16 sessions each have their own peer
+    // (tern's relay range is 48 ports of the server's block).
+    let spare = PortBlock::reserve();
+    let base = spare.listen_port();
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_tern-load"))
+            .args(["--server", &server.addr().to_string(), "--secret", SECRET])
+            .args(["--client-ports", &format!("{}-{}", base, base + 15)])
+            .args(["--peer-port", &(base + 32).to_string(), "--peers", "16"])
+            .args(["--sessions", "16", "--mode", "open", "--rate", "2000"])
+            .args(["--size", "1200", "--data-path", "mix"])
+            .args(["--warmup", "0.3", "--duration", "1.5", "--drain-ms", "300"])
+            .arg("--json"),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.success(),
+        "tern-load failed:\n{}\nserver:\n{}",
+        out.text,
+        server.output()
+    );
+    let json = out.text.lines().find(|l| l.starts_with('{')).unwrap();
+    assert_eq!(field(json, "sessions"), 16.0, "{json}");
+    assert_eq!(field(json, "peers"), 16.0, "{json}");
+    assert!(json.contains("\"data_path\":\"mix\""), "{json}");
+    assert_eq!(field(json, "failures"), 0.0, "{json}");
+    // Half the sessions on Send/Data indications, half on ChannelData: had either path
+    // failed, its packets would be missing.
+    assert_eq!(field(json, "loss"), 0.0, "{json}");
+    assert!(field(json, "round_trips") > 1000.0, "{json}");
+}
+
+/// What a probe socket with UDP GRO on received from one tern-load run.
+#[derive(Debug, Default)]
+struct Probe {
+    /// Receive entries holding data (the hellos not counted).
+    entries: u64,
+    /// Datagrams in them (an entry the kernel coalesced holds several).
+    datagrams: u64,
+    /// Entries that held more than one datagram.
+    coalesced: u64,
+    /// Most datagrams in one entry.
+    largest: u64,
+}
+
+/// Runs `tern-load --target bare` in closed mode with `shape` against a probe socket that
+/// stands in for a server's listening socket: UDP GRO on (as tern's and the bare forwarder's
+/// are), answering the bare hello and never relaying, so each session re-sends its window of 8
+/// every 300 ms. Returns what the probe saw and the generator's JSON line; `None` when the
+/// kernel refuses UDP GRO.
+fn probe_shape(shape: &str) -> Option<(Probe, String)> {
+    let block = PortBlock::reserve();
+    let base = block.listen_port();
+    let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, base);
+    let sock = bind_udp(addr).expect("bind the probe");
+    if !enable_gro(sock.as_raw_fd()) {
+        eprintln!("kernel without UDP_GRO: nothing to test");
+        return None;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut rb = RecvBatch::new(64, 65_535, 0);
+            let mut p = Probe::default();
+            let hard_stop = Instant::now() + Duration::from_secs(30);
+            let mut stop_at: Option<Instant> = None;
+            while Instant::now() < hard_stop && stop_at.is_none_or(|t| Instant::now() < t) {
+                if stop_at.is_none() && stop.load(Ordering::Relaxed) {
+                    // The generator is gone; take what is still queued.
+                    stop_at = Some(Instant::now() + Duration::from_millis(200));
+                }
+                let n = rb.recv(sock.as_raw_fd()).expect("recvmmsg");
+                if n == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                for i in 0..n {
+                    let (bytes, src) = rb.get(i);
+                    if bare::parse_hello(bytes).is_some() {
+                        let mut answer = [0u8; 6];
+                        answer[..4].copy_from_slice(bare::PORT);
+                        answer[4..].copy_from_slice(&(base + 1).to_be_bytes());
+                        sock.send_to(&answer, src).expect("answer the hello");
+                        continue;
+                    }
+                    let seg = rb.segment(i).max(1);
+                    let count = bytes.len().div_ceil(seg) as u64;
+                    // Every datagram in the entry is one whole bare frame.
+                    for frame in bytes.chunks(seg) {
+                        let len = usize::from(u16::from_be_bytes([frame[2], frame[3]]));
+                        assert_eq!(frame.len(), 4 + len, "a whole frame per segment");
+                    }
+                    p.entries += 1;
+                    p.datagrams += count;
+                    p.coalesced += u64::from(count > 1);
+                    p.largest = p.largest.max(count);
+                }
+            }
+            p
+        })
+    };
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_tern-load"))
+            .args(["--server", &addr.to_string(), "--target", "bare"])
+            .args(["--client-ports", &format!("{}-{}", base + 4, base + 7)])
+            .args(["--peer-port", &(base + 2).to_string()])
+            .args(["--mode", "closed", "--sessions", "4", "--window", "8"])
+            .args(["--size", "200", "--shape", shape])
+            .args(["--warmup", "0.2", "--duration", "1", "--drain-ms", "100"])
+            .arg("--json")
+            .env_remove("NO_GSO"),
+        Duration::from_secs(20),
+    );
+    stop.store(true, Ordering::Relaxed);
+    let probe = probe.join().expect("probe thread");
+    assert!(out.success(), "tern-load failed:\n{}", out.text);
+    let json = out
+        .text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in:\n{}", out.text))
+        .to_owned();
+    assert!(json.contains(&format!("\"shape\":\"{shape}\"")), "{json}");
+    eprintln!("--shape {shape}: the probe saw {probe:?}");
+    Some((probe, json))
+}
+
+#[test]
+fn browser_shape_reaches_the_listening_socket_one_datagram_per_receive_entry() {
+    let Some((p, json)) = probe_shape("browser") else {
+        return;
+    };
+    // At least one window of 8 from each of the 4 sessions, all of it seen by the probe.
+    assert!(p.datagrams >= 32, "{p:?} {json}");
+    assert_eq!(
+        p.datagrams as f64,
+        field(&json, "sent") - field(&json, "generator_drops"),
+        "{p:?} {json}"
+    );
+    assert_eq!(p.coalesced, 0, "a GRO-coalesced entry: {p:?}");
+    assert_eq!(p.entries, p.datagrams, "{p:?}");
+}
+
+#[test]
+fn bursty_shape_reaches_the_listening_socket_as_gro_buffers() {
+    let Some((p, json)) = probe_shape("bursty") else {
+        return;
+    };
+    assert!(p.datagrams >= 32, "{p:?} {json}");
+    assert_eq!(
+        p.datagrams as f64,
+        field(&json, "sent") - field(&json, "generator_drops"),
+        "{p:?} {json}"
+    );
+    // A session's window leaves as one GSO send and arrives as one buffer.
+    assert!(p.coalesced > 0, "no GRO-coalesced entry: {p:?}");
+    assert!(p.entries < p.datagrams, "{p:?}");
+    assert!(p.largest <= 8, "more than a window in one entry: {p:?}");
 }

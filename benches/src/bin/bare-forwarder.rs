@@ -46,8 +46,9 @@ struct Session {
 }
 
 fn main() -> anyhow::Result<()> {
-    // UDP GSO on by default (the best batched I/O there is); NO_GSO=1 compares without it.
-    tern_bench::load::sys::set_gso(std::env::var_os("NO_GSO").is_none());
+    // Its own sends (to peers, to clients) use UDP GSO, as tern's do; NO_GSO=1 turns that
+    // off. What the clients send is the generator's `--shape`.
+    let gso = std::env::var_os("NO_GSO").is_none();
     let args = Args::parse().forwarder;
     let listen = args.bind_listener()?;
     let lfd = listen.as_raw_fd();
@@ -61,8 +62,8 @@ fn main() -> anyhow::Result<()> {
     enable_gro(lfd);
     let mut lrb = RecvBatch::new(BATCH, 65_535, 0);
     let mut rb = RecvBatch::new(BATCH, 2048, 4);
-    let mut to_peer = SendBatch::new(BATCH, 2048);
-    let mut to_clients = SendBatch::new(BATCH, 2048);
+    let mut to_peer = SendBatch::new(BATCH, 2048, gso);
+    let mut to_clients = SendBatch::new(BATCH, 2048, gso);
     let mut ready = Vec::with_capacity(256);
     let stop = Instant::now() + Duration::from_secs(args.max_seconds);
     eprintln!("bare-forwarder listening on {}", args.listen);

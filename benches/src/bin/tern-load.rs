@@ -2,12 +2,17 @@
 //! See `tern_bench::load` and `benches/compare.sh`.
 
 use clap::Parser;
-use tern_bench::load::{self, Args};
+use tern_bench::load::{self, Args, Shape};
 
 fn main() -> anyhow::Result<()> {
-    // UDP GSO on by default (the best batched I/O there is); NO_GSO=1 compares without it.
-    tern_bench::load::sys::set_gso(std::env::var_os("NO_GSO").is_none());
     let args = Args::parse();
+    // The send shape is `--shape`; NO_GSO (which turns the bare forwarder's own GSO off) only
+    // ever means "no UDP GSO in this process", so it refuses the bursty shape rather than
+    // quietly sending something other than what the label says.
+    anyhow::ensure!(
+        args.shape == Shape::Browser || std::env::var_os("NO_GSO").is_none(),
+        "--shape bursty sends UDP GSO bursts, but NO_GSO is set"
+    );
     let report = load::run(&args)?;
     println!("{}", report.human());
     if args.json {

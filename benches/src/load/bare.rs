@@ -94,7 +94,11 @@ pub struct RelayPorts {
 }
 
 impl RelayPorts {
+    /// The range of `args`; raises the open-files limit so that every port of it can be bound
+    /// (a socket each, plus a few).
     pub fn new(args: &ForwarderArgs) -> Self {
+        let ports = u64::from(args.max_port.saturating_sub(args.min_port)) + 1;
+        super::sys::raise_nofile_limit(ports + 64);
         Self {
             ip: args.relay_ip,
             next: args.min_port,

@@ -1,6 +1,9 @@
 //! The data-path modes (closed, open, c2c): set up sessions, then relay timestamped packets
 //! through the server to echo peers (or to the partner allocation) on one epoll thread.
 //!
+//! Each session sends from its own socket; `--shape` decides whether a session's queued
+//! datagrams leave as separate messages of one `sendmmsg` (browser) or as UDP GSO bursts.
+//!
 //! Payload layout: bytes 0..4 the session index, 4..12 the send time in nanoseconds since the
 //! generator started (little endian), then filler up to `--size`.
 
@@ -12,8 +15,11 @@ use std::time::{Duration, Instant};
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::stun::{self, Credentials, Tids, TurnClient};
-use super::sys::{cpu_seconds, precise_timers, Epoll, RecvBatch, SendBatch};
-use super::{bare, Args, Mode, Report, Target};
+use super::sys::{
+    cpu_seconds, machine_busy_seconds, precise_timers, raise_nofile_limit, Epoll, RecvBatch,
+    SendBatch,
+};
+use super::{bare, Args, Mode, Report, Shape, Target};
 
 const BATCH: usize = 64;
 const PEER_TOKEN: u64 = 1 << 32;
@@ -34,6 +40,8 @@ struct Endpoint {
     /// Where data goes on the wire: the server (channel or Send indication).
     server: SocketAddrV4,
     channel: u16,
+    /// Send indications instead of ChannelData (`--data-path`).
+    indication: bool,
     /// The peer the Send indications name.
     peer: SocketAddrV4,
     inflight: u32,
@@ -58,6 +66,7 @@ struct Snapshot {
     counters: Counters,
     server_cpu: Option<f64>,
     own_cpu: f64,
+    machine_busy: Option<f64>,
 }
 
 /// Runs closed, open or c2c.
@@ -65,6 +74,13 @@ pub fn run(args: &Args) -> io::Result<Report> {
     let clock = Instant::now();
     let ns = || clock.elapsed().as_nanos() as u64;
     let lo = Ipv4Addr::LOCALHOST;
+    // A socket per session and per peer, plus a few.
+    let fds = (args.sessions + usize::from(args.peers) + 64) as u64;
+    if raise_nofile_limit(fds) < fds {
+        return Err(io::Error::other(format!(
+            "need {fds} open files (RLIMIT_NOFILE): raise ulimit -n"
+        )));
+    }
     let peers: Vec<UdpSocket> = (0..args.peers)
         .map(|j| bind_udp(SocketAddrV4::new(lo, args.peer_port + j)))
         .collect::<io::Result<_>>()?;
@@ -89,13 +105,13 @@ pub fn run(args: &Args) -> io::Result<Report> {
         payload: vec![0xAB; args.size],
         scratch: Vec::with_capacity(args.size + 64),
         tids: Tids::new(),
-        indications: args.send_indications,
     };
     let snap = |c: &Counters, at: u64| Snapshot {
         at,
         counters: *c,
         server_cpu: args.server_pid.and_then(cpu_seconds),
         own_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0),
+        machine_busy: machine_busy_seconds(),
     };
     let warm_end = ns() + (args.warmup * 1e9) as u64;
     let mut begin: Option<Snapshot> = None;
@@ -110,6 +126,8 @@ pub fn run(args: &Args) -> io::Result<Report> {
         .filter(|&k| eps[k].role == Role::Initiator)
         .collect();
     let (mut paced, mut rr, send_start, mut next_sweep) = (0u64, 0usize, ns(), 0u64);
+    // Open loop: the sessions with datagrams queued since the last flush.
+    let mut queued: Vec<usize> = Vec::with_capacity(initiators.len());
     if !open {
         let now = ns();
         for &k in &initiators {
@@ -145,13 +163,17 @@ pub fn run(args: &Args) -> io::Result<Report> {
                 if ep.out.is_full() {
                     c.drops += flush(ep)?;
                 }
+                if ep.out.is_empty() {
+                    queued.push(k);
+                }
                 tx.push(ep, now);
                 c.tx += 1;
             }
             paced += deficit;
-            for &k in &initiators {
+            for &k in &queued {
                 c.drops += flush(&mut eps[k])?;
             }
+            queued.clear();
         }
         if sending && !open && now >= next_sweep {
             next_sweep = now + 50_000_000;
@@ -250,10 +272,20 @@ pub fn run(args: &Args) -> io::Result<Report> {
     } else {
         (c.tx + c.peer_tx, c.peer_rx + c.rx)
     };
+    let server_cpu = b.server_cpu.zip(e.server_cpu).map(|(x, y)| y - x);
+    let generator_cpu = e.own_cpu - b.own_cpu;
+    let other_cpu = b
+        .machine_busy
+        .zip(e.machine_busy)
+        .zip(server_cpu)
+        .map(|((x, y), s)| (y - x - s - generator_cpu).max(0.0));
     Ok(Report {
         label: args.label.clone(),
         target: format!("{:?}", args.target).to_lowercase(),
         mode: mode_name(args.mode).into(),
+        shape: shape_name(args.shape).into(),
+        data_path: format!("{:?}", args.data_path).to_lowercase(),
+        peers: usize::from(args.peers),
         sessions: eps.len(),
         size: args.size,
         seconds: (e.at - b.at) as f64 / 1e9,
@@ -263,8 +295,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
         received,
         generator_drops: c.drops,
         latency_us: [0.5, 0.99, 0.999].map(|q| hist.quantile(q) as f64 / 1e3),
-        server_cpu: b.server_cpu.zip(e.server_cpu).map(|(x, y)| y - x),
-        generator_cpu: e.own_cpu - b.own_cpu,
+        server_cpu,
+        generator_cpu,
+        other_cpu,
         failures,
         ..Report::default()
     })
@@ -277,6 +310,14 @@ pub fn mode_name(m: Mode) -> &'static str {
         Mode::Open => "open",
         Mode::AllocRate => "alloc-rate",
         Mode::C2c => "c2c",
+    }
+}
+
+/// The name used in reports and on the command line.
+pub fn shape_name(s: Shape) -> &'static str {
+    match s {
+        Shape::Browser => "browser",
+        Shape::Bursty => "bursty",
     }
 }
 
@@ -322,7 +363,6 @@ struct Tx {
     payload: Vec<u8>,
     scratch: Vec<u8>,
     tids: Tids,
-    indications: bool,
 }
 
 impl Tx {
@@ -335,7 +375,7 @@ impl Tx {
     }
 
     fn push_echo(&mut self, ep: &mut Endpoint, payload: &[u8]) {
-        if self.indications {
+        if ep.indication {
             stun::send_indication(&mut self.scratch, self.tids.next_tid(), ep.peer, payload);
             ep.out.push(ep.server, &self.scratch);
             return;
@@ -363,16 +403,21 @@ fn set_up(args: &Args, peer_of: &PeerOf) -> io::Result<(Vec<Endpoint>, u64)> {
             args.client_ports.0 + i as u16,
         ))?);
     }
+    // A session's queue holds a window (closed) or what one wake-up paces out (open); GSO
+    // only in the bursty shape.
+    let cap = (args.window as usize).clamp(1, BATCH);
+    let gso = args.shape == Shape::Bursty;
     let new_ep = |sock, i: usize, role, channel| Endpoint {
         sock,
         index: i as u32,
         role,
         server: args.server,
         channel,
+        indication: args.mode != Mode::C2c && args.data_path.indications_for(i),
         peer: peer_of(i),
         inflight: 0,
         last_rx: 0,
-        out: SendBatch::new(BATCH, args.size + 128),
+        out: SendBatch::new(cap, args.size + 128, gso),
     };
     let mut eps = Vec::new();
     let mut failures = 0;
@@ -433,7 +478,7 @@ fn set_up(args: &Args, peer_of: &PeerOf) -> io::Result<(Vec<Endpoint>, u64)> {
                 cl.allocate()
                     .and_then(|_| cl.create_permission(peer))
                     .and_then(|_| {
-                        if args.send_indications {
+                        if args.data_path.indications_for(i) {
                             Ok(())
                         } else {
                             cl.channel_bind(channel(i), peer)

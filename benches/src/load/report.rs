@@ -12,6 +12,12 @@ pub struct Report {
     pub target: String,
     /// The mode.
     pub mode: String,
+    /// `--shape`: `browser` or `bursty` (empty for alloc-rate).
+    pub shape: String,
+    /// `--data-path`: `channel`, `send` or `mix` (empty for alloc-rate).
+    pub data_path: String,
+    /// Echo peer sockets (distinct peer addresses).
+    pub peers: usize,
     /// Sessions (or allocations in flight for alloc-rate).
     pub sessions: usize,
     /// Payload bytes.
@@ -34,6 +40,10 @@ pub struct Report {
     pub server_cpu: Option<f64>,
     /// The generator's own CPU seconds over the window.
     pub generator_cpu: f64,
+    /// CPU seconds the whole machine was busy over the window beyond the server and the
+    /// generator (other processes, interrupts not charged to either, steal), with
+    /// `--server-pid`; data-path modes only.
+    pub other_cpu: Option<f64>,
     /// Sessions or allocation cycles that failed (setup errors, timeouts, error responses).
     pub failures: u64,
     /// alloc-rate: allocations that succeeded in the window.
@@ -92,6 +102,13 @@ impl Report {
             "{} {} {} sessions={} size={}: ",
             self.label, self.target, self.mode, self.sessions, self.size
         );
+        if !self.shape.is_empty() {
+            let _ = write!(
+                s,
+                "shape={} data-path={} peers={}: ",
+                self.shape, self.data_path, self.peers
+            );
+        }
         if self.mode == "alloc-rate" {
             let _ = write!(
                 s,
@@ -129,6 +146,13 @@ impl Report {
             ", generator cpu {:.0}%",
             100.0 * self.generator_cpu / self.seconds.max(1e-9)
         );
+        if let Some(o) = self.other_cpu {
+            let _ = write!(
+                s,
+                ", everything else {:.0}% of a CPU",
+                100.0 * o / self.seconds.max(1e-9)
+            );
+        }
         s
     }
 
@@ -142,17 +166,22 @@ impl Report {
             .collect();
         format!(
             concat!(
-                "{{\"label\":\"{}\",\"target\":\"{}\",\"mode\":\"{}\",\"sessions\":{},\"size\":{},",
+                "{{\"label\":\"{}\",\"target\":\"{}\",\"mode\":\"{}\",\"shape\":\"{}\",",
+                "\"data_path\":\"{}\",\"peers\":{},\"sessions\":{},\"size\":{},",
                 "\"seconds\":{:.3},\"round_trips\":{},\"round_trips_per_s\":{:.1},\"relayed\":{},",
                 "\"relayed_pps\":{:.1},\"mbit_per_s\":{:.3},\"sent\":{},\"received\":{},\"loss\":{:.6},",
                 "\"generator_drops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},",
                 "\"server_cpu_s\":{},\"cpu_s_per_million\":{},\"generator_cpu_s\":{:.3},",
+                "\"other_cpu_s\":{},",
                 "\"failures\":{},\"allocations\":{},\"allocations_per_s\":{:.1},\"e508\":{},",
                 "\"per_second\":[{}]}}"
             ),
             self.label.replace(['"', '\\'], "_"),
             self.target,
             self.mode,
+            self.shape,
+            self.data_path,
+            self.peers,
             self.sessions,
             self.size,
             self.seconds,
@@ -171,6 +200,7 @@ impl Report {
             opt(self.server_cpu),
             opt(self.cpu_per_million()),
             self.generator_cpu,
+            opt(self.other_cpu),
             self.failures,
             self.allocations,
             self.allocations_per_s(),

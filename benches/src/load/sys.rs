@@ -319,11 +319,17 @@ pub struct SendBatch {
     hdrs: Vec<libc::mmsghdr>,
     /// One control buffer per header, for a UDP_SEGMENT cmsg.
     cmsgs: Vec<[u64; 4]>,
+    /// Per header of the next `sendmmsg`: (first datagram, how many); reused across flushes.
+    groups: Vec<(usize, usize)>,
+    /// Whether runs of datagrams go out as one UDP GSO send.
+    gso: bool,
 }
 
 impl SendBatch {
-    /// Room for `cap` datagrams of up to `max_len` bytes.
-    pub fn new(cap: usize, max_len: usize) -> Self {
+    /// Room for `cap` datagrams of up to `max_len` bytes. With `gso`, runs of equal-size
+    /// datagrams to one destination leave as one UDP GSO send (see [`SendBatch::flush`]);
+    /// without it every datagram is its own message of the `sendmmsg`.
+    pub fn new(cap: usize, max_len: usize, gso: bool) -> Self {
         // SAFETY: plain old data; zeroed is valid.
         let (name, iov, hdr) = unsafe { (zeroed(), zeroed(), zeroed()) };
         Self {
@@ -335,7 +341,14 @@ impl SendBatch {
             iovs: vec![iov; cap],
             hdrs: vec![hdr; cap],
             cmsgs: vec![[0; 4]; cap],
+            groups: Vec::with_capacity(cap),
+            gso,
         }
+    }
+
+    /// Whether this batch sends runs as UDP GSO.
+    pub fn gso(&self) -> bool {
+        self.gso
     }
 
     /// Whether no more datagram fits.
@@ -373,14 +386,16 @@ impl SendBatch {
     }
 
     /// Sends everything queued on `fd` and empties the batch; returns how many the kernel took
-    /// (the rest was dropped because the socket buffer was full). Consecutive datagrams to the
-    /// same destination with the same length (the last may be shorter) go as one UDP GSO
-    /// send unless [`set_gso`] turned it off: the kernel splits them into the same datagrams
-    /// after one pass through its stack, which is the best batched I/O Linux offers.
+    /// (the rest was dropped because the socket buffer was full). With GSO on (see
+    /// [`SendBatch::new`]), consecutive datagrams to the same destination with the same length
+    /// (the last may be shorter) go as one UDP GSO send: the kernel splits them into the same
+    /// datagrams after one pass through its stack, but a receiver with UDP GRO on gets them as
+    /// one buffer. With GSO off, each datagram is its own `mmsghdr` and reaches the receiver
+    /// as its own datagram.
     pub fn flush(&mut self, fd: RawFd) -> io::Result<usize> {
         let n = self.lens.len();
         let base = self.data.as_mut_ptr();
-        let gso = GSO.load(std::sync::atomic::Ordering::Relaxed);
+        let gso = self.gso;
         for i in 0..n {
             self.iovs[i] = libc::iovec {
                 // SAFETY: slot i lies inside data (i < cap).
@@ -389,7 +404,8 @@ impl SendBatch {
             };
         }
         // Group datagrams into headers: (first datagram, count) per header.
-        let mut groups = Vec::with_capacity(n);
+        let mut groups = std::mem::take(&mut self.groups);
+        groups.clear();
         let mut i = 0;
         while i < n {
             let size = self.lens[i];
@@ -444,18 +460,61 @@ impl SendBatch {
         let sent_groups = send_all(fd, &mut self.hdrs[..groups.len()]);
         self.lens.clear();
         self.dests.clear();
-        Ok(groups[..sent_groups?].iter().map(|g| g.1).sum())
+        let sent = sent_groups.map(|k| groups[..k].iter().map(|g| g.1).sum());
+        self.groups = groups;
+        sent
     }
 }
 
 /// `setsockopt`/cmsg level and option for UDP generic segmentation offload.
 const SOL_UDP: libc::c_int = 17;
 const UDP_SEGMENT: libc::c_int = 103;
-static GSO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Turns UDP GSO on or off for every [`SendBatch`] of this process.
-pub fn set_gso(on: bool) {
-    GSO.store(on, std::sync::atomic::Ordering::Relaxed);
+/// Raises this process's soft limit of open files towards `wanted` (never above the hard
+/// limit, never lowering it); returns the soft limit in force afterwards. The generator holds
+/// a client socket per session and a socket per echo peer.
+pub fn raise_nofile_limit(wanted: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `lim`, a live local of the right type.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    let target = wanted.min(lim.rlim_max);
+    if target <= lim.rlim_cur {
+        return lim.rlim_cur;
+    }
+    let new = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit reads `new`, a live local of the right type.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+        target
+    } else {
+        lim.rlim_cur
+    }
+}
+
+/// CPU seconds every CPU of the machine spent busy so far (user, nice, system, irq, softirq
+/// and steal from the first line of `/proc/stat`). Over a window, this minus the server's and
+/// the generator's own CPU is what everything else took: other processes, interrupts, the
+/// hypervisor.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .map(|x| x.parse::<f64>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?;
+    // SAFETY: sysconf takes no pointers.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(busy / if hz > 0 { hz as f64 } else { 100.0 })
 }
 
 /// utime + stime of process `pid` in seconds, from `/proc/PID/stat` (no unsafe needed).

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,12 @@ pub struct AdminState {
     draining: AtomicBool,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// notAfter for the expiry gauge; [`NO_TLS`] until TLS is set up.
+    tls_expiry: AtomicI64,
 }
+
+/// `tls_expiry` without TLS.
+const NO_TLS: i64 = i64::MIN;
 
 impl AdminState {
     /// State for a server whose sockets are bound (after [`crate::start`]).
@@ -52,6 +57,7 @@ impl AdminState {
             draining: AtomicBool::new(false),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            tls_expiry: AtomicI64::new(NO_TLS),
         }
     }
 
@@ -80,6 +86,13 @@ impl AdminState {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Sets `tern_tls_certificate_expiry_timestamp_seconds`: the earliest notAfter of the
+    /// TLS certificates in force (`tls::Generation::earliest_expiry`), at start and after
+    /// every reload that applied.
+    pub fn set_tls_certificate_expiry(&self, not_after: i64) {
+        self.tls_expiry.store(not_after, Ordering::Relaxed);
+    }
+
     /// Indices of workers that have not published within [`HEALTH_LIMIT`] (or never did).
     pub fn stalled_workers(&self, now: Instant) -> Vec<usize> {
         self.workers
@@ -99,6 +112,8 @@ impl AdminState {
             reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
             workers: self.workers.heartbeats(now).len(),
             workers_stalled: self.stalled_workers(now).len(),
+            tls_certificate_expiry: Some(self.tls_expiry.load(Ordering::Relaxed))
+                .filter(|&t| t != NO_TLS),
         }
     }
 
@@ -272,6 +287,17 @@ mod tests {
         assert_eq!(get(&silent, "/healthz"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get(&silent, "/readyz"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(silent.process_state(Instant::now()).workers_stalled, 1);
+    }
+
+    #[test]
+    fn tls_expiry_only_once_set() {
+        let s = state(Some(Instant::now()));
+        assert_eq!(s.process_state(Instant::now()).tls_certificate_expiry, None);
+        s.set_tls_certificate_expiry(1_900_000_000);
+        assert_eq!(
+            s.process_state(Instant::now()).tls_certificate_expiry,
+            Some(1_900_000_000)
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod control;
 pub mod metrics;
 mod relay_ports;
 mod sys;
+pub mod tls;
 mod token;
 mod worker;
 

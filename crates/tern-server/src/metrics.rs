@@ -35,6 +35,9 @@ pub struct ProcessState {
     pub workers: usize,
     /// Workers that have not published for longer than the health limit.
     pub workers_stalled: usize,
+    /// The earliest notAfter of the TLS certificates in force, Unix seconds; `None` without
+    /// TLS (the gauge is then left out).
+    pub tls_certificate_expiry: Option<i64>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -227,6 +230,13 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         "Workers that have not reported for over 2 s",
         p.workers_stalled,
     );
+    if let Some(not_after) = p.tls_certificate_expiry {
+        r.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "The earliest notAfter of the TLS certificates in force, Unix seconds",
+            ConstGauge::new(not_after),
+        );
+    }
     r
 }
 
@@ -324,6 +334,24 @@ mod tests {
         );
         let om = encode(&t, &p, true);
         assert!(om.ends_with("# EOF\n"));
+        assert!(!text.contains("tls_certificate_expiry"), "{text}");
+    }
+
+    #[test]
+    fn tls_certificate_expiry() {
+        let p = ProcessState {
+            tls_certificate_expiry: Some(2_208_988_800),
+            ..Default::default()
+        };
+        let text = encode(&Totals::default(), &p, false);
+        assert_eq!(
+            sample(&text, "tern_tls_certificate_expiry_timestamp_seconds"),
+            Some(2_208_988_800)
+        );
+        assert!(
+            text.contains("# TYPE tern_tls_certificate_expiry_timestamp_seconds gauge"),
+            "{text}"
+        );
     }
 
     #[test]
