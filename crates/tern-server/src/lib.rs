@@ -14,7 +14,6 @@ pub mod admin;
 mod control;
 pub mod metrics;
 mod relay_ports;
-mod sys;
 pub mod tls;
 mod token;
 mod worker;

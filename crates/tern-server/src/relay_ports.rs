@@ -11,10 +11,10 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tern_proto::{Family, RelayEndpoint};
+use tern_sys::Gso;
 use tracing::warn;
 
 /// No worker has claimed the port yet.
@@ -25,7 +25,8 @@ const UNCLAIMED: u32 = u32::MAX;
 pub struct RelayTable {
     family: Family,
     base: u16,
-    sockets: Vec<Option<UdpSocket>>,
+    /// Each socket with its own GSO state (shared by the workers that send from it).
+    sockets: Vec<Option<(UdpSocket, Gso)>>,
     owners: Vec<AtomicU32>,
 }
 
@@ -36,7 +37,7 @@ impl RelayTable {
     pub fn bind(ip: IpAddr, range: RangeInclusive<u16>, family: Family) -> io::Result<Self> {
         let base = *range.start();
         let wanted = u64::from(*range.end() - base) + 1;
-        let limit = crate::sys::raise_nofile_limit(wanted + 256);
+        let limit = tern_sys::raise_nofile_limit(wanted + 256);
         if limit < wanted + 16 {
             warn!(limit, ports = wanted, "the open-file limit is below the relay port count; raise it (ulimit -n) or narrow min-port..max-port");
         }
@@ -46,7 +47,7 @@ impl RelayTable {
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => {
                     s.set_nonblocking(true)?;
-                    sockets.push(Some(s));
+                    sockets.push(Some((s, Gso::new())));
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::AddrInUse
@@ -106,16 +107,11 @@ impl RelayTable {
         (relayed.family == self.family && i < self.sockets.len()).then_some(i)
     }
 
-    /// The socket of `relayed`, if bound.
+    /// The socket of `relayed`, if bound, and its GSO state.
     #[inline]
-    pub fn socket(&self, relayed: RelayEndpoint) -> Option<&UdpSocket> {
-        self.sockets[self.index(relayed)?].as_ref()
-    }
-
-    /// The descriptor of `relayed`'s socket, if bound.
-    #[inline]
-    pub fn fd(&self, relayed: RelayEndpoint) -> Option<RawFd> {
-        self.socket(relayed).map(AsRawFd::as_raw_fd)
+    pub fn socket(&self, relayed: RelayEndpoint) -> Option<(&UdpSocket, &Gso)> {
+        let (s, gso) = self.sockets[self.index(relayed)?].as_ref()?;
+        Some((s, gso))
     }
 
     /// Makes `worker` the reader of `relayed`'s socket.

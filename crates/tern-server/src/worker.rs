@@ -7,7 +7,7 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -20,9 +20,8 @@ use tracing::{debug, info};
 
 use crate::control::{Command, IoErrorKind, IoErrors, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
-use crate::sys::{self, RecvRing};
 use crate::token::Token;
-use tern_sys::{Epoll, Interest, Ready};
+use tern_sys::{send_many, send_to, Epoll, Gso, Interest, Ready, RecvRing, SendReport};
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -30,19 +29,13 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_BATCH: usize = 32;
 /// Peer datagrams buffered (and framed in place) before one sendmmsg to clients.
 const PEER_RING: usize = 64;
-/// Entries of the per-datagram metadata arrays (the larger of the two batches).
-const META: usize = if CLIENT_BATCH > PEER_RING {
-    CLIENT_BATCH
-} else {
-    PEER_RING
-};
 /// Most datagrams read from one socket before the loop turns to the others.
 const FAIR_SHARE: usize = 128;
 
 /// A client's payload waiting to go out of a relay socket at the end of its batch.
 #[derive(Debug, Clone)]
 struct ToPeer {
-    fd: std::os::fd::RawFd,
+    relayed: RelayEndpoint,
     slot: usize,
     range: Range<usize>,
     peer: SocketAddr,
@@ -60,7 +53,7 @@ struct Forward {
 pub struct Worker {
     id: u32,
     core: Server,
-    listeners: Vec<(SocketAddr, UdpSocket)>,
+    listeners: Vec<Listener>,
     relays: Arc<RelayTable>,
     epoll: Epoll,
     batched: bool,
@@ -76,10 +69,6 @@ pub struct Worker {
     peer_used: usize,
     forwards: Vec<Forward>,
     to_peers: Vec<ToPeer>,
-    lens: [usize; META],
-    /// Per received entry, the size of the datagrams UDP GRO coalesced into it.
-    segs: [usize; META],
-    froms: [SocketAddr; META],
     ready: Vec<Ready>,
 }
 
@@ -109,9 +98,17 @@ impl Worker {
             // control messages. Relay sockets keep one datagram per entry, because each
             // peer datagram is framed in place behind its own headroom.
             if batched {
-                sys::enable_gro(s.as_raw_fd());
+                tern_sys::enable_gro(s.as_fd());
             }
         }
+        let listeners = listeners
+            .into_iter()
+            .map(|(addr, socket)| Listener {
+                addr,
+                socket,
+                gso: Gso::new(),
+            })
+            .collect();
         Ok(Self {
             id,
             core,
@@ -129,9 +126,6 @@ impl Worker {
             forwards: Vec::with_capacity(PEER_RING),
             // Room for every datagram of a full batch of GRO entries (64 segments each).
             to_peers: Vec::with_capacity(CLIENT_BATCH * 64),
-            lens: [0; META],
-            segs: [0; META],
-            froms: [SocketAddr::from(([0, 0, 0, 0], 0)); META],
             ready: Vec::with_capacity(256),
         })
     }
@@ -222,22 +216,15 @@ impl Worker {
 
     /// Reads client datagrams from `listener` and acts on each.
     fn drain_listener(&mut self, listener: ListenerId, now: Instant) {
-        let Some((local, sock)) = self.listeners.get(listener.index()) else {
+        let Some(l) = self.listeners.get(listener.index()) else {
             return;
         };
-        let (local, fd) = (*local, sock.as_raw_fd());
+        let local = l.addr;
         let wall = wall_now();
         let mut read = 0;
         while read < FAIR_SHARE {
-            let received = self.client_bufs.recv(
-                fd,
-                0,
-                CLIENT_BATCH,
-                self.batched,
-                &mut self.lens,
-                &mut self.segs,
-                &mut self.froms,
-            );
+            let sock = self.listeners[listener.index()].socket.as_fd();
+            let received = self.client_bufs.recv(sock, 0, CLIENT_BATCH, self.batched);
             let n = received.unwrap_or_else(|e| {
                 self.io_errors[IoErrorKind::Receive.index()] += 1;
                 debug!(error = %e, "recv on listening socket");
@@ -248,14 +235,9 @@ impl Worker {
             }
             read += n;
             for i in 0..n {
-                // With UDP GRO one entry may hold several datagrams of `segs[i]` bytes from
-                // the same client (the last may be shorter).
-                let (len, seg) = (self.lens[i], self.segs[i].max(1));
-                let mut at = 0;
-                while at < len {
-                    let end = (at + seg).min(len);
-                    self.handle_client(listener, local, now, wall, i, at..end);
-                    at = end;
+                // With UDP GRO one entry may hold several datagrams from the same client.
+                for range in self.client_bufs.meta(i).datagrams() {
+                    self.handle_client(listener, local, now, wall, i, range);
                 }
             }
             self.flush_to_peers();
@@ -276,7 +258,7 @@ impl Worker {
         slot: usize,
         range: Range<usize>,
     ) {
-        let from = self.froms[slot];
+        let from = self.client_bufs.meta(slot).from;
         let five_tuple = FiveTuple::udp(listener, from, local);
         let data = &self.client_bufs.datagram(slot, range.end)[range.clone()];
         match self
@@ -287,16 +269,12 @@ impl Worker {
                 relayed,
                 peer,
                 payload,
-            } => {
-                if let Some(relay) = self.relays.fd(relayed) {
-                    self.to_peers.push(ToPeer {
-                        fd: relay,
-                        slot,
-                        range: range.start + payload.start..range.start + payload.end,
-                        peer,
-                    });
-                }
-            }
+            } => self.to_peers.push(ToPeer {
+                relayed,
+                slot,
+                range: range.start + payload.start..range.start + payload.end,
+                peer,
+            }),
             ClientOutput::Reply => {
                 // Only to say which request failed, at debug level.
                 let request = tracing::enabled!(tracing::Level::DEBUG).then(|| data.to_vec());
@@ -309,10 +287,9 @@ impl Worker {
     /// Reads peer datagrams from the relay socket of `relayed`, frames each for its client
     /// in place, and queues it for the next sendmmsg.
     fn drain_relay(&mut self, relayed: RelayEndpoint, now: Instant) {
-        let Some(sock) = self.relays.socket(relayed) else {
+        let Some((sock, _)) = self.relays.socket(relayed) else {
             return;
         };
-        let fd = sock.as_raw_fd();
         if !self.relays.is_owner(relayed, self.id) {
             // Another worker's allocation now: stop watching, leave the data to it.
             let _ = self.epoll.delete(sock);
@@ -325,15 +302,10 @@ impl Worker {
             }
             let start = self.peer_used;
             let room = if self.batched { PEER_RING - start } else { 1 };
-            let received = self.peer_bufs.recv(
-                fd,
-                start,
-                room,
-                self.batched,
-                &mut self.lens,
-                &mut self.segs,
-                &mut self.froms,
-            );
+            let Some((sock, _)) = self.relays.socket(relayed) else {
+                break;
+            };
+            let received = self.peer_bufs.recv(sock.as_fd(), start, room, self.batched);
             let n = received.unwrap_or_else(|e| {
                 self.io_errors[IoErrorKind::Receive.index()] += 1;
                 debug!(port = relayed.port, error = %e, "recv on relay socket");
@@ -343,14 +315,14 @@ impl Worker {
                 break;
             }
             read += n;
-            for i in 0..n {
-                let slot = start + i;
+            for slot in start..start + n {
+                let meta = self.peer_bufs.meta(slot);
                 let out = self.core.handle_peer_datagram(
                     now,
                     relayed,
-                    self.froms[i],
+                    meta.from,
                     self.peer_bufs.slot_mut(slot),
-                    self.lens[i],
+                    meta.len,
                 );
                 if let PeerOutput::Forward { five_tuple, range } = out {
                     // Streams come with the TCP/TLS listeners; until then every 5-tuple is UDP.
@@ -376,12 +348,15 @@ impl Worker {
     /// one run), in arrival order.
     fn flush_to_peers(&mut self) {
         let bufs = &self.client_bufs;
-        for run in self.to_peers.chunk_by(|a, b| a.fd == b.fd) {
+        for run in self.to_peers.chunk_by(|a, b| a.relayed == b.relayed) {
+            let Some((sock, gso)) = self.relays.socket(run[0].relayed) else {
+                continue;
+            };
             let msgs = run
                 .iter()
                 .map(|t| (&bufs.datagram(t.slot, t.range.end)[t.range.clone()], t.peer));
-            let refused = sys::send_many(run[0].fd, msgs, self.batched);
-            count_refused(&mut self.io_errors, IoErrorKind::SendToPeer, refused);
+            let report = send_many(sock.as_fd(), gso, msgs, self.batched);
+            count_refused(&mut self.io_errors, IoErrorKind::SendToPeer, report);
         }
         self.to_peers.clear();
     }
@@ -392,15 +367,15 @@ impl Worker {
             self.peer_used = 0;
             return;
         }
-        for (index, (_, sock)) in self.listeners.iter().enumerate() {
+        for (index, l) in self.listeners.iter().enumerate() {
             let bufs = &self.peer_bufs;
             let msgs = self
                 .forwards
                 .iter()
                 .filter(|f| f.listener.index() == index)
                 .map(|f| (&bufs.slot(f.slot)[f.range.clone()], f.client));
-            let refused = sys::send_many(sock.as_raw_fd(), msgs, self.batched);
-            count_refused(&mut self.io_errors, IoErrorKind::SendToClient, refused);
+            let report = send_many(l.socket.as_fd(), &l.gso, msgs, self.batched);
+            count_refused(&mut self.io_errors, IoErrorKind::SendToClient, report);
         }
         self.forwards.clear();
         self.peer_used = 0;
@@ -418,27 +393,24 @@ impl Worker {
                             let Transport::Udp { listener } = five_tuple.transport else {
                                 continue; // No stream connections yet.
                             };
-                            let Some((_, sock)) = self.listeners.get(listener.index()) else {
+                            let Some(l) = self.listeners.get(listener.index()) else {
                                 continue;
                             };
                             if let Some(request) = request {
                                 log_error_reply(request, t.contents, five_tuple.client);
                             }
-                            (
-                                sock.as_raw_fd(),
-                                five_tuple.client,
-                                IoErrorKind::SendToClient,
-                            )
+                            let fd = l.socket.as_fd();
+                            (fd, five_tuple.client, IoErrorKind::SendToClient)
                         }
                         Destination::Peer { relayed, peer } => {
-                            let Some(fd) = self.relays.fd(relayed) else {
+                            let Some((sock, _)) = self.relays.socket(relayed) else {
                                 continue;
                             };
-                            (fd, peer, IoErrorKind::SendToPeer)
+                            (sock.as_fd(), peer, IoErrorKind::SendToPeer)
                         }
                         _ => continue,
                     };
-                    if let Err(e) = sys::send_to(fd, t.contents, to) {
+                    if let Err(e) = send_to(fd, t.contents, to) {
                         self.io_errors[kind.index()] += 1;
                         debug!(error = %e, to = %to, "{}", kind.label());
                     }
@@ -490,7 +462,7 @@ impl Worker {
 
 /// Makes worker `id` the reader of `relayed`'s socket and watches it.
 fn claim(relays: &RelayTable, epoll: &Epoll, id: u32, relayed: RelayEndpoint) {
-    let Some(sock) = relays.socket(relayed) else {
+    let Some((sock, _)) = relays.socket(relayed) else {
         return;
     };
     relays.claim(relayed, id);
@@ -501,11 +473,19 @@ fn claim(relays: &RelayTable, epoll: &Epoll, id: u32, relayed: RelayEndpoint) {
 }
 
 /// Counts the datagrams a send lost to errors, and logs the last error at debug level.
-fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, refused: sys::Refused) {
-    if let Some(e) = refused.last {
-        io_errors[kind.index()] += refused.datagrams;
-        debug!(error = %e, datagrams = refused.datagrams, "{}", kind.label());
+fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, report: SendReport) {
+    if let Some(e) = report.last_error {
+        io_errors[kind.index()] += report.refused;
+        debug!(error = %e, datagrams = report.refused, "{}", kind.label());
     }
+}
+
+/// A listening socket, its address and its GSO state.
+#[derive(Debug)]
+struct Listener {
+    addr: SocketAddr,
+    socket: UdpSocket,
+    gso: Gso,
 }
 
 /// Attributes whose 4-byte values are numbers worth logging; nothing that could carry a
