@@ -8,7 +8,14 @@
 //! ([`tern_proto::SharedState`]), touched when allocations begin and end; a relayed packet
 //! takes no lock, allocates nothing and logs nothing. Sockets are read with `recvmmsg` and
 //! packets to clients leave through one `sendmmsg` per batch, with a plain
-//! `recvfrom`/`sendto` fallback.
+//! `recvfrom`/`sendto` fallback; the system calls are `tern-sys`'s, and this crate has no
+//! `unsafe`.
+//!
+//! A worker drives its core as the core's crate docs say: the data paths' decisions are sent
+//! at once, and after a request, a timer tick or shutdown it drains
+//! [`tern_proto::Server::poll_output`] in order (claim a relay socket before sending the reply
+//! that names it). Its epoll events carry typed tokens, and commands
+//! ([`Workers::send`]) wake it through an eventfd.
 
 pub mod admin;
 mod control;

@@ -1,8 +1,8 @@
 //! A level-triggered epoll set whose events carry a caller's `u64` token, with the interests a
 //! datagram socket needs (input) and those a stream connection will (room to write, the
 //! peer's half-close), and `modify` to switch between them. Not on the per-packet path:
-//! [`rustix`] does the system calls; the one `unsafe` here says the event buffer may move
-//! between threads.
+//! [`rustix`] does the system calls, except `epoll_pwait2` for a wait to the nanosecond,
+//! which rustix uses only when built for Linux 5.11 and later.
 
 use std::io;
 use std::ops::BitOr;
@@ -249,5 +249,22 @@ mod tests {
             ep.modify(&b, 1, Interest::READABLE).is_err(),
             "not in the set"
         );
+    }
+
+    #[test]
+    fn a_precise_wait_reports_the_same_and_times_out_below_a_millisecond() {
+        let (mut a, b) = tcp_pair();
+        let mut ep = Epoll::new().unwrap();
+        let mut ready = Vec::new();
+        ep.add(&b, 5, Interest::READABLE).unwrap();
+        let start = std::time::Instant::now();
+        ep.wait_precise(&mut ready, Duration::from_micros(200))
+            .unwrap();
+        assert!(ready.is_empty());
+        assert!(start.elapsed() < SOON);
+        a.write_all(b"x").unwrap();
+        ep.wait_precise(&mut ready, SOON).unwrap();
+        assert_eq!(ready.len(), 1);
+        assert!(ready[0].token() == 5 && ready[0].is_readable());
     }
 }
