@@ -8,13 +8,11 @@ use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
+use crate::sockopt::{Cmsg, SOL_UDP, UDP_SEGMENT};
 use socket2::SockAddr;
 
-const MAX: usize = 64;
-/// Space for one cmsghdr carrying a u16, as CMSG_SPACE(2) says, 8-byte aligned.
-type Cmsg = [u64; 4];
-const SOL_UDP: libc::c_int = 17;
-const UDP_SEGMENT: libc::c_int = 103;
+/// Messages (and datagrams) in one `sendmmsg`.
+pub(crate) const MAX: usize = 64;
 
 /// Messages for one `sendmmsg`, borrowing their datagrams for `'a`.
 pub(crate) struct SendHeaders<'a> {

@@ -5,12 +5,8 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use crate::sockopt::UDP_GRO;
+use crate::sockopt::{Cmsg, SOL_UDP, UDP_GRO};
 
-const SOL_UDP: libc::c_int = 17;
-/// A control buffer: room for one cmsghdr carrying an int (CMSG_SPACE(4) is 24), 8-byte
-/// aligned.
-type Cmsg = [u64; 4];
 const CTRL_LEN: usize = std::mem::size_of::<Cmsg>();
 /// Size of the address buffer handed to the kernel.
 const NAME_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;

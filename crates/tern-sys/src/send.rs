@@ -16,14 +16,12 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use socket2::{SockAddr, SockRef};
 
-/// The socket option for UDP generic segmentation offload (Linux 4.18+).
-const UDP_SEGMENT: libc::c_int = 103;
 /// Most segments in one GSO send (the kernel's UDP_MAX_SEGMENTS is at least this).
 const GSO_MAX_SEGMENTS: usize = 64;
 /// Most bytes in one GSO send (one UDP datagram's worth).
 const GSO_MAX_BYTES: usize = 65_000;
-/// Headers per `sendmmsg`.
-const CHUNK: usize = 64;
+/// Datagrams per `sendmmsg`.
+const CHUNK: usize = crate::mmsg::MAX;
 
 /// Whether one socket sends with UDP GSO: probed on its first batched send, and off for good
 /// once the kernel or the route refuses it. Each socket has its own; sockets shared between
@@ -57,7 +55,7 @@ impl Gso {
             GSO_ON => true,
             GSO_OFF => false,
             _ => {
-                let on = crate::sockopt::set_udp_int(fd, UDP_SEGMENT, 0);
+                let on = crate::sockopt::set_udp_int(fd, crate::sockopt::UDP_SEGMENT, 0);
                 self.0.store(if on { GSO_ON } else { GSO_OFF }, Relaxed);
                 on
             }

@@ -2,9 +2,16 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-const SOL_UDP: libc::c_int = 17;
+/// The level of the UDP options and control messages.
+pub(crate) const SOL_UDP: libc::c_int = 17;
+/// The UDP_SEGMENT socket option and control message: UDP GSO (Linux 4.18+).
+pub(crate) const UDP_SEGMENT: libc::c_int = 103;
 /// The UDP_GRO socket option and control message (Linux 5.0+).
 pub(crate) const UDP_GRO: libc::c_int = 104;
+/// A control message buffer: room for one cmsghdr carrying an int (CMSG_SPACE(4) is 24,
+/// CMSG_SPACE(2) for a segment size less), 8-byte aligned. One type for sending and
+/// receiving.
+pub(crate) type Cmsg = [u64; 4];
 
 /// Sets the `SOL_UDP` option `option` to `value` on `fd`; whether the kernel took it.
 pub(crate) fn set_udp_int(fd: BorrowedFd<'_>, option: libc::c_int, value: libc::c_int) -> bool {
