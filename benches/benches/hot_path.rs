@@ -25,17 +25,17 @@ fn channel_data(c: &mut Criterion) {
             |b, d| b.iter(|| black_box(fx.client(black_box(d), &mut reply))),
         );
         let mut buf = vec![0u8; PEER_HEADROOM + size + PEER_TAILROOM];
-        let (port, peer) = (fx.relay_port, fx.peer);
+        let (relayed, peer) = (fx.relayed, fx.peer);
         assert!(matches!(
             fx.server
-                .handle_peer_datagram(fx.now, port, peer, &mut buf, size),
+                .handle_peer_datagram(fx.now, relayed, peer, &mut buf, size),
             PeerOutput::Forward { .. }
         ));
         g.bench_function(BenchmarkId::new("peer_to_client", size), |b| {
             b.iter(|| {
                 black_box(fx.server.handle_peer_datagram(
                     fx.now,
-                    port,
+                    relayed,
                     peer,
                     black_box(&mut buf),
                     size,
@@ -68,18 +68,21 @@ fn indications(c: &mut Criterion) {
     // A peer without a channel gets Data indications.
     let other: std::net::SocketAddr = "198.51.100.7:50001".parse().unwrap();
     let mut buf = vec![0u8; PEER_HEADROOM + 100 + PEER_TAILROOM];
-    let port = fx.relay_port;
+    let relayed = fx.relayed;
     assert!(matches!(
         fx.server
-            .handle_peer_datagram(fx.now, port, other, &mut buf, 100),
+            .handle_peer_datagram(fx.now, relayed, other, &mut buf, 100),
         PeerOutput::Forward { .. }
     ));
     g.bench_function("data_100", |b| {
         b.iter(|| {
-            black_box(
-                fx.server
-                    .handle_peer_datagram(fx.now, port, other, black_box(&mut buf), 100),
-            )
+            black_box(fx.server.handle_peer_datagram(
+                fx.now,
+                relayed,
+                other,
+                black_box(&mut buf),
+                100,
+            ))
         })
     });
     g.finish();

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tern_proto::{auth, ClientOutput, Config, FiveTuple, Server};
+use tern_proto::{
+    auth, ClientOutput, Config, FiveTuple, ListenerId, Output, RelayEndpoint, Server,
+};
 use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, TransactionId};
 
 /// Wall-clock second the benches pretend it is.
@@ -20,8 +22,8 @@ pub struct Fixture {
     pub five: FiveTuple,
     /// The peer.
     pub peer: SocketAddr,
-    /// The relay port of the allocation.
-    pub relay_port: u16,
+    /// The relayed endpoint of the allocation.
+    pub relayed: RelayEndpoint,
     /// The monotonic time used.
     pub now: Instant,
     /// Username, key and nonce for more signed requests.
@@ -43,10 +45,11 @@ impl Fixture {
             .push("198.51.100.0/24".parse().unwrap());
         let now = Instant::now();
         let mut server = Server::new(config, now, [3; 32]);
-        let five = FiveTuple {
-            client: "203.0.113.5:40000".parse().unwrap(),
-            server: "192.0.2.1:3478".parse().unwrap(),
-        };
+        let five = FiveTuple::udp(
+            ListenerId(0),
+            "203.0.113.5:40000".parse().unwrap(),
+            "192.0.2.1:3478".parse().unwrap(),
+        );
         let peer: SocketAddr = "198.51.100.7:50000".parse().unwrap();
         let (mut req, mut reply) = (Vec::new(), Vec::new());
         MessageWriter::new(
@@ -55,7 +58,8 @@ impl Fixture {
             TransactionId([1; 12]),
         )
         .attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
-        server.handle_client_datagram(now, WALL, five, &req, &mut reply);
+        server.handle_client_datagram(now, WALL, five, &req);
+        take_reply(&mut server, &mut reply);
         let nonce = Message::parse(&reply)
             .unwrap()
             .get(attr::NONCE)
@@ -72,7 +76,10 @@ impl Fixture {
             server,
             five,
             peer,
-            relay_port: 0,
+            relayed: RelayEndpoint {
+                family: tern_proto::Family::V4,
+                port: 0,
+            },
             now,
             username,
             key,
@@ -81,19 +88,17 @@ impl Fixture {
         fx.signed(&mut req, Method::ALLOCATE, 2, |w| {
             w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
         });
-        fx.server
-            .handle_client_datagram(now, WALL, five, &req, &mut reply);
+        fx.client(&req, &mut reply);
         let msg = Message::parse(&reply).unwrap();
         let relayed = msg.get(attr::XOR_RELAYED_ADDRESS).unwrap();
-        fx.relay_port = attr::decode_xor_address(relayed.value, relayed.typ, &msg.transaction_id())
-            .unwrap()
-            .port();
+        fx.relayed = RelayEndpoint::of(
+            attr::decode_xor_address(relayed.value, relayed.typ, &msg.transaction_id()).unwrap(),
+        );
         fx.signed(&mut req, Method::CHANNEL_BIND, 3, |w| {
             w.attr(attr::CHANNEL_NUMBER, &[0x40, 0, 0, 0]);
             w.xor_address(attr::XOR_PEER_ADDRESS, peer);
         });
-        fx.server
-            .handle_client_datagram(now, WALL, five, &req, &mut reply);
+        fx.client(&req, &mut reply);
         assert_eq!(Message::parse(&reply).unwrap().class(), Class::Success);
         fx
     }
@@ -119,10 +124,26 @@ impl Fixture {
             .fingerprint();
     }
 
-    /// Sends one datagram from the client; the output must be a relay decision.
+    /// Sends one datagram from the client. A reply is taken from the output queue into
+    /// `reply`, as a worker would send it.
     pub fn client(&mut self, data: &[u8], reply: &mut Vec<u8>) -> ClientOutput {
-        self.server
-            .handle_client_datagram(self.now, WALL, self.five, data, reply)
+        let out = self
+            .server
+            .handle_client_datagram(self.now, WALL, self.five, data);
+        if out == ClientOutput::Reply {
+            take_reply(&mut self.server, reply);
+        }
+        out
+    }
+}
+
+/// Drains the core's output queue, keeping the last transmit's bytes in `reply`.
+fn take_reply(server: &mut Server, reply: &mut Vec<u8>) {
+    while let Some(out) = server.poll_output() {
+        if let Output::Transmit(t) = out {
+            reply.clear();
+            reply.extend_from_slice(t.contents);
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! sees what each `--shape` puts on the wire.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -152,7 +152,7 @@ fn probe_shape(shape: &str) -> Option<(Probe, String)> {
     let base = block.listen_port();
     let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, base);
     let sock = bind_udp(addr).expect("bind the probe");
-    if !enable_gro(sock.as_raw_fd()) {
+    if !enable_gro(sock.as_fd()) {
         eprintln!("kernel without UDP_GRO: nothing to test");
         return None;
     }
@@ -169,7 +169,7 @@ fn probe_shape(shape: &str) -> Option<(Probe, String)> {
                     // The generator is gone; take what is still queued.
                     stop_at = Some(Instant::now() + Duration::from_millis(200));
                 }
-                let n = rb.recv(sock.as_raw_fd()).expect("recvmmsg");
+                let n = rb.recv(&sock).expect("recvmmsg");
                 if n == 0 {
                     std::thread::sleep(Duration::from_micros(200));
                     continue;

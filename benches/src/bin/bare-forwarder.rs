@@ -21,12 +21,12 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tern_bench::load::bare::{answer_hello, parse_hello, session_tag, ForwarderArgs, RelayPorts};
-use tern_bench::load::sys::{enable_gro, Epoll, RecvBatch, SendBatch};
+use tern_bench::load::sys::{enable_gro, Epoll, Interest, RecvBatch, SendBatch};
 
 const BATCH: usize = 64;
 const LISTEN: u64 = u64::MAX;
@@ -51,9 +51,9 @@ fn main() -> anyhow::Result<()> {
     let gso = std::env::var_os("NO_GSO").is_none();
     let args = Args::parse().forwarder;
     let listen = args.bind_listener()?;
-    let lfd = listen.as_raw_fd();
+    let lfd = listen.as_fd();
     let mut epoll = Epoll::new()?;
-    epoll.add(lfd, LISTEN)?;
+    epoll.add(lfd, LISTEN, Interest::READABLE)?;
     let mut sessions: Vec<Session> = Vec::new();
     let mut by_client: HashMap<SocketAddrV4, usize> = HashMap::new();
     let mut ports = RelayPorts::new(&args);
@@ -68,8 +68,8 @@ fn main() -> anyhow::Result<()> {
     let stop = Instant::now() + Duration::from_secs(args.max_seconds);
     eprintln!("bare-forwarder listening on {}", args.listen);
     while Instant::now() < stop {
-        epoll.wait(&mut ready, 100)?;
-        for &token in &ready {
+        epoll.wait(&mut ready, Duration::from_millis(100))?;
+        for token in ready.iter().map(|r| r.token()) {
             if token == LISTEN {
                 loop {
                     let n = lrb.recv(lfd)?;
@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                                 continue;
                             };
                             let k = sessions.len();
-                            epoll.add(relay.as_raw_fd(), k as u64)?;
+                            epoll.add(&relay, k as u64, Interest::READABLE)?;
                             answer_hello(&listen, &relay, src)?;
                             sessions.push(Session {
                                 client: src,
@@ -112,14 +112,14 @@ fn main() -> anyhow::Result<()> {
                         };
                         if current != Some(k) || to_peer.is_full() {
                             if let Some(c) = current {
-                                to_peer.flush(sessions[c].relay.as_raw_fd())?;
+                                to_peer.flush(&sessions[c].relay)?;
                             }
                             current = Some(k);
                         }
                         to_peer.push(sessions[k].peer, payload);
                     }
                     if let Some(c) = current {
-                        to_peer.flush(sessions[c].relay.as_raw_fd())?;
+                        to_peer.flush(&sessions[c].relay)?;
                     }
                     if n < BATCH {
                         break;
@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
                 continue;
             }
             let s = &sessions[token as usize];
-            let fd = s.relay.as_raw_fd();
+            let fd = s.relay.as_fd();
             loop {
                 let n = rb.recv(fd)?;
                 for i in 0..n {

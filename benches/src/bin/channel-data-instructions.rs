@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use tern_bench::Fixture;
+use tern_bench::{Fixture, WALL};
 use tern_proto::{ClientOutput, PeerOutput, PEER_HEADROOM, PEER_TAILROOM};
 
 fn main() {
@@ -12,22 +12,22 @@ fn main() {
     let packets: u64 = argv.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let size: usize = argv.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let mut fx = Fixture::new();
-    let mut reply = Vec::new();
     let mut datagram = vec![0x40, 0x00, (size >> 8) as u8, size as u8];
     datagram.resize(4 + size, 0xAB);
     let mut buf = vec![0u8; PEER_HEADROOM + size + PEER_TAILROOM];
-    let (port, peer) = (fx.relay_port, fx.peer);
+    let (relayed, peer, five) = (fx.relayed, fx.peer, fx.five);
     let (mut to_peer, mut to_client) = (0u64, 0u64);
     for _ in 0..packets {
         if matches!(
-            fx.client(black_box(&datagram), &mut reply),
+            fx.server
+                .handle_client_datagram(fx.now, WALL, five, black_box(&datagram)),
             ClientOutput::Relay { .. }
         ) {
             to_peer += 1;
         }
         if matches!(
             fx.server
-                .handle_peer_datagram(fx.now, port, peer, black_box(&mut buf), size),
+                .handle_peer_datagram(fx.now, relayed, peer, black_box(&mut buf), size),
             PeerOutput::Forward { .. }
         ) {
             to_client += 1;

@@ -4,15 +4,14 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tern_wire::{attr, Method};
 
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::stun::{parse_response, request, Auth, Credentials, Response, Tids};
-use super::sys::{cpu_seconds, Epoll};
+use super::sys::{cpu_seconds, Epoll, Interest};
 use super::{Args, Report};
 
 const STEP_TIMEOUT_NS: u64 = 1_000_000_000;
@@ -85,7 +84,7 @@ impl Run<'_> {
     /// Starts a cycle on a fresh 5-tuple.
     fn start(&mut self, slot: &mut Slot, token: u64, now: u64) -> io::Result<()> {
         if let Some(s) = slot.sock.take() {
-            self.epoll.remove(s.as_raw_fd());
+            let _ = self.epoll.delete(&s);
         }
         let (lo, hi) = self.args.client_ports;
         let mut tries = u32::from(hi - lo) + 1;
@@ -98,7 +97,7 @@ impl Run<'_> {
                 Err(e) => return Err(e),
             }
         };
-        self.epoll.add(sock.as_raw_fd(), token)?;
+        self.epoll.add(&sock, token, Interest::READABLE)?;
         slot.sock = Some(sock);
         slot.auth = None;
         slot.retries = 0;
@@ -249,8 +248,8 @@ pub fn run(args: &Args) -> io::Result<Report> {
                 run.start(slot, k as u64, now)?;
             }
         }
-        run.epoll.wait(&mut ready, 2)?;
-        for &token in &ready {
+        run.epoll.wait(&mut ready, Duration::from_millis(2))?;
+        for token in ready.iter().map(|r| r.token()) {
             let slot = &mut slots[token as usize];
             while let Some(sock) = slot.sock.as_ref() {
                 let n = match sock.recv_from(&mut rx) {

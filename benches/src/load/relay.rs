@@ -9,15 +9,15 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::stun::{self, Credentials, Tids, TurnClient};
 use super::sys::{
-    cpu_seconds, machine_busy_seconds, precise_timers, raise_nofile_limit, Epoll, RecvBatch,
-    SendBatch,
+    cpu_seconds, machine_busy_seconds, precise_timers, raise_nofile_limit, Epoll, Interest,
+    RecvBatch, SendBatch,
 };
 use super::{bare, Args, Mode, Report, Shape, Target};
 
@@ -92,10 +92,10 @@ pub fn run(args: &Args) -> io::Result<Report> {
 
     let mut epoll = Epoll::new()?;
     for (k, ep) in eps.iter().enumerate() {
-        epoll.add(ep.sock.as_raw_fd(), k as u64)?;
+        epoll.add(&ep.sock, k as u64, Interest::READABLE)?;
     }
     for (j, p) in peers.iter().enumerate() {
-        epoll.add(p.as_raw_fd(), PEER_TOKEN + j as u64)?;
+        epoll.add(p, PEER_TOKEN + j as u64, Interest::READABLE)?;
     }
     let mut rb = RecvBatch::new(BATCH, 2048, 0);
     let mut ready = Vec::with_capacity(256);
@@ -196,10 +196,10 @@ pub fn run(args: &Args) -> io::Result<Report> {
         } else {
             1_000_000
         };
-        epoll.wait_for(&mut ready, Duration::from_nanos(wait))?;
-        for &token in &ready {
+        epoll.wait_precise(&mut ready, Duration::from_nanos(wait))?;
+        for token in ready.iter().map(|r| r.token()) {
             if token >= PEER_TOKEN {
-                let fd = peers[(token - PEER_TOKEN) as usize].as_raw_fd();
+                let fd = peers[(token - PEER_TOKEN) as usize].as_fd();
                 loop {
                     let n = rb.recv(fd)?;
                     if n == 0 {
@@ -216,9 +216,8 @@ pub fn run(args: &Args) -> io::Result<Report> {
                 continue;
             }
             let ep = &mut eps[token as usize];
-            let fd = ep.sock.as_raw_fd();
             loop {
-                let n = rb.recv(fd)?;
+                let n = rb.recv(&ep.sock)?;
                 if n == 0 {
                     break;
                 }
@@ -335,7 +334,7 @@ fn flush(ep: &mut Endpoint) -> io::Result<u64> {
         return Ok(0);
     }
     let n = ep.out.len();
-    let sent = ep.out.flush(ep.sock.as_raw_fd())?;
+    let sent = ep.out.flush(&ep.sock)?;
     Ok((n - sent) as u64)
 }
 

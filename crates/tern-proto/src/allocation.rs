@@ -6,27 +6,10 @@ use std::time::Instant;
 
 use tern_wire::{ChannelNumber, TransactionId};
 
+use crate::addr::{Family, FiveTuple, Relayed};
+use crate::output::BoundChannel;
 use crate::rate::{Direction, RateState};
-
-/// The client's transport address as the server sees it (RFC 8656 §2: "client's IP address
-/// and port as seen by the server").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientAddr(pub SocketAddr);
-
-/// A peer's transport address (RFC 8656 §2: "the transport address of a peer").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PeerAddr(pub SocketAddr);
-
-/// The 5-tuple of an allocation over UDP (RFC 8656 §2: "the combination of client IP address
-/// and port, server IP address and port, and transport protocol"): the client address and
-/// the listening address it talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FiveTuple {
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The server's listening address the client sends to.
-    pub server: SocketAddr,
-}
+use crate::slab::AllocationId;
 
 /// A permission (RFC 8656 §9): the peer IP (ports do not matter) and its expiry.
 #[derive(Debug, Clone, Copy)]
@@ -60,9 +43,9 @@ pub struct Traffic {
 /// client, together with the state the server keeps for it").
 #[derive(Debug)]
 pub(crate) struct Allocation {
-    pub id: u64,
     pub five_tuple: FiveTuple,
-    pub relay_port: u16,
+    /// Its relayed endpoints, one per family it holds.
+    pub relayed: Relayed,
     pub username: Box<str>,
     pub key: [u8; 16],
     pub created: Instant,
@@ -105,15 +88,31 @@ impl Allocation {
     pub fn channel_by_peer(&self, peer: SocketAddr) -> Option<&ChannelBinding> {
         self.channels.iter().find(|c| c.peer == peer)
     }
+
+    /// `channel`, one of this allocation's (`id`), as a fast path needs it.
+    pub fn bound(&self, id: AllocationId, channel: ChannelBinding) -> BoundChannel {
+        BoundChannel {
+            allocation: id,
+            five_tuple: self.five_tuple,
+            relayed: self
+                .relayed
+                .get(Family::of(channel.peer.ip()))
+                .unwrap_or_else(|| self.relayed.first()),
+            number: channel.number,
+            peer: channel.peer,
+        }
+    }
 }
 
-/// What one allocation costs in memory: its slot in the per-port array (every worker has one
-/// slot per relay port), its 5-tuple map entry, and its permissions and channels, each list
-/// bounded by the config (`max_permissions_per_allocation`, `max_channels_per_allocation`).
+/// What one allocation costs in memory: its slot in the core's slab, its 5-tuple map entry,
+/// its entry in the per-port index (every worker has one per relay port, allocated or not),
+/// and its permissions and channels, each list bounded by the config
+/// (`max_permissions_per_allocation`, `max_channels_per_allocation`).
 pub fn footprint(permissions: usize, channels: usize, username_len: usize) -> usize {
     use std::mem::size_of;
-    size_of::<Option<Allocation>>()
-        + size_of::<(FiveTuple, u16)>() + 8 // map entry and its control byte, rounded
+    size_of::<(u32, Option<Allocation>)>()
+        + size_of::<(FiveTuple, AllocationId)>() + 8 // map entry and its control byte, rounded
+        + size_of::<Option<AllocationId>>()
         + username_len
         + permissions * size_of::<Permission>()
         + channels * size_of::<ChannelBinding>()

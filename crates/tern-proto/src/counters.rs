@@ -5,7 +5,7 @@
 use tern_wire::Method;
 
 use crate::error::{AuthFailure, DropReason, RequestError, RequestResult};
-use crate::server::EndReason;
+use crate::output::EndReason;
 
 /// Packets and bytes of application data on one path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

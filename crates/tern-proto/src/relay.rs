@@ -1,7 +1,8 @@
 //! The data paths. Client → peer: ChannelData and Send indications share one function,
 //! [`Server::payload_to_peer`]. Peer → client: a peer's datagram is framed in place as
-//! ChannelData or as a Data indication. No allocation, no lock, no log line; a relay port
-//! indexes an array.
+//! ChannelData or as a Data indication. No allocation, no lock, no log line; a client's
+//! 5-tuple is one hash lookup, a relayed endpoint one array index. Both decisions are
+//! returned at once, with ranges into the caller's buffer; nothing here queues an output.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -12,15 +13,16 @@ use tern_wire::{
     DATA_INDICATION_MAX_PAYLOAD,
 };
 
-use crate::allocation::FiveTuple;
+use crate::addr::{Family, FiveTuple, RelayEndpoint};
 use crate::error::DropReason;
+use crate::output::{ClientOutput, PeerOutput};
 use crate::peer_check::{decode_peer, PeerUse};
 use crate::rate::Direction;
-use crate::server::{ClientOutput, PeerOutput, Server, PEER_HEADROOM, PEER_TAILROOM};
+use crate::server::{Server, PEER_HEADROOM, PEER_TAILROOM};
 
 /// Where a client's payload goes.
 #[derive(Debug, Clone, Copy)]
-enum Destination {
+enum Target {
     /// The peer bound to this channel number (ChannelData).
     Channel(u16),
     /// The peer a Send indication names.
@@ -45,7 +47,7 @@ impl Server {
             return ClientOutput::Drop(DropReason::Malformed);
         };
         let payload = CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + cd.payload.len();
-        let to = Destination::Channel(cd.channel.get());
+        let to = Target::Channel(cd.channel.get());
         self.payload_to_peer(now, five_tuple, to, payload)
     }
 
@@ -69,7 +71,7 @@ impl Server {
         }
         let start = data.offset + 4;
         let payload = start..start + data.value.len();
-        self.payload_to_peer(now, five_tuple, Destination::Peer(peer), payload)
+        self.payload_to_peer(now, five_tuple, Target::Peer(peer), payload)
     }
 
     /// Client payload to peer, the steps ChannelData and Send share: the 5-tuple's
@@ -84,53 +86,56 @@ impl Server {
         &mut self,
         now: Instant,
         five_tuple: FiveTuple,
-        to: Destination,
+        to: Target,
         payload: Range<usize>,
     ) -> ClientOutput {
         let Some(alloc) = self.allocation_by_five_tuple_mut(&five_tuple) else {
             return ClientOutput::Drop(DropReason::NoAllocation);
         };
         let peer = match to {
-            Destination::Channel(number) => match alloc.channel_by_number(number) {
+            Target::Channel(number) => match alloc.channel_by_number(number) {
                 Some(c) => c.peer,
                 None => return ClientOutput::Drop(DropReason::NoChannel),
             },
-            Destination::Peer(peer) => peer,
+            Target::Peer(peer) => peer,
         };
         if !alloc.has_permission(peer.ip()) {
             return ClientOutput::Drop(DropReason::NoPermission);
         }
+        // A permission is only granted in a family the allocation relays.
+        let Some(relayed) = alloc.relayed.get(Family::of(peer.ip())) else {
+            return ClientOutput::Drop(DropReason::NoPermission);
+        };
         let len = payload.len();
         if !alloc.within_rate(Direction::ToPeers, now, len) {
             return ClientOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_peers += 1;
         alloc.traffic.bytes_to_peers += len as u64;
-        let relay_port = alloc.relay_port;
         match to {
-            Destination::Channel(_) => self.counters.channel_to_peer.add(len),
-            Destination::Peer(_) => self.counters.send_to_peer.add(len),
+            Target::Channel(_) => self.counters.channel_to_peer.add(len),
+            Target::Peer(_) => self.counters.send_to_peer.add(len),
         }
         ClientOutput::Relay {
-            relay_port,
+            relayed,
             peer,
             payload,
         }
     }
 
-    /// Handles a datagram from `peer` to relay port `relay_port`. The payload is at
+    /// Handles a datagram from `peer` to the relayed endpoint `relayed`. The payload is at
     /// `buf[PEER_HEADROOM..PEER_HEADROOM + len]`, and `buf` extends at least
     /// `PEER_TAILROOM` bytes beyond it; the message for the client is framed in place.
     #[inline]
     pub fn handle_peer_datagram(
         &mut self,
         now: Instant,
-        relay_port: u16,
+        relayed: RelayEndpoint,
         peer: SocketAddr,
         buf: &mut [u8],
         len: usize,
     ) -> PeerOutput {
-        let out = self.frame_for_client(now, relay_port, peer, buf, len);
+        let out = self.frame_for_client(now, relayed, peer, buf, len);
         if let PeerOutput::Drop(reason) = out {
             self.counters.drop(reason);
         }
@@ -141,15 +146,21 @@ impl Server {
     fn frame_for_client(
         &mut self,
         now: Instant,
-        relay_port: u16,
+        relayed: RelayEndpoint,
         peer: SocketAddr,
         buf: &mut [u8],
         len: usize,
     ) -> PeerOutput {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let always_fingerprint = self.config.always_fingerprint;
-        let idx = usize::from(relay_port.wrapping_sub(self.base_port));
-        let Some(alloc) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+        // The peer side's index, borrowed field by field: the allocation stays borrowed while
+        // the counters and the generator are used below.
+        let index = usize::from(relayed.port.wrapping_sub(self.base_port));
+        let id = self.by_relay[relayed.family.index()]
+            .get(index)
+            .copied()
+            .flatten();
+        let Some(alloc) = id.and_then(|id| self.allocations.get_mut(id)) else {
             return PeerOutput::Drop(DropReason::NoAllocation);
         };
         if !alloc.has_permission(peer.ip()) {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tern_wire::{attr, Class, Message, MessageType, MessageWriter};
 
-use crate::allocation::FiveTuple;
+use crate::addr::FiveTuple;
 use crate::error::RequestError;
 use crate::request::Unknown;
 use crate::server::Server;

@@ -1,20 +1,21 @@
-//! The server state machine: datagrams and time in, decisions out.
+//! The server state machine: datagrams and time in, decisions and the output queue out.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tern_wire::{classify, Message, PacketKind};
 
-use crate::allocation::{Allocation, FiveTuple, Traffic};
+use crate::addr::{Family, FiveTuple, RelayEndpoint};
+use crate::allocation::Allocation;
 use crate::auth::Credentials;
 use crate::counters::Counters;
 use crate::error::DropReason;
 use crate::nonce::NonceKey;
+use crate::output::{ClientOutput, Output, OutputQueue};
 use crate::peer_filter::PeerFilter;
 use crate::pool::SplitMix64;
 use crate::shared::SharedState;
+use crate::slab::{AllocationId, Slab};
 use crate::timer::TimerWheel;
 use crate::Config;
 
@@ -38,85 +39,26 @@ const _: () = assert!(
     "room for the longest framing"
 );
 
-/// What to do with a datagram a client sent to a listening address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientOutput {
-    /// Send the reply buffer back to the client from the same listening address.
-    Reply,
-    /// Send `payload` (a range of the received datagram) from relay port `relay_port` to
-    /// `peer`.
-    Relay {
-        /// The relay port of the allocation.
-        relay_port: u16,
-        /// Where to send.
-        peer: SocketAddr,
-        /// The application data within the datagram.
-        payload: Range<usize>,
-    },
-    /// Send nothing.
-    Drop(DropReason),
-}
-
-/// What to do with a datagram a peer sent to a relay port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerOutput {
-    /// Send `range` of the buffer (now framed as ChannelData or a Data indication) to the
-    /// client, from the listening address `server`.
-    Forward {
-        /// The allocation's 5-tuple: send to `client` from `server`.
-        five_tuple: FiveTuple,
-        /// The framed message within the buffer.
-        range: Range<usize>,
-    },
-    /// Send nothing.
-    Drop(DropReason),
-}
-
-crate::label_enum! {
-    /// Why an allocation ended; a metrics and log label.
-    pub enum EndReason {
-        /// Its lifetime ran out.
-        Expired => "expired",
-        /// The client sent Refresh with LIFETIME 0.
-        Deleted => "deleted",
-        /// The server is shutting down.
-        Shutdown => "shutdown",
-    }
-}
-
-/// Something the I/O layer may want to log or count.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// An allocation was created.
-    AllocationCreated {
-        /// Its 5-tuple.
-        five_tuple: FiveTuple,
-        /// The advertised relayed transport address.
-        relayed: SocketAddr,
-        /// The username that authenticated it (never a password or key).
-        username: String,
-    },
-    /// An allocation ended and its relay port went back to the pool.
-    AllocationEnded {
-        /// Its 5-tuple.
-        five_tuple: FiveTuple,
-        /// The advertised relayed transport address.
-        relayed: SocketAddr,
-        /// Why.
-        reason: EndReason,
-        /// How long it lived.
-        duration: Duration,
-        /// What it relayed.
-        traffic: Traffic,
-    },
-}
-
+/// What a timer of the wheel is for. Allocation timers name the allocation by its handle, so
+/// a timer that outlives its allocation finds nothing, even when the slot was reused.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Timer {
-    Allocation { port: u16, id: u64 },
-    Permission { port: u16, id: u64, ip: IpAddr },
-    Channel { port: u16, id: u64, number: u16 },
-    Reservation { port: u16, token: u64 },
+    Allocation {
+        id: AllocationId,
+    },
+    Permission {
+        id: AllocationId,
+        ip: IpAddr,
+    },
+    Channel {
+        id: AllocationId,
+        number: u16,
+    },
+    /// A port held for a RESERVATION-TOKEN (a pool matter: no allocation holds it yet).
+    Reservation {
+        port: u16,
+        token: u64,
+    },
 }
 
 /// Counts of live state.
@@ -142,19 +84,24 @@ pub struct Server {
     pub(crate) nonces: NonceKey,
     pub(crate) filter: PeerFilter,
     pub(crate) shared: SharedState,
+    /// The allocations, under their handles.
+    pub(crate) allocations: Slab<Allocation>,
+    /// The client side's index: one hash lookup per client datagram.
+    pub(crate) by_five_tuple: Map<FiveTuple, AllocationId>,
+    /// The peer side's index: per family, per relay port from `base_port`, the allocation
+    /// relayed there. One array index per peer datagram, no hashing.
+    pub(crate) by_relay: [Vec<Option<AllocationId>>; Family::ALL.len()],
     pub(crate) base_port: u16,
-    pub(crate) slots: Vec<Option<Allocation>>,
-    pub(crate) by_five_tuple: Map<FiveTuple, u16>,
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) expired: Vec<Timer>,
-    pub(crate) events: VecDeque<Event>,
+    pub(crate) out: OutputQueue,
+    /// An allocation a Refresh with LIFETIME 0 deletes once its reply is queued.
+    pub(crate) ending: Option<AllocationId>,
     pub(crate) rng: SplitMix64,
-    pub(crate) next_id: u64,
     pub(crate) counters: Counters,
     /// `Some` while draining: new allocations are refused, with 300 and this alternate
     /// server if there is one, else 508.
     pub(crate) draining: Option<Option<SocketAddr>>,
-    pub(crate) allocations: usize,
     pub(crate) permissions: usize,
     pub(crate) channels: usize,
 }
@@ -198,22 +145,31 @@ impl Server {
         let hasher = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
         let base_port = *config.relay_port_range.start();
         let span = usize::from(*config.relay_port_range.end() - base_port) + 1;
+        // Only the relayed IP's family has relay ports today.
+        let by_relay = Family::ALL.map(|f| {
+            let len = if f == Family::of(config.relayed_ip) {
+                span
+            } else {
+                0
+            };
+            vec![None; len]
+        });
         Self {
             credentials: Credentials::new(&config.realm, &config.auth_secrets, &config.users),
             nonces: NonceKey::new(nonce_key),
             filter: PeerFilter::new(config.peer_filter.clone()),
             shared,
-            base_port,
-            slots: (0..span).map(|_| None).collect(),
+            allocations: Slab::new(),
             by_five_tuple: Map::with_hasher(hasher),
+            by_relay,
+            base_port,
             timers: TimerWheel::new(now),
             expired: Vec::new(),
-            events: VecDeque::new(),
+            out: OutputQueue::default(),
+            ending: None,
             rng,
-            next_id: 1,
             counters: Counters::default(),
             draining: None,
-            allocations: 0,
             permissions: 0,
             channels: 0,
             config,
@@ -234,7 +190,7 @@ impl Server {
     /// shared lock).
     pub fn stats_local(&self) -> Stats {
         Stats {
-            allocations: self.allocations,
+            allocations: self.allocations.len(),
             permissions: self.permissions,
             channels: self.channels,
             free_ports: 0,
@@ -245,28 +201,26 @@ impl Server {
     /// Counts of live state.
     pub fn stats(&self) -> Stats {
         Stats {
-            allocations: self.allocations,
-            permissions: self.permissions,
-            channels: self.channels,
             free_ports: self.shared.free_ports(),
             pool_size: self.shared.pool_size(),
+            ..self.stats_local()
         }
     }
 
     /// Handles a datagram `data` from a client on `five_tuple` at monotonic time `now` and
-    /// wall-clock Unix second `wall`. A reply, if any, is written into `reply`.
+    /// wall-clock Unix second `wall`. Relayed data is decided at once; a request's reply is
+    /// queued ([`ClientOutput::Reply`]) behind what it depends on.
     pub fn handle_client_datagram(
         &mut self,
         now: Instant,
         wall: u64,
         five_tuple: FiveTuple,
         data: &[u8],
-        reply: &mut Vec<u8>,
     ) -> ClientOutput {
         let out = match classify(data) {
             PacketKind::ChannelData => self.handle_client_channel_data(now, five_tuple, data),
             PacketKind::Stun => match Message::parse(data) {
-                Ok(msg) => self.handle_stun(now, wall, five_tuple, &msg, reply),
+                Ok(msg) => self.handle_stun(now, wall, five_tuple, &msg),
                 Err(_) => ClientOutput::Drop(DropReason::Malformed),
             },
             PacketKind::Other => ClientOutput::Drop(DropReason::Malformed),
@@ -275,6 +229,13 @@ impl Server {
             self.counters.drop(reason);
         }
         out
+    }
+
+    /// The next output, in order: transmits, relay claims and releases, channel changes and
+    /// events. Drain it after every call that may queue (every `handle_*` but the relayed
+    /// data paths, and [`Server::shutdown`]) and act on each before the next.
+    pub fn poll_output(&mut self) -> Option<Output<'_>> {
+        self.out.pop()
     }
 
     /// Stops accepting new allocations (graceful drain): Allocate is answered 300 Try
@@ -311,125 +272,42 @@ impl Server {
         &self.counters
     }
 
+    /// The allocation of `five_tuple`, if it has one.
+    #[inline]
     pub(crate) fn allocation_by_five_tuple_mut(
         &mut self,
         five_tuple: &FiveTuple,
     ) -> Option<&mut Allocation> {
-        let port = *self.by_five_tuple.get(five_tuple)?;
-        self.slot_mut(port)
+        let id = *self.by_five_tuple.get(five_tuple)?;
+        self.allocations.get_mut(id)
     }
 
-    /// The allocation on `port`, which the caller knows exists.
-    pub(crate) fn slot(&self, port: u16) -> &crate::allocation::Allocation {
-        self.slots[usize::from(port.wrapping_sub(self.base_port))]
-            .as_ref()
-            .expect("allocation exists")
-    }
-
-    #[inline]
-    pub(crate) fn slot_mut(&mut self, port: u16) -> Option<&mut Allocation> {
-        let idx = usize::from(port.wrapping_sub(self.base_port));
-        self.slots.get_mut(idx)?.as_mut()
-    }
-
-    /// When [`Server::handle_timeout`] should next be called, if anything is scheduled.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_tick()
-    }
-
-    /// Expires allocations, permissions and channels whose time is up.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due = std::mem::take(&mut self.expired);
-        self.timers.expire(now, &mut due);
-        for timer in due.drain(..) {
-            self.expire_one(now, timer);
-        }
-        self.expired = due;
-    }
-
-    fn expire_one(&mut self, now: Instant, timer: Timer) {
-        let (port, id) = match timer {
-            Timer::Allocation { port, id }
-            | Timer::Permission { port, id, .. }
-            | Timer::Channel { port, id, .. } => (port, id),
-            Timer::Reservation { port, token } => {
-                self.shared.expire_reservation(token, port);
-                return;
-            }
-        };
-        let Some(alloc) = self.slot_mut(port).filter(|a| a.id == id) else {
-            return; // The allocation ended before its timers.
-        };
-        match timer {
-            Timer::Reservation { .. } => unreachable!("handled above"),
-            Timer::Allocation { .. } => {
-                if alloc.expires <= now {
-                    self.end_allocation(port, now, EndReason::Expired);
-                } else {
-                    let at = alloc.expires;
-                    self.timers.insert(at, timer);
-                }
-            }
-            Timer::Permission { ip, .. } => {
-                let Some(i) = alloc.permissions.iter().position(|p| p.ip == ip) else {
-                    return;
-                };
-                if alloc.permissions[i].expires <= now {
-                    alloc.permissions.swap_remove(i);
-                    self.permissions -= 1;
-                } else {
-                    let at = alloc.permissions[i].expires;
-                    self.timers.insert(at, timer);
-                }
-            }
-            Timer::Channel { number, .. } => {
-                let Some(i) = alloc.channels.iter().position(|c| c.number.get() == number) else {
-                    return;
-                };
-                if alloc.channels[i].expires <= now {
-                    alloc.channels.swap_remove(i);
-                    self.channels -= 1;
-                } else {
-                    let at = alloc.channels[i].expires;
-                    self.timers.insert(at, timer);
-                }
-            }
+    /// Records that `relayed` is `id`'s (or nobody's, with `None`).
+    pub(crate) fn index_relay(&mut self, relayed: RelayEndpoint, id: Option<AllocationId>) {
+        let index = usize::from(relayed.port.wrapping_sub(self.base_port));
+        if let Some(slot) = self.by_relay[relayed.family.index()].get_mut(index) {
+            *slot = id;
         }
     }
 
-    /// Ends the allocation on `port`, returns the port to the pool and queues an event.
-    pub(crate) fn end_allocation(&mut self, port: u16, now: Instant, reason: EndReason) {
-        let idx = usize::from(port.wrapping_sub(self.base_port));
-        let Some(alloc) = self.slots.get_mut(idx).and_then(Option::take) else {
-            return;
-        };
-        self.by_five_tuple.remove(&alloc.five_tuple);
-        self.shared.end(&alloc.username, port);
-        self.counters.ended(reason);
-        self.allocations -= 1;
-        self.permissions -= alloc.permissions.len();
-        self.channels -= alloc.channels.len();
-        self.events.push_back(Event::AllocationEnded {
-            five_tuple: alloc.five_tuple,
-            relayed: SocketAddr::new(self.config.relayed_ip, port),
-            reason,
-            duration: now.saturating_duration_since(alloc.created),
-            traffic: alloc.traffic,
-        });
+    /// The allocation `id`, which the caller knows exists.
+    pub(crate) fn allocation(&self, id: AllocationId) -> &Allocation {
+        self.allocations.get(id).expect("allocation exists")
     }
 
-    /// Ends every allocation (the process is stopping); their events follow.
-    pub fn shutdown(&mut self, now: Instant) {
-        let ports: Vec<u16> = self.slots.iter().flatten().map(|a| a.relay_port).collect();
-        for port in ports {
-            self.end_allocation(port, now, EndReason::Shutdown);
-        }
-        self.shared.drop_reservations();
+    /// The allocation `id`, which the caller knows exists.
+    pub(crate) fn allocation_mut(&mut self, id: AllocationId) -> &mut Allocation {
+        self.allocations.get_mut(id).expect("allocation exists")
     }
 
-    /// The next event, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    /// The family of the relayed addresses this server hands out.
+    pub(crate) fn relay_family(&self) -> Family {
+        Family::of(self.config.relayed_ip)
+    }
+
+    /// The advertised relayed transport address of `relayed`.
+    pub(crate) fn relayed_addr(&self, relayed: RelayEndpoint) -> SocketAddr {
+        SocketAddr::new(self.config.relayed_ip, relayed.port)
     }
 }
 

@@ -206,6 +206,7 @@ fn mutated_requests_never_panic() {
             }
             ClientOutput::Relay { payload, .. } => assert!(payload.end <= data.len()),
             ClientOutput::Drop(_) => assert!(reply.is_empty()),
+            other => panic!("an output this test does not know: {other:?}"),
         }
     }
 }

@@ -17,7 +17,7 @@ fn ended(events: &[Event]) -> Vec<(u16, EndReason)> {
             Event::AllocationEnded {
                 relayed, reason, ..
             } => Some((relayed.port(), *reason)),
-            Event::AllocationCreated { .. } => None,
+            _ => None,
         })
         .collect()
 }

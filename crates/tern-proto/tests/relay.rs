@@ -79,14 +79,14 @@ fn send_indication_needs_a_permission() {
     assert!(c.create_permission(&mut h, &[peer_a()]).is_success());
     let (out, datagram) = c.send(&mut h, peer_a(), b"hello");
     let ClientOutput::Relay {
-        relay_port,
+        relayed,
         peer,
         payload,
     } = out
     else {
         panic!("{out:?}");
     };
-    assert_eq!((relay_port, peer), (port, peer_a()));
+    assert_eq!((relayed, peer), (h.relayed(port), peer_a()));
     assert_eq!(&datagram[payload], b"hello");
     // Without DATA or XOR-PEER-ADDRESS a Send indication is dropped.
     let tid = c.fresh_tid();
@@ -192,7 +192,7 @@ fn channel_data_both_ways() {
     assert_eq!(
         c.channel_data(&mut h, 0x4000, b"hello"),
         ClientOutput::Relay {
-            relay_port: port,
+            relayed: h.relayed(port),
             peer: peer_a(),
             payload: 4..9
         }
@@ -202,7 +202,7 @@ fn channel_data_both_ways() {
     assert_eq!(
         h.datagram(c.five, &padded).0,
         ClientOutput::Relay {
-            relay_port: port,
+            relayed: h.relayed(port),
             peer: peer_a(),
             payload: 4..7
         }
@@ -265,7 +265,7 @@ fn rebinding_rules() {
     assert_eq!(
         c.channel_data(&mut h, 0x4001, b"z"),
         ClientOutput::Relay {
-            relay_port: port,
+            relayed: h.relayed(port),
             peer: same_ip,
             payload: 4..5
         }
@@ -330,7 +330,7 @@ fn peer_datagrams_need_room_and_a_relay_port() {
     let mut buf = vec![0u8; tern_proto::PEER_HEADROOM + 4 + tern_proto::PEER_TAILROOM - 1];
     assert_eq!(
         h.server
-            .handle_peer_datagram(h.now, port, peer_a(), &mut buf, 4),
+            .handle_peer_datagram(h.now, h.relayed(port), peer_a(), &mut buf, 4),
         PeerOutput::Drop(DropReason::TooBig)
     );
     for other in [0, 1, *PORTS.start() - 1, *PORTS.end() + 1, u16::MAX] {
@@ -397,7 +397,7 @@ fn rfc5766_channel_numbers_are_opt_in() {
     assert_eq!(
         c.channel_data(&mut h, 0x7FFF, b"hi"),
         ClientOutput::Relay {
-            relay_port: port,
+            relayed: h.relayed(port),
             peer: peer_b(),
             payload: 4..6
         }

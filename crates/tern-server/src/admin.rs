@@ -264,6 +264,7 @@ mod tests {
         AdminState::new(Workers {
             snapshots: Arc::new(vec![Mutex::new(snapshot)]),
             commands: Vec::new(),
+            wakers: Vec::new(),
             shared: SharedState::new(vec![50000, 50001], 1),
         })
     }

@@ -1,6 +1,7 @@
 //! What the rest of the process sees of the workers: their published counters and gauges
 //! (copied out of each core about every 100 ms, so scraping takes no lock a packet waits
-//! for), their heartbeats, and the commands they take (drain, reload).
+//! for), their heartbeats, and the commands they take (drain, reload), which wake them
+//! through their eventfd.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, Sender};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_proto::{Counters, PeerFilterConfig, SharedState, StaticUser, Stats};
+use tern_sys::Waker;
 
 /// A command to every worker.
 #[derive(Debug, Clone)]
@@ -79,6 +81,8 @@ pub(crate) const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 pub struct Workers {
     pub(crate) snapshots: Arc<Vec<Mutex<Snapshot>>>,
     pub(crate) commands: Vec<Sender<Command>>,
+    /// Each worker's eventfd, woken after a command is sent.
+    pub(crate) wakers: Vec<Arc<Waker>>,
     pub(crate) shared: SharedState,
 }
 
@@ -138,10 +142,20 @@ impl Workers {
         self.shared.allocations()
     }
 
-    /// Sends `command` to every worker; they act on it within about 100 ms.
+    /// Sends `command` to every worker and wakes it: each acts on it before the next
+    /// datagram it reads.
     pub fn send(&self, command: Command) {
-        for c in &self.commands {
-            let _ = c.send(command.clone());
+        for (c, waker) in self.commands.iter().zip(&self.wakers) {
+            if c.send(command.clone()).is_ok() {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// Wakes every worker (to see the stop flag at once).
+    pub(crate) fn wake_all(&self) {
+        for waker in &self.wakers {
+            let _ = waker.wake();
         }
     }
 }
@@ -151,6 +165,8 @@ pub(crate) struct WorkerPort {
     pub snapshots: Arc<Vec<Mutex<Snapshot>>>,
     pub index: usize,
     pub commands: Receiver<Command>,
+    /// Readable when commands (or the stop flag) wait.
+    pub waker: Arc<Waker>,
 }
 
 #[cfg(test)]

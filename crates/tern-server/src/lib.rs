@@ -8,14 +8,21 @@
 //! ([`tern_proto::SharedState`]), touched when allocations begin and end; a relayed packet
 //! takes no lock, allocates nothing and logs nothing. Sockets are read with `recvmmsg` and
 //! packets to clients leave through one `sendmmsg` per batch, with a plain
-//! `recvfrom`/`sendto` fallback.
+//! `recvfrom`/`sendto` fallback; the system calls are `tern-sys`'s, and this crate has no
+//! `unsafe`.
+//!
+//! A worker drives its core as the core's crate docs say: the data paths' decisions are sent
+//! at once, and after a request, a timer tick or shutdown it drains
+//! [`tern_proto::Server::poll_output`] in order (claim a relay socket before sending the reply
+//! that names it). Its epoll events carry typed tokens, and commands
+//! ([`Workers::send`]) wake it through an eventfd.
 
 pub mod admin;
 mod control;
 pub mod metrics;
 mod relay_ports;
-mod sys;
 pub mod tls;
+mod token;
 mod worker;
 
 use std::future::Future;
@@ -154,6 +161,7 @@ impl RunningServer {
     /// Tells the workers to end their allocations and stop, and waits for them.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.workers.wake_all();
         for t in self.threads {
             let _ = t.join();
         }
@@ -198,7 +206,12 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         );
     }
     let range = config.core.relay_port_range.clone();
-    let relays = Arc::new(RelayTable::bind(config.relay_bind_ip, range.clone())?);
+    let family = tern_proto::Family::of(config.core.relayed_ip);
+    let relays = Arc::new(RelayTable::bind(
+        config.relay_bind_ip,
+        range.clone(),
+        family,
+    )?);
     config.core.relay_ports = relays.ports();
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
@@ -221,6 +234,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let mut threads = Vec::with_capacity(workers);
     let snapshots = Arc::new((0..workers).map(|_| Default::default()).collect::<Vec<_>>());
     let mut commands = Vec::with_capacity(workers);
+    let mut wakers = Vec::with_capacity(workers);
     for (id, sockets) in per_worker.into_iter().enumerate() {
         let core = tern_proto::Server::with_shared(
             config.core.clone(),
@@ -238,11 +252,14 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             stop.clone(),
             {
                 let (tx, rx) = std::sync::mpsc::channel();
+                let waker = Arc::new(tern_sys::Waker::new()?);
                 commands.push(tx);
+                wakers.push(waker.clone());
                 WorkerPort {
                     snapshots: snapshots.clone(),
                     index: id,
                     commands: rx,
+                    waker,
                 }
             },
         )?;
@@ -255,6 +272,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let workers = Workers {
         snapshots,
         commands,
+        wakers,
         shared: shared.clone(),
     };
     Ok(RunningServer {

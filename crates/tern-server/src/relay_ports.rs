@@ -11,28 +11,33 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tern_proto::{Family, RelayEndpoint};
+use tern_sys::Gso;
 use tracing::warn;
 
 /// No worker has claimed the port yet.
 const UNCLAIMED: u32 = u32::MAX;
 
-/// The relay sockets, by port, and which worker reads each.
+/// The relay sockets of one family, by port, and which worker reads each.
 #[derive(Debug)]
 pub struct RelayTable {
+    family: Family,
     base: u16,
-    sockets: Vec<Option<UdpSocket>>,
+    /// Each socket with its own GSO state (shared by the workers that send from it).
+    sockets: Vec<Option<(UdpSocket, Gso)>>,
     owners: Vec<AtomicU32>,
 }
 
 impl RelayTable {
-    /// Binds every port of `range` on `ip` that can be bound.
-    pub fn bind(ip: IpAddr, range: RangeInclusive<u16>) -> io::Result<Self> {
+    /// Binds every port of `range` on `ip` that can be bound, as the relayed endpoints of
+    /// `family` (the family of the advertised relayed address, which a dual-stack `ip` may
+    /// not share).
+    pub fn bind(ip: IpAddr, range: RangeInclusive<u16>, family: Family) -> io::Result<Self> {
         let base = *range.start();
         let wanted = u64::from(*range.end() - base) + 1;
-        let limit = crate::sys::raise_nofile_limit(wanted + 256);
+        let limit = tern_sys::raise_nofile_limit(wanted + 256);
         if limit < wanted + 16 {
             warn!(limit, ports = wanted, "the open-file limit is below the relay port count; raise it (ulimit -n) or narrow min-port..max-port");
         }
@@ -42,7 +47,7 @@ impl RelayTable {
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(s) => {
                     s.set_nonblocking(true)?;
-                    sockets.push(Some(s));
+                    sockets.push(Some((s, Gso::new())));
                 }
                 Err(e)
                     if e.kind() == io::ErrorKind::AddrInUse
@@ -80,6 +85,7 @@ impl RelayTable {
         }
         let owners = (0..wanted).map(|_| AtomicU32::new(UNCLAIMED)).collect();
         Ok(Self {
+            family,
             base,
             sockets,
             owners,
@@ -95,30 +101,30 @@ impl RelayTable {
             .collect()
     }
 
-    fn index(&self, port: u16) -> Option<usize> {
-        let i = usize::from(port.wrapping_sub(self.base));
-        (i < self.sockets.len()).then_some(i)
-    }
-
-    /// The socket of `port`, if bound.
     #[inline]
-    pub fn fd(&self, port: u16) -> Option<RawFd> {
-        self.sockets[self.index(port)?]
-            .as_ref()
-            .map(AsRawFd::as_raw_fd)
+    fn index(&self, relayed: RelayEndpoint) -> Option<usize> {
+        let i = usize::from(relayed.port.wrapping_sub(self.base));
+        (relayed.family == self.family && i < self.sockets.len()).then_some(i)
     }
 
-    /// Makes `worker` the reader of `port`'s socket.
-    pub fn claim(&self, port: u16, worker: u32) {
-        if let Some(i) = self.index(port) {
+    /// The socket of `relayed`, if bound, and its GSO state.
+    #[inline]
+    pub fn socket(&self, relayed: RelayEndpoint) -> Option<(&UdpSocket, &Gso)> {
+        let (s, gso) = self.sockets[self.index(relayed)?].as_ref()?;
+        Some((s, gso))
+    }
+
+    /// Makes `worker` the reader of `relayed`'s socket.
+    pub fn claim(&self, relayed: RelayEndpoint, worker: u32) {
+        if let Some(i) = self.index(relayed) {
             self.owners[i].store(worker, Ordering::Relaxed);
         }
     }
 
-    /// Whether `worker` reads `port`'s socket.
+    /// Whether `worker` reads `relayed`'s socket.
     #[inline]
-    pub fn is_owner(&self, port: u16, worker: u32) -> bool {
-        self.index(port)
+    pub fn is_owner(&self, relayed: RelayEndpoint, worker: u32) -> bool {
+        self.index(relayed)
             .is_some_and(|i| self.owners[i].load(Ordering::Relaxed) == worker)
     }
 }

@@ -3,14 +3,18 @@
 //! [`Harness`] owns a [`Server`], a monotonic clock that starts at one real `Instant` and only
 //! moves when a test says so, and a wall clock in Unix seconds. [`Client`] builds requests
 //! the way a TURN client does (a REST or static long-term credential, the 401 → NONCE →
-//! signed retry dance) and hands back parsed [`Response`]s.
+//! signed retry dance) and hands back parsed [`Response`]s. The harness drains the core's
+//! output queue after every input and keeps what it saw, in order ([`Harness::outputs`]),
+//! and the events apart ([`Harness::events`]).
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tern_proto::{ClientOutput, Config, Event, FiveTuple, PeerOutput, Server, PEER_HEADROOM};
-use tern_proto::{Stats, PEER_TAILROOM};
+use tern_proto::{
+    AllocationId, BoundChannel, ClientOutput, Config, Destination, Event, Family, FiveTuple,
+    ListenerId, Output, PeerOutput, RelayEndpoint, Server, Stats, PEER_HEADROOM, PEER_TAILROOM,
+};
 use tern_wire::{
     attr, Class, Integrity, Message, MessageType, MessageWriter, Method, TransactionId,
 };
@@ -44,12 +48,36 @@ pub fn config() -> Config {
     c
 }
 
+/// An output of the core, owned, as the harness saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Transmit {
+        destination: Destination,
+        bytes: Vec<u8>,
+    },
+    Claim {
+        relayed: RelayEndpoint,
+        allocation: AllocationId,
+    },
+    Release {
+        relayed: RelayEndpoint,
+        allocation: AllocationId,
+    },
+    ChannelBound(BoundChannel),
+    ChannelUnbound(BoundChannel),
+    Event(Event),
+}
+
 /// The server and its two clocks.
 pub struct Harness {
     pub server: Server,
     pub t0: Instant,
     pub now: Instant,
     pub wall: u64,
+    /// Every output drained so far, in order, until [`Harness::outputs`] takes them.
+    seen: Vec<Seen>,
+    /// The events among them, until [`Harness::events`] takes them.
+    events: Vec<Event>,
 }
 
 impl Harness {
@@ -61,6 +89,8 @@ impl Harness {
             t0,
             now: t0,
             wall: WALL,
+            seen: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -76,6 +106,8 @@ impl Harness {
             t0,
             now: t0,
             wall: WALL,
+            seen: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -89,6 +121,7 @@ impl Harness {
         self.now += Duration::from_secs(secs);
         self.wall += secs;
         self.server.handle_timeout(self.now);
+        self.drain();
     }
 
     /// Moves both clocks to `secs` after the start and runs the timers.
@@ -102,23 +135,95 @@ impl Harness {
         self.server.stats()
     }
 
-    /// Drains the event queue.
-    pub fn events(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.server.poll_event()).collect()
+    /// Drains the core's output queue into the harness's records; returns how many
+    /// outputs there were.
+    pub fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(out) = self.server.poll_output() {
+            n += 1;
+            let seen = match out {
+                Output::Transmit(t) => Seen::Transmit {
+                    destination: t.destination,
+                    bytes: t.contents.to_vec(),
+                },
+                Output::Claim {
+                    relayed,
+                    allocation,
+                } => Seen::Claim {
+                    relayed,
+                    allocation,
+                },
+                Output::Release {
+                    relayed,
+                    allocation,
+                } => Seen::Release {
+                    relayed,
+                    allocation,
+                },
+                Output::ChannelBound(c) => Seen::ChannelBound(c),
+                Output::ChannelUnbound(c) => Seen::ChannelUnbound(c),
+                Output::Event(e) => {
+                    self.events.push(e.clone());
+                    Seen::Event(e)
+                }
+                other => panic!("an output the harness does not know: {other:?}"),
+            };
+            self.seen.push(seen);
+        }
+        n
     }
 
-    /// Feeds a raw datagram from `client`; returns the decision and the reply buffer.
+    /// Every output since the last call, in the order the core queued them.
+    pub fn outputs(&mut self) -> Vec<Seen> {
+        self.drain();
+        std::mem::take(&mut self.seen)
+    }
+
+    /// The events since the last call.
+    pub fn events(&mut self) -> Vec<Event> {
+        self.drain();
+        std::mem::take(&mut self.events)
+    }
+
+    /// Feeds a raw datagram from `five`; returns the decision and the reply (the bytes of
+    /// the transmit to `five` it queued, empty if none).
     pub fn datagram(&mut self, five: FiveTuple, data: &[u8]) -> (ClientOutput, Vec<u8>) {
-        let mut reply = Vec::new();
         let out = self
             .server
-            .handle_client_datagram(self.now, self.wall, five, data, &mut reply);
+            .handle_client_datagram(self.now, self.wall, five, data);
+        let before = self.seen.len();
+        self.drain();
+        let replies: Vec<&Vec<u8>> = self.seen[before..]
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Transmit {
+                    destination: Destination::Client(to),
+                    bytes,
+                } if *to == five => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        assert!(replies.len() <= 1, "one reply per datagram at most");
+        let reply = replies.first().map_or_else(Vec::new, |r| r.to_vec());
+        assert_eq!(
+            out == ClientOutput::Reply,
+            !reply.is_empty(),
+            "a reply is queued exactly when the decision says so"
+        );
         (out, reply)
     }
 
-    /// A datagram from `peer` to `relay_port`: the decision and, when forwarded, the bytes
-    /// to send to the client. The buffer around the payload is filled with junk so that
-    /// padding the core forgets to write shows.
+    /// The relayed endpoint of `port` in the relayed IP's family.
+    pub fn relayed(&self, port: u16) -> RelayEndpoint {
+        RelayEndpoint {
+            family: Family::of(self.server.config().relayed_ip),
+            port,
+        }
+    }
+
+    /// A datagram from `peer` to relay port `relay_port`: the decision and, when forwarded,
+    /// the bytes to send to the client. The buffer around the payload is filled with junk so
+    /// that padding the core forgets to write shows.
     pub fn peer_datagram(
         &mut self,
         relay_port: u16,
@@ -127,13 +232,15 @@ impl Harness {
     ) -> (PeerOutput, Vec<u8>) {
         let mut buf = vec![0xEE; PEER_HEADROOM + payload.len() + PEER_TAILROOM];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
+        let relayed = self.relayed(relay_port);
         let out =
             self.server
-                .handle_peer_datagram(self.now, relay_port, peer, &mut buf, payload.len());
+                .handle_peer_datagram(self.now, relayed, peer, &mut buf, payload.len());
         let framed = match &out {
             PeerOutput::Forward { range, .. } => buf[range.clone()].to_vec(),
-            PeerOutput::Drop(_) => Vec::new(),
+            _ => Vec::new(),
         };
+        assert_eq!(self.drain(), 0, "the data paths queue nothing");
         (out, framed)
     }
 }
@@ -243,10 +350,7 @@ impl Client {
     pub fn with_key(client: &str, username: &str, key: [u8; 16]) -> Self {
         let client = addr(client);
         Self {
-            five: FiveTuple {
-                client,
-                server: addr(LISTEN),
-            },
+            five: FiveTuple::udp(ListenerId(0), client, addr(LISTEN)),
             username: username.to_owned(),
             key,
             nonce: None,

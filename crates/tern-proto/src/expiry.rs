@@ -1,0 +1,119 @@
+//! Time and endings: the timer wheel's expiries, and how an allocation ends (expired,
+//! deleted or shut down) with its outputs in order.
+
+use std::time::Instant;
+
+use crate::output::{EndReason, Event, Output};
+use crate::server::{Server, Timer};
+use crate::slab::AllocationId;
+
+impl Server {
+    /// When [`Server::handle_timeout`] should next be called, if anything is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_tick()
+    }
+
+    /// Expires allocations, permissions and channels whose time is up; their outputs are
+    /// queued.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.expired);
+        self.timers.expire(now, &mut due);
+        for timer in due.drain(..) {
+            self.expire_one(now, timer);
+        }
+        self.expired = due;
+    }
+
+    fn expire_one(&mut self, now: Instant, timer: Timer) {
+        let id = match timer {
+            Timer::Allocation { id } | Timer::Permission { id, .. } | Timer::Channel { id, .. } => {
+                id
+            }
+            Timer::Reservation { port, token } => {
+                self.shared.expire_reservation(token, port);
+                return;
+            }
+        };
+        let Some(alloc) = self.allocations.get_mut(id) else {
+            return; // The allocation ended before its timers.
+        };
+        match timer {
+            Timer::Reservation { .. } => unreachable!("handled above"),
+            Timer::Allocation { .. } => {
+                if alloc.expires <= now {
+                    self.end_allocation(id, now, EndReason::Expired);
+                } else {
+                    let at = alloc.expires;
+                    self.timers.insert(at, timer);
+                }
+            }
+            Timer::Permission { ip, .. } => {
+                let Some(i) = alloc.permissions.iter().position(|p| p.ip == ip) else {
+                    return;
+                };
+                if alloc.permissions[i].expires <= now {
+                    alloc.permissions.swap_remove(i);
+                    self.permissions -= 1;
+                } else {
+                    let at = alloc.permissions[i].expires;
+                    self.timers.insert(at, timer);
+                }
+            }
+            Timer::Channel { number, .. } => {
+                let Some(i) = alloc.channels.iter().position(|c| c.number.get() == number) else {
+                    return;
+                };
+                if alloc.channels[i].expires <= now {
+                    let channel = alloc.channels.swap_remove(i);
+                    let bound = alloc.bound(id, channel);
+                    self.channels -= 1;
+                    self.out.push(Output::ChannelUnbound(bound));
+                } else {
+                    let at = alloc.channels[i].expires;
+                    self.timers.insert(at, timer);
+                }
+            }
+        }
+    }
+
+    /// Ends allocation `id` and returns its port to the pool. Its channels are unbound, then
+    /// its relayed endpoints released, then the event says it ended: all after whatever it
+    /// queued before.
+    pub(crate) fn end_allocation(&mut self, id: AllocationId, now: Instant, reason: EndReason) {
+        let Some(alloc) = self.allocations.remove(id) else {
+            return;
+        };
+        self.by_five_tuple.remove(&alloc.five_tuple);
+        self.shared.end(&alloc.username, alloc.relayed.first().port);
+        self.counters.ended(reason);
+        self.permissions -= alloc.permissions.len();
+        self.channels -= alloc.channels.len();
+        for &channel in &alloc.channels {
+            self.out
+                .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+        }
+        for relayed in alloc.relayed.iter() {
+            self.index_relay(relayed, None);
+            self.out.push(Output::Release {
+                relayed,
+                allocation: id,
+            });
+        }
+        let relayed = self.relayed_addr(alloc.relayed.first());
+        self.out.push(Output::Event(Event::AllocationEnded {
+            five_tuple: alloc.five_tuple,
+            relayed,
+            reason,
+            duration: now.saturating_duration_since(alloc.created),
+            traffic: alloc.traffic,
+        }));
+    }
+
+    /// Ends every allocation (the process is stopping); their outputs are queued.
+    pub fn shutdown(&mut self, now: Instant) {
+        for id in self.allocations.ids() {
+            self.end_allocation(id, now, EndReason::Shutdown);
+        }
+        self.shared.drop_reservations();
+    }
+}

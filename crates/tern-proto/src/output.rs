@@ -1,0 +1,218 @@
+//! What the core hands back: the hot path's decisions, returned at once with ranges into the
+//! caller's buffer, and one ordered queue for everything else.
+//!
+//! The queue is the seam's ordering rule. A request's reply is queued after the relay claim
+//! it names and the channel it binds, and an allocation's release after its last reply, so an
+//! I/O layer that acts on [`Server::poll_output`](crate::Server::poll_output) in order never
+//! tells a client about a relayed address before its socket is read, nor frees a socket
+//! before the last word about it went out.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use tern_wire::ChannelNumber;
+
+use crate::addr::{FiveTuple, RelayEndpoint};
+use crate::allocation::Traffic;
+use crate::error::DropReason;
+use crate::slab::AllocationId;
+
+/// What to do with a datagram a client sent to a listening address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientOutput {
+    /// It was a request: its reply waits in the output queue behind whatever it depends on
+    /// (the relay claim of a new allocation). Drain [`Server::poll_output`](crate::Server::poll_output).
+    Reply,
+    /// Send `payload` (a range of the received datagram) from the relayed endpoint `relayed`
+    /// to `peer`.
+    Relay {
+        /// The allocation's relayed endpoint of the peer's family.
+        relayed: RelayEndpoint,
+        /// Where to send.
+        peer: SocketAddr,
+        /// The application data within the datagram.
+        payload: Range<usize>,
+    },
+    /// Send nothing.
+    Drop(DropReason),
+}
+
+/// What to do with a datagram a peer sent to a relayed endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerOutput {
+    /// Send `range` of the buffer (now framed as ChannelData or a Data indication) to the
+    /// client over `five_tuple`.
+    Forward {
+        /// The allocation's 5-tuple: its transport says which socket or connection.
+        five_tuple: FiveTuple,
+        /// The framed message within the buffer.
+        range: Range<usize>,
+    },
+    /// Send nothing.
+    Drop(DropReason),
+}
+
+crate::label_enum! {
+    /// Why an allocation ended; a metrics and log label.
+    pub enum EndReason {
+        /// Its lifetime ran out.
+        Expired => "expired",
+        /// The client sent Refresh with LIFETIME 0.
+        Deleted => "deleted",
+        /// The server is shutting down.
+        Shutdown => "shutdown",
+    }
+}
+
+/// Something the I/O layer may want to log or count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// An allocation was created.
+    AllocationCreated {
+        /// Its 5-tuple.
+        five_tuple: FiveTuple,
+        /// The advertised relayed transport address.
+        relayed: SocketAddr,
+        /// The username that authenticated it (never a password or key).
+        username: String,
+    },
+    /// An allocation ended and its relay port went back to the pool.
+    AllocationEnded {
+        /// Its 5-tuple.
+        five_tuple: FiveTuple,
+        /// The advertised relayed transport address.
+        relayed: SocketAddr,
+        /// Why.
+        reason: EndReason,
+        /// How long it lived.
+        duration: Duration,
+        /// What it relayed.
+        traffic: Traffic,
+    },
+}
+
+/// Where a queued datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Destination {
+    /// To a client, over its 5-tuple (from the listening socket or on the connection its
+    /// transport names).
+    Client(FiveTuple),
+    /// To a peer, from a relayed endpoint.
+    Peer {
+        /// The relayed endpoint to send from.
+        relayed: RelayEndpoint,
+        /// The peer.
+        peer: SocketAddr,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit<'a> {
+    /// Where it goes.
+    pub destination: Destination,
+    /// Its bytes, valid until the next call on the core.
+    pub contents: &'a [u8],
+}
+
+/// A channel binding as a fast path needs it (RFC 8656 §12): ChannelData from `five_tuple`
+/// on `number` goes to `peer` from `relayed`, and datagrams from `peer` to `relayed` go to
+/// `five_tuple` framed under `number`. Valid while the client holds a permission for the
+/// peer, which the binding itself refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundChannel {
+    /// The allocation.
+    pub allocation: AllocationId,
+    /// The client's 5-tuple.
+    pub five_tuple: FiveTuple,
+    /// The relayed endpoint that talks to the peer.
+    pub relayed: RelayEndpoint,
+    /// The channel number.
+    pub number: ChannelNumber,
+    /// The peer's transport address.
+    pub peer: SocketAddr,
+}
+
+/// One item of the core's output queue ([`Server::poll_output`](crate::Server::poll_output)),
+/// to be acted on in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output<'a> {
+    /// Send a datagram.
+    Transmit(Transmit<'a>),
+    /// Start reading the socket of `relayed` for `allocation`: it is this core's now. Comes
+    /// before the reply that tells the client the address.
+    Claim {
+        /// The relayed endpoint.
+        relayed: RelayEndpoint,
+        /// The allocation that holds it.
+        allocation: AllocationId,
+    },
+    /// `allocation` no longer holds `relayed`; peer datagrams to it are dropped (as
+    /// [`DropReason::NoAllocation`]) until another allocation claims it. Comes after the
+    /// allocation's last transmit.
+    Release {
+        /// The relayed endpoint.
+        relayed: RelayEndpoint,
+        /// The allocation that held it.
+        allocation: AllocationId,
+    },
+    /// A channel was bound; comes before the ChannelBind success response.
+    ChannelBound(BoundChannel),
+    /// A channel binding expired or its allocation ended.
+    ChannelUnbound(BoundChannel),
+    /// Something to log or count.
+    Event(Event),
+}
+
+/// A queued output; a transmit's bytes wait in the queue's buffer.
+#[derive(Debug)]
+enum Queued {
+    Transmit(Destination, Range<usize>),
+    Other(Output<'static>),
+}
+
+/// The output queue and the bytes of its transmits.
+#[derive(Debug, Default)]
+pub(crate) struct OutputQueue {
+    items: VecDeque<Queued>,
+    /// Transmit contents, appended; emptied when the queue is drained.
+    bytes: Vec<u8>,
+}
+
+impl OutputQueue {
+    /// Queues an output that carries no bytes.
+    pub fn push(&mut self, output: Output<'static>) {
+        self.items.push_back(Queued::Other(output));
+    }
+
+    /// Queues a datagram to `destination` whose bytes `write` appends to the buffer it is
+    /// given.
+    pub fn transmit(&mut self, destination: Destination, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        let range = start..self.bytes.len();
+        self.items.push_back(Queued::Transmit(destination, range));
+    }
+
+    /// The next output, in the order queued.
+    pub fn pop(&mut self) -> Option<Output<'_>> {
+        let Some(next) = self.items.pop_front() else {
+            self.bytes.clear();
+            return None;
+        };
+        Some(match next {
+            Queued::Transmit(destination, range) => Output::Transmit(Transmit {
+                destination,
+                contents: &self.bytes[range],
+            }),
+            Queued::Other(output) => output,
+        })
+    }
+}

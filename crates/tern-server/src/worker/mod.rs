@@ -1,0 +1,232 @@
+//! One worker: an epoll loop around one core, its share of the listening sockets, the relay
+//! sockets of the allocations its core owns, and an eventfd that wakes it for commands.
+//!
+//! Each epoll event carries a typed [`Token`]. A datagram's 5-tuple names its listener, so
+//! answers and forwarded peer data leave from the right socket without a search.
+
+mod data;
+mod outputs;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tern_proto::{ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
+use tracing::debug;
+
+use crate::control::{Command, IoErrorKind, IoErrors, WorkerPort, PUBLISH_EVERY};
+use crate::relay_ports::RelayTable;
+use crate::token::Token;
+use tern_sys::{Epoll, Gso, Interest, Ready, RecvRing, SendReport};
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// Datagrams read from a listening socket per system call.
+const CLIENT_BATCH: usize = 32;
+/// Peer datagrams buffered (and framed in place) before one sendmmsg to clients.
+const PEER_RING: usize = 64;
+/// Most datagrams read from one socket before the loop turns to the others.
+const FAIR_SHARE: usize = 128;
+
+/// A client's payload waiting to go out of a relay socket at the end of its batch.
+#[derive(Debug, Clone)]
+struct ToPeer {
+    relayed: RelayEndpoint,
+    slot: usize,
+    range: Range<usize>,
+    peer: SocketAddr,
+}
+
+/// A peer datagram framed for its client, waiting in the ring for the next sendmmsg.
+#[derive(Debug, Clone)]
+struct Forward {
+    slot: usize,
+    range: Range<usize>,
+    client: SocketAddr,
+    listener: ListenerId,
+}
+
+pub struct Worker {
+    id: u32,
+    core: Server,
+    listeners: Vec<Listener>,
+    relays: Arc<RelayTable>,
+    epoll: Epoll,
+    batched: bool,
+    stop: Arc<AtomicBool>,
+    port: WorkerPort,
+    published: Option<Instant>,
+    /// Failed system calls, by kind; published with the core's counters.
+    io_errors: IoErrors,
+    /// Receive buffers for client datagrams.
+    client_bufs: RecvRing,
+    /// Receive buffers for peer datagrams, each with headroom and tailroom for framing.
+    peer_bufs: RecvRing,
+    peer_used: usize,
+    forwards: Vec<Forward>,
+    to_peers: Vec<ToPeer>,
+    ready: Vec<Ready>,
+}
+
+fn wall_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Worker {
+    pub fn new(
+        id: u32,
+        core: Server,
+        listeners: Vec<(SocketAddr, UdpSocket)>,
+        relays: Arc<RelayTable>,
+        batched: bool,
+        stop: Arc<AtomicBool>,
+        port: WorkerPort,
+    ) -> io::Result<Self> {
+        let epoll = Epoll::new()?;
+        epoll.add(&*port.waker, Token::Wake.encode(), Interest::READABLE)?;
+        for (i, (_, s)) in listeners.iter().enumerate() {
+            let token = Token::Listener(ListenerId(i as u32));
+            epoll.add(s, token.encode(), Interest::READABLE)?;
+            // Bursts from one client (a GSO send, or a NIC's GRO) arrive as one entry, split
+            // again in drain_listener. Only with batched I/O: the plain path reads no
+            // control messages. Relay sockets keep one datagram per entry, because each
+            // peer datagram is framed in place behind its own headroom.
+            if batched {
+                tern_sys::enable_gro(s.as_fd());
+            }
+        }
+        let listeners = listeners
+            .into_iter()
+            .map(|(addr, socket)| Listener {
+                addr,
+                socket,
+                gso: Gso::new(),
+            })
+            .collect();
+        Ok(Self {
+            id,
+            core,
+            listeners,
+            relays,
+            epoll,
+            batched,
+            stop,
+            port,
+            published: None,
+            io_errors: IoErrors::default(),
+            client_bufs: RecvRing::new(CLIENT_BATCH, 0, MAX_DATAGRAM, 0),
+            peer_bufs: RecvRing::new(PEER_RING, PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM),
+            peer_used: 0,
+            forwards: Vec::with_capacity(PEER_RING),
+            // Room for every datagram of a full batch of GRO entries (64 segments each).
+            to_peers: Vec::with_capacity(CLIENT_BATCH * 64),
+            ready: Vec::with_capacity(256),
+        })
+    }
+
+    pub fn run(mut self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            // Idle, the loop still turns every PUBLISH_EVERY to publish its heartbeat;
+            // commands and stop wake it through the eventfd.
+            let timeout = self.core.poll_timeout().map_or(PUBLISH_EVERY, |t| {
+                t.saturating_duration_since(now).min(PUBLISH_EVERY)
+            });
+            let mut ready = std::mem::take(&mut self.ready);
+            if let Err(e) = self.epoll.wait(&mut ready, timeout) {
+                debug!(error = %e, "epoll_wait");
+            }
+            let now = Instant::now();
+            // Commands first: a drain or reload acts before the datagrams that arrived with
+            // it.
+            if ready
+                .iter()
+                .any(|r| Token::decode(r.token()) == Some(Token::Wake))
+            {
+                self.take_commands(now);
+            }
+            // Peers next, and their packets out to clients before the listeners' turn: a
+            // burst of client packets (each send a delivery on loopback) must not hold back
+            // answers that are already framed.
+            for r in &ready {
+                if let Some(Token::Relay(relayed)) = Token::decode(r.token()) {
+                    self.drain_relay(relayed, now);
+                }
+            }
+            self.flush_forwards();
+            for r in &ready {
+                if let Some(Token::Listener(listener)) = Token::decode(r.token()) {
+                    self.drain_listener(listener, now);
+                }
+            }
+            self.ready = ready;
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+                self.act_on_outputs(None);
+            }
+            if self
+                .published
+                .is_none_or(|at| now.duration_since(at) >= PUBLISH_EVERY)
+            {
+                self.publish(now);
+            }
+        }
+        self.core.shutdown(Instant::now());
+        self.act_on_outputs(None);
+        self.publish(Instant::now());
+        debug!(worker = self.id, "worker stopped");
+    }
+
+    /// Copies the core's counters and gauges where the admin side reads them.
+    fn publish(&mut self, now: Instant) {
+        let mut s = self.port.snapshots[self.port.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        s.counters.clone_from(self.core.counters());
+        s.io_errors = self.io_errors;
+        s.stats = self.core.stats_local();
+        s.at = Some(now);
+        self.published = Some(now);
+    }
+
+    /// Clears the eventfd and acts on drain and reload commands, then publishes so the
+    /// admin side sees their effect.
+    fn take_commands(&mut self, now: Instant) {
+        if let Err(e) = self.port.waker.reset() {
+            debug!(error = %e, "reset the worker's eventfd");
+        }
+        let mut any = false;
+        while let Ok(command) = self.port.commands.try_recv() {
+            any = true;
+            match command {
+                Command::Drain(alternate) => self.core.drain(alternate),
+                Command::Reload(r) => self.core.reload(r.secrets, r.users, r.peer_filter),
+            }
+        }
+        if any {
+            self.publish(now);
+        }
+    }
+}
+
+/// Counts the datagrams a send lost to errors, and logs the last error at debug level.
+fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, report: SendReport) {
+    if let Some(e) = report.last_error {
+        io_errors[kind.index()] += report.refused;
+        debug!(error = %e, datagrams = report.refused, "{}", kind.label());
+    }
+}
+
+/// A listening socket, its address and its GSO state.
+#[derive(Debug)]
+struct Listener {
+    addr: SocketAddr,
+    socket: UdpSocket,
+    gso: Gso,
+}

@@ -1,0 +1,146 @@
+//! A worker acting on its core's output queue, in order: transmits, relay claims, channel
+//! changes (for a fast path to come) and events for the log.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+
+use tern_proto::{Destination, Event, Output, RelayEndpoint, Transport};
+use tern_sys::{send_to, Epoll, Interest};
+use tracing::{debug, info};
+
+use super::Worker;
+use crate::control::IoErrorKind;
+use crate::relay_ports::RelayTable;
+use crate::token::Token;
+
+impl Worker {
+    /// Acts on the core's outputs in the order it queued them, so that a new allocation's
+    /// relay socket is claimed before the reply that names it goes out. `request`, at debug
+    /// level, is the request a reply answers (to log why it failed).
+    pub(super) fn act_on_outputs(&mut self, request: Option<&[u8]>) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    let (fd, to, kind) = match t.destination {
+                        Destination::Client(five_tuple) => {
+                            let Transport::Udp { listener } = five_tuple.transport else {
+                                continue; // No stream connections yet.
+                            };
+                            let Some(l) = self.listeners.get(listener.index()) else {
+                                continue;
+                            };
+                            if let Some(request) = request {
+                                log_error_reply(request, t.contents, five_tuple.client);
+                            }
+                            let fd = l.socket.as_fd();
+                            (fd, five_tuple.client, IoErrorKind::SendToClient)
+                        }
+                        Destination::Peer { relayed, peer } => {
+                            let Some((sock, _)) = self.relays.socket(relayed) else {
+                                continue;
+                            };
+                            (sock.as_fd(), peer, IoErrorKind::SendToPeer)
+                        }
+                        _ => continue,
+                    };
+                    if let Err(e) = send_to(fd, t.contents, to) {
+                        self.io_errors[kind.index()] += 1;
+                        debug!(error = %e, to = %to, "{}", kind.label());
+                    }
+                }
+                Output::Claim { relayed, .. } => claim(&self.relays, &self.epoll, self.id, relayed),
+                // The socket stays watched by this worker until another one claims it, so
+                // stray peer datagrams are read and counted as dropped (no allocation) rather
+                // than left queued for the port's next allocation.
+                Output::Release { .. } => {}
+                // For a kernel fast path (XDP), which this server does not have yet.
+                Output::ChannelBound(_) | Output::ChannelUnbound(_) => {}
+                Output::Event(event) => self.log_event(event),
+                _ => {}
+            }
+        }
+    }
+
+    /// Logs allocations beginning and ending.
+    fn log_event(&self, event: Event) {
+        match event {
+            Event::AllocationCreated {
+                five_tuple,
+                relayed,
+                username,
+            } => {
+                info!(client = %five_tuple.client, %relayed, %username, worker = self.id, "allocation created");
+            }
+            Event::AllocationEnded {
+                five_tuple,
+                relayed,
+                reason,
+                duration,
+                traffic,
+            } => {
+                info!(
+                    client = %five_tuple.client,
+                    %relayed,
+                    reason = reason.label(),
+                    duration_s = duration.as_secs(),
+                    bytes_to_peers = traffic.bytes_to_peers,
+                    bytes_to_client = traffic.bytes_to_client,
+                    "allocation ended"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Makes worker `id` the reader of `relayed`'s socket and watches it.
+fn claim(relays: &RelayTable, epoll: &Epoll, id: u32, relayed: RelayEndpoint) {
+    let Some((sock, _)) = relays.socket(relayed) else {
+        return;
+    };
+    relays.claim(relayed, id);
+    let token = Token::Relay(relayed).encode();
+    if let Err(e) = epoll.add(sock, token, Interest::READABLE) {
+        debug!(port = relayed.port, error = %e, "watch relay socket");
+    }
+}
+
+/// Attributes whose 4-byte values are numbers worth logging; nothing that could carry a
+/// credential.
+const NUMERIC: &[u16] = &[
+    tern_wire::attr::LIFETIME,
+    tern_wire::attr::CHANNEL_NUMBER,
+    tern_wire::attr::REQUESTED_TRANSPORT,
+    tern_wire::attr::REQUESTED_ADDRESS_FAMILY,
+];
+
+/// At debug level, says which request failed and why.
+fn log_error_reply(request: &[u8], reply: &[u8], client: SocketAddr) {
+    use tern_wire::{attr, Class, Message};
+    let Ok(msg) = Message::parse(reply) else {
+        return;
+    };
+    if msg.class() != Class::Error {
+        return;
+    }
+    let Some((code, reason)) = msg
+        .get(attr::ERROR_CODE)
+        .and_then(|a| attr::decode_error_code(a.value).ok())
+    else {
+        return;
+    };
+    // Attribute types, and the values of the short numeric ones (LIFETIME, CHANNEL-NUMBER, ...).
+    let attrs: Vec<String> = Message::parse(request)
+        .map(|m| {
+            m.attributes()
+                .map(|a| match a.value {
+                    [x, y, z, w] if NUMERIC.contains(&a.typ) => {
+                        format!("{:#06x}={x:02x}{y:02x}{z:02x}{w:02x}", a.typ)
+                    }
+                    _ => format!("{:#06x}", a.typ),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    debug!(%client, method = msg.method().name(), code, reason, request_attributes = ?attrs, "error response");
+}
