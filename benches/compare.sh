@@ -185,6 +185,12 @@ run_one() {
 # run_load LOAD KINDS RELAY_RANGE GENERATOR_ARGS...: RUNS rounds, kinds interleaved
 run_load() {
     local load=$1 kinds=$2 range=$3; shift 3
+    if [[ -n $ONLY && ! $load =~ $ONLY ]]; then return 0; fi
+    if [[ -n $SERVERS ]]; then
+        local k picked=""
+        for k in $kinds; do [[ " $SERVERS " == *" $k "* ]] && picked+="$k "; done
+        kinds=$picked
+    fi
     for r in $(seq "$RUNS"); do
         for kind in $kinds; do
             echo "== $load run $r/$RUNS: $kind" >&2
@@ -205,6 +211,12 @@ EOF
 
 ALL="tern coturn bare"
 BASELINE_TERN=${BASELINE_TERN:-}
+# A focused rerun: ONLY (a bash regex) keeps the loads whose label matches, SERVERS (a list)
+# the server kinds; RATE and LOW fix the open loads' rates (otherwise derived from the closed
+# 100 B x 10 medians of tern and coturn); OUT names the report (default benches/results/latest).
+ONLY=${ONLY:-}
+SERVERS=${SERVERS:-}
+OUT=${OUT:-benches/results/latest}
 if [[ -n $BASELINE_TERN ]]; then
     [[ -x $BASELINE_TERN ]] || { echo "BASELINE_TERN=$BASELINE_TERN is not an executable" >&2; exit 1; }
     ALL="tern tern-base coturn bare"
@@ -218,14 +230,14 @@ run_load "closed 1200 B x 100" "$ALL" "$POOL" "${DATA[@]}" --size 1200 --session
 # Open loop at half the round-trip rate the slower TURN server reached with 100 B x 10.
 T=$(median_of "closed 100 B x 10" tern round_trips_per_s)
 C=$(median_of "closed 100 B x 10" coturn round_trips_per_s)
-RATE=$(python3 -c "print(max(1000, int(min($T, $C) * 0.5 / 1000) * 1000))")
+RATE=${RATE:-$(python3 -c "print(max(1000, int(min($T, $C) * 0.5 / 1000) * 1000))")}
 OPEN="open 100 B x 10 at $RATE/s"
 # The open loads also run the bare forwarder on io_uring: is the floor lower with one
 # io_uring_enter per wake-up than with epoll + recvmmsg + sendmmsg?
 OPEN_KINDS="$ALL bare-uring"
 run_load "$OPEN" "$OPEN_KINDS" "$POOL" --mode open --shape browser --rate "$RATE" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
 # And at an eighth of that, where both servers idle most of the time (one packet per wake-up).
-LOW=$(python3 -c "print(max(1000, int($RATE / 8 / 1000) * 1000))")
+LOW=${LOW:-$(python3 -c "print(max(1000, int($RATE / 8 / 1000) * 1000))")}
 run_load "open 100 B x 10 at $LOW/s" "$OPEN_KINDS" "$POOL" --mode open --shape browser --rate "$LOW" --client-ports "$DATA_CLIENTS" --size 100 --sessions 10
 # Closer to a real relay: many allocations, each with its own peer address, 1200 B, a modest
 # paced rate per session (open loop; the sessions take turns, so each is evenly spaced).
@@ -244,7 +256,11 @@ run_load "alloc-rate, wide range $WIDE" "tern coturn" "$WIDE" "${ALLOC[@]}"
 run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
 
 echo "callgrind..." >&2
-CALLGRIND=$(bash benches/callgrind.sh 2>/dev/null || echo "callgrind.sh failed")
+if [[ -z $ONLY ]]; then
+    CALLGRIND=$(bash benches/callgrind.sh 2>/dev/null || echo "callgrind.sh failed")
+else
+    CALLGRIND="not run in a focused run (ONLY=$ONLY)"
+fi
 
 {
     for k in "${!SRV_CMD[@]}"; do printf '%s\t%s\t%s\n' "$k" "${SRV_CMD[$k]}" "${GEN_CMD[$k]}"; done
@@ -262,6 +278,6 @@ REPORT_COTURN="$("$COTURN" --version 2>/dev/null | head -1)" \
 REPORT_BASELINE="${BASELINE_NAME:-$BASELINE_TERN}" \
     python3 benches/compare_report.py "$TMP/results.jsonl" "$TMP/commands.tsv" "$TMP/callgrind.txt" >"$TMP/table.md"
 cat "$TMP/table.md"
-cp "$TMP/table.md" benches/results/latest.md
-cp "$TMP/results.jsonl" benches/results/latest.jsonl
-echo "written to benches/results/latest.md" >&2
+cp "$TMP/table.md" "$OUT.md"
+cp "$TMP/results.jsonl" "$OUT.jsonl"
+echo "written to $OUT.md" >&2
