@@ -1,24 +1,27 @@
-//! One worker: an epoll loop around one core, its share of the listening sockets, the relay
+//! One worker: an epoll loop around one core, its share of the UDP and TCP listening sockets
+//! and the TCP connections accepted on them, the relay
 //! sockets of the allocations its core owns, and an eventfd that wakes it for commands.
 //!
 //! Each epoll event carries a typed [`Token`]. A datagram's 5-tuple names its listener, so
 //! answers and forwarded peer data leave from the right socket without a search.
 
+mod conn;
 mod data;
 mod outputs;
+mod stream;
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tern_proto::{ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
+use tern_proto::{ConnId, ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
 use tracing::debug;
 
-use crate::control::{Command, IoErrorKind, IoErrors, WorkerPort, PUBLISH_EVERY};
+use crate::control::{Command, IoErrorKind, IoErrors, StreamCloses, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
 use crate::token::Token;
 use tern_sys::{Epoll, Gso, Interest, Ready, RecvRing, SendReport};
@@ -54,6 +57,16 @@ pub struct Worker {
     id: u32,
     core: Server,
     listeners: Vec<Listener>,
+    /// This worker's TCP listening sockets (its own `SO_REUSEPORT` members).
+    tcp_listeners: Vec<(SocketAddr, TcpListener)>,
+    /// Its stream connections.
+    conns: conn::Conns,
+    /// Scratch list of connections to flush.
+    dirty: Vec<ConnId>,
+    /// Stream connections closed, by reason.
+    stream_closes: StreamCloses,
+    /// When idle connections were last looked for.
+    swept: Instant,
     relays: Arc<RelayTable>,
     epoll: Epoll,
     batched: bool,
@@ -82,12 +95,16 @@ impl Worker {
     pub fn new(
         id: u32,
         core: Server,
-        listeners: Vec<(SocketAddr, UdpSocket)>,
+        sockets: ListeningSockets,
         relays: Arc<RelayTable>,
         batched: bool,
         stop: Arc<AtomicBool>,
         port: WorkerPort,
     ) -> io::Result<Self> {
+        let ListeningSockets {
+            udp: listeners,
+            tcp: tcp_listeners,
+        } = sockets;
         let epoll = Epoll::new()?;
         epoll.add(&*port.waker, Token::Wake.encode(), Interest::READABLE)?;
         for (i, (_, s)) in listeners.iter().enumerate() {
@@ -101,6 +118,9 @@ impl Worker {
                 tern_sys::enable_gro(s.as_fd());
             }
         }
+        for (i, (_, l)) in tcp_listeners.iter().enumerate() {
+            epoll.add(l, Token::TcpListener(i as u32).encode(), Interest::READABLE)?;
+        }
         let listeners = listeners
             .into_iter()
             .map(|(addr, socket)| Listener {
@@ -113,6 +133,11 @@ impl Worker {
             id,
             core,
             listeners,
+            tcp_listeners,
+            conns: conn::Conns::default(),
+            dirty: Vec::new(),
+            stream_closes: StreamCloses::default(),
+            swept: Instant::now(),
             relays,
             epoll,
             batched,
@@ -161,8 +186,11 @@ impl Worker {
             }
             self.flush_forwards();
             for r in &ready {
-                if let Some(Token::Listener(listener)) = Token::decode(r.token()) {
-                    self.drain_listener(listener, now);
+                match Token::decode(r.token()) {
+                    Some(Token::Listener(listener)) => self.drain_listener(listener, now),
+                    Some(Token::Conn(id)) => self.conn_ready(id, *r, now),
+                    Some(Token::TcpListener(i)) => self.accept(i, now),
+                    _ => {}
                 }
             }
             self.ready = ready;
@@ -170,6 +198,11 @@ impl Worker {
                 self.core.handle_timeout(now);
                 self.act_on_outputs(None);
             }
+            if now.saturating_duration_since(self.swept) >= Duration::from_secs(1) {
+                self.swept = now;
+                self.close_idle(now);
+            }
+            self.flush_conns(now);
             if self
                 .published
                 .is_none_or(|at| now.duration_since(at) >= PUBLISH_EVERY)
@@ -179,6 +212,8 @@ impl Worker {
         }
         self.core.shutdown(Instant::now());
         self.act_on_outputs(None);
+        self.flush_conns(Instant::now());
+        self.close_all(Instant::now());
         self.publish(Instant::now());
         debug!(worker = self.id, "worker stopped");
     }
@@ -190,6 +225,8 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner());
         s.counters.clone_from(self.core.counters());
         s.io_errors = self.io_errors;
+        s.stream_closes = self.stream_closes;
+        s.connections = self.conns.len();
         s.stats = self.core.stats_local();
         s.at = Some(now);
         self.published = Some(now);
@@ -221,6 +258,16 @@ fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, report: SendReport
         io_errors[kind.index()] += report.refused;
         debug!(error = %e, datagrams = report.refused, "{}", kind.label());
     }
+}
+
+/// A worker's listening sockets, each with its address: its members of the `SO_REUSEPORT`
+/// groups.
+#[derive(Debug)]
+pub struct ListeningSockets {
+    /// UDP.
+    pub udp: Vec<(SocketAddr, UdpSocket)>,
+    /// TCP.
+    pub tcp: Vec<(SocketAddr, TcpListener)>,
 }
 
 /// A listening socket, its address and its GSO state.
