@@ -188,3 +188,41 @@ fn a_bad_stream_closes_its_connection_only() {
     assert_eq!(metric(&server, "tern_allocations"), 1.0);
     server.assert_alive();
 }
+
+#[test]
+fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
+    let mut server = server(&[]);
+    let (peer_sock, peer_addr) = peer();
+    let mut slow = RawClient::tcp(server.addr(), SECRET, REALM);
+    let relayed = slow.allocate_ok();
+    slow.bind_channel(0x4000, peer_addr);
+    // The client reads nothing while its peer sends: the kernel's buffers fill, then the
+    // connection's write queue (256 KiB), then relayed data is dropped and counted.
+    let payload = [0x55u8; 1200];
+    let series = "tern_dropped_packets_total{reason=\"client_backlog\"}";
+    let mut dropped = 0.0;
+    for round in 0..200 {
+        for _ in 0..500 {
+            peer_sock.send_to(&payload, relayed).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        dropped = metric(&server, series);
+        if dropped > 0.0 {
+            break;
+        }
+        assert!(round < 199, "no backlog drop after 120 MB");
+    }
+    assert!(dropped > 0.0);
+    assert_eq!(
+        metric(&server, "tern_connections"),
+        1.0,
+        "the connection stays"
+    );
+    // Everything the client then reads is whole frames, and its allocation still works.
+    for _ in 0..100 {
+        let (ch, data) = slow.recv_relayed(peer_addr).expect("queued data arrives");
+        assert_eq!((ch, data.len()), (0x4000, payload.len()));
+    }
+    assert_eq!(metric(&server, "tern_allocations"), 1.0);
+    server.assert_alive();
+}

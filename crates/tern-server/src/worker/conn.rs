@@ -14,8 +14,11 @@ pub(super) const MAX_CONNS: usize = 1 << INDEX_BITS;
 /// Bits of a [`ConnId`] that index the slab; the bits above count the slot's reuses.
 const INDEX_BITS: u32 = 12;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
-/// A connection's read buffer: one whole frame of the largest size always fits.
+/// A connection's read buffer at most: one whole frame of the largest size always fits.
 pub(super) const READ_BUF: usize = MAX_FRAME_LEN;
+/// A connection's read buffer at first; it grows (up to [`READ_BUF`]) only for a client
+/// whose messages do not fit, so idle connections hold little memory.
+const FIRST_READ_BUF: usize = 4096;
 /// Most bytes waiting to be written to one connection; relayed data beyond it is dropped.
 pub(super) const WRITE_QUEUE: usize = 256 * 1024;
 /// Writes tried per flush of one connection before the loop turns to the others.
@@ -49,7 +52,7 @@ impl Conn {
         Self {
             stream,
             five,
-            buf: vec![0; READ_BUF],
+            buf: vec![0; FIRST_READ_BUF],
             filled: 0,
             out: Vec::new(),
             sent: 0,
@@ -65,8 +68,12 @@ impl Conn {
         self.out.len() - self.sent
     }
 
-    /// Reads once into the free part of the read buffer.
+    /// Reads once into the free part of the read buffer, growing a full buffer first.
     pub fn read(&mut self) -> io::Result<usize> {
+        if self.filled == self.buf.len() && self.buf.len() < READ_BUF {
+            let grown = (self.buf.len() * 4).min(READ_BUF);
+            self.buf.resize(grown, 0);
+        }
         let n = self.stream.read(&mut self.buf[self.filled..])?;
         self.filled += n;
         Ok(n)
@@ -211,5 +218,106 @@ impl Conns {
     pub fn flush(&mut self, id: ConnId) -> Option<io::Result<usize>> {
         let conn = self.get_mut(id)?;
         Some(conn.flush().map(|()| conn.pending()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+    use tern_proto::Transport;
+
+    /// A connected pair on loopback: the server's end (nonblocking) and the client's.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (server, client)
+    }
+
+    fn five(id: ConnId) -> FiveTuple {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        FiveTuple {
+            transport: Transport::Stream { conn: id },
+            client: a,
+            server: a,
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_gets_a_new_id_and_the_old_one_finds_nothing() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        let (a, _ca) = pair();
+        let (first, c) = conns.insert(a, five, now).unwrap();
+        assert_eq!(c.five, five(first));
+        assert!(conns.remove(first).is_some());
+        assert!(conns.remove(first).is_none());
+        let (b, _cb) = pair();
+        let (second, _) = conns.insert(b, five, now).unwrap();
+        assert_eq!(index(first), index(second), "the slot is reused");
+        assert_ne!(first, second, "under another id");
+        assert!(conns.get_mut(first).is_none());
+        assert!(!conns.queue(first, &[b"stale"]));
+        assert_eq!(
+            (conns.len(), conns.ids().collect::<Vec<_>>()),
+            (1, vec![second])
+        );
+    }
+
+    #[test]
+    fn the_write_queue_is_bounded_and_flushes_in_order() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        let (s, mut client) = pair();
+        let (id, _) = conns.insert(s, five, now).unwrap();
+        let big = vec![7u8; WRITE_QUEUE - 4];
+        assert!(conns.queue(id, &[&big]));
+        assert!(conns.queue(id, &[b"ab", b"cd"]));
+        assert!(!conns.queue(id, &[b"x"]), "one byte over the bound");
+        let mut dirty = Vec::new();
+        conns.take_dirty(&mut dirty);
+        assert_eq!(dirty, vec![id], "listed once however often queued");
+        // Flush until the queue is out, reading on the other side so the socket drains.
+        let mut got = Vec::new();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        for _ in 0..10_000 {
+            let pending = conns.flush(id).unwrap().unwrap();
+            if pending == 0 && got.len() == WRITE_QUEUE {
+                break;
+            }
+            let mut buf = [0u8; 65536];
+            if got.len() < WRITE_QUEUE {
+                let n = client.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert_eq!(got.len(), WRITE_QUEUE);
+        assert!(got[..WRITE_QUEUE - 4].iter().all(|&b| b == 7));
+        assert_eq!(&got[WRITE_QUEUE - 4..], b"abcd");
+        assert!(conns.queue(id, &[b"room again"]));
+    }
+
+    #[test]
+    fn the_read_buffer_grows_only_when_full() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        let (s, mut client) = pair();
+        let (id, _) = conns.insert(s, five, now).unwrap();
+        client.write_all(&vec![1u8; READ_BUF]).unwrap();
+        let conn = conns.get_mut(id).unwrap();
+        assert_eq!(conn.buf.len(), FIRST_READ_BUF);
+        for _ in 0..10_000 {
+            match conn.read() {
+                Ok(_) if conn.filled == READ_BUF => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((conn.filled, conn.buf.len()), (READ_BUF, READ_BUF));
     }
 }
