@@ -34,7 +34,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tern_proto::SharedState;
@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub batched_io: bool,
     /// Socket buffer sizes for the listening sockets (relay sockets keep the kernel's).
     pub buffers: SocketBuffers,
+    /// A TCP connection that holds no allocation and sends nothing for this long is closed
+    /// ([`ServerConfig::DEFAULT_TCP_IDLE`]; no configuration key sets it yet).
+    pub tcp_idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -139,8 +142,12 @@ impl ServerConfig {
             workers: 0,
             batched_io: true,
             buffers: SocketBuffers::default(),
+            tcp_idle_timeout: Self::DEFAULT_TCP_IDLE,
         }
     }
+
+    /// The default [`ServerConfig::tcp_idle_timeout`]: 30 s.
+    pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(30);
 }
 
 /// A running server: its worker threads and what they share.
@@ -307,6 +314,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             ListeningSockets {
                 udp: listen.iter().copied().zip(sockets).collect(),
                 tcp: tcp_listen.iter().copied().zip(tcp_sockets).collect(),
+                tcp_idle: config.tcp_idle_timeout,
             },
             relays.clone(),
             config.batched_io,

@@ -32,6 +32,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_BATCH: usize = 32;
 /// Peer datagrams buffered (and framed in place) before one sendmmsg to clients.
 const PEER_RING: usize = 64;
+/// How often connections are checked for the idle timeout (more often when it is shorter).
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// Most datagrams read from one socket before the loop turns to the others.
 const FAIR_SHARE: usize = 128;
 
@@ -67,6 +69,8 @@ pub struct Worker {
     stream_closes: StreamCloses,
     /// When idle connections were last looked for.
     swept: Instant,
+    /// How long a connection without an allocation may stay silent.
+    tcp_idle: Duration,
     relays: Arc<RelayTable>,
     epoll: Epoll,
     batched: bool,
@@ -104,6 +108,7 @@ impl Worker {
         let ListeningSockets {
             udp: listeners,
             tcp: tcp_listeners,
+            tcp_idle,
         } = sockets;
         let epoll = Epoll::new()?;
         epoll.add(&*port.waker, Token::Wake.encode(), Interest::READABLE)?;
@@ -138,6 +143,7 @@ impl Worker {
             dirty: Vec::new(),
             stream_closes: StreamCloses::default(),
             swept: Instant::now(),
+            tcp_idle,
             relays,
             epoll,
             batched,
@@ -198,7 +204,7 @@ impl Worker {
                 self.core.handle_timeout(now);
                 self.act_on_outputs(None);
             }
-            if now.saturating_duration_since(self.swept) >= Duration::from_secs(1) {
+            if now.saturating_duration_since(self.swept) >= IDLE_SWEEP.min(self.tcp_idle) {
                 self.swept = now;
                 self.close_idle(now);
             }
@@ -268,6 +274,8 @@ pub struct ListeningSockets {
     pub udp: Vec<(SocketAddr, UdpSocket)>,
     /// TCP.
     pub tcp: Vec<(SocketAddr, TcpListener)>,
+    /// How long a TCP connection without an allocation may stay silent before it is closed.
+    pub tcp_idle: Duration,
 }
 
 /// A listening socket, its address and its GSO state.

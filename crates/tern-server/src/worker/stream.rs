@@ -6,7 +6,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tern_proto::{ClientOutput, ConnId, DropReason, FiveTuple, Transport};
 use tern_sys::{send_to, Interest, Ready};
@@ -22,8 +22,6 @@ use crate::token::Token;
 const ACCEPTS_PER_TURN: usize = 64;
 /// Reads from one connection per turn of the loop.
 const READS_PER_TURN: usize = 16;
-/// A connection without an allocation that sends nothing for this long is closed.
-pub(super) const IDLE: Duration = Duration::from_secs(30);
 
 const READ_INTEREST: Interest = Interest::READABLE;
 
@@ -244,12 +242,14 @@ impl Worker {
         self.act_on_outputs(None);
     }
 
-    /// Closes the connections that hold no allocation and sent nothing for [`IDLE`].
+    /// Closes the connections that hold no allocation and sent nothing for the idle timeout
+    /// ([`crate::ServerConfig::tcp_idle_timeout`]).
     pub(super) fn close_idle(&mut self, now: Instant) {
         let ids: Vec<ConnId> = self.conns.ids().collect();
+        let limit = self.tcp_idle;
         for id in ids {
             let idle = self.conns.get_mut(id).is_some_and(|c| {
-                !c.allocated && now.saturating_duration_since(c.last_read) >= IDLE
+                !c.allocated && now.saturating_duration_since(c.last_read) >= limit
             });
             if idle {
                 self.close_conn(id, Some(StreamClose::Idle), now);
