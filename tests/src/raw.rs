@@ -1,17 +1,29 @@
 //! A small raw TURN client on tern's codec, for what the independent clients cannot do:
 //! send garbage from an allocation's own 5-tuple, count ports, compare relayed bytes exactly.
+//! It talks UDP, or TCP with the stream framing of RFC 8656 §12.5 (`tern_wire::stream`).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
+
+use tern_wire::stream::{self, Decoded, Framing};
 
 use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, TransactionId};
 
 use crate::rest_credentials;
 
-/// A raw TURN client over one UDP socket.
+/// A TCP connection to the server and the bytes read but not yet framed.
+struct Tcp {
+    conn: TcpStream,
+    pending: RefCell<Vec<u8>>,
+}
+
+/// A raw TURN client over one UDP socket, or one TCP connection.
 pub struct RawClient {
-    /// The client's socket.
+    /// The client's UDP socket (bound but unused over TCP).
     pub sock: UdpSocket,
+    tcp: Option<Tcp>,
     server: SocketAddr,
     realm: String,
     username: String,
@@ -30,6 +42,7 @@ impl RawClient {
         let key = tern_proto::auth::long_term_key(&username, realm, &password);
         RawClient {
             sock,
+            tcp: None,
             server,
             realm: realm.to_owned(),
             username,
@@ -38,6 +51,73 @@ impl RawClient {
             nonce: Vec::new(),
             tid: 0,
         }
+    }
+
+    /// A client on a fresh TCP connection to `server`, with a REST credential under
+    /// `secret`.
+    pub fn tcp(server: SocketAddr, secret: &str, realm: &str) -> RawClient {
+        let conn = TcpStream::connect_timeout(&server, Duration::from_secs(2)).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        conn.set_nodelay(true).unwrap();
+        RawClient {
+            tcp: Some(Tcp {
+                conn,
+                pending: RefCell::new(Vec::new()),
+            }),
+            ..RawClient::new(server, secret, realm)
+        }
+    }
+
+    /// The client's transport address: the TCP connection's local end, or the UDP socket's.
+    pub fn local_addr(&self) -> SocketAddr {
+        match &self.tcp {
+            Some(t) => t.conn.local_addr().unwrap(),
+            None => self.sock.local_addr().unwrap(),
+        }
+    }
+
+    /// Sends raw bytes as they are: one datagram, or onto the stream.
+    pub fn send_raw(&self, bytes: &[u8]) {
+        match &self.tcp {
+            Some(t) => (&t.conn).write_all(bytes).expect("write to the connection"),
+            None => {
+                self.sock.send_to(bytes, self.server).unwrap();
+            }
+        }
+    }
+
+    /// Receives one message: a datagram, or the next frame of the stream (without
+    /// padding). An error on timeout, or when the server closed the connection.
+    pub fn recv(&self) -> io::Result<Vec<u8>> {
+        let Some(t) = &self.tcp else {
+            let mut buf = [0u8; 65_536];
+            let (n, _) = self.sock.recv_from(&mut buf)?;
+            return Ok(buf[..n].to_vec());
+        };
+        let framing = Framing {
+            rfc5766_channels: true,
+            ..Framing::default()
+        };
+        let mut pending = t.pending.borrow_mut();
+        // Each read adds at least a byte, and a frame is at most 64 KiB.
+        for _ in 0..=stream::MAX_FRAME_LEN {
+            match stream::decode_frame(&pending, framing) {
+                Ok(Decoded::Frame(f)) => {
+                    let message = pending[..f.len].to_vec();
+                    pending.drain(..f.consumed);
+                    return Ok(message);
+                }
+                Ok(Decoded::NeedMore { .. }) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+            let mut buf = [0u8; 4096];
+            let n = (&t.conn).read(&mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            pending.extend_from_slice(&buf[..n]);
+        }
+        Err(io::ErrorKind::InvalidData.into())
     }
 
     /// The REST username and password this client authenticates with.
@@ -54,13 +134,12 @@ impl RawClient {
 
     /// Sends `req` and returns the answer to its transaction, skipping anything else.
     pub fn exchange(&self, req: &[u8]) -> Vec<u8> {
-        self.sock.send_to(req, self.server).unwrap();
-        let mut buf = [0u8; 2048];
+        self.send_raw(req);
         loop {
-            let (n, _) = self.sock.recv_from(&mut buf).expect("an answer within 2 s");
-            if let Ok(m) = Message::parse(&buf[..n]) {
+            let answer = self.recv().expect("an answer within 2 s");
+            if let Ok(m) = Message::parse(&answer) {
                 if m.transaction_id().0 == req[8..20] {
-                    return buf[..n].to_vec();
+                    return answer;
                 }
             }
         }
@@ -146,13 +225,16 @@ impl RawClient {
         assert_eq!(code, 0, "ChannelBind {number:#x} to {peer}");
     }
 
-    /// Sends `data` on channel `number`.
+    /// Sends `data` on channel `number` (padded to 4 bytes over TCP).
     pub fn send_channel(&self, number: u16, data: &[u8]) {
-        let mut d = Vec::with_capacity(4 + data.len());
+        let mut d = Vec::with_capacity(4 + data.len() + 3);
         d.extend_from_slice(&number.to_be_bytes());
         d.extend_from_slice(&(data.len() as u16).to_be_bytes());
         d.extend_from_slice(data);
-        self.sock.send_to(&d, self.server).unwrap();
+        if self.tcp.is_some() {
+            d.resize(stream::channel_data_frame_len(data.len()), 0);
+        }
+        self.send_raw(&d);
     }
 
     /// Sends `data` to `peer` in a Send indication.
@@ -166,16 +248,15 @@ impl RawClient {
         )
         .xor_address(attr::XOR_PEER_ADDRESS, peer)
         .attr(attr::DATA, data);
-        self.sock.send_to(&m, self.server).unwrap();
+        self.send_raw(&m);
     }
 
     /// Receives one relayed datagram: `(channel, payload)` for ChannelData, `(0, payload)`
     /// for a Data indication (after checking its XOR-PEER-ADDRESS is `from_peer`).
     pub fn recv_relayed(&self, from_peer: SocketAddr) -> Option<(u16, Vec<u8>)> {
-        let mut buf = [0u8; 65_536];
         loop {
-            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
-            let d = &buf[..n];
+            let d = self.recv().ok()?;
+            let d = &d[..];
             if d[0] & 0xC0 == 0x40 {
                 let cd = tern_wire::ChannelData::parse_rfc5766(d).ok()?;
                 return Some((cd.channel.get(), cd.payload.to_vec()));

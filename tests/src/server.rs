@@ -55,6 +55,9 @@ pub struct ServerOptions {
     pub allow_loopback_peers: bool,
     /// `--fingerprint`.
     pub fingerprint: bool,
+    /// Listen on TCP too. tern always does (its default); coturn is started with `--no-tcp`
+    /// unless this is set.
+    pub tcp: bool,
     /// More `--key=value` or bare `--flag` arguments, passed to either kind as is.
     pub extra_args: Vec<String>,
     /// Environment variables for the server process (e.g. `RUST_LOG`).
@@ -69,6 +72,7 @@ impl ServerOptions {
             realm: realm.to_owned(),
             allow_loopback_peers: true,
             fingerprint: true,
+            tcp: false,
             extra_args: Vec::new(),
             env: Vec::new(),
         }
@@ -122,9 +126,11 @@ impl TestServer {
                     std::process::id(),
                     ports.listen_port()
                 ));
+                cmd.arg("-n"); // no config file
+                if !opts.tcp {
+                    cmd.arg("--no-tcp");
+                }
                 cmd.args([
-                    "-n", // no config file
-                    "--no-tcp",
                     "--no-tls",
                     "--no-dtls",
                     "--no-cli",
@@ -186,7 +192,8 @@ impl TestServer {
         self.kind
     }
 
-    /// The STUN/TURN listening address (UDP, 127.0.0.1).
+    /// The STUN/TURN listening address (UDP, and TCP for tern or with
+    /// [`ServerOptions::tcp`]; 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.listen_port()))
     }

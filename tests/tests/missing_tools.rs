@@ -21,13 +21,17 @@ const COTURN_PROGRAMS: [&str; 4] = [
 ];
 
 /// The tests of the `turnutils` suite, as the harness names them.
-const SUITE_TESTS: [&str; 6] = [
+const SUITE_TESTS: [&str; 10] = [
     "tern::stunclient_gets_reflexive_address",
     "tern::uclient_channels_lose_nothing",
     "tern::uclient_send_indications_lose_nothing",
+    "tern::uclient_tcp_channels_lose_nothing",
+    "tern::uclient_tcp_send_indications_lose_nothing",
     "coturn::stunclient_gets_reflexive_address",
     "coturn::uclient_channels_lose_nothing",
     "coturn::uclient_send_indications_lose_nothing",
+    "coturn::uclient_tcp_channels_lose_nothing",
+    "coturn::uclient_tcp_send_indications_lose_nothing",
 ];
 
 #[test]
@@ -59,8 +63,9 @@ fn suite_without_coturn_skips_outside_ci_and_fails_in_ci() {
         out.text
     );
     assert!(
-        out.text.contains("6 passed"),
-        "all six tests pass (skipped):\n{}",
+        out.text.contains(&format!("{} passed", SUITE_TESTS.len())),
+        "all {} tests pass (skipped):\n{}",
+        SUITE_TESTS.len(),
         out.text
     );
 
@@ -71,7 +76,8 @@ fn suite_without_coturn_skips_outside_ci_and_fails_in_ci() {
         out.text
     );
     assert!(
-        out.text.contains("prerequisite missing with CI set") && out.text.contains("6 failed"),
+        out.text.contains("prerequisite missing with CI set")
+            && out.text.contains(&format!("{} failed", SUITE_TESTS.len())),
         "every test fails, naming the missing program:\n{}",
         out.text
     );

@@ -23,7 +23,9 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 for_each_server!(
     stunclient_gets_reflexive_address,
     uclient_channels_lose_nothing,
-    uclient_send_indications_lose_nothing
+    uclient_send_indications_lose_nothing,
+    uclient_tcp_channels_lose_nothing,
+    uclient_tcp_send_indications_lose_nothing
 );
 
 fn stunclient_gets_reflexive_address(kind: ServerKind) {
@@ -60,12 +62,28 @@ fn stunclient_gets_reflexive_address(kind: ServerKind) {
     server.assert_alive();
 }
 
+/// How uclient reaches the server; peers are UDP either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientTransport {
+    Udp,
+    /// `-t`: TURN over TCP (RFC 8656 §3.1).
+    Tcp,
+}
+
 fn uclient_channels_lose_nothing(kind: ServerKind) {
-    uclient_run(kind, false);
+    uclient_run(kind, ClientTransport::Udp, false);
 }
 
 fn uclient_send_indications_lose_nothing(kind: ServerKind) {
-    uclient_run(kind, true);
+    uclient_run(kind, ClientTransport::Udp, true);
+}
+
+fn uclient_tcp_channels_lose_nothing(kind: ServerKind) {
+    uclient_run(kind, ClientTransport::Tcp, false);
+}
+
+fn uclient_tcp_send_indications_lose_nothing(kind: ServerKind) {
+    uclient_run(kind, ClientTransport::Tcp, true);
 }
 
 /// The summary turnutils_uclient prints at the end of a run.
@@ -77,7 +95,7 @@ struct Summary {
     transmit_time: u64,
 }
 
-fn uclient_run(kind: ServerKind, send_indications: bool) {
+fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: bool) {
     let (Some(uclient), Some(peer)) = (
         turnutils_bin("turnutils_uclient"),
         turnutils_bin("turnutils_peer"),
@@ -92,6 +110,7 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
             .extra_args
             .push("--rfc5766-channel-numbers".to_owned());
     }
+    options.tcp = transport == ClientTransport::Tcp;
     let mut server = TestServer::start(kind, &options);
     let _peer = Peer::start(&peer, server.peer_port());
     let mut cmd = Command::new(uclient);
@@ -111,6 +130,9 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
     if send_indications {
         cmd.arg("-s");
     }
+    if transport == ClientTransport::Tcp {
+        cmd.arg("-t");
+    }
     cmd.arg("127.0.0.1");
     let out = run_bounded(&mut cmd, RUN_LIMIT);
     assert!(
@@ -120,7 +142,7 @@ fn uclient_run(kind: ServerKind, send_indications: bool) {
     );
     let summary = parse_summary(&out);
     eprintln!(
-        "{kind:?} uclient (send indications: {send_indications}): {summary:?} in {:?}",
+        "{kind:?} uclient over {transport:?} (send indications: {send_indications}): {summary:?} in {:?}",
         out.elapsed
     );
     assert!(

@@ -218,5 +218,9 @@ crate::label_enum! {
         TooBig => "too_big",
         /// Over the allocation's bandwidth limit (`max-bps`) in its direction.
         RateLimited => "rate_limited",
+        /// Relayed data for a client on a stream connection whose write queue is full (the
+        /// client reads more slowly than its peers send). Counted by the I/O layer
+        /// ([`crate::Server::count_drop`]).
+        ClientBacklog => "client_backlog",
     }
 }

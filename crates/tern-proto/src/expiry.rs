@@ -1,8 +1,9 @@
 //! Time and endings: the timer wheel's expiries, and how an allocation ends (expired,
-//! deleted or shut down) with its outputs in order.
+//! deleted, its connection closed or shut down) with its outputs in order.
 
 use std::time::Instant;
 
+use crate::addr::FiveTuple;
 use crate::output::{EndReason, Event, Output};
 use crate::server::{Server, Timer};
 use crate::slab::AllocationId;
@@ -107,6 +108,16 @@ impl Server {
             duration: now.saturating_duration_since(alloc.created),
             traffic: alloc.traffic,
         }));
+    }
+
+    /// The stream connection that carried `five_tuple` closed: its allocation, if it has one,
+    /// ends at once ([`EndReason::ConnectionClosed`]) and its port goes back to the pool. The
+    /// outputs are queued as for any end: channels unbound, relayed endpoints released, then
+    /// the event. A 5-tuple without an allocation queues nothing.
+    pub fn handle_connection_closed(&mut self, now: Instant, five_tuple: FiveTuple) {
+        if let Some(&id) = self.by_five_tuple.get(&five_tuple) {
+            self.end_allocation(id, now, EndReason::ConnectionClosed);
+        }
     }
 
     /// Ends every allocation (the process is stopping); their outputs are queued.

@@ -25,6 +25,9 @@
 //!   the payload placed after [`PEER_HEADROOM`] bytes: send the framed range to the client
 //!   over the 5-tuple it names ([`PeerOutput::Forward`]), or drop it.
 //! - when the time from [`Server::poll_timeout`] comes → [`Server::handle_timeout`].
+//! - a stream connection closes → [`Server::handle_connection_closed`]: its allocation ends
+//!   at once. (Over a stream, each whole STUN or ChannelData message the I/O layer framed is
+//!   handed to [`Server::handle_client_datagram`] as a datagram, without ChannelData's padding.)
 //!
 //! After every input but the two data paths, and after [`Server::shutdown`], drain
 //! [`Server::poll_output`] and act on each [`Output`] before the next: transmits, relay

@@ -65,6 +65,9 @@ crate::label_enum! {
         Deleted => "deleted",
         /// The server is shutting down.
         Shutdown => "shutdown",
+        /// The stream connection (TCP or TLS) that carried its 5-tuple closed (RFC 8656
+        /// §3.1: the allocation lives no longer than its connection).
+        ConnectionClosed => "connection_closed",
     }
 }
 

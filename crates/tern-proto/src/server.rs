@@ -267,6 +267,13 @@ impl Server {
         self.config.peer_filter = peer_filter;
     }
 
+    /// Counts `n` datagrams the I/O layer dropped after the core decided to send them (a
+    /// stream client's full write queue: [`DropReason::ClientBacklog`]), with the core's own
+    /// drops.
+    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
+        self.counters.dropped[reason.index()] += n;
+    }
+
     /// What this core has counted since it started.
     pub fn counters(&self) -> &Counters {
         &self.counters

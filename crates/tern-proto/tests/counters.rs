@@ -88,7 +88,7 @@ fn drops_auth_failures_and_ends_by_reason() {
     assert_eq!(h.server.counters().allocations_created, 2);
     assert_eq!(
         h.server.counters().allocations_ended,
-        [1, 1, 0],
-        "expired, deleted, shutdown"
+        [1, 1, 0, 0],
+        "expired, deleted, shutdown, connection_closed"
     );
 }

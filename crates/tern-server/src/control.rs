@@ -57,6 +57,44 @@ tern_proto::label_enum! {
     }
 }
 
+tern_proto::label_enum! {
+    /// Why a worker closed a stream connection; the `reason` label of
+    /// `tern_stream_closes_total`. The first six are the framing errors of
+    /// [`tern_wire::stream::StreamError`], at the same index and with the same label.
+    pub enum StreamClose {
+        /// The first two bits of a message are neither `00` nor `01`.
+        BadFirstByte => "bad_first_byte",
+        /// A STUN length field that is not a multiple of four.
+        UnalignedStunLength => "stun_unaligned_length",
+        /// A STUN message longer than the largest frame.
+        OversizedStun => "stun_oversized",
+        /// A STUN header without the magic cookie.
+        BadMagicCookie => "stun_bad_magic_cookie",
+        /// A ChannelData message longer than the largest frame.
+        OversizedChannelData => "channel_data_oversized",
+        /// A ChannelData channel number out of range.
+        BadChannelNumber => "bad_channel_number",
+        /// The client closed the connection (end of stream or hang-up).
+        PeerClosed => "peer_closed",
+        /// A read or write failed (reset, broken pipe, ...).
+        Reset => "reset",
+        /// The connection sent nothing for a while and holds no allocation.
+        Idle => "idle",
+        /// Accepted beyond the worker's connection limit, and closed at once.
+        OverLimit => "over_limit",
+    }
+}
+
+impl StreamClose {
+    /// The close a framing error causes.
+    pub fn framing(error: tern_wire::stream::StreamError) -> Self {
+        Self::ALL[error.index()]
+    }
+}
+
+/// Stream connections closed, by [`StreamClose::index`].
+pub type StreamCloses = [u64; StreamClose::ALL.len()];
+
 /// I/O errors by [`IoErrorKind::index`].
 pub type IoErrors = [u64; IoErrorKind::ALL.len()];
 
@@ -67,6 +105,10 @@ pub struct Snapshot {
     pub counters: Counters,
     /// Its system calls' errors.
     pub io_errors: IoErrors,
+    /// Its stream connections closed, by reason.
+    pub stream_closes: StreamCloses,
+    /// Its open stream connections.
+    pub connections: usize,
     /// Its core's gauges (allocations, permissions, channels; pool figures are global).
     pub stats: Stats,
     /// When it published (its heartbeat).
@@ -93,6 +135,10 @@ pub struct Totals {
     pub counters: Counters,
     /// Summed I/O errors.
     pub io_errors: IoErrors,
+    /// Summed stream connection closes.
+    pub stream_closes: StreamCloses,
+    /// Open stream connections over all workers.
+    pub connections: usize,
     /// Live allocations over all workers.
     pub allocations: usize,
     /// Live permissions over all workers.
@@ -115,6 +161,10 @@ impl Workers {
             for (a, b) in t.io_errors.iter_mut().zip(s.io_errors) {
                 *a += b;
             }
+            for (a, b) in t.stream_closes.iter_mut().zip(s.stream_closes) {
+                *a += b;
+            }
+            t.connections += s.connections;
             t.allocations += s.stats.allocations;
             t.permissions += s.stats.permissions;
             t.channels += s.stats.channels;
@@ -171,7 +221,19 @@ pub(crate) struct WorkerPort {
 
 #[cfg(test)]
 mod tests {
-    use super::IoErrorKind;
+    use super::{IoErrorKind, StreamClose};
+    use tern_wire::stream::StreamError;
+
+    #[test]
+    fn stream_closes_carry_the_framing_errors_at_their_index() {
+        for e in StreamError::ALL {
+            let close = StreamClose::framing(e);
+            assert_eq!((close.index(), close.label()), (e.index(), e.label()));
+        }
+        for (i, k) in StreamClose::ALL.into_iter().enumerate() {
+            assert!(StreamClose::ALL[..i].iter().all(|o| o.label() != k.label()));
+        }
+    }
 
     #[test]
     fn io_error_kinds_are_indexed() {

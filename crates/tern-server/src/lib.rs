@@ -4,7 +4,10 @@
 //! One worker thread per core (coturn's `relay-threads`), each with its own epoll loop and its
 //! own [`tern_proto::Server`]. The listening sockets use `SO_REUSEPORT`, so the kernel hashes
 //! each client 5-tuple to one worker, which then owns that client's allocation and reads its
-//! relay socket. Workers share only the port pool and the quotas
+//! relay socket. TCP works the same way: each worker has its own `SO_REUSEPORT` member of every
+//! TCP listening socket and holds the connections it accepts beside its UDP sockets, framing
+//! each stream into messages for its core and closing a connection's allocation with it.
+//! Workers share only the port pool and the quotas
 //! ([`tern_proto::SharedState`]), touched when allocations begin and end; a relayed packet
 //! takes no lock, allocates nothing and logs nothing. Sockets are read with `recvmmsg` and
 //! packets to clients leave through one `sendmmsg` per batch, with a plain
@@ -27,20 +30,22 @@ mod worker;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tern_proto::SharedState;
 use tracing::{info, warn};
 
 use crate::control::WorkerPort;
-pub use crate::control::{Command, IoErrorKind, IoErrors, Reload, Snapshot, Totals, Workers};
+pub use crate::control::{
+    Command, IoErrorKind, IoErrors, Reload, Snapshot, StreamClose, StreamCloses, Totals, Workers,
+};
 use crate::relay_ports::RelayTable;
-use crate::worker::Worker;
+use crate::worker::{ListeningSockets, Worker};
 
 /// Socket buffer sizes to ask the kernel for on the listening sockets (it may grant less:
 /// `net.core.rmem_max` and `net.core.wmem_max` cap them). Every client's traffic arrives on
@@ -102,8 +107,12 @@ impl SocketBuffers {
 /// What the server binds and how the core behaves.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// UDP addresses to listen on for STUN/TURN (`listening-ip` × `listening-port`).
+    /// UDP addresses to listen on for STUN/TURN (`listening-ip` × `listening-port`, unless
+    /// `no-udp`).
     pub listen: Vec<SocketAddr>,
+    /// TCP addresses to listen on for STUN/TURN over TCP (the same, unless `no-tcp`). Port 0
+    /// takes the port the UDP listener of the same IP got, if there is one.
+    pub tcp_listen: Vec<SocketAddr>,
     /// The IP relay sockets bind to (`relay-ip`, else the private part of `external-ip`,
     /// else the unspecified address).
     pub relay_bind_ip: IpAddr,
@@ -116,20 +125,29 @@ pub struct ServerConfig {
     pub batched_io: bool,
     /// Socket buffer sizes for the listening sockets (relay sockets keep the kernel's).
     pub buffers: SocketBuffers,
+    /// A TCP connection that holds no allocation and sends nothing for this long is closed
+    /// ([`ServerConfig::DEFAULT_TCP_IDLE`]; no configuration key sets it yet).
+    pub tcp_idle_timeout: Duration,
 }
 
 impl ServerConfig {
-    /// A config with one worker per CPU, batched I/O and the default listening buffers.
+    /// A config with one worker per CPU, batched I/O, the default listening buffers and no
+    /// TCP listener.
     pub fn new(listen: Vec<SocketAddr>, relay_bind_ip: IpAddr, core: tern_proto::Config) -> Self {
         Self {
             listen,
+            tcp_listen: Vec::new(),
             relay_bind_ip,
             core,
             workers: 0,
             batched_io: true,
             buffers: SocketBuffers::default(),
+            tcp_idle_timeout: Self::DEFAULT_TCP_IDLE,
         }
     }
+
+    /// The default [`ServerConfig::tcp_idle_timeout`]: 30 s.
+    pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(30);
 }
 
 /// A running server: its worker threads and what they share.
@@ -139,6 +157,7 @@ pub struct RunningServer {
     threads: Vec<JoinHandle<()>>,
     shared: SharedState,
     listen: Vec<SocketAddr>,
+    tcp_listen: Vec<SocketAddr>,
     workers: Workers,
 }
 
@@ -146,6 +165,11 @@ impl RunningServer {
     /// The addresses actually listened on (with the port filled in when 0 was asked).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen
+    }
+
+    /// The TCP addresses actually listened on.
+    pub fn tcp_listen_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_listen
     }
 
     /// The handle on the workers: metrics, heartbeats, drain and reload.
@@ -180,6 +204,18 @@ fn listener(addr: SocketAddr, buffers: &SocketBuffers, report: bool) -> io::Resu
     Ok(sock)
 }
 
+/// A TCP listening socket of one worker, in the `SO_REUSEPORT` group of `addr`.
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on tcp {addr}: {e}")))?;
+    sock.listen(1024)?;
+    Ok(sock.into())
+}
+
 /// Binds every socket and starts the workers; returns at once.
 pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let workers = match config.workers {
@@ -205,6 +241,32 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
                 .collect::<io::Result<_>>()?,
         );
     }
+    // TCP listens on the port UDP got when port 0 was asked, so both share one port.
+    let tcp_asked: Vec<SocketAddr> = config
+        .tcp_listen
+        .iter()
+        .map(|a| match listen.iter().find(|u| u.ip() == a.ip()) {
+            Some(u) if a.port() == 0 => SocketAddr::new(a.ip(), u.port()),
+            _ => *a,
+        })
+        .collect();
+    let mut tcp_first = Vec::new();
+    for addr in &tcp_asked {
+        tcp_first.push(tcp_listener(*addr)?);
+    }
+    let tcp_listen: Vec<SocketAddr> = tcp_first
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<io::Result<_>>()?;
+    let mut tcp_per_worker = vec![tcp_first];
+    for _ in 1..workers {
+        tcp_per_worker.push(
+            tcp_listen
+                .iter()
+                .map(|a| tcp_listener(*a))
+                .collect::<io::Result<_>>()?,
+        );
+    }
     let range = config.core.relay_port_range.clone();
     let family = tern_proto::Family::of(config.core.relayed_ip);
     let relays = Arc::new(RelayTable::bind(
@@ -215,6 +277,9 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     config.core.relay_ports = relays.ports();
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
+    }
+    for addr in &tcp_listen {
+        info!(listen = %addr, workers, "tern listening (tcp)");
     }
     info!(
         relay_ip = %config.relay_bind_ip,
@@ -235,7 +300,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let snapshots = Arc::new((0..workers).map(|_| Default::default()).collect::<Vec<_>>());
     let mut commands = Vec::with_capacity(workers);
     let mut wakers = Vec::with_capacity(workers);
-    for (id, sockets) in per_worker.into_iter().enumerate() {
+    for (id, (sockets, tcp_sockets)) in per_worker.into_iter().zip(tcp_per_worker).enumerate() {
         let core = tern_proto::Server::with_shared(
             config.core.clone(),
             Instant::now(),
@@ -246,7 +311,11 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         let worker = Worker::new(
             id as u32,
             core,
-            listen.iter().copied().zip(sockets).collect(),
+            ListeningSockets {
+                udp: listen.iter().copied().zip(sockets).collect(),
+                tcp: tcp_listen.iter().copied().zip(tcp_sockets).collect(),
+                tcp_idle: config.tcp_idle_timeout,
+            },
             relays.clone(),
             config.batched_io,
             stop.clone(),
@@ -280,6 +349,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         threads,
         shared,
         listen,
+        tcp_listen,
         workers,
     })
 }

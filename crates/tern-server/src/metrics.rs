@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
 use tern_proto::{DropReason, EndReason, PathCount, RequestResult};
 
-use crate::control::{IoErrorKind, Totals};
+use crate::control::{IoErrorKind, StreamClose, Totals};
 
 /// `Content-Type` of the Prometheus text format (version 0.0.4), served by default.
 pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -133,7 +133,7 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     counter_family(
         &mut r,
         "allocations_ended",
-        "Allocations ended, by reason (expired, deleted by the client, shutdown)",
+        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed)",
         EndReason::ALL
             .into_iter()
             .zip(c.allocations_ended)
@@ -207,6 +207,21 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
             .into_iter()
             .zip(t.io_errors)
             .map(|(kind, n)| (labels(&[("kind", kind.label())]), n)),
+    );
+    counter_family(
+        &mut r,
+        "stream_closes",
+        "TCP connections the workers closed, by reason (a framing error, peer_closed, reset, idle, over_limit)",
+        StreamClose::ALL
+            .into_iter()
+            .zip(t.stream_closes)
+            .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
+    );
+    gauge(
+        &mut r,
+        "connections",
+        "Open TCP connections from clients",
+        t.connections,
     );
     gauge(
         &mut r,
@@ -358,10 +373,14 @@ mod tests {
     fn series_count_is_fixed() {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
-        // 5 gauges + created + 3 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
-        // + 8 drops + 3 I/O errors + draining + 2 reloads + 2 worker gauges.
-        assert_eq!(series, 5 + 1 + 3 + 84 + 1 + 4 + 8 + 8 + 3 + 1 + 2 + 2);
-        assert_eq!(series, 122, "the figure in README.md's Metrics section");
+        // 5 gauges + created + 4 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
+        // + 9 drops + 3 I/O errors + 10 stream closes + connections + draining + 2 reloads
+        // + 2 worker gauges.
+        assert_eq!(
+            series,
+            5 + 1 + 4 + 84 + 1 + 4 + 8 + 9 + 3 + 10 + 1 + 1 + 2 + 2
+        );
+        assert_eq!(series, 135, "the figure in README.md's Metrics section");
     }
 
     #[test]

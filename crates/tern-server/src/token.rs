@@ -13,8 +13,10 @@ pub(crate) enum Token {
     Listener(ListenerId),
     /// The socket of a relayed endpoint.
     Relay(RelayEndpoint),
-    /// A stream connection (TCP or TLS), for the transports to come.
+    /// A stream connection (TCP, later TLS).
     Conn(ConnId),
+    /// A TCP listening socket, by its position in the worker's list.
+    TcpListener(u32),
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -24,6 +26,7 @@ const WAKE: u64 = 1;
 const LISTENER: u64 = 2;
 const RELAY: u64 = 3;
 const CONN: u64 = 4;
+const TCP_LISTENER: u64 = 5;
 
 impl Token {
     /// The `u64` epoll carries.
@@ -33,6 +36,7 @@ impl Token {
             Self::Listener(l) => (LISTENER, u64::from(l.0)),
             Self::Relay(r) => (RELAY, (r.family.index() as u64) << 16 | u64::from(r.port)),
             Self::Conn(c) => (CONN, u64::from(c.0)),
+            Self::TcpListener(i) => (TCP_LISTENER, u64::from(i)),
         };
         kind << KIND_SHIFT | id
     }
@@ -50,6 +54,7 @@ impl Token {
                 port: id as u16,
             }),
             CONN => Self::Conn(ConnId(small?)),
+            TCP_LISTENER => Self::TcpListener(small?),
             _ => return None,
         })
     }
@@ -74,6 +79,8 @@ mod tests {
                 port: u16::MAX,
             }),
             Token::Conn(ConnId(7)),
+            Token::TcpListener(0),
+            Token::TcpListener(3),
         ];
         for t in tokens {
             assert_eq!(Token::decode(t.encode()), Some(t), "{t:?}");

@@ -59,6 +59,8 @@ use Arity::{Flag, OptionalValue, Value};
 pub const IMPLEMENTED: &[Key] = &[
     short(multi(key("listening-ip", Value)), 'L'),
     short(key("listening-port", Value), 'p'),
+    key("no-udp", Flag),
+    key("no-tcp", Flag),
     short(multi(key("relay-ip", Value)), 'E'),
     short(multi(key("external-ip", Value)), 'X'),
     key("min-port", Value),
@@ -138,8 +140,6 @@ pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
     ("redis-statsdb", Value),
     ("secure-stun", Flag),
     ("mobility", Flag),
-    ("no-udp", Flag),
-    ("no-tcp", Flag),
     ("no-tls", Flag),
     ("no-dtls", Flag),
     ("no-udp-relay", Flag),

@@ -145,6 +145,7 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
     // Secrets live in `server.core`; log only what is safe.
     tracing::info!(
         listen = ?server.listen,
+        tcp_listen = ?server.tcp_listen,
         relayed_ip = %server.core.relayed_ip,
         relay_bind_ip = %server.relay_bind_ip,
         relay_ports = ?server.core.relay_port_range,

@@ -186,11 +186,23 @@ pub fn map(
     core.rfc5766_channels = s.rfc5766_channel_numbers;
     core.software = None;
 
-    let listen = listening
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, s.listening_port))
-        .collect();
-    let mut server = ServerConfig::new(listen, relay_bind_ip, core);
+    if s.no_udp && s.no_tcp {
+        anyhow::bail!(
+            "no-udp and no-tcp together leave no listener (TLS is not implemented yet); \
+             drop one of them"
+        );
+    }
+    let addrs = |off: bool| -> Vec<SocketAddr> {
+        if off {
+            return Vec::new();
+        }
+        listening
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, s.listening_port))
+            .collect()
+    };
+    let mut server = ServerConfig::new(addrs(s.no_udp), relay_bind_ip, core);
+    server.tcp_listen = addrs(s.no_tcp);
     server.workers = s.relay_threads as usize;
     server.batched_io = !s.no_batched_io;
     server.buffers = SocketBuffers {

@@ -172,7 +172,10 @@ fn differences(
     let (a, b) = (old_server, new_server);
     let (ac, bc) = (&a.core, &b.core);
     let checks = [
-        ("listening-ip/listening-port", a.listen != b.listen),
+        (
+            "listening-ip/listening-port/no-udp/no-tcp",
+            a.listen != b.listen || a.tcp_listen != b.tcp_listen,
+        ),
         ("relay-ip", a.relay_bind_ip != b.relay_bind_ip),
         (
             "external-ip",
@@ -288,7 +291,10 @@ mod tests {
         )
         .unwrap();
         let ok = r.reload().unwrap();
-        assert_eq!(ok.restart_needed, vec!["listening-ip/listening-port"]);
+        assert_eq!(
+            ok.restart_needed,
+            vec!["listening-ip/listening-port/no-udp/no-tcp"]
+        );
         assert_eq!(ok.reload.secrets, vec![b"third".to_vec()]);
         assert_eq!(r.drain().timeout, Duration::from_secs(9));
         assert_eq!(

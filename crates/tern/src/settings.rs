@@ -121,6 +121,10 @@ pub struct Settings {
     pub no_multicast_peers: bool,
     /// `rfc5766-channel-numbers` (tern's own key): accept channels 0x5000..=0x7FFF.
     pub rfc5766_channel_numbers: bool,
+    /// `no-udp`: no UDP listening sockets.
+    pub no_udp: bool,
+    /// `no-tcp`: no TCP listening sockets (`listening-port` is otherwise UDP and TCP).
+    pub no_tcp: bool,
     /// `relay-threads`: worker threads; 0 means one per CPU.
     pub relay_threads: u32,
     /// `udp-recv-buffer` (tern's own key): SO_RCVBUF of the listening sockets, bytes.
@@ -177,6 +181,8 @@ impl Default for Settings {
             allow_loopback_peers: false,
             no_multicast_peers: false,
             rfc5766_channel_numbers: false,
+            no_udp: false,
+            no_tcp: false,
             relay_threads: 0,
             udp_recv_buffer: None,
             udp_send_buffer: None,
@@ -312,6 +318,8 @@ impl Builder {
             "allow-loopback-peers" => s.allow_loopback_peers = values::flag(raw)?,
             "no-multicast-peers" => s.no_multicast_peers = values::flag(raw)?,
             "rfc5766-channel-numbers" => s.rfc5766_channel_numbers = values::flag(raw)?,
+            "no-udp" => s.no_udp = values::flag(raw)?,
+            "no-tcp" => s.no_tcp = values::flag(raw)?,
             "relay-threads" => s.relay_threads = values::count(value()?)?,
             "udp-recv-buffer" => s.udp_recv_buffer = Some(values::count(value()?)?),
             "udp-send-buffer" => s.udp_send_buffer = Some(values::count(value()?)?),

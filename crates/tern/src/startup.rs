@@ -91,9 +91,14 @@ pub fn banner(mapped: &Mapped, secret: &Secret, now: u64) -> String {
         }
         RelayedIpSource::ExternalIp | RelayedIpSource::RelayIp | RelayedIpSource::ListeningIp => "",
     };
+    let transports = if server.tcp_listen.is_empty() {
+        "UDP"
+    } else {
+        "UDP and TCP"
+    };
     format!(
         "tern: no configuration given; running for local use with a generated secret.\n\
-         listening on {listen} (UDP), relay ports {}-{}, relayed address {relayed}{relayed_note}\n\
+         listening on {listen} ({transports}), relay ports {}-{}, relayed address {relayed}{relayed_note}\n\
          static-auth-secret: {}\n\
          ICE server (credentials valid for 24 h):\n{}\n\
          Keep the secret across restarts with TERN_STATIC_AUTH_SECRET=… or --static-auth-secret …;\n\

@@ -526,3 +526,33 @@ fn secret_file_supplies_the_secrets() {
     assert!(e.starts_with("static-auth-secret-file: cannot read"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn listening_port_is_udp_and_tcp_unless_turned_off() {
+    let map = |text: &str, flags: &[&str]| {
+        let l = load(
+            &format!("static-auth-secret=s\nrelay-ip=10.0.0.4\nlistening-ip=10.0.0.5\nlistening-ip=::1\nlistening-port=3479\n{text}"),
+            &[],
+            flags,
+        )
+        .unwrap();
+        assert!(
+            l.warnings.is_empty(),
+            "implemented keys draw no warning: {:?}",
+            l.warnings
+        );
+        mapping::map(&l.settings, no_detect, false)
+    };
+    let both: Vec<std::net::SocketAddr> = vec![
+        "10.0.0.5:3479".parse().unwrap(),
+        "[::1]:3479".parse().unwrap(),
+    ];
+    let m = map("", &[]).unwrap();
+    assert_eq!((&m.server.listen, &m.server.tcp_listen), (&both, &both));
+    let m = map("no-tcp\n", &[]).unwrap();
+    assert_eq!((&m.server.listen, m.server.tcp_listen.len()), (&both, 0));
+    let m = map("", &["--no-udp"]).unwrap();
+    assert_eq!((m.server.listen.len(), &m.server.tcp_listen), (0, &both));
+    let e = map("no-udp\n", &["--no-tcp"]).unwrap_err().to_string();
+    assert!(e.contains("no-udp") && e.contains("no-tcp"), "{e}");
+}

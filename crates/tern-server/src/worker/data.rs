@@ -128,14 +128,28 @@ impl Worker {
                     meta.len,
                 );
                 if let PeerOutput::Forward { five_tuple, range } = out {
-                    // Streams come with the TCP/TLS listeners; until then every 5-tuple is UDP.
-                    if let Transport::Udp { listener } = five_tuple.transport {
-                        self.forwards.push(Forward {
+                    match five_tuple.transport {
+                        Transport::Udp { listener } => self.forwards.push(Forward {
                             slot,
                             range,
                             client: five_tuple.client,
                             listener,
-                        });
+                        }),
+                        Transport::Stream { conn } => {
+                            let frame = &mut self.peer_bufs.slot_mut(slot)[range.start..];
+                            // ChannelData on a stream is padded to 4 bytes (RFC 8656 §12.5),
+                            // in the tailroom; a Data indication already is.
+                            let len = if frame[0] & 0xC0 == 0x40 {
+                                let payload = range.len() - tern_wire::CHANNEL_DATA_HEADER_LEN;
+                                tern_wire::stream::pad_channel_data(frame, payload)
+                            } else {
+                                range.len()
+                            };
+                            if !self.conns.queue(conn, &[&frame[..len]]) {
+                                self.conns.backlog_drops += 1;
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -167,6 +181,7 @@ impl Worker {
     /// Sends every queued peer datagram to its client.
     pub(super) fn flush_forwards(&mut self) {
         if self.forwards.is_empty() {
+            // Stream clients' data waits in their connections' queues (flush_conns).
             self.peer_used = 0;
             return;
         }

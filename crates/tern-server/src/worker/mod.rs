@@ -1,24 +1,27 @@
-//! One worker: an epoll loop around one core, its share of the listening sockets, the relay
+//! One worker: an epoll loop around one core, its share of the UDP and TCP listening sockets
+//! and the TCP connections accepted on them, the relay
 //! sockets of the allocations its core owns, and an eventfd that wakes it for commands.
 //!
 //! Each epoll event carries a typed [`Token`]. A datagram's 5-tuple names its listener, so
 //! answers and forwarded peer data leave from the right socket without a search.
 
+mod conn;
 mod data;
 mod outputs;
+mod stream;
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tern_proto::{ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
+use tern_proto::{ConnId, ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
 use tracing::debug;
 
-use crate::control::{Command, IoErrorKind, IoErrors, WorkerPort, PUBLISH_EVERY};
+use crate::control::{Command, IoErrorKind, IoErrors, StreamCloses, WorkerPort, PUBLISH_EVERY};
 use crate::relay_ports::RelayTable;
 use crate::token::Token;
 use tern_sys::{Epoll, Gso, Interest, Ready, RecvRing, SendReport};
@@ -29,6 +32,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_BATCH: usize = 32;
 /// Peer datagrams buffered (and framed in place) before one sendmmsg to clients.
 const PEER_RING: usize = 64;
+/// How often connections are checked for the idle timeout (more often when it is shorter).
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// Most datagrams read from one socket before the loop turns to the others.
 const FAIR_SHARE: usize = 128;
 
@@ -54,6 +59,18 @@ pub struct Worker {
     id: u32,
     core: Server,
     listeners: Vec<Listener>,
+    /// This worker's TCP listening sockets (its own `SO_REUSEPORT` members).
+    tcp_listeners: Vec<(SocketAddr, TcpListener)>,
+    /// Its stream connections.
+    conns: conn::Conns,
+    /// Scratch list of connections to flush.
+    dirty: Vec<ConnId>,
+    /// Stream connections closed, by reason.
+    stream_closes: StreamCloses,
+    /// When idle connections were last looked for.
+    swept: Instant,
+    /// How long a connection without an allocation may stay silent.
+    tcp_idle: Duration,
     relays: Arc<RelayTable>,
     epoll: Epoll,
     batched: bool,
@@ -82,12 +99,17 @@ impl Worker {
     pub fn new(
         id: u32,
         core: Server,
-        listeners: Vec<(SocketAddr, UdpSocket)>,
+        sockets: ListeningSockets,
         relays: Arc<RelayTable>,
         batched: bool,
         stop: Arc<AtomicBool>,
         port: WorkerPort,
     ) -> io::Result<Self> {
+        let ListeningSockets {
+            udp: listeners,
+            tcp: tcp_listeners,
+            tcp_idle,
+        } = sockets;
         let epoll = Epoll::new()?;
         epoll.add(&*port.waker, Token::Wake.encode(), Interest::READABLE)?;
         for (i, (_, s)) in listeners.iter().enumerate() {
@@ -101,6 +123,9 @@ impl Worker {
                 tern_sys::enable_gro(s.as_fd());
             }
         }
+        for (i, (_, l)) in tcp_listeners.iter().enumerate() {
+            epoll.add(l, Token::TcpListener(i as u32).encode(), Interest::READABLE)?;
+        }
         let listeners = listeners
             .into_iter()
             .map(|(addr, socket)| Listener {
@@ -113,6 +138,12 @@ impl Worker {
             id,
             core,
             listeners,
+            tcp_listeners,
+            conns: conn::Conns::default(),
+            dirty: Vec::new(),
+            stream_closes: StreamCloses::default(),
+            swept: Instant::now(),
+            tcp_idle,
             relays,
             epoll,
             batched,
@@ -161,8 +192,11 @@ impl Worker {
             }
             self.flush_forwards();
             for r in &ready {
-                if let Some(Token::Listener(listener)) = Token::decode(r.token()) {
-                    self.drain_listener(listener, now);
+                match Token::decode(r.token()) {
+                    Some(Token::Listener(listener)) => self.drain_listener(listener, now),
+                    Some(Token::Conn(id)) => self.conn_ready(id, *r, now),
+                    Some(Token::TcpListener(i)) => self.accept(i, now),
+                    _ => {}
                 }
             }
             self.ready = ready;
@@ -170,6 +204,11 @@ impl Worker {
                 self.core.handle_timeout(now);
                 self.act_on_outputs(None);
             }
+            if now.saturating_duration_since(self.swept) >= IDLE_SWEEP.min(self.tcp_idle) {
+                self.swept = now;
+                self.close_idle(now);
+            }
+            self.flush_conns(now);
             if self
                 .published
                 .is_none_or(|at| now.duration_since(at) >= PUBLISH_EVERY)
@@ -179,6 +218,8 @@ impl Worker {
         }
         self.core.shutdown(Instant::now());
         self.act_on_outputs(None);
+        self.flush_conns(Instant::now());
+        self.close_all(Instant::now());
         self.publish(Instant::now());
         debug!(worker = self.id, "worker stopped");
     }
@@ -190,6 +231,8 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner());
         s.counters.clone_from(self.core.counters());
         s.io_errors = self.io_errors;
+        s.stream_closes = self.stream_closes;
+        s.connections = self.conns.len();
         s.stats = self.core.stats_local();
         s.at = Some(now);
         self.published = Some(now);
@@ -221,6 +264,18 @@ fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, report: SendReport
         io_errors[kind.index()] += report.refused;
         debug!(error = %e, datagrams = report.refused, "{}", kind.label());
     }
+}
+
+/// A worker's listening sockets, each with its address: its members of the `SO_REUSEPORT`
+/// groups.
+#[derive(Debug)]
+pub struct ListeningSockets {
+    /// UDP.
+    pub udp: Vec<(SocketAddr, UdpSocket)>,
+    /// TCP.
+    pub tcp: Vec<(SocketAddr, TcpListener)>,
+    /// How long a TCP connection without an allocation may stay silent before it is closed.
+    pub tcp_idle: Duration,
 }
 
 /// A listening socket, its address and its GSO state.

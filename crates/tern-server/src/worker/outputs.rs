@@ -23,8 +23,19 @@ impl Worker {
                 Output::Transmit(t) => {
                     let (fd, to, kind) = match t.destination {
                         Destination::Client(five_tuple) => {
-                            let Transport::Udp { listener } = five_tuple.transport else {
-                                continue; // No stream connections yet.
+                            let listener = match five_tuple.transport {
+                                Transport::Udp { listener } => listener,
+                                Transport::Stream { conn } => {
+                                    if let Some(request) = request {
+                                        log_error_reply(request, t.contents, five_tuple.client);
+                                    }
+                                    // Written at the end of the loop's turn (flush_conns).
+                                    if !self.conns.queue(conn, &[t.contents]) {
+                                        self.conns.backlog_drops += 1;
+                                    }
+                                    continue;
+                                }
+                                _ => continue,
                             };
                             let Some(l) = self.listeners.get(listener.index()) else {
                                 continue;
@@ -55,8 +66,26 @@ impl Worker {
                 Output::Release { .. } => {}
                 // For a kernel fast path (XDP), which this server does not have yet.
                 Output::ChannelBound(_) | Output::ChannelUnbound(_) => {}
-                Output::Event(event) => self.log_event(event),
+                Output::Event(event) => {
+                    self.note_allocation(&event);
+                    self.log_event(event);
+                }
                 _ => {}
+            }
+        }
+    }
+
+    /// Marks a stream connection as holding an allocation or not (one without is closed
+    /// when idle).
+    fn note_allocation(&mut self, event: &Event) {
+        let (five_tuple, allocated) = match event {
+            Event::AllocationCreated { five_tuple, .. } => (five_tuple, true),
+            Event::AllocationEnded { five_tuple, .. } => (five_tuple, false),
+            _ => return,
+        };
+        if let Transport::Stream { conn } = five_tuple.transport {
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.allocated = allocated;
             }
         }
     }

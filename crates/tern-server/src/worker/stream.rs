@@ -1,0 +1,266 @@
+//! A worker's TCP side: accepting on its own `SO_REUSEPORT` listening sockets, reading and
+//! framing each connection's stream (`tern_wire::stream`), handing every whole message to
+//! the core with the connection's 5-tuple, writing answers and relayed data through each
+//! connection's bounded queue, and closing connections (which ends their allocations).
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use tern_proto::{ClientOutput, ConnId, DropReason, FiveTuple, Transport};
+use tern_sys::{send_to, Interest, Ready};
+use tern_wire::stream::{self, Framing, MAX_FRAME_LEN};
+use tracing::debug;
+
+use super::conn::MAX_CONNS;
+use super::{wall_now, Worker};
+use crate::control::{IoErrorKind, StreamClose};
+use crate::token::Token;
+
+/// Connections accepted from one listening socket per turn of the loop.
+const ACCEPTS_PER_TURN: usize = 64;
+/// Reads from one connection per turn of the loop.
+const READS_PER_TURN: usize = 16;
+
+const READ_INTEREST: Interest = Interest::READABLE;
+
+fn interest(writes: bool) -> Interest {
+    if writes {
+        READ_INTEREST | Interest::READ_CLOSED | Interest::WRITABLE
+    } else {
+        READ_INTEREST | Interest::READ_CLOSED
+    }
+}
+
+impl Worker {
+    /// Accepts the connections waiting on TCP listening socket `index`.
+    pub(super) fn accept(&mut self, index: u32, now: Instant) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some((_, listener)) = self.tcp_listeners.get(index as usize) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, client)) => self.open_conn(stream, client, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // A connection that reset before it was accepted, or no descriptors left.
+                    self.io_errors[IoErrorKind::Receive.index()] += 1;
+                    debug!(error = %e, "accept");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn open_conn(&mut self, stream: TcpStream, client: SocketAddr, now: Instant) {
+        if self.conns.len() >= MAX_CONNS {
+            self.stream_closes[StreamClose::OverLimit.index()] += 1;
+            return; // Dropping the stream closes it.
+        }
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                debug!(error = %e, "local address of an accepted connection");
+                return;
+            }
+        };
+        if let Err(e) = stream.set_nonblocking(true) {
+            debug!(error = %e, "nonblocking accepted connection");
+            return;
+        }
+        // Small messages (answers, relayed media) go out at once.
+        let _ = stream.set_nodelay(true);
+        let five = |id| FiveTuple {
+            transport: Transport::Stream { conn: id },
+            client,
+            server: local,
+        };
+        let Some((id, conn)) = self.conns.insert(stream, five, now) else {
+            self.stream_closes[StreamClose::OverLimit.index()] += 1;
+            return;
+        };
+        let token = Token::Conn(id).encode();
+        if let Err(e) = self.epoll.add(conn.stream.as_fd(), token, interest(false)) {
+            debug!(error = %e, "watch connection");
+            self.conns.remove(id);
+        }
+    }
+
+    /// Acts on an epoll event of connection `id`.
+    pub(super) fn conn_ready(&mut self, id: ConnId, ready: Ready, now: Instant) {
+        if ready.is_writable() {
+            self.flush_conn(id, now);
+        }
+        if ready.is_readable() || ready.is_read_closed() || ready.is_error() {
+            if let Err(reason) = self.read_conn(id, now) {
+                self.close_conn(id, Some(reason), now);
+            }
+        }
+    }
+
+    /// Reads what connection `id` sent and hands each whole message to the core.
+    fn read_conn(&mut self, id: ConnId, now: Instant) -> Result<(), StreamClose> {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(id) else {
+                return Ok(());
+            };
+            match conn.read() {
+                Ok(0) => {
+                    self.handle_frames(id, now)?;
+                    return Err(StreamClose::PeerClosed);
+                }
+                Ok(_) => {
+                    conn.last_read = now;
+                    self.handle_frames(id, now)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(error = %e, "read from connection");
+                    return Err(StreamClose::Reset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames the bytes buffered for connection `id`: every whole message goes to the core,
+    /// the rest of a message stays at the front of the buffer for the next read.
+    fn handle_frames(&mut self, id: ConnId, now: Instant) -> Result<(), StreamClose> {
+        let framing = Framing {
+            max_frame_len: MAX_FRAME_LEN,
+            rfc5766_channels: self.core.config().rfc5766_channels,
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Ok(());
+        };
+        let (five, filled) = (conn.five, conn.filled);
+        // The buffer leaves the connection while its messages are handled (the answers are
+        // queued on the same connection).
+        let mut buf = std::mem::take(&mut conn.buf);
+        let wall = wall_now();
+        let mut frames = stream::frames(&buf[..filled], framing);
+        let mut result = Ok(());
+        for frame in &mut frames {
+            match frame {
+                Ok((_, message)) => self.handle_stream_message(five, message, now, wall),
+                Err(e) => {
+                    result = Err(StreamClose::framing(e));
+                    break;
+                }
+            }
+        }
+        let consumed = frames.consumed();
+        buf.copy_within(consumed..filled, 0);
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.buf = buf;
+            conn.filled = filled - consumed;
+        }
+        result
+    }
+
+    /// One message from a stream client: its payload out of the relay socket at once, or its
+    /// answer queued.
+    fn handle_stream_message(&mut self, five: FiveTuple, message: &[u8], now: Instant, wall: u64) {
+        match self.core.handle_client_datagram(now, wall, five, message) {
+            ClientOutput::Relay {
+                relayed,
+                peer,
+                payload,
+            } => {
+                let Some((sock, _)) = self.relays.socket(relayed) else {
+                    return;
+                };
+                if let Err(e) = send_to(sock.as_fd(), &message[payload], peer) {
+                    self.io_errors[IoErrorKind::SendToPeer.index()] += 1;
+                    debug!(error = %e, to = %peer, "send to peer");
+                }
+            }
+            ClientOutput::Reply => {
+                let request = tracing::enabled!(tracing::Level::DEBUG).then(|| message.to_vec());
+                self.act_on_outputs(request.as_deref());
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes every connection that has bytes queued; watches the ones left with bytes for
+    /// room to write.
+    pub(super) fn flush_conns(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        self.conns.take_dirty(&mut dirty);
+        for &id in &dirty {
+            self.flush_conn(id, now);
+        }
+        self.dirty = dirty;
+        if self.conns.backlog_drops > 0 {
+            let n = std::mem::take(&mut self.conns.backlog_drops);
+            self.core.count_drops(DropReason::ClientBacklog, n);
+        }
+    }
+
+    /// Writes connection `id`'s queue, and watches it for room to write while bytes wait.
+    fn flush_conn(&mut self, id: ConnId, now: Instant) {
+        let pending = match self.conns.flush(id) {
+            None => return,
+            Some(Ok(pending)) => pending,
+            Some(Err(e)) => {
+                debug!(error = %e, "write to connection");
+                self.close_conn(id, Some(StreamClose::Reset), now);
+                return;
+            }
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let watch = pending > 0;
+        if watch != conn.watching_writes {
+            conn.watching_writes = watch;
+            let token = Token::Conn(id).encode();
+            if let Err(e) = self
+                .epoll
+                .modify(conn.stream.as_fd(), token, interest(watch))
+            {
+                debug!(error = %e, "watch connection for writes");
+            }
+        }
+    }
+
+    /// Closes connection `id` (counted under `reason`, if any) and ends its allocation.
+    pub(super) fn close_conn(&mut self, id: ConnId, reason: Option<StreamClose>, now: Instant) {
+        let Some(conn) = self.conns.remove(id) else {
+            return;
+        };
+        let _ = self.epoll.delete(conn.stream.as_fd());
+        if let Some(reason) = reason {
+            self.stream_closes[reason.index()] += 1;
+            debug!(client = %conn.five.client, reason = reason.label(), "connection closed");
+        }
+        self.core.handle_connection_closed(now, conn.five);
+        self.act_on_outputs(None);
+    }
+
+    /// Closes the connections that hold no allocation and sent nothing for the idle timeout
+    /// ([`crate::ServerConfig::tcp_idle_timeout`]).
+    pub(super) fn close_idle(&mut self, now: Instant) {
+        let ids: Vec<ConnId> = self.conns.ids().collect();
+        let limit = self.tcp_idle;
+        for id in ids {
+            let idle = self.conns.get_mut(id).is_some_and(|c| {
+                !c.allocated && now.saturating_duration_since(c.last_read) >= limit
+            });
+            if idle {
+                self.close_conn(id, Some(StreamClose::Idle), now);
+            }
+        }
+    }
+
+    /// Closes every connection (the worker is stopping); their allocations already ended.
+    pub(super) fn close_all(&mut self, now: Instant) {
+        for id in self.conns.ids().collect::<Vec<_>>() {
+            self.close_conn(id, None, now);
+        }
+    }
+}
