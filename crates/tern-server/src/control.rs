@@ -82,8 +82,31 @@ tern_proto::label_enum! {
         Idle => "idle",
         /// Accepted beyond the worker's connection limit, and closed at once.
         OverLimit => "over_limit",
+        /// TLS failed: a handshake that failed or timed out
+        /// ([`TlsFailure`] says why), or a bad record later.
+        Tls => "tls",
     }
 }
+
+tern_proto::label_enum! {
+    /// Why a TLS handshake failed; the `reason` label of
+    /// `tern_tls_handshake_failures_total`.
+    pub enum TlsFailure {
+        /// Not finished within the handshake timeout (10 s).
+        Timeout => "timeout",
+        /// A malformed or unexpected message, or nothing in common (versions, suites).
+        Protocol => "protocol",
+        /// A certificate was refused.
+        BadCertificate => "bad_certificate",
+        /// The client sent an alert (it refused the server's certificate, say).
+        Alert => "alert",
+        /// Anything else.
+        Other => "other",
+    }
+}
+
+/// TLS handshake failures by [`TlsFailure::index`].
+pub type TlsFailures = [u64; TlsFailure::ALL.len()];
 
 impl StreamClose {
     /// The close a framing error causes.
@@ -107,6 +130,8 @@ pub struct Snapshot {
     pub io_errors: IoErrors,
     /// Its stream connections closed, by reason.
     pub stream_closes: StreamCloses,
+    /// Its failed TLS handshakes, by reason.
+    pub tls_failures: TlsFailures,
     /// Its open stream connections.
     pub connections: usize,
     /// Its core's gauges (allocations, permissions, channels; pool figures are global).
@@ -137,6 +162,8 @@ pub struct Totals {
     pub io_errors: IoErrors,
     /// Summed stream connection closes.
     pub stream_closes: StreamCloses,
+    /// Summed TLS handshake failures.
+    pub tls_failures: TlsFailures,
     /// Open stream connections over all workers.
     pub connections: usize,
     /// Live allocations over all workers.
@@ -162,6 +189,9 @@ impl Workers {
                 *a += b;
             }
             for (a, b) in t.stream_closes.iter_mut().zip(s.stream_closes) {
+                *a += b;
+            }
+            for (a, b) in t.tls_failures.iter_mut().zip(s.tls_failures) {
                 *a += b;
             }
             t.connections += s.connections;

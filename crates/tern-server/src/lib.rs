@@ -42,7 +42,8 @@ use tracing::{info, warn};
 
 use crate::control::WorkerPort;
 pub use crate::control::{
-    Command, IoErrorKind, IoErrors, Reload, Snapshot, StreamClose, StreamCloses, Totals, Workers,
+    Command, IoErrorKind, IoErrors, Reload, Snapshot, StreamClose, StreamCloses, TlsFailure,
+    TlsFailures, Totals, Workers,
 };
 use crate::relay_ports::RelayTable;
 use crate::worker::{ListeningSockets, Worker};
@@ -128,6 +129,9 @@ pub struct ServerConfig {
     /// A TCP connection that holds no allocation and sends nothing for this long is closed
     /// ([`ServerConfig::DEFAULT_TCP_IDLE`]; no configuration key sets it yet).
     pub tcp_idle_timeout: Duration,
+    /// The certificates, when TLS is on: every TCP listening socket then takes TLS too (a
+    /// connection whose first byte is 0x16, a TLS handshake record) beside plain TURN.
+    pub tls: Option<Arc<tls::CertStore>>,
 }
 
 impl ServerConfig {
@@ -143,6 +147,7 @@ impl ServerConfig {
             batched_io: true,
             buffers: SocketBuffers::default(),
             tcp_idle_timeout: Self::DEFAULT_TCP_IDLE,
+            tls: None,
         }
     }
 
@@ -315,6 +320,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
                 udp: listen.iter().copied().zip(sockets).collect(),
                 tcp: tcp_listen.iter().copied().zip(tcp_sockets).collect(),
                 tcp_idle: config.tcp_idle_timeout,
+                tls: config.tls.clone(),
             },
             relays.clone(),
             config.batched_io,

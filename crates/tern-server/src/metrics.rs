@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
 use tern_proto::{DropReason, EndReason, PathCount, RequestResult};
 
-use crate::control::{IoErrorKind, StreamClose, Totals};
+use crate::control::{IoErrorKind, StreamClose, TlsFailure, Totals};
 
 /// `Content-Type` of the Prometheus text format (version 0.0.4), served by default.
 pub const PROMETHEUS_CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -211,10 +211,19 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     counter_family(
         &mut r,
         "stream_closes",
-        "TCP connections the workers closed, by reason (a framing error, peer_closed, reset, idle, over_limit)",
+        "TCP connections the workers closed, by reason (a framing error, peer_closed, reset, idle, over_limit, tls)",
         StreamClose::ALL
             .into_iter()
             .zip(t.stream_closes)
+            .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
+    );
+    counter_family(
+        &mut r,
+        "tls_handshake_failures",
+        "TLS handshakes that failed, by reason (timeout, protocol, bad_certificate, alert, other)",
+        TlsFailure::ALL
+            .into_iter()
+            .zip(t.tls_failures)
             .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
     gauge(
@@ -374,13 +383,13 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 5 gauges + created + 4 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
-        // + 9 drops + 3 I/O errors + 10 stream closes + connections + draining + 2 reloads
-        // + 2 worker gauges.
+        // + 9 drops + 3 I/O errors + 11 stream closes + 5 TLS handshake failures
+        // + connections + draining + 2 reloads + 2 worker gauges.
         assert_eq!(
             series,
-            5 + 1 + 4 + 84 + 1 + 4 + 8 + 9 + 3 + 10 + 1 + 1 + 2 + 2
+            5 + 1 + 4 + 84 + 1 + 4 + 8 + 9 + 3 + 11 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 135, "the figure in README.md's Metrics section");
+        assert_eq!(series, 141, "the figure in README.md's Metrics section");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::bail;
 use tern_proto::peer_filter::{not_publicly_routable, PeerFilterConfig};
 use tern_proto::Config;
+use tern_server::tls::{CertStore, TlsSettings};
 use tern_server::{ServerConfig, SocketBuffers};
 
 use crate::settings::Settings;
@@ -186,10 +187,14 @@ pub fn map(
     core.rfc5766_channels = s.rfc5766_channel_numbers;
     core.software = None;
 
-    if s.no_udp && s.no_tcp {
+    let tls = tls_store(s)?;
+    if let Some(store) = &tls {
+        warnings.extend(store.current().warnings().iter().cloned());
+    }
+    if s.no_udp && s.no_tcp && tls.is_none() {
         anyhow::bail!(
-            "no-udp and no-tcp together leave no listener (TLS is not implemented yet); \
-             drop one of them"
+            "no-udp and no-tcp together leave no listener (and TLS is off: it needs cert and \
+             pkey); drop one of them"
         );
     }
     let addrs = |off: bool| -> Vec<SocketAddr> {
@@ -203,6 +208,16 @@ pub fn map(
     };
     let mut server = ServerConfig::new(addrs(s.no_udp), relay_bind_ip, core);
     server.tcp_listen = addrs(s.no_tcp);
+    if tls.is_some() {
+        // Every TCP port tells TLS from plain TURN by the first byte; the TLS port is one more.
+        for ip in &listening {
+            let addr = SocketAddr::new(*ip, s.tls_listening_port);
+            if !server.tcp_listen.contains(&addr) {
+                server.tcp_listen.push(addr);
+            }
+        }
+    }
+    server.tls = tls;
     server.workers = s.relay_threads as usize;
     server.batched_io = !s.no_batched_io;
     server.buffers = SocketBuffers {
@@ -234,4 +249,31 @@ pub fn detect_local_ip(family: IpAddr) -> Option<IpAddr> {
     socket.connect(target).ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// The certificates when TLS is on (`cert` and `pkey` both set, no `no-tls`); an error names
+/// the key and the file.
+fn tls_store(s: &Settings) -> anyhow::Result<Option<std::sync::Arc<CertStore>>> {
+    let (Some(cert), Some(key)) = (&s.cert, &s.pkey) else {
+        return Ok(None);
+    };
+    if s.no_tls {
+        return Ok(None);
+    }
+    let mut settings = TlsSettings::new(cert, key);
+    settings.sni = s.tls_sni_certs.clone();
+    settings.cipher_list = s.cipher_list.clone().filter(|c| !c.trim().is_empty());
+    settings.tls13_only = s.no_tlsv1_2;
+    settings.ec_curve_name = s.ec_curve_name.clone();
+    settings.pkey_pwd = s.pkey_pwd;
+    let store = CertStore::load(settings).map_err(|e| {
+        let key = match e.path() {
+            Some(p) if p == cert.as_path() => "cert",
+            Some(p) if p == key.as_path() => "pkey",
+            Some(_) => "tls-sni-cert",
+            None => "cipher-list/ec-curve-name/no-tlsv1_2",
+        };
+        anyhow::anyhow!("{key}: {e}")
+    })?;
+    Ok(Some(std::sync::Arc::new(store)))
 }

@@ -152,6 +152,24 @@ pub struct Settings {
     pub drain_timeout: u64,
     /// `alternate-server`: the first one is named in 300 Try Alternate while draining.
     pub alternate_servers: Vec<SocketAddr>,
+    /// `cert`: the TLS certificate chain (TLS is on when `cert` and `pkey` are both set).
+    pub cert: Option<PathBuf>,
+    /// `pkey`: the TLS private key.
+    pub pkey: Option<PathBuf>,
+    /// Whether `pkey-pwd` was given (tern reads no encrypted key: an error at start).
+    pub pkey_pwd: bool,
+    /// `tls-listening-port` (5349): TLS (and plain TURN) on every listening IP.
+    pub tls_listening_port: u16,
+    /// `no-tls`: no TLS even with `cert` and `pkey`.
+    pub no_tls: bool,
+    /// `cipher-list`: an OpenSSL cipher string.
+    pub cipher_list: Option<String>,
+    /// `ec-curve-name`: the one ECDHE group.
+    pub ec_curve_name: Option<String>,
+    /// `no-tlsv1_2`: TLS 1.3 only.
+    pub no_tlsv1_2: bool,
+    /// `tls-sni-cert` (tern's own key, repeatable): `NAME:CERT:KEY`.
+    pub tls_sni_certs: Vec<tern_server::tls::SniCert>,
 }
 
 impl Default for Settings {
@@ -194,6 +212,15 @@ impl Default for Settings {
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             alternate_servers: Vec::new(),
+            cert: None,
+            pkey: None,
+            pkey_pwd: false,
+            tls_listening_port: 5349,
+            no_tls: false,
+            cipher_list: None,
+            ec_curve_name: None,
+            no_tlsv1_2: false,
+            tls_sni_certs: Vec::new(),
         }
     }
 }
@@ -350,6 +377,24 @@ impl Builder {
             "no-cli" => {
                 values::flag(raw)?; // tern has no telnet CLI; nothing to turn off
             }
+            "cert" => s.cert = Some(non_empty(value()?)?.into()),
+            "pkey" => s.pkey = Some(non_empty(value()?)?.into()),
+            "pkey-pwd" => s.pkey_pwd = true,
+            "tls-listening-port" => s.tls_listening_port = values::port(value()?)?,
+            "no-tls" => s.no_tls = values::flag(raw)?,
+            "cipher-list" => s.cipher_list = Some(value()?.to_owned()),
+            "ec-curve-name" => s.ec_curve_name = Some(non_empty(value()?)?.to_owned()),
+            "no-tlsv1_2" => s.no_tlsv1_2 = values::flag(raw)?,
+            "no-tlsv1" | "no-tlsv1_1" => {
+                values::flag(raw)?; // rustls has neither TLS 1.0 nor 1.1
+            }
+            "dh566" | "dh1066" | "dh-file" => {
+                let warning = tern_server::tls::no_dhe_warning(k.name);
+                self.warnings.push(format!("{}: {warning}", e.origin));
+            }
+            "tls-sni-cert" => s
+                .tls_sni_certs
+                .push(value()?.parse().map_err(|e| format!("{e}"))?),
             "verbose" | "Verbose" => {
                 let level = if k.name == "verbose" {
                     Verbosity::Verbose

@@ -62,23 +62,21 @@ fn k8s_fixture_loads_with_only_warnings() {
     assert_eq!(s.admin_listen, Some("0.0.0.0:9641".parse().unwrap()));
 
     let ignored = [
-        "tls-listening-port",
         "server-name",
-        "no-tlsv1",
-        "no-tlsv1_1",
         "no-tcp-relay",
         "mobility",
         "secure-stun",
-        "cert",
-        "pkey",
-        "cipher-list",
-        "dh-file",
         "no-stdout-log",
         "simple-log",
         "pidfile",
     ];
     let warnings = &plan.loaded.warnings;
-    assert_eq!(warnings.len(), ignored.len(), "{warnings:#?}");
+    assert_eq!(warnings.len(), ignored.len() + 1, "{warnings:#?}");
+    let dh = warnings.iter().find(|w| w.contains("`dh-file`")).unwrap();
+    assert!(
+        dh.ends_with("coturn-k8s.conf:39: `dh-file` is ignored: tern's TLS has no finite-field DHE suites, only ECDHE (ec-curve-name chooses its group)"),
+        "{dh}"
+    );
     for key in ignored {
         let hits: Vec<_> = warnings
             .iter()
@@ -91,13 +89,17 @@ fn k8s_fixture_loads_with_only_warnings() {
             hits[0]
         );
     }
-    let cert = warnings.iter().find(|w| w.contains("`cert`")).unwrap();
+    assert_eq!(s.cert, Some("/etc/coturn/tls/tls.crt".into()));
+    assert_eq!(s.tls_listening_port, 5349);
+    // The certificate is not on this machine: the error names the key and the file.
+    let e = mapping::map(s, no_detect, false).unwrap_err().to_string();
     assert!(
-        cert.ends_with("coturn-k8s.conf:36: `cert` is not implemented by tern; ignored"),
-        "{cert}"
+        e.starts_with("cert: ") && e.contains("/etc/coturn/tls/tls.crt"),
+        "{e}"
     );
-
-    let m = mapping::map(s, no_detect, false).unwrap();
+    let mut s = s.clone();
+    s.no_tls = true;
+    let m = mapping::map(&s, no_detect, false).unwrap();
     assert_eq!(
         m.server.listen,
         vec!["10.42.0.17:3478".parse::<SocketAddr>().unwrap()]
@@ -119,13 +121,12 @@ fn k8s_fixture_loads_with_only_warnings() {
 
 #[test]
 fn one_warning_per_unimplemented_or_unknown_key_with_its_line() {
-    let text = "static-auth-secret=s\n\n# c\ncert=/a.pem\nno-tlsv1\nfrobnicate=3\n";
+    let text = "static-auth-secret=s\n\n# c\nsecure-stun\nno-tlsv1\nfrobnicate=3\n";
     let l = load(text, &[], &[]).unwrap();
     assert_eq!(
         l.warnings,
         [
-            "turnserver.conf:4: `cert` is not implemented by tern; ignored",
-            "turnserver.conf:5: `no-tlsv1` is not implemented by tern; ignored",
+            "turnserver.conf:4: `secure-stun` is not implemented by tern; ignored",
             "turnserver.conf:6: `frobnicate` is not a coturn key tern knows; ignored",
         ]
     );
@@ -248,15 +249,15 @@ fn env_and_flag_errors_name_their_source() {
     );
     let e = load("", &[], &["-p", "x"]).unwrap_err().to_string();
     assert!(e.starts_with("flag -p: listening-port: "), "{e}");
-    let w = load("", &[("TERN_CERT", "/c.pem")], &["--no-tls"])
+    let w = load("", &[("TERN_CERT", "/c.pem")], &["--dh566"])
         .unwrap()
         .warnings;
     assert_eq!(
         w,
-        [
-            "environment variable TERN_CERT: `cert` is not implemented by tern; ignored",
-            "flag --no-tls: `no-tls` is not implemented by tern; ignored",
-        ]
+        [format!(
+            "flag --dh566: {}",
+            tern_server::tls::no_dhe_warning("dh566")
+        )]
     );
 }
 

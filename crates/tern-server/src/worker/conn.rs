@@ -2,9 +2,14 @@
 //! buffer and bounded write queue, in a slab whose ids carry a generation so a stale epoll
 //! event or output never reaches the connection that reused a slot.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::tls::CertStore;
+
+use super::tls::Mode;
 
 use tern_proto::{ConnId, FiveTuple};
 use tern_wire::stream::MAX_FRAME_LEN;
@@ -45,10 +50,14 @@ pub(super) struct Conn {
     pub allocated: bool,
     /// Whether it is on the list of connections to flush.
     dirty: bool,
+    /// Plain or TLS (and the TLS state).
+    pub tls: Mode,
+    /// When it was accepted (the TLS handshake timeout counts from here).
+    pub opened: Instant,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, five: FiveTuple, now: Instant) -> Self {
+    fn new(stream: TcpStream, five: FiveTuple, tls: Option<Arc<CertStore>>, now: Instant) -> Self {
         Self {
             stream,
             five,
@@ -60,27 +69,45 @@ impl Conn {
             last_read: now,
             allocated: false,
             dirty: false,
+            tls: Mode::new(tls),
+            opened: now,
         }
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written (TLS records waiting count as one).
     pub fn pending(&self) -> usize {
+        self.out.len() - self.sent + usize::from(self.tls.wants_write())
+    }
+
+    /// Plaintext bytes queued and not yet handed to the socket (or to TLS).
+    fn queued(&self) -> usize {
         self.out.len() - self.sent
     }
 
-    /// Reads once into the free part of the read buffer, growing a full buffer first.
+    /// Reads once into the free part of the read buffer, growing a full buffer first. For
+    /// TLS the count is of bytes taken from the socket ([`Mode::read`]).
     pub fn read(&mut self) -> io::Result<usize> {
         if self.filled == self.buf.len() && self.buf.len() < READ_BUF {
             let grown = (self.buf.len() * 4).min(READ_BUF);
             self.buf.resize(grown, 0);
         }
-        let n = self.stream.read(&mut self.buf[self.filled..])?;
-        self.filled += n;
-        Ok(n)
+        self.tls
+            .read(&mut self.stream, &mut self.buf, &mut self.filled)
     }
 
     /// Writes what is queued until it is all out or the socket is full.
     fn flush(&mut self) -> io::Result<()> {
+        if let Mode::Tls(c) = &mut self.tls {
+            Mode::flush_tls(
+                c,
+                &mut self.stream,
+                &self.out,
+                &mut self.sent,
+                WRITES_PER_FLUSH,
+            )?;
+            self.compact();
+            return Ok(());
+        }
         for _ in 0..WRITES_PER_FLUSH {
             if self.sent == self.out.len() {
                 break;
@@ -93,6 +120,12 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
+        self.compact();
+        Ok(())
+    }
+
+    /// Drops the written part of the queue once it is all out or half of it.
+    fn compact(&mut self) {
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
@@ -100,7 +133,6 @@ impl Conn {
             self.out.drain(..self.sent);
             self.sent = 0;
         }
-        Ok(())
     }
 }
 
@@ -139,6 +171,7 @@ impl Conns {
         &mut self,
         stream: TcpStream,
         five: impl FnOnce(ConnId) -> FiveTuple,
+        tls: Option<Arc<CertStore>>,
         now: Instant,
     ) -> Option<(ConnId, &Conn)> {
         let i = match self.free.pop() {
@@ -151,7 +184,7 @@ impl Conns {
         };
         let slot = &mut self.slots[i];
         let id = ConnId(slot.generation << INDEX_BITS | i as u32);
-        slot.conn = Some(Conn::new(stream, five(id), now));
+        slot.conn = Some(Conn::new(stream, five(id), tls, now));
         self.open += 1;
         slot.conn.as_ref().map(|c| (id, c))
     }
@@ -190,7 +223,7 @@ impl Conns {
             return false;
         };
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if conn.pending() + len > WRITE_QUEUE {
+        if conn.queued() + len > WRITE_QUEUE {
             return false;
         }
         for p in parts {
@@ -224,6 +257,7 @@ impl Conns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::{SocketAddr, TcpListener};
     use tern_proto::Transport;
 
@@ -250,12 +284,12 @@ mod tests {
         let now = Instant::now();
         let mut conns = Conns::default();
         let (a, _ca) = pair();
-        let (first, c) = conns.insert(a, five, now).unwrap();
+        let (first, c) = conns.insert(a, five, None, now).unwrap();
         assert_eq!(c.five, five(first));
         assert!(conns.remove(first).is_some());
         assert!(conns.remove(first).is_none());
         let (b, _cb) = pair();
-        let (second, _) = conns.insert(b, five, now).unwrap();
+        let (second, _) = conns.insert(b, five, None, now).unwrap();
         assert_eq!(index(first), index(second), "the slot is reused");
         assert_ne!(first, second, "under another id");
         assert!(conns.get_mut(first).is_none());
@@ -271,7 +305,7 @@ mod tests {
         let now = Instant::now();
         let mut conns = Conns::default();
         let (s, mut client) = pair();
-        let (id, _) = conns.insert(s, five, now).unwrap();
+        let (id, _) = conns.insert(s, five, None, now).unwrap();
         let big = vec![7u8; WRITE_QUEUE - 4];
         assert!(conns.queue(id, &[&big]));
         assert!(conns.queue(id, &[b"ab", b"cd"]));
@@ -306,7 +340,7 @@ mod tests {
         let now = Instant::now();
         let mut conns = Conns::default();
         let (s, mut client) = pair();
-        let (id, _) = conns.insert(s, five, now).unwrap();
+        let (id, _) = conns.insert(s, five, None, now).unwrap();
         client.write_all(&vec![1u8; READ_BUF]).unwrap();
         let conn = conns.get_mut(id).unwrap();
         assert_eq!(conn.buf.len(), FIRST_READ_BUF);

@@ -9,6 +9,7 @@ mod conn;
 mod data;
 mod outputs;
 mod stream;
+mod tls;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -21,8 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_proto::{ConnId, ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
 use tracing::debug;
 
-use crate::control::{Command, IoErrorKind, IoErrors, StreamCloses, WorkerPort, PUBLISH_EVERY};
+use crate::control::{
+    Command, IoErrorKind, IoErrors, StreamCloses, TlsFailures, WorkerPort, PUBLISH_EVERY,
+};
 use crate::relay_ports::RelayTable;
+use crate::tls::CertStore;
 use crate::token::Token;
 use tern_sys::{Epoll, Gso, Interest, Ready, RecvRing, SendReport};
 
@@ -67,6 +71,10 @@ pub struct Worker {
     dirty: Vec<ConnId>,
     /// Stream connections closed, by reason.
     stream_closes: StreamCloses,
+    /// TLS handshakes failed, by reason.
+    tls_failures: TlsFailures,
+    /// The certificates, when TLS is on (every TCP port then tells TLS by its first byte).
+    tls: Option<Arc<CertStore>>,
     /// When idle connections were last looked for.
     swept: Instant,
     /// How long a connection without an allocation may stay silent.
@@ -109,6 +117,7 @@ impl Worker {
             udp: listeners,
             tcp: tcp_listeners,
             tcp_idle,
+            tls,
         } = sockets;
         let epoll = Epoll::new()?;
         epoll.add(&*port.waker, Token::Wake.encode(), Interest::READABLE)?;
@@ -142,6 +151,8 @@ impl Worker {
             conns: conn::Conns::default(),
             dirty: Vec::new(),
             stream_closes: StreamCloses::default(),
+            tls_failures: TlsFailures::default(),
+            tls,
             swept: Instant::now(),
             tcp_idle,
             relays,
@@ -232,6 +243,7 @@ impl Worker {
         s.counters.clone_from(self.core.counters());
         s.io_errors = self.io_errors;
         s.stream_closes = self.stream_closes;
+        s.tls_failures = self.tls_failures;
         s.connections = self.conns.len();
         s.stats = self.core.stats_local();
         s.at = Some(now);
@@ -276,6 +288,8 @@ pub struct ListeningSockets {
     pub tcp: Vec<(SocketAddr, TcpListener)>,
     /// How long a TCP connection without an allocation may stay silent before it is closed.
     pub tcp_idle: Duration,
+    /// The certificates shared by all workers, when TLS is on.
+    pub tls: Option<Arc<CertStore>>,
 }
 
 /// A listening socket, its address and its GSO state.

@@ -14,8 +14,9 @@ use tern_wire::stream::{self, Framing, MAX_FRAME_LEN};
 use tracing::debug;
 
 use super::conn::MAX_CONNS;
+use super::tls::{failure, tls_broken, HANDSHAKE_TIMEOUT};
 use super::{wall_now, Worker};
-use crate::control::{IoErrorKind, StreamClose};
+use crate::control::{IoErrorKind, StreamClose, TlsFailure};
 use crate::token::Token;
 
 /// Connections accepted from one listening socket per turn of the loop.
@@ -77,7 +78,7 @@ impl Worker {
             client,
             server: local,
         };
-        let Some((id, conn)) = self.conns.insert(stream, five, now) else {
+        let Some((id, conn)) = self.conns.insert(stream, five, self.tls.clone(), now) else {
             self.stream_closes[StreamClose::OverLimit.index()] += 1;
             return;
         };
@@ -102,6 +103,15 @@ impl Worker {
 
     /// Reads what connection `id` sent and hands each whole message to the core.
     fn read_conn(&mut self, id: ConnId, now: Instant) -> Result<(), StreamClose> {
+        let result = self.read_conn_turn(id, now);
+        // Handshake records (and alerts) go out at once.
+        if self.conns.get_mut(id).is_some_and(|c| c.tls.wants_write()) {
+            self.flush_conn(id, now);
+        }
+        result
+    }
+
+    fn read_conn_turn(&mut self, id: ConnId, now: Instant) -> Result<(), StreamClose> {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns.get_mut(id) else {
                 return Ok(());
@@ -119,6 +129,12 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!(error = %e, "read from connection");
+                    if let Some(broken) = tls_broken(&e) {
+                        if broken.handshaking {
+                            self.tls_failures[failure(&broken.error).index()] += 1;
+                        }
+                        return Err(StreamClose::Tls);
+                    }
                     return Err(StreamClose::Reset);
                 }
             }
@@ -243,11 +259,20 @@ impl Worker {
     }
 
     /// Closes the connections that hold no allocation and sent nothing for the idle timeout
-    /// ([`crate::ServerConfig::tcp_idle_timeout`]).
+    /// ([`crate::ServerConfig::tcp_idle_timeout`]), and those whose TLS handshake took too
+    /// long.
     pub(super) fn close_idle(&mut self, now: Instant) {
         let ids: Vec<ConnId> = self.conns.ids().collect();
         let limit = self.tcp_idle;
         for id in ids {
+            let slow = self.conns.get_mut(id).is_some_and(|c| {
+                c.tls.handshaking() && now.saturating_duration_since(c.opened) >= HANDSHAKE_TIMEOUT
+            });
+            if slow {
+                self.tls_failures[TlsFailure::Timeout.index()] += 1;
+                self.close_conn(id, Some(StreamClose::Tls), now);
+                continue;
+            }
             let idle = self.conns.get_mut(id).is_some_and(|c| {
                 !c.allocated && now.saturating_duration_since(c.last_read) >= limit
             });

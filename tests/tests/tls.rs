@@ -1,0 +1,236 @@
+//! TURN over TLS against tern (RFC 8656 §3.1): `tern probe --transport tls` passes every
+//! step on the TLS port and on the plain listening port (the first byte tells TLS from plain
+//! TURN on every TCP port), plain TCP works on the TLS port, openssl handshakes with TLS 1.2
+//! and 1.3, and `no-tlsv1_2` refuses 1.2.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tern_e2e::{http_get, run_bounded, tern_bin, PortBlock, ServerKind, ServerOptions, TestServer};
+
+const SECRET: &str = "tls-e2e-secret";
+const REALM: &str = "tern.test";
+
+/// A test CA and a leaf it signs for 127.0.0.1 and localhost, as PEM files in a directory
+/// removed on drop.
+struct Pki {
+    dir: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tern-e2e-tls-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(DnType::CommonName, "tern e2e test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let mut leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &ca).unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        Self {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("leaf.crt", cert.pem()),
+            key: write("leaf.key", key.serialize_pem()),
+            dir,
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// tern with TLS on `tls_port` (and on the listening port, by the first byte).
+fn start_tls(pki: &Pki, tls_port: u16, extra: &[&str]) -> TestServer {
+    let mut options = ServerOptions::rest(SECRET, REALM);
+    options.extra_args = vec![
+        format!("--cert={}", pki.cert.display()),
+        format!("--pkey={}", pki.key.display()),
+        format!("--tls-listening-port={tls_port}"),
+    ];
+    options
+        .extra_args
+        .extend(extra.iter().map(|s| s.to_string()));
+    let server = TestServer::start(ServerKind::Tern, &options);
+    let start = Instant::now();
+    while !http_get(server.admin_addr(), "/healthz").is_ok_and(|(code, _)| code == 200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "/healthz never 200"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+fn probe(addr: SocketAddr, transport: &str, ca: Option<&PathBuf>) -> tern_e2e::Output {
+    let mut cmd = Command::new(tern_bin());
+    cmd.args(["probe", &addr.to_string(), "--transport", transport]);
+    cmd.args(["--secret", SECRET, "--timeout", "2"]);
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
+    run_bounded(&mut cmd, Duration::from_secs(30))
+}
+
+fn assert_every_step(out: &tern_e2e::Output, what: &str) {
+    assert!(out.success(), "{what} failed:\n{}", out.text);
+    for step in [
+        "[ok] allocate",
+        "[ok] send-indication",
+        "[ok] data-indication",
+        "[ok] channel-bind",
+        "[ok] channel-data",
+    ] {
+        assert!(
+            out.text.contains(step),
+            "{what}: no `{step}` in:\n{}",
+            out.text
+        );
+    }
+}
+
+#[test]
+fn probe_over_tls_passes_on_the_tls_port_and_the_plain_port() {
+    let pki = Pki::new("probe");
+    let tls_port = PortBlock::reserve();
+    let mut server = start_tls(&pki, tls_port.listen_port(), &[]);
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
+    let out = probe(tls_addr, "tls", Some(&pki.ca));
+    assert_every_step(&out, "probe --transport tls to the TLS port");
+    let out = probe(server.addr(), "tls", Some(&pki.ca));
+    assert_every_step(&out, "probe --transport tls to the listening port");
+    let out = probe(tls_addr, "tcp", None);
+    assert_every_step(&out, "probe --transport tcp to the TLS port");
+    let out = probe(server.addr(), "tcp", None);
+    assert_every_step(&out, "probe --transport tcp to the listening port");
+    server.assert_alive();
+}
+
+/// Whether `openssl s_client` with `version` (`-tls1_2`, `-tls1_3`) completes a handshake
+/// with `addr`, verified against the test CA.
+fn openssl_handshakes(
+    openssl: &PathBuf,
+    addr: SocketAddr,
+    ca: &PathBuf,
+    version: &str,
+) -> (bool, String) {
+    let mut child = Command::new(openssl)
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            version,
+            "-verify_return_error",
+        ])
+        .arg("-CAfile")
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    // Closing stdin ends s_client once the handshake is done (or failed).
+    let _ = child.stdin.take().map(|mut s| s.write_all(b""));
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = text.contains("Verify return code: 0 (ok)")
+        && (text.contains("Protocol  : TLSv1.") || text.contains(", TLSv1."))
+        && !text.contains("no peer certificate available");
+    (ok, text)
+}
+
+#[test]
+fn openssl_handshakes_with_tls_1_2_and_1_3_and_no_tlsv1_2_refuses_1_2() {
+    let Some(openssl) = tern_e2e::prereq::tool("openssl", "apt-get install -y openssl") else {
+        return;
+    };
+    let pki = Pki::new("openssl");
+    let tls_port = PortBlock::reserve();
+    let mut server = start_tls(&pki, tls_port.listen_port(), &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
+    for version in ["-tls1_2", "-tls1_3"] {
+        let (ok, text) = openssl_handshakes(&openssl, addr, &pki.ca, version);
+        assert!(ok, "openssl s_client {version}:\n{text}");
+    }
+    server.assert_alive();
+    drop(server);
+
+    let tls_port = PortBlock::reserve();
+    let mut server = start_tls(&pki, tls_port.listen_port(), &["--no-tlsv1_2"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
+    let (ok, text) = openssl_handshakes(&openssl, addr, &pki.ca, "-tls1_3");
+    assert!(ok, "openssl s_client -tls1_3 with no-tlsv1_2:\n{text}");
+    let (ok, text) = openssl_handshakes(&openssl, addr, &pki.ca, "-tls1_2");
+    assert!(!ok, "no-tlsv1_2, yet TLS 1.2 handshook:\n{text}");
+    server.assert_alive();
+    // The refusal is counted.
+    let (code, metrics) = http_get(server.admin_addr(), "/metrics").unwrap();
+    assert_eq!(code, 200);
+    let start = Instant::now();
+    let mut metrics = metrics;
+    while !metrics.contains("tern_tls_handshake_failures_total{reason=\"protocol\"} 1") {
+        assert!(start.elapsed() < Duration::from_secs(3), "{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+        metrics = http_get(server.admin_addr(), "/metrics").unwrap().1;
+    }
+}
+
+#[test]
+fn a_silent_tls_client_is_closed_after_the_handshake_timeout() {
+    let pki = Pki::new("timeout");
+    let tls_port = PortBlock::reserve();
+    let server = start_tls(&pki, tls_port.listen_port(), &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
+    let mut s = TcpStream::connect(addr).unwrap();
+    // The start of a TLS record, then nothing.
+    s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let start = Instant::now();
+    loop {
+        let text = http_get(server.admin_addr(), "/metrics").unwrap().1;
+        if text.contains("tern_tls_handshake_failures_total{reason=\"timeout\"} 1") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(8),
+        "closed too early"
+    );
+}
