@@ -21,7 +21,7 @@ const COTURN_PROGRAMS: [&str; 4] = [
 ];
 
 /// The tests of the `turnutils` suite, as the harness names them.
-const SUITE_TESTS: [&str; 10] = [
+const SUITE_TESTS: [&str; 12] = [
     "tern::stunclient_gets_reflexive_address",
     "tern::uclient_channels_lose_nothing",
     "tern::uclient_send_indications_lose_nothing",
@@ -32,6 +32,8 @@ const SUITE_TESTS: [&str; 10] = [
     "coturn::uclient_send_indications_lose_nothing",
     "coturn::uclient_tcp_channels_lose_nothing",
     "coturn::uclient_tcp_send_indications_lose_nothing",
+    "tern_tls::uclient_tls_channels_lose_nothing",
+    "tern_tls::uclient_tls_send_indications_lose_nothing",
 ];
 
 #[test]

@@ -9,56 +9,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tern_e2e::{http_get, run_bounded, tern_bin, PortBlock, ServerKind, ServerOptions, TestServer};
+
+mod tls_pki;
+use tls_pki::Pki;
 
 const SECRET: &str = "tls-e2e-secret";
 const REALM: &str = "tern.test";
-
-/// A test CA and a leaf it signs for 127.0.0.1 and localhost, as PEM files in a directory
-/// removed on drop.
-struct Pki {
-    dir: PathBuf,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Pki {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tern-e2e-tls-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.distinguished_name
-            .push(DnType::CommonName, "tern e2e test CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let mut leaf =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-        leaf.distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let key = KeyPair::generate().unwrap();
-        let cert = leaf.signed_by(&key, &ca).unwrap();
-        let write = |name: &str, text: String| {
-            let p = dir.join(name);
-            std::fs::write(&p, text).unwrap();
-            p
-        };
-        Self {
-            ca: write("ca.pem", ca.pem()),
-            cert: write("leaf.crt", cert.pem()),
-            key: write("leaf.key", key.serialize_pem()),
-            dir,
-        }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// tern with TLS on `tls_port` (and on the listening port, by the first byte).
 fn start_tls(pki: &Pki, tls_port: u16, extra: &[&str]) -> TestServer {

@@ -9,8 +9,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tern_e2e::{
-    for_each_server, run_bounded, turnutils_bin, Output, ServerKind, ServerOptions, TestServer,
+    for_each_server, run_bounded, turnutils_bin, Output, PortBlock, ServerKind, ServerOptions,
+    TestServer,
 };
+
+mod tls_pki;
 
 const SECRET: &str = "e2e-rest-secret";
 const REALM: &str = "tern.test";
@@ -68,6 +71,8 @@ enum ClientTransport {
     Udp,
     /// `-t`: TURN over TCP (RFC 8656 §3.1).
     Tcp,
+    /// `-t -S`: TURN over TLS, to the listening port (tern tells TLS by the first byte).
+    Tls,
 }
 
 fn uclient_channels_lose_nothing(kind: ServerKind) {
@@ -84,6 +89,21 @@ fn uclient_tcp_channels_lose_nothing(kind: ServerKind) {
 
 fn uclient_tcp_send_indications_lose_nothing(kind: ServerKind) {
     uclient_run(kind, ClientTransport::Tcp, true);
+}
+
+/// `-t -S` (TLS) against tern only: the harness starts coturn with `--no-tls`.
+mod tern_tls {
+    use super::{uclient_run, ClientTransport, ServerKind};
+
+    #[test]
+    fn uclient_tls_channels_lose_nothing() {
+        uclient_run(ServerKind::Tern, ClientTransport::Tls, false);
+    }
+
+    #[test]
+    fn uclient_tls_send_indications_lose_nothing() {
+        uclient_run(ServerKind::Tern, ClientTransport::Tls, true);
+    }
 }
 
 /// The summary turnutils_uclient prints at the end of a run.
@@ -110,7 +130,22 @@ fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: b
             .extra_args
             .push("--rfc5766-channel-numbers".to_owned());
     }
-    options.tcp = transport == ClientTransport::Tcp;
+    options.tcp = transport != ClientTransport::Udp;
+    let pki = (transport == ClientTransport::Tls).then(|| {
+        tls_pki::Pki::new(if send_indications {
+            "uclient-s"
+        } else {
+            "uclient"
+        })
+    });
+    let tls_port = PortBlock::reserve();
+    if let Some(pki) = &pki {
+        options.extra_args.extend([
+            format!("--cert={}", pki.cert.display()),
+            format!("--pkey={}", pki.key.display()),
+            format!("--tls-listening-port={}", tls_port.listen_port()),
+        ]);
+    }
     let mut server = TestServer::start(kind, &options);
     let _peer = Peer::start(&peer, server.peer_port());
     let mut cmd = Command::new(uclient);
@@ -130,8 +165,11 @@ fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: b
     if send_indications {
         cmd.arg("-s");
     }
-    if transport == ClientTransport::Tcp {
+    if transport != ClientTransport::Udp {
         cmd.arg("-t");
+    }
+    if transport == ClientTransport::Tls {
+        cmd.arg("-S");
     }
     cmd.arg("127.0.0.1");
     let out = run_bounded(&mut cmd, RUN_LIMIT);

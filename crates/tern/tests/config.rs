@@ -557,3 +557,71 @@ fn listening_port_is_udp_and_tcp_unless_turned_off() {
     let e = map("no-udp\n", &["--no-tcp"]).unwrap_err().to_string();
     assert!(e.contains("no-udp") && e.contains("no-tcp"), "{e}");
 }
+
+/// A self-signed certificate and its key for 127.0.0.1, in a directory named after `test`.
+fn tls_files(test: &str) -> (std::path::PathBuf, String, String) {
+    let dir = std::env::temp_dir().join(format!("tern-config-tls-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (dir, c.display().to_string(), k.display().to_string())
+}
+
+#[test]
+fn tls_keys_turn_tls_on_and_their_errors_name_key_and_file() {
+    let (dir, cert, key) = tls_files("keys");
+    let conf = format!(
+        "static-auth-secret=s\nlistening-ip=127.0.0.1\nlistening-port=3478\ncert={cert}\npkey={key}\ntls-listening-port=5350\nno-tlsv1\nno-tlsv1_1\n"
+    );
+    let l = load(&conf, &[], &[]).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert!(m.server.tls.is_some());
+    assert_eq!(
+        m.server.tcp_listen,
+        vec![
+            "127.0.0.1:3478".parse::<SocketAddr>().unwrap(),
+            "127.0.0.1:5350".parse().unwrap()
+        ]
+    );
+    // no-tls turns it off; the TLS port is then not listened on.
+    let l = load(&format!("{conf}no-tls\n"), &[], &[]).unwrap();
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert!(m.server.tls.is_none());
+    assert_eq!(m.server.tcp_listen.len(), 1);
+    // pkey-pwd: tern reads no encrypted key.
+    let l = load(&format!("{conf}pkey-pwd=secret\n"), &[], &[]).unwrap();
+    let e = mapping::map(&l.settings, no_detect, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("pkey: ") && e.contains(&key) && e.contains("pkey-pwd"),
+        "{e}"
+    );
+    assert!(!e.contains("secret"), "the password is not quoted: {e}");
+    // A missing certificate file: the key and the file.
+    let conf_missing = conf.replace(&cert, "/nonexistent/tern-cert.pem");
+    let l = load(&conf_missing, &[], &[]).unwrap();
+    let e = mapping::map(&l.settings, no_detect, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("cert: ") && e.contains("/nonexistent/tern-cert.pem"),
+        "{e}"
+    );
+    // A bad tls-sni-cert value names its key at load.
+    let e = load(&format!("{conf}tls-sni-cert=nofiles\n"), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tls-sni-cert") && e.contains("NAME:CERT:KEY"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
