@@ -191,3 +191,70 @@ fn a_silent_tls_client_is_closed_after_the_handshake_timeout() {
         "closed too early"
     );
 }
+
+/// `tern_config_reloads_total{result}` now.
+fn reloads(server: &TestServer, result: &str) -> u64 {
+    let text = http_get(server.admin_addr(), "/metrics").unwrap().1;
+    let series = format!("tern_config_reloads_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Waits (up to 5 s; the file watch may count one more) until `result` reloads exceed
+/// `before`.
+fn wait_reloads(server: &TestServer, result: &str, before: u64) {
+    let start = Instant::now();
+    while reloads(server, result) <= before {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no {result} reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reloaded_certificates_serve_new_connections_and_a_bad_one_keeps_the_old() {
+    let (old, new) = (Pki::new("reload-old"), Pki::new("reload-new"));
+    let tls_port = PortBlock::reserve();
+    // The server reads its files where the old PKI wrote them.
+    let mut server = start_tls(&old, tls_port.listen_port(), &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
+    assert_every_step(
+        &probe(addr, "tls", Some(&old.ca)),
+        "probe with the first CA",
+    );
+    assert!(
+        !probe(addr, "tls", Some(&new.ca)).success(),
+        "the second CA verifies nothing yet"
+    );
+
+    // Swap in the certificate of another CA; SIGUSR2 (coturn's signal) reloads.
+    std::fs::copy(&new.cert, &old.cert).unwrap();
+    std::fs::copy(&new.key, &old.key).unwrap();
+    let before = reloads(&server, "success");
+    server.signal("USR2");
+    wait_reloads(&server, "success", before);
+    assert_every_step(&probe(addr, "tls", Some(&new.ca)), "probe after the reload");
+    assert!(
+        !probe(addr, "tls", Some(&old.ca)).success(),
+        "the old certificate is gone"
+    );
+
+    // A broken certificate: the reload fails, counted, and the last good one stays.
+    let before = reloads(&server, "failure");
+    std::fs::write(&old.cert, "not a certificate").unwrap();
+    server.signal("HUP");
+    wait_reloads(&server, "failure", before);
+    assert_every_step(
+        &probe(addr, "tls", Some(&new.ca)),
+        "probe after a failed reload",
+    );
+    assert!(
+        server.output().contains(&old.cert.display().to_string()),
+        "the failure names the file:\n{}",
+        server.output()
+    );
+    server.assert_alive();
+}

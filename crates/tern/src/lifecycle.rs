@@ -4,7 +4,7 @@
 //! |---|---|
 //! | SIGTERM, SIGUSR1 | graceful drain: new allocations get 508 (or 300 Try Alternate with `alternate-server`), existing ones keep relaying, `/readyz` fails; exit when the last allocation ends or after `drain-timeout` |
 //! | second SIGTERM, SIGINT | stop at once (allocations end, ports are released) |
-//! | SIGHUP | live reload (also when a watched file changes) |
+//! | SIGHUP, SIGUSR2 | live reload, certificates included (also when a watched file changes) |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,12 +40,18 @@ pub async fn run(
             }
         });
     }
+    if let Some(generation) = reloader.tls() {
+        crate::reload::log_expiry(&generation);
+        state.set_tls_certificate_expiry(generation.earliest_expiry());
+    }
     for path in reloader.watched() {
         info!(file = %path.display(), "watching for changes (live reload)");
     }
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut usr1 = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    // coturn re-reads its certificates on SIGUSR2; here it is a whole reload, as SIGHUP.
+    let mut usr2 = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut watch = interval(WATCH_EVERY);
     watch.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -72,6 +78,7 @@ pub async fn run(
                 break;
             }
             _ = hup.recv() => reload(&mut reloader, &state, "SIGHUP"),
+            _ = usr2.recv() => reload(&mut reloader, &state, "SIGUSR2"),
             _ = watch.tick() => {
                 if reloader.files_changed() {
                     reload(&mut reloader, &state, "file change");
@@ -130,6 +137,10 @@ fn reload(reloader: &mut Reloader, state: &AdminState, trigger: &str) {
                 r.reload.peer_filter.allowed.len(),
                 r.reload.peer_filter.denied.len(),
             );
+            if let Some(generation) = &r.tls {
+                crate::reload::log_expiry(generation);
+                state.set_tls_certificate_expiry(generation.earliest_expiry());
+            }
             state.workers().send(Command::Reload(r.reload));
             state.record_reload(true);
             info!(

@@ -11,8 +11,10 @@
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use tern_server::tls::{CertStore, Generation};
 use tern_server::{Reload, ServerConfig};
 
 use crate::overrides::ServeArgs;
@@ -48,6 +50,8 @@ pub struct Reloaded {
     pub restart_needed: Vec<&'static str>,
     /// The loader's warnings (ignored keys and the like).
     pub warnings: Vec<String>,
+    /// The certificates new TLS connections get now, when TLS is on.
+    pub tls: Option<Arc<Generation>>,
 }
 
 /// Re-reads and re-validates the configuration; remembers what is in force. (No `Debug`:
@@ -62,6 +66,8 @@ pub struct Reloader {
     drain: DrainSettings,
     /// Watched files and a hash of their content (`None`: unreadable).
     watched: Vec<(PathBuf, Option<u64>)>,
+    /// The certificates the workers serve, when TLS is on.
+    tls: Option<Arc<CertStore>>,
 }
 
 fn fingerprint(path: &PathBuf) -> Option<u64> {
@@ -71,12 +77,32 @@ fn fingerprint(path: &PathBuf) -> Option<u64> {
     Some(h.finish())
 }
 
-fn watch_list(args: &ServeArgs, s: &Settings) -> Vec<(PathBuf, Option<u64>)> {
+fn watch_list(
+    args: &ServeArgs,
+    s: &Settings,
+    tls: Option<&CertStore>,
+) -> Vec<(PathBuf, Option<u64>)> {
+    let tls_files = tls.map(CertStore::watched_files).unwrap_or_default();
     args.config
         .iter()
         .chain(&s.static_auth_secret_files)
+        .chain(&tls_files)
         .map(|p| (p.clone(), fingerprint(p)))
         .collect()
+}
+
+/// Logs how many days each certificate of `generation` has left.
+pub fn log_expiry(generation: &Generation) {
+    let now = SystemTime::now();
+    for cert in generation.certificates() {
+        let days_left = cert.expiry(now).days_left;
+        let file = cert.cert_path.display().to_string();
+        if days_left < 14 {
+            tracing::warn!(file, days_left, names = ?cert.names, "TLS certificate expires soon");
+        } else {
+            tracing::info!(file, days_left, names = ?cert.names, "TLS certificate");
+        }
+    }
 }
 
 impl Reloader {
@@ -94,8 +120,9 @@ impl Reloader {
             watched: if embedded {
                 Vec::new()
             } else {
-                watch_list(&args, settings)
+                watch_list(&args, settings, server.tls.as_deref())
             },
+            tls: server.tls.clone(),
             args,
             env,
             embedded,
@@ -103,6 +130,11 @@ impl Reloader {
             started_server: server.clone(),
             drain: DrainSettings::of(settings),
         }
+    }
+
+    /// The certificates new TLS connections get, when TLS is on.
+    pub fn tls(&self) -> Option<Arc<Generation>> {
+        self.tls.as_ref().map(|s| s.current())
     }
 
     /// The files watched for changes.
@@ -145,10 +177,20 @@ impl Reloader {
         let s = plan.loaded.settings;
         let mapped = mapping::map(&s, mapping::detect_local_ip, false)?;
         let restart_needed = differences(&self.started, &self.started_server, &s, &mapped.server);
+        // The certificates validated with the rest (mapping loaded them); the workers' store
+        // takes them now. On error the old ones stay.
+        let tls = match (&self.tls, &mapped.server.tls) {
+            (Some(store), Some(new)) => Some(
+                store
+                    .reload_with(new.current().settings().clone())
+                    .map_err(|e| anyhow::anyhow!("cert/pkey: {e}"))?,
+            ),
+            _ => None,
+        };
         let core = mapped.server.core;
         // The files to watch may have changed too (a new secret file); take their current
         // content as seen, so this reload does not trigger another.
-        self.watched = watch_list(&self.args, &s);
+        self.watched = watch_list(&self.args, &s, self.tls.as_deref());
         self.drain = DrainSettings::of(&s);
         Ok(Reloaded {
             reload: Reload {
@@ -158,6 +200,7 @@ impl Reloader {
             },
             restart_needed,
             warnings: plan.loaded.warnings,
+            tls,
         })
     }
 }
