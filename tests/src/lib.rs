@@ -26,7 +26,7 @@ pub use admin::http_get;
 pub use bin::{coturn_bin, tern_bin, turnutils_bin};
 pub use creds::{rest_credentials, rest_credentials_at, rest_password, unix_now};
 pub use ports::PortBlock;
-pub use process::{run_bounded, Output};
+pub use process::{assert_probe_relayed, run_bounded, Output};
 pub use raw::RawClient;
 pub use server::{Auth, ServerKind, ServerOptions, TestServer};
 pub use stun::binding_request_once;

@@ -96,3 +96,22 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         elapsed: start.elapsed(),
     }
 }
+
+/// Asserts that a `tern probe` run with credentials passed and relayed both ways: every step
+/// from Allocate through ChannelData says `[ok]`. `what` names the run in the failure.
+pub fn assert_probe_relayed(out: &Output, what: &str) {
+    assert!(out.success(), "{what} failed:\n{}", out.text);
+    for step in [
+        "[ok] allocate",
+        "[ok] send-indication",
+        "[ok] data-indication",
+        "[ok] channel-bind",
+        "[ok] channel-data",
+    ] {
+        assert!(
+            out.text.contains(step),
+            "{what}: no `{step}` in:\n{}",
+            out.text
+        );
+    }
+}

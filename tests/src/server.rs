@@ -243,6 +243,19 @@ impl TestServer {
         self.output.text()
     }
 
+    /// Waits until the admin port's `/healthz` answers 200 (tern only: its workers have
+    /// reported); panics after `limit`.
+    pub fn wait_healthy(&self, limit: Duration) {
+        let start = Instant::now();
+        while !crate::http_get(self.admin_addr(), "/healthz").is_ok_and(|(code, _)| code == 200) {
+            assert!(
+                start.elapsed() < limit,
+                "/healthz never answered 200 within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Panics (with the output) if the server has exited, e.g. crashed during the test.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {

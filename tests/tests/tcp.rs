@@ -7,7 +7,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tern_e2e::{http_get, run_bounded, tern_bin, RawClient, ServerKind, ServerOptions, TestServer};
+use tern_e2e::{
+    assert_probe_relayed, http_get, run_bounded, tern_bin, RawClient, ServerKind, ServerOptions,
+    TestServer,
+};
 
 const SECRET: &str = "tcp-e2e-secret";
 const REALM: &str = "tern.test";
@@ -16,14 +19,7 @@ fn server(extra: &[String]) -> TestServer {
     let mut options = ServerOptions::rest(SECRET, REALM);
     options.extra_args = extra.to_vec();
     let server = TestServer::start(ServerKind::Tern, &options);
-    let start = Instant::now();
-    while !http_get(server.admin_addr(), "/healthz").is_ok_and(|(code, _)| code == 200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "/healthz never 200"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_healthy(Duration::from_secs(5));
     server
 }
 
@@ -94,20 +90,7 @@ fn probe_over_tcp_passes_every_step_against_tern() {
         "2",
     ];
     let out = run_bounded(Command::new(tern_bin()).args(args), Duration::from_secs(30));
-    assert!(
-        out.success(),
-        "tern probe --transport tcp failed:\n{}",
-        out.text
-    );
-    for step in [
-        "[ok] allocate",
-        "[ok] send-indication",
-        "[ok] data-indication",
-        "[ok] channel-bind",
-        "[ok] channel-data",
-    ] {
-        assert!(out.text.contains(step), "no `{step}` in:\n{}", out.text);
-    }
+    assert_probe_relayed(&out, "tern probe --transport tcp");
     server.assert_alive();
 }
 

@@ -29,14 +29,7 @@ fn start_tls(pki: &Pki, tls_port: u16, extra: &[&str]) -> TestServer {
         .extra_args
         .extend(extra.iter().map(|s| s.to_string()));
     let server = TestServer::start(ServerKind::Tern, &options);
-    let start = Instant::now();
-    while !http_get(server.admin_addr(), "/healthz").is_ok_and(|(code, _)| code == 200) {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "/healthz never 200"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_healthy(Duration::from_secs(5));
     server
 }
 
@@ -50,23 +43,6 @@ fn probe(addr: SocketAddr, transport: &str, ca: Option<&PathBuf>) -> tern_e2e::O
     run_bounded(&mut cmd, Duration::from_secs(30))
 }
 
-fn assert_every_step(out: &tern_e2e::Output, what: &str) {
-    assert!(out.success(), "{what} failed:\n{}", out.text);
-    for step in [
-        "[ok] allocate",
-        "[ok] send-indication",
-        "[ok] data-indication",
-        "[ok] channel-bind",
-        "[ok] channel-data",
-    ] {
-        assert!(
-            out.text.contains(step),
-            "{what}: no `{step}` in:\n{}",
-            out.text
-        );
-    }
-}
-
 #[test]
 fn probe_over_tls_passes_on_the_tls_port_and_the_plain_port() {
     let pki = Pki::new("probe");
@@ -74,13 +50,13 @@ fn probe_over_tls_passes_on_the_tls_port_and_the_plain_port() {
     let mut server = start_tls(&pki, tls_port.listen_port(), &[]);
     let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
     let out = probe(tls_addr, "tls", Some(&pki.ca));
-    assert_every_step(&out, "probe --transport tls to the TLS port");
+    tern_e2e::assert_probe_relayed(&out, "probe --transport tls to the TLS port");
     let out = probe(server.addr(), "tls", Some(&pki.ca));
-    assert_every_step(&out, "probe --transport tls to the listening port");
+    tern_e2e::assert_probe_relayed(&out, "probe --transport tls to the listening port");
     let out = probe(tls_addr, "tcp", None);
-    assert_every_step(&out, "probe --transport tcp to the TLS port");
+    tern_e2e::assert_probe_relayed(&out, "probe --transport tcp to the TLS port");
     let out = probe(server.addr(), "tcp", None);
-    assert_every_step(&out, "probe --transport tcp to the listening port");
+    tern_e2e::assert_probe_relayed(&out, "probe --transport tcp to the listening port");
     server.assert_alive();
 }
 
@@ -221,7 +197,7 @@ fn reloaded_certificates_serve_new_connections_and_a_bad_one_keeps_the_old() {
     // The server reads its files where the old PKI wrote them.
     let mut server = start_tls(&old, tls_port.listen_port(), &[]);
     let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
-    assert_every_step(
+    tern_e2e::assert_probe_relayed(
         &probe(addr, "tls", Some(&old.ca)),
         "probe with the first CA",
     );
@@ -236,7 +212,7 @@ fn reloaded_certificates_serve_new_connections_and_a_bad_one_keeps_the_old() {
     let before = reloads(&server, "success");
     server.signal("USR2");
     wait_reloads(&server, "success", before);
-    assert_every_step(&probe(addr, "tls", Some(&new.ca)), "probe after the reload");
+    tern_e2e::assert_probe_relayed(&probe(addr, "tls", Some(&new.ca)), "probe after the reload");
     assert!(
         !probe(addr, "tls", Some(&old.ca)).success(),
         "the old certificate is gone"
@@ -247,7 +223,7 @@ fn reloaded_certificates_serve_new_connections_and_a_bad_one_keeps_the_old() {
     std::fs::write(&old.cert, "not a certificate").unwrap();
     server.signal("HUP");
     wait_reloads(&server, "failure", before);
-    assert_every_step(
+    tern_e2e::assert_probe_relayed(
         &probe(addr, "tls", Some(&new.ca)),
         "probe after a failed reload",
     );
