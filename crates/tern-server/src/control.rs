@@ -80,11 +80,17 @@ tern_proto::label_enum! {
         Reset => "reset",
         /// The connection sent nothing for a while and holds no allocation.
         Idle => "idle",
-        /// Accepted beyond the worker's connection limit, and closed at once.
+        /// Accepted beyond `max-connections` (all workers together), and closed at once.
         OverLimit => "over_limit",
-        /// TLS failed: a handshake that failed or timed out
+        /// TLS failed: a handshake that failed, timed out or was abandoned
         /// ([`TlsFailure`] says why), or a bad record later.
         Tls => "tls",
+        /// On a port that requires the PROXY protocol: the header was malformed, missing,
+        /// cut short by a hang-up, or not complete within the handshake timeout.
+        ProxyHeader => "proxy_header",
+        /// Its client IP already had `max-connections-per-ip` connections (all workers
+        /// together); closed at once, or once a PROXY header named that client.
+        PerIpLimit => "per_ip_limit",
     }
 }
 
@@ -92,7 +98,7 @@ tern_proto::label_enum! {
     /// Why a TLS handshake failed; the `reason` label of
     /// `tern_tls_handshake_failures_total`.
     pub enum TlsFailure {
-        /// Not finished within the handshake timeout (10 s).
+        /// Not finished within the handshake timeout (`tls-handshake-timeout`, 10 s).
         Timeout => "timeout",
         /// A malformed or unexpected message, or nothing in common (versions, suites).
         Protocol => "protocol",
@@ -100,7 +106,8 @@ tern_proto::label_enum! {
         BadCertificate => "bad_certificate",
         /// The client sent an alert (it refused the server's certificate, say).
         Alert => "alert",
-        /// Anything else.
+        /// The client hung up (end of stream or reset) in the middle of the handshake, or
+        /// anything else.
         Other => "other",
     }
 }

@@ -21,6 +21,7 @@
 //! ([`Workers::send`]) wake it through an eventfd.
 
 pub mod admin;
+mod conn_limits;
 mod control;
 pub mod metrics;
 mod relay_ports;
@@ -40,13 +41,14 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tern_proto::SharedState;
 use tracing::{info, warn};
 
+use crate::conn_limits::ConnLimits;
 use crate::control::WorkerPort;
 pub use crate::control::{
     Command, IoErrorKind, IoErrors, Reload, Snapshot, StreamClose, StreamCloses, TlsFailure,
     TlsFailures, Totals, Workers,
 };
 use crate::relay_ports::RelayTable;
-use crate::worker::{ListeningSockets, Worker};
+use crate::worker::{ListeningSockets, StreamTimeouts, TcpPort, Worker};
 
 /// Socket buffer sizes to ask the kernel for on the listening sockets (it may grant less:
 /// `net.core.rmem_max` and `net.core.wmem_max` cap them). Every client's traffic arrives on
@@ -126,9 +128,27 @@ pub struct ServerConfig {
     pub batched_io: bool,
     /// Socket buffer sizes for the listening sockets (relay sockets keep the kernel's).
     pub buffers: SocketBuffers,
+    /// TCP addresses on which every connection must start with a PROXY protocol header,
+    /// version 1 or 2 (coturn's `tcp-proxy-port`), beside `tcp_listen`. They take TLS too
+    /// when it is on (by the first byte after the header).
+    pub proxy_listen: Vec<SocketAddr>,
+    /// Every TCP listening socket requires the PROXY header (`proxy-protocol`), not only
+    /// `proxy_listen`.
+    pub proxy_protocol: bool,
     /// A TCP connection that holds no allocation and sends nothing for this long is closed
-    /// ([`ServerConfig::DEFAULT_TCP_IDLE`]; no configuration key sets it yet).
+    /// (`tcp-idle-timeout`, [`ServerConfig::DEFAULT_TCP_IDLE`]).
     pub tcp_idle_timeout: Duration,
+    /// A TLS handshake, or a PROXY header, not complete this long after the connection was
+    /// accepted closes it (`tls-handshake-timeout`, [`ServerConfig::DEFAULT_HANDSHAKE`]).
+    pub handshake_timeout: Duration,
+    /// Most stream connections open at once over all workers (`max-connections`); `None`
+    /// means [`ServerConfig::DEFAULT_MAX_CONNECTIONS`]. Lowered, with a warning, when the
+    /// open-file limit cannot hold them beside the relay sockets.
+    pub max_connections: Option<usize>,
+    /// Most stream connections open at once from one client IP over all workers
+    /// (`max-connections-per-ip`); 0 means no limit. Behind a PROXY header, the IP is the
+    /// one the header names.
+    pub max_connections_per_ip: u32,
     /// The certificates, when TLS is on: every TCP listening socket then takes TLS too (a
     /// connection whose first byte is 0x16, a TLS handshake record) beside plain TURN.
     pub tls: Option<Arc<tls::CertStore>>,
@@ -146,13 +166,49 @@ impl ServerConfig {
             workers: 0,
             batched_io: true,
             buffers: SocketBuffers::default(),
+            proxy_listen: Vec::new(),
+            proxy_protocol: false,
             tcp_idle_timeout: Self::DEFAULT_TCP_IDLE,
+            handshake_timeout: Self::DEFAULT_HANDSHAKE,
+            max_connections: None,
+            max_connections_per_ip: Self::DEFAULT_MAX_CONNECTIONS_PER_IP,
             tls: None,
         }
     }
 
     /// The default [`ServerConfig::tcp_idle_timeout`]: 30 s.
     pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(30);
+    /// The default [`ServerConfig::handshake_timeout`]: 10 s.
+    pub const DEFAULT_HANDSHAKE: Duration = Duration::from_secs(10);
+    /// The default [`ServerConfig::max_connections`]: 20,000.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+    /// The default [`ServerConfig::max_connections_per_ip`]: 64.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 64;
+}
+
+/// Open files kept free beside the relay sockets and client connections: listening sockets,
+/// epoll and eventfds, the admin port's connections, log and configuration files.
+const SPARE_FILES: u64 = 256;
+
+/// Raises the open-file limit for `relay_ports` relay sockets, `listeners` listening sockets
+/// and the connections asked for, and returns how many connections fit (fewer, with a
+/// warning, when the hard limit is too low).
+fn fit_connections(relay_ports: u64, listeners: u64, asked: Option<usize>) -> usize {
+    let want = asked.unwrap_or(ServerConfig::DEFAULT_MAX_CONNECTIONS) as u64;
+    let others = relay_ports + listeners + SPARE_FILES;
+    let limit = tern_sys::raise_nofile_limit(others + want);
+    let fit = limit.saturating_sub(others).min(want);
+    if fit < want {
+        let message = "the open-file limit cannot hold max-connections beside the relay \
+                       ports; fewer connections are accepted (raise the hard limit, ulimit -Hn \
+                       or LimitNOFILE=, or lower max-connections)";
+        if asked.is_some() {
+            warn!(limit, relay_ports, asked = want, accepted = fit, "{message}");
+        } else {
+            info!(limit, relay_ports, default = want, accepted = fit, "{message}");
+        }
+    }
+    fit as usize
 }
 
 /// A running server: its worker threads and what they share.
@@ -172,7 +228,7 @@ impl RunningServer {
         &self.listen
     }
 
-    /// The TCP addresses actually listened on.
+    /// The TCP addresses actually listened on (those that require a PROXY header too).
     pub fn tcp_listen_addrs(&self) -> &[SocketAddr] {
         &self.tcp_listen
     }
@@ -255,24 +311,41 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             _ => *a,
         })
         .collect();
+    // Each TCP port with whether it requires a PROXY header.
+    let tcp_asked: Vec<(SocketAddr, bool)> = tcp_asked
+        .into_iter()
+        .map(|a| (a, config.proxy_protocol))
+        .chain(config.proxy_listen.iter().map(|a| (*a, true)))
+        .collect();
     let mut tcp_first = Vec::new();
-    for addr in &tcp_asked {
+    for (addr, _) in &tcp_asked {
         tcp_first.push(tcp_listener(*addr)?);
     }
-    let tcp_listen: Vec<SocketAddr> = tcp_first
+    let tcp_ports: Vec<(SocketAddr, bool)> = tcp_first
         .iter()
-        .map(TcpListener::local_addr)
+        .zip(&tcp_asked)
+        .map(|(l, (_, proxy))| Ok((l.local_addr()?, *proxy)))
         .collect::<io::Result<_>>()?;
     let mut tcp_per_worker = vec![tcp_first];
     for _ in 1..workers {
         tcp_per_worker.push(
-            tcp_listen
+            tcp_ports
                 .iter()
-                .map(|a| tcp_listener(*a))
+                .map(|(a, _)| tcp_listener(*a))
                 .collect::<io::Result<_>>()?,
         );
     }
     let range = config.core.relay_port_range.clone();
+    let listeners = (listen.len() + tcp_ports.len()) * workers;
+    let max_connections = fit_connections(
+        u64::from(*range.end()) - u64::from(*range.start()) + 1,
+        listeners as u64,
+        config.max_connections,
+    );
+    let limits = Arc::new(ConnLimits::new(
+        max_connections,
+        config.max_connections_per_ip,
+    ));
     let family = tern_proto::Family::of(config.core.relayed_ip);
     let relays = Arc::new(RelayTable::bind(
         config.relay_bind_ip,
@@ -283,9 +356,18 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
     }
-    for addr in &tcp_listen {
-        info!(listen = %addr, workers, "tern listening (tcp)");
+    for (addr, proxy) in &tcp_ports {
+        if *proxy {
+            info!(listen = %addr, workers, "tern listening (tcp, PROXY protocol header required)");
+        } else {
+            info!(listen = %addr, workers, "tern listening (tcp)");
+        }
     }
+    info!(
+        max_connections,
+        max_connections_per_ip = config.max_connections_per_ip,
+        "stream connection limits"
+    );
     info!(
         relay_ip = %config.relay_bind_ip,
         advertised = %config.core.relayed_ip,
@@ -318,8 +400,16 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             core,
             ListeningSockets {
                 udp: listen.iter().copied().zip(sockets).collect(),
-                tcp: tcp_listen.iter().copied().zip(tcp_sockets).collect(),
-                tcp_idle: config.tcp_idle_timeout,
+                tcp: tcp_ports
+                    .iter()
+                    .zip(tcp_sockets)
+                    .map(|(&(_, proxy), listener)| TcpPort { listener, proxy })
+                    .collect(),
+                timeouts: StreamTimeouts {
+                    idle: config.tcp_idle_timeout,
+                    handshake: config.handshake_timeout,
+                },
+                limits: limits.clone(),
                 tls: config.tls.clone(),
             },
             relays.clone(),
@@ -355,7 +445,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         threads,
         shared,
         listen,
-        tcp_listen,
+        tcp_listen: tcp_ports.into_iter().map(|(a, _)| a).collect(),
         workers,
     })
 }

@@ -211,7 +211,7 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     counter_family(
         &mut r,
         "stream_closes",
-        "TCP connections the workers closed, by reason (a framing error, peer_closed, reset, idle, over_limit, tls)",
+        "TCP connections the workers closed, by reason (a framing error, peer_closed, reset, idle, over_limit, tls, proxy_header, per_ip_limit)",
         StreamClose::ALL
             .into_iter()
             .zip(t.stream_closes)
@@ -383,13 +383,13 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 5 gauges + created + 4 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
-        // + 9 drops + 3 I/O errors + 11 stream closes + 5 TLS handshake failures
+        // + 9 drops + 3 I/O errors + 13 stream closes + 5 TLS handshake failures
         // + connections + draining + 2 reloads + 2 worker gauges.
         assert_eq!(
             series,
-            5 + 1 + 4 + 84 + 1 + 4 + 8 + 9 + 3 + 11 + 5 + 1 + 1 + 2 + 2
+            5 + 1 + 4 + 84 + 1 + 4 + 8 + 9 + 3 + 13 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 141, "the figure in README.md's Metrics section");
+        assert_eq!(series, 143, "the figure in README.md's Metrics section");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! A worker's stream connections (TURN over TCP, RFC 8656 §3.1): each one's socket, read
 //! buffer and bounded write queue, in a slab whose ids carry a generation so a stale epoll
 //! event or output never reaches the connection that reused a slot.
+//!
+//! On a port that requires the PROXY protocol, a connection first reads its header into the
+//! read buffer ([`Conn::take_proxy_header`]); whatever came after the header in the same reads
+//! is kept aside and read before the socket ([`Incoming`]), so a ClientHello or a STUN
+//! message sent right behind the header is not lost.
 
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,18 +17,27 @@ use crate::tls::CertStore;
 use super::tls::Mode;
 
 use tern_proto::{ConnId, FiveTuple};
+use tern_wire::proxy::{self, Command, Decoded, ProxyError};
 use tern_wire::stream::MAX_FRAME_LEN;
 
-/// Most connections one worker holds; more are accepted and closed at once.
+/// Most connections one worker can hold; more are accepted and closed at once. The real
+/// bound is `max-connections` over all workers ([`crate::conn_limits`]); this one only caps
+/// the slab, which grows one slot at a time as connections arrive.
 pub(super) const MAX_CONNS: usize = 1 << INDEX_BITS;
 /// Bits of a [`ConnId`] that index the slab; the bits above count the slot's reuses.
-const INDEX_BITS: u32 = 12;
+const INDEX_BITS: u32 = 16;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 /// A connection's read buffer at most: one whole frame of the largest size always fits.
 pub(super) const READ_BUF: usize = MAX_FRAME_LEN;
 /// A connection's read buffer at first; it grows (up to [`READ_BUF`]) only for a client
 /// whose messages do not fit, so idle connections hold little memory.
 const FIRST_READ_BUF: usize = 4096;
+/// The bounds on a PROXY header: a version 2 header must fit the first read buffer, so it
+/// is read without growing it.
+const PROXY_LIMITS: proxy::Limits = proxy::Limits {
+    max_v2_len: FIRST_READ_BUF,
+};
+const _: () = assert!(proxy::V1_MAX_LEN <= FIRST_READ_BUF);
 /// Most bytes waiting to be written to one connection; relayed data beyond it is dropped.
 pub(super) const WRITE_QUEUE: usize = 256 * 1024;
 /// Writes tried per flush of one connection before the loop turns to the others.
@@ -52,12 +66,24 @@ pub(super) struct Conn {
     dirty: bool,
     /// Plain or TLS (and the TLS state).
     pub tls: Mode,
-    /// When it was accepted (the TLS handshake timeout counts from here).
+    /// When it was accepted (the TLS handshake and PROXY header timeouts count from here).
     pub opened: Instant,
+    /// Whether its PROXY header is still to come (the read buffer holds what came so far).
+    pub awaiting_proxy: bool,
+    /// Bytes that came after the PROXY header, read before the socket.
+    early: Vec<u8>,
+    /// Whether its client IP is counted in the shared per-IP table.
+    pub ip_counted: bool,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, five: FiveTuple, tls: Option<Arc<CertStore>>, now: Instant) -> Self {
+    fn new(
+        stream: TcpStream,
+        five: FiveTuple,
+        tls: Option<Arc<CertStore>>,
+        proxy: bool,
+        now: Instant,
+    ) -> Self {
         Self {
             stream,
             five,
@@ -71,6 +97,9 @@ impl Conn {
             dirty: false,
             tls: Mode::new(tls),
             opened: now,
+            awaiting_proxy: proxy,
+            early: Vec::new(),
+            ip_counted: false,
         }
     }
 
@@ -86,13 +115,45 @@ impl Conn {
 
     /// Reads once into the free part of the read buffer, growing a full buffer first. For
     /// TLS the count is of bytes taken from the socket ([`Mode::read`]).
+    /// While a PROXY header is awaited, the bytes go to the read buffer as they are.
     pub fn read(&mut self) -> io::Result<usize> {
+        if self.awaiting_proxy {
+            let n = self.stream.read(&mut self.buf[self.filled..])?;
+            self.filled += n;
+            return Ok(n);
+        }
         if self.filled == self.buf.len() && self.buf.len() < READ_BUF {
             let grown = (self.buf.len() * 4).min(READ_BUF);
             self.buf.resize(grown, 0);
         }
-        self.tls
-            .read(&mut self.stream, &mut self.buf, &mut self.filled)
+        let mut incoming = Incoming {
+            early: &mut self.early,
+            stream: &mut self.stream,
+        };
+        self.tls.read(&mut incoming, &mut self.buf, &mut self.filled)
+    }
+
+    /// Whether bytes that came after the PROXY header wait to be read.
+    pub fn has_early(&self) -> bool {
+        !self.early.is_empty()
+    }
+
+    /// Looks for the PROXY header in what was read so far. `Ok(None)`: not all of it yet.
+    /// `Ok(Some(client))`: the header is taken off, the bytes after it wait in front of the
+    /// socket, and `five.client` is the client the header names (the socket's peer for a
+    /// version 2 `LOCAL` or version 1 `UNKNOWN` header, or one without IP addresses).
+    pub fn take_proxy_header(&mut self) -> Result<Option<SocketAddr>, ProxyError> {
+        let header = match proxy::decode_header(&self.buf[..self.filled], PROXY_LIMITS)? {
+            Decoded::NeedMore { .. } => return Ok(None),
+            Decoded::Header(header) => header,
+        };
+        if let (Command::Proxy, Some(a)) = (header.command, header.addresses) {
+            self.five.client = SocketAddr::new(a.source.ip().to_canonical(), a.source.port());
+        }
+        self.early = self.buf[header.consumed..self.filled].to_vec();
+        self.filled = 0;
+        self.awaiting_proxy = false;
+        Ok(Some(self.five.client))
     }
 
     /// Writes what is queued until it is all out or the socket is full.
@@ -136,6 +197,39 @@ impl Conn {
     }
 }
 
+/// What a connection reads from: the bytes that came after its PROXY header first, then
+/// the socket. The socket is there for writing too (TLS alerts).
+pub(super) struct Incoming<'a> {
+    early: &'a mut Vec<u8>,
+    pub stream: &'a mut TcpStream,
+}
+
+impl Incoming<'_> {
+    /// The next byte without taking it; `None` at the end of the stream.
+    pub fn peek(&self) -> io::Result<Option<u8>> {
+        if let Some(&b) = self.early.first() {
+            return Ok(Some(b));
+        }
+        let mut first = [0u8; 1];
+        Ok((self.stream.peek(&mut first)? == 1).then_some(first[0]))
+    }
+}
+
+impl Read for Incoming<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.early.is_empty() {
+            return self.stream.read(out);
+        }
+        let n = out.len().min(self.early.len());
+        out[..n].copy_from_slice(&self.early[..n]);
+        self.early.drain(..n);
+        if self.early.is_empty() {
+            *self.early = Vec::new(); // Give the memory back.
+        }
+        Ok(n)
+    }
+}
+
 /// A slot of the slab: the connection, and how often the slot was used.
 #[derive(Debug, Default)]
 struct Slot {
@@ -165,13 +259,14 @@ impl Conns {
         self.open
     }
 
-    /// Adds a connection whose 5-tuple `five` makes from its id; `None` when the slab is
-    /// full.
+    /// Adds a connection whose 5-tuple `five` makes from its id, awaiting a PROXY header
+    /// first when `proxy`; `None` when the slab is full.
     pub fn insert(
         &mut self,
         stream: TcpStream,
         five: impl FnOnce(ConnId) -> FiveTuple,
         tls: Option<Arc<CertStore>>,
+        proxy: bool,
         now: Instant,
     ) -> Option<(ConnId, &Conn)> {
         let i = match self.free.pop() {
@@ -184,7 +279,7 @@ impl Conns {
         };
         let slot = &mut self.slots[i];
         let id = ConnId(slot.generation << INDEX_BITS | i as u32);
-        slot.conn = Some(Conn::new(stream, five(id), tls, now));
+        slot.conn = Some(Conn::new(stream, five(id), tls, proxy, now));
         self.open += 1;
         slot.conn.as_ref().map(|c| (id, c))
     }
@@ -284,12 +379,12 @@ mod tests {
         let now = Instant::now();
         let mut conns = Conns::default();
         let (a, _ca) = pair();
-        let (first, c) = conns.insert(a, five, None, now).unwrap();
+        let (first, c) = conns.insert(a, five, None, false, now).unwrap();
         assert_eq!(c.five, five(first));
         assert!(conns.remove(first).is_some());
         assert!(conns.remove(first).is_none());
         let (b, _cb) = pair();
-        let (second, _) = conns.insert(b, five, None, now).unwrap();
+        let (second, _) = conns.insert(b, five, None, false, now).unwrap();
         assert_eq!(index(first), index(second), "the slot is reused");
         assert_ne!(first, second, "under another id");
         assert!(conns.get_mut(first).is_none());
@@ -305,7 +400,7 @@ mod tests {
         let now = Instant::now();
         let mut conns = Conns::default();
         let (s, mut client) = pair();
-        let (id, _) = conns.insert(s, five, None, now).unwrap();
+        let (id, _) = conns.insert(s, five, None, false, now).unwrap();
         let big = vec![7u8; WRITE_QUEUE - 4];
         assert!(conns.queue(id, &[&big]));
         assert!(conns.queue(id, &[b"ab", b"cd"]));
@@ -340,7 +435,7 @@ mod tests {
         let now = Instant::now();
         let mut conns = Conns::default();
         let (s, mut client) = pair();
-        let (id, _) = conns.insert(s, five, None, now).unwrap();
+        let (id, _) = conns.insert(s, five, None, false, now).unwrap();
         client.write_all(&vec![1u8; READ_BUF]).unwrap();
         let conn = conns.get_mut(id).unwrap();
         assert_eq!(conn.buf.len(), FIRST_READ_BUF);
@@ -353,5 +448,89 @@ mod tests {
             }
         }
         assert_eq!((conn.filled, conn.buf.len()), (READ_BUF, READ_BUF));
+    }
+
+    /// Reads once from `conn`, waiting (bounded) for bytes to arrive.
+    fn read_some(conn: &mut Conn) -> usize {
+        for _ in 0..10_000 {
+            match conn.read() {
+                Ok(n) => return n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("nothing to read within 10 s");
+    }
+
+    #[test]
+    fn a_proxy_header_in_pieces_names_the_client_and_keeps_what_follows() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        let (s, mut client) = pair();
+        let peer = client.local_addr().unwrap();
+        let (id, _) = conns.insert(s, five, None, true, now).unwrap();
+        let header = b"PROXY TCP4 203.0.113.7 192.0.2.1 4242 3478\r\n";
+        let mut sent = header.to_vec();
+        sent.extend_from_slice(b"\x00\x01after the header");
+        let conn = conns.get_mut(id).unwrap();
+        // Three reads: inside the address, just before the LF, then the rest with data.
+        for piece in [&sent[..14], &sent[14..header.len() - 1]] {
+            client.write_all(piece).unwrap();
+            let before = conn.filled;
+            while conn.filled < before + piece.len() {
+                read_some(conn);
+            }
+            assert_eq!(conn.take_proxy_header(), Ok(None), "not all of it yet");
+            assert!(conn.awaiting_proxy);
+        }
+        client.write_all(&sent[header.len() - 1..]).unwrap();
+        while conn.filled < sent.len() {
+            read_some(conn);
+        }
+        let named: SocketAddr = "203.0.113.7:4242".parse().unwrap();
+        assert_eq!(conn.take_proxy_header(), Ok(Some(named)));
+        assert_eq!(conn.five.client, named);
+        assert!(!conn.awaiting_proxy && conn.has_early());
+        assert_eq!(conn.filled, 0);
+        // The bytes behind the header come next, before anything else the socket has.
+        client.write_all(b"; later").unwrap();
+        let mut got = Vec::new();
+        while got.len() < b"\x00\x01after the header; later".len() {
+            let n = read_some(conn);
+            got.extend_from_slice(&conn.buf[..conn.filled]);
+            conn.filled = 0;
+            assert!(n > 0);
+        }
+        assert_eq!(got, b"\x00\x01after the header; later");
+        assert!(!conn.has_early());
+        assert_ne!(peer, named);
+    }
+
+    #[test]
+    fn a_local_header_keeps_the_peer_and_a_bad_one_is_refused() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        let (s, mut client) = pair();
+        let (id, _) = conns.insert(s, five, None, true, now).unwrap();
+        let before = conns.get_mut(id).unwrap().five.client;
+        // Version 2 LOCAL (a health check): no addresses, nothing after.
+        let mut local = proxy::V2_SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        client.write_all(&local).unwrap();
+        let conn = conns.get_mut(id).unwrap();
+        while conn.filled < local.len() {
+            read_some(conn);
+        }
+        assert_eq!(conn.take_proxy_header(), Ok(Some(before)));
+        assert!(!conn.has_early());
+
+        let (s, mut client) = pair();
+        let (id, _) = conns.insert(s, five, None, true, now).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let conn = conns.get_mut(id).unwrap();
+        read_some(conn);
+        assert_eq!(conn.take_proxy_header(), Err(ProxyError::NotProxy));
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tern_proto::{ConnId, ListenerId, RelayEndpoint, Server, PEER_HEADROOM, PEER_TAILROOM};
 use tracing::debug;
 
+use crate::conn_limits::ConnLimits;
 use crate::control::{
     Command, IoErrorKind, IoErrors, StreamCloses, TlsFailures, WorkerPort, PUBLISH_EVERY,
 };
@@ -36,7 +37,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_BATCH: usize = 32;
 /// Peer datagrams buffered (and framed in place) before one sendmmsg to clients.
 const PEER_RING: usize = 64;
-/// How often connections are checked for the idle timeout (more often when it is shorter).
+/// How often connections are checked for their timeouts at most; a quarter of the shortest
+/// timeout when that is less, so a connection closes within a quarter past its timeout.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
 /// Most datagrams read from one socket before the loop turns to the others.
 const FAIR_SHARE: usize = 128;
@@ -64,11 +66,15 @@ pub struct Worker {
     core: Server,
     listeners: Vec<Listener>,
     /// This worker's TCP listening sockets (its own `SO_REUSEPORT` members).
-    tcp_listeners: Vec<(SocketAddr, TcpListener)>,
+    tcp_listeners: Vec<TcpPort>,
     /// Its stream connections.
     conns: conn::Conns,
     /// Scratch list of connections to flush.
     dirty: Vec<ConnId>,
+    /// Scratch list of connections to check for their timeouts.
+    swept_ids: Vec<ConnId>,
+    /// The connection limits all workers share.
+    limits: Arc<ConnLimits>,
     /// Stream connections closed, by reason.
     stream_closes: StreamCloses,
     /// TLS handshakes failed, by reason.
@@ -77,8 +83,11 @@ pub struct Worker {
     tls: Option<Arc<CertStore>>,
     /// When idle connections were last looked for.
     swept: Instant,
-    /// How long a connection without an allocation may stay silent.
-    tcp_idle: Duration,
+    /// How often they are looked for.
+    sweep_every: Duration,
+    /// How long a connection without an allocation may stay silent, and how long a TLS
+    /// handshake or PROXY header may take.
+    timeouts: StreamTimeouts,
     relays: Arc<RelayTable>,
     epoll: Epoll,
     batched: bool,
@@ -116,7 +125,8 @@ impl Worker {
         let ListeningSockets {
             udp: listeners,
             tcp: tcp_listeners,
-            tcp_idle,
+            timeouts,
+            limits,
             tls,
         } = sockets;
         let epoll = Epoll::new()?;
@@ -132,8 +142,9 @@ impl Worker {
                 tern_sys::enable_gro(s.as_fd());
             }
         }
-        for (i, (_, l)) in tcp_listeners.iter().enumerate() {
-            epoll.add(l, Token::TcpListener(i as u32).encode(), Interest::READABLE)?;
+        for (i, port) in tcp_listeners.iter().enumerate() {
+            let token = Token::TcpListener(i as u32).encode();
+            epoll.add(&port.listener, token, Interest::READABLE)?;
         }
         let listeners = listeners
             .into_iter()
@@ -150,11 +161,14 @@ impl Worker {
             tcp_listeners,
             conns: conn::Conns::default(),
             dirty: Vec::new(),
+            swept_ids: Vec::new(),
+            limits,
             stream_closes: StreamCloses::default(),
             tls_failures: TlsFailures::default(),
             tls,
             swept: Instant::now(),
-            tcp_idle,
+            sweep_every: IDLE_SWEEP.min(timeouts.idle.min(timeouts.handshake) / 4),
+            timeouts,
             relays,
             epoll,
             batched,
@@ -215,7 +229,7 @@ impl Worker {
                 self.core.handle_timeout(now);
                 self.act_on_outputs(None);
             }
-            if now.saturating_duration_since(self.swept) >= IDLE_SWEEP.min(self.tcp_idle) {
+            if now.saturating_duration_since(self.swept) >= self.sweep_every {
                 self.swept = now;
                 self.close_idle(now);
             }
@@ -285,11 +299,32 @@ pub struct ListeningSockets {
     /// UDP.
     pub udp: Vec<(SocketAddr, UdpSocket)>,
     /// TCP.
-    pub tcp: Vec<(SocketAddr, TcpListener)>,
-    /// How long a TCP connection without an allocation may stay silent before it is closed.
-    pub tcp_idle: Duration,
+    pub tcp: Vec<TcpPort>,
+    /// The stream connections' timeouts.
+    pub timeouts: StreamTimeouts,
+    /// The connection limits all workers share.
+    pub limits: Arc<ConnLimits>,
     /// The certificates shared by all workers, when TLS is on.
     pub tls: Option<Arc<CertStore>>,
+}
+
+/// A worker's member of a TCP listening socket's `SO_REUSEPORT` group.
+#[derive(Debug)]
+pub struct TcpPort {
+    /// The socket.
+    pub listener: TcpListener,
+    /// Whether every connection must start with a PROXY protocol header.
+    pub proxy: bool,
+}
+
+/// How long a stream connection may take for what.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTimeouts {
+    /// Silent, without an allocation (`tcp-idle-timeout`).
+    pub idle: Duration,
+    /// From accept to the end of the TLS handshake, and to the end of a PROXY header
+    /// (`tls-handshake-timeout`).
+    pub handshake: Duration,
 }
 
 /// A listening socket, its address and its GSO state.

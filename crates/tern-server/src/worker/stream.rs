@@ -1,7 +1,9 @@
-//! A worker's TCP side: accepting on its own `SO_REUSEPORT` listening sockets, reading and
-//! framing each connection's stream (`tern_wire::stream`), handing every whole message to
-//! the core with the connection's 5-tuple, writing answers and relayed data through each
-//! connection's bounded queue, and closing connections (which ends their allocations).
+//! A worker's TCP side: accepting on its own `SO_REUSEPORT` listening sockets (within the
+//! shared connection limits), taking the PROXY header off connections on ports that require
+//! one, reading and framing each connection's stream (`tern_wire::stream`), handing every
+//! whole message to the core with the connection's 5-tuple, writing answers and relayed data
+//! through each connection's bounded queue, and closing connections (which ends their
+//! allocations).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -13,8 +15,7 @@ use tern_sys::{send_to, Interest, Ready};
 use tern_wire::stream::{self, Framing, MAX_FRAME_LEN};
 use tracing::debug;
 
-use super::conn::MAX_CONNS;
-use super::tls::{failure, tls_broken, HANDSHAKE_TIMEOUT};
+use super::tls::{failure, tls_broken};
 use super::{wall_now, Worker};
 use crate::control::{IoErrorKind, StreamClose, TlsFailure};
 use crate::token::Token;
@@ -38,11 +39,12 @@ impl Worker {
     /// Accepts the connections waiting on TCP listening socket `index`.
     pub(super) fn accept(&mut self, index: u32, now: Instant) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let Some((_, listener)) = self.tcp_listeners.get(index as usize) else {
+            let Some(port) = self.tcp_listeners.get(index as usize) else {
                 return;
             };
-            match listener.accept() {
-                Ok((stream, client)) => self.open_conn(stream, client, now),
+            let proxy = port.proxy;
+            match port.listener.accept() {
+                Ok((stream, client)) => self.open_conn(stream, client, proxy, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -55,11 +57,9 @@ impl Worker {
         }
     }
 
-    fn open_conn(&mut self, stream: TcpStream, client: SocketAddr, now: Instant) {
-        if self.conns.len() >= MAX_CONNS {
-            self.stream_closes[StreamClose::OverLimit.index()] += 1;
-            return; // Dropping the stream closes it.
-        }
+    /// Takes an accepted connection in, unless it is over a limit. Behind a PROXY header
+    /// its client IP is counted once the header names it.
+    fn open_conn(&mut self, stream: TcpStream, client: SocketAddr, proxy: bool, now: Instant) {
         let local = match stream.local_addr() {
             Ok(a) => a,
             Err(e) => {
@@ -71,6 +71,16 @@ impl Worker {
             debug!(error = %e, "nonblocking accepted connection");
             return;
         }
+        if !self.limits.open() {
+            self.refuse(client, StreamClose::OverLimit);
+            return; // Dropping the stream closes it.
+        }
+        let ip_counted = !proxy;
+        if ip_counted && !self.limits.claim_ip(client.ip()) {
+            self.limits.close();
+            self.refuse(client, StreamClose::PerIpLimit);
+            return;
+        }
         // Small messages (answers, relayed media) go out at once.
         let _ = stream.set_nodelay(true);
         let five = |id| FiveTuple {
@@ -78,14 +88,34 @@ impl Worker {
             client,
             server: local,
         };
-        let Some((id, conn)) = self.conns.insert(stream, five, self.tls.clone(), now) else {
-            self.stream_closes[StreamClose::OverLimit.index()] += 1;
+        let Some((id, conn)) = self.conns.insert(stream, five, self.tls.clone(), proxy, now)
+        else {
+            self.release(client, ip_counted);
+            self.refuse(client, StreamClose::OverLimit);
             return;
         };
         let token = Token::Conn(id).encode();
-        if let Err(e) = self.epoll.add(conn.stream.as_fd(), token, interest(false)) {
+        let watched = self.epoll.add(conn.stream.as_fd(), token, interest(false));
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.ip_counted = ip_counted;
+        }
+        if let Err(e) = watched {
             debug!(error = %e, "watch connection");
-            self.conns.remove(id);
+            self.close_conn(id, None, now);
+        }
+    }
+
+    /// Counts a connection closed at once for `reason`.
+    fn refuse(&mut self, client: SocketAddr, reason: StreamClose) {
+        self.stream_closes[reason.index()] += 1;
+        debug!(%client, reason = reason.label(), "connection refused");
+    }
+
+    /// Uncounts a connection from the shared limits (its IP too, if it was counted).
+    fn release(&self, client: SocketAddr, ip_counted: bool) {
+        self.limits.close();
+        if ip_counted {
+            self.limits.release_ip(client.ip());
         }
     }
 
@@ -112,14 +142,20 @@ impl Worker {
     }
 
     fn read_conn_turn(&mut self, id: ConnId, now: Instant) -> Result<(), StreamClose> {
-        for _ in 0..READS_PER_TURN {
+        // Past the turn's share, reads go on only while bytes that came behind a PROXY header
+        // wait in memory: epoll would not report them.
+        for turn in 0.. {
             let Some(conn) = self.conns.get_mut(id) else {
                 return Ok(());
             };
+            if turn >= READS_PER_TURN && !conn.has_early() {
+                return Ok(());
+            }
             match conn.read() {
-                Ok(0) => {
-                    self.handle_frames(id, now)?;
-                    return Err(StreamClose::PeerClosed);
+                Ok(0) => return Err(self.read_closed(id, now)),
+                Ok(_) if conn.awaiting_proxy => {
+                    conn.last_read = now;
+                    self.take_proxy_header(id)?;
                 }
                 Ok(_) => {
                     conn.last_read = now;
@@ -135,10 +171,60 @@ impl Worker {
                         }
                         return Err(StreamClose::Tls);
                     }
+                    if conn.tls.handshaking() {
+                        self.tls_failures[TlsFailure::Other.index()] += 1;
+                        return Err(StreamClose::Tls);
+                    }
                     return Err(StreamClose::Reset);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Why connection `id`, whose client ended the stream, is closed: its last whole
+    /// messages are handled first. A hang-up in the middle of a PROXY header or a TLS
+    /// handshake is a failure of those.
+    fn read_closed(&mut self, id: ConnId, now: Instant) -> StreamClose {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return StreamClose::PeerClosed;
+        };
+        if conn.awaiting_proxy {
+            return match conn.filled {
+                0 => StreamClose::PeerClosed,
+                _ => StreamClose::ProxyHeader,
+            };
+        }
+        if conn.tls.handshaking() {
+            self.tls_failures[TlsFailure::Other.index()] += 1;
+            return StreamClose::Tls;
+        }
+        match self.handle_frames(id, now) {
+            Ok(()) => StreamClose::PeerClosed,
+            Err(reason) => reason,
+        }
+    }
+
+    /// Takes the PROXY header off connection `id` once it is all in, and counts the client
+    /// it names against the per-IP limit.
+    fn take_proxy_header(&mut self, id: ConnId) -> Result<(), StreamClose> {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Ok(());
+        };
+        let peer = conn.five.client;
+        let client = match conn.take_proxy_header() {
+            Ok(None) => return Ok(()),
+            Ok(Some(client)) => client,
+            Err(e) => {
+                debug!(%peer, error = %e, reason = e.label(), "PROXY header refused");
+                return Err(StreamClose::ProxyHeader);
+            }
+        };
+        debug!(%peer, %client, "PROXY header");
+        if !self.limits.claim_ip(client.ip()) {
+            return Err(StreamClose::PerIpLimit);
+        }
+        conn.ip_counted = true;
         Ok(())
     }
 
@@ -250,6 +336,7 @@ impl Worker {
             return;
         };
         let _ = self.epoll.delete(conn.stream.as_fd());
+        self.release(conn.five.client, conn.ip_counted);
         if let Some(reason) = reason {
             self.stream_closes[reason.index()] += 1;
             debug!(client = %conn.five.client, reason = reason.label(), "connection closed");
@@ -258,28 +345,32 @@ impl Worker {
         self.act_on_outputs(None);
     }
 
-    /// Closes the connections that hold no allocation and sent nothing for the idle timeout
-    /// ([`crate::ServerConfig::tcp_idle_timeout`]), and those whose TLS handshake took too
-    /// long.
+    /// Closes the connections that hold no allocation and sent nothing for the idle timeout,
+    /// and those whose TLS handshake or PROXY header took longer than the handshake timeout
+    /// ([`super::StreamTimeouts`]).
     pub(super) fn close_idle(&mut self, now: Instant) {
-        let ids: Vec<ConnId> = self.conns.ids().collect();
-        let limit = self.tcp_idle;
-        for id in ids {
-            let slow = self.conns.get_mut(id).is_some_and(|c| {
-                c.tls.handshaking() && now.saturating_duration_since(c.opened) >= HANDSHAKE_TIMEOUT
-            });
-            if slow {
-                self.tls_failures[TlsFailure::Timeout.index()] += 1;
-                self.close_conn(id, Some(StreamClose::Tls), now);
+        let mut ids = std::mem::take(&mut self.swept_ids);
+        ids.clear();
+        ids.extend(self.conns.ids());
+        let limits = self.timeouts;
+        for &id in &ids {
+            let Some(c) = self.conns.get_mut(id) else {
                 continue;
-            }
-            let idle = self.conns.get_mut(id).is_some_and(|c| {
-                !c.allocated && now.saturating_duration_since(c.last_read) >= limit
-            });
-            if idle {
-                self.close_conn(id, Some(StreamClose::Idle), now);
-            }
+            };
+            let opened_for = now.saturating_duration_since(c.opened);
+            let reason = if c.awaiting_proxy && opened_for >= limits.handshake {
+                StreamClose::ProxyHeader
+            } else if c.tls.handshaking() && opened_for >= limits.handshake {
+                self.tls_failures[TlsFailure::Timeout.index()] += 1;
+                StreamClose::Tls
+            } else if !c.allocated && now.saturating_duration_since(c.last_read) >= limits.idle {
+                StreamClose::Idle
+            } else {
+                continue;
+            };
+            self.close_conn(id, Some(reason), now);
         }
+        self.swept_ids = ids;
     }
 
     /// Closes every connection (the worker is stopping); their allocations already ended.

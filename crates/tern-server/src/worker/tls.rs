@@ -5,17 +5,16 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::ServerConnection;
 
 use crate::control::TlsFailure;
 use crate::tls::{Accepting, CertStore};
 
+use super::conn::Incoming;
+
 /// The first byte of a TLS record carrying a handshake message (a ClientHello).
 const HANDSHAKE_RECORD: u8 = 0x16;
-/// A TLS handshake not finished within this long closes the connection.
-pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Plaintext handed to rustls per write, so its own buffer stays small and the bounded
 /// write queue stays the one bound.
 const WRITE_CHUNK: usize = 16 * 1024;
@@ -104,21 +103,20 @@ impl Mode {
         matches!(self, Mode::Tls(c) if c.wants_write())
     }
 
-    /// Reads from `stream` into `buf`: plaintext for plain and established TLS
+    /// Reads from `incoming` into `buf`: plaintext for plain and established TLS
     /// connections. `Ok(0)` is the end of the stream; other counts are bytes taken from the
-    /// socket, of which the plaintext (`*filled` grows by it) may be none yet.
+    /// connection, of which the plaintext (`*filled` grows by it) may be none yet.
     pub fn read(
         &mut self,
-        stream: &mut TcpStream,
+        incoming: &mut Incoming<'_>,
         buf: &mut [u8],
         filled: &mut usize,
     ) -> io::Result<usize> {
         if let Mode::Undecided(store) = self {
-            let mut first = [0u8; 1];
-            if stream.peek(&mut first)? == 0 {
+            let Some(first) = incoming.peek()? else {
                 return Ok(0);
-            }
-            *self = if first[0] == HANDSHAKE_RECORD {
+            };
+            *self = if first == HANDSHAKE_RECORD {
                 Mode::Accepting(Box::new(Accepting::new(store.current())))
             } else {
                 Mode::Plain
@@ -126,12 +124,12 @@ impl Mode {
         }
         match self {
             Mode::Plain | Mode::Undecided(_) => {
-                let n = stream.read(&mut buf[*filled..])?;
+                let n = incoming.read(&mut buf[*filled..])?;
                 *filled += n;
                 Ok(n)
             }
             Mode::Accepting(a) => {
-                let n = a.read_tls(stream)?;
+                let n = a.read_tls(incoming)?;
                 if n == 0 {
                     return Ok(0);
                 }
@@ -142,13 +140,13 @@ impl Mode {
                         let result = conn.process_new_packets();
                         *self = Mode::Tls(Box::new(conn));
                         if let Err(e) = result {
-                            return Err(self.fail(stream, e, true));
+                            return Err(self.fail(incoming.stream, e, true));
                         }
                         Ok(n)
                     }
                     Err(refused) => {
                         let mut alert = refused.alert;
-                        let _ = alert.write_all(stream);
+                        let _ = alert.write_all(incoming.stream);
                         Err(broken(refused.error, true))
                     }
                 }
@@ -165,13 +163,13 @@ impl Mode {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
-                let n = c.read_tls(stream)?;
+                let n = c.read_tls(incoming)?;
                 if n == 0 {
                     return Ok(0);
                 }
                 let handshaking = c.is_handshaking();
                 if let Err(e) = c.process_new_packets() {
-                    return Err(self.fail(stream, e, handshaking));
+                    return Err(self.fail(incoming.stream, e, handshaking));
                 }
                 let Mode::Tls(c) = self else {
                     return Ok(n);
