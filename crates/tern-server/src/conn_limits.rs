@@ -118,13 +118,20 @@ mod tests {
         // The IPv4-mapped form is the same client.
         assert!(!l.claim_ip(ip("::ffff:127.0.0.1")));
         l.release_ip(a);
-        assert!(l.claim_ip(ip("::ffff:127.0.0.1")), "a released one frees a place");
+        assert!(
+            l.claim_ip(ip("::ffff:127.0.0.1")),
+            "a released one frees a place"
+        );
         assert_eq!(l.distinct_ips(), 2);
         for _ in 0..3 {
             l.release_ip(a);
         }
         l.release_ip(b);
-        assert_eq!(l.distinct_ips(), 0, "no entry stays for IPs with nothing open");
+        assert_eq!(
+            l.distinct_ips(),
+            0,
+            "no entry stays for IPs with nothing open"
+        );
         l.release_ip(b);
         assert_eq!(l.distinct_ips(), 0, "a stray release is harmless");
     }

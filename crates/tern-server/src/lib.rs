@@ -203,9 +203,21 @@ fn fit_connections(relay_ports: u64, listeners: u64, asked: Option<usize>) -> us
                        ports; fewer connections are accepted (raise the hard limit, ulimit -Hn \
                        or LimitNOFILE=, or lower max-connections)";
         if asked.is_some() {
-            warn!(limit, relay_ports, asked = want, accepted = fit, "{message}");
+            warn!(
+                limit,
+                relay_ports,
+                asked = want,
+                accepted = fit,
+                "{message}"
+            );
         } else {
-            info!(limit, relay_ports, default = want, accepted = fit, "{message}");
+            info!(
+                limit,
+                relay_ports,
+                default = want,
+                accepted = fit,
+                "{message}"
+            );
         }
     }
     fit as usize

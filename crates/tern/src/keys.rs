@@ -112,6 +112,14 @@ pub const IMPLEMENTED: &[Key] = &[
     key("dh1066", Flag),
     key("dh-file", Value),
     multi(key("tls-sni-cert", Value)),
+    key("alt-listening-port", Value),
+    key("alt-tls-listening-port", Value),
+    key("tcp-proxy-port", Value),
+    key("proxy-protocol", Flag),
+    key("tls-handshake-timeout", Value),
+    key("tcp-idle-timeout", Value),
+    key("max-connections", Value),
+    key("max-connections-per-ip", Value),
 ];
 
 /// Keys that only shape logging and operations (admin port, drain): giving them does not
@@ -132,9 +140,6 @@ pub const LOGGING_ONLY: &[&str] = &[
 pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
     ("listening-device", Value),
     ("relay-device", Value),
-    ("alt-listening-port", Value),
-    ("alt-tls-listening-port", Value),
-    ("tcp-proxy-port", Value),
     ("aux-server", Value),
     ("udp-self-balance", Flag),
     ("allocation-default-address-family", Value),

@@ -191,32 +191,51 @@ pub fn map(
     if let Some(store) = &tls {
         warnings.extend(store.current().warnings().iter().cloned());
     }
-    if s.no_udp && s.no_tcp && tls.is_none() {
+    if s.no_udp && s.no_tcp && tls.is_none() && s.tcp_proxy_port.is_none() {
         anyhow::bail!(
             "no-udp and no-tcp together leave no listener (and TLS is off: it needs cert and \
              pkey); drop one of them"
         );
     }
-    let addrs = |off: bool| -> Vec<SocketAddr> {
-        if off {
-            return Vec::new();
-        }
-        listening
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, s.listening_port))
-            .collect()
-    };
-    let mut server = ServerConfig::new(addrs(s.no_udp), relay_bind_ip, core);
-    server.tcp_listen = addrs(s.no_tcp);
-    if tls.is_some() {
-        // Every TCP port tells TLS from plain TURN by the first byte; the TLS port is one more.
-        for ip in &listening {
-            let addr = SocketAddr::new(*ip, s.tls_listening_port);
-            if !server.tcp_listen.contains(&addr) {
-                server.tcp_listen.push(addr);
+    let on_every_ip = |ports: &[Option<u16>]| -> Vec<SocketAddr> {
+        let mut addrs = Vec::new();
+        for port in ports.iter().flatten() {
+            for ip in &listening {
+                let addr = SocketAddr::new(*ip, *port);
+                if !addrs.contains(&addr) {
+                    addrs.push(addr);
+                }
             }
         }
+        addrs
+    };
+    let plain_ports = [Some(s.listening_port), s.alt_listening_port];
+    let udp = if s.no_udp { &[][..] } else { &plain_ports[..] };
+    let mut server = ServerConfig::new(on_every_ip(udp), relay_bind_ip, core);
+    let mut tcp_ports = if s.no_tcp {
+        Vec::new()
+    } else {
+        plain_ports.to_vec()
+    };
+    if tls.is_some() {
+        // Every TCP port tells TLS from plain TURN by the first byte; the TLS ports are more.
+        tcp_ports.extend([Some(s.tls_listening_port), s.alt_tls_listening_port]);
+    } else if let Some(port) = s.alt_tls_listening_port {
+        warnings.push(format!(
+            "alt-tls-listening-port {port} is not listened on: TLS is off (it needs cert and pkey)"
+        ));
     }
+    server.tcp_listen = on_every_ip(&tcp_ports);
+    server.proxy_listen = on_every_ip(&[s.tcp_proxy_port]);
+    // With proxy-protocol every port requires the header: one listener per address is enough.
+    server
+        .proxy_listen
+        .retain(|a| !server.tcp_listen.contains(a));
+    server.proxy_protocol = s.proxy_protocol;
+    server.handshake_timeout = Duration::from_secs(s.tls_handshake_timeout);
+    server.tcp_idle_timeout = Duration::from_secs(s.tcp_idle_timeout);
+    server.max_connections = s.max_connections.map(|n| n as usize);
+    server.max_connections_per_ip = s.max_connections_per_ip;
     server.tls = tls;
     server.workers = s.relay_threads as usize;
     server.batched_io = !s.no_batched_io;

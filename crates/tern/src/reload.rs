@@ -216,8 +216,22 @@ fn differences(
     let (ac, bc) = (&a.core, &b.core);
     let checks = [
         (
-            "listening-ip/listening-port/no-udp/no-tcp",
+            "listening-ip/listening-port/alt-listening-port/alt-tls-listening-port/no-udp/no-tcp",
             a.listen != b.listen || a.tcp_listen != b.tcp_listen,
+        ),
+        (
+            "tcp-proxy-port/proxy-protocol",
+            a.proxy_listen != b.proxy_listen || a.proxy_protocol != b.proxy_protocol,
+        ),
+        (
+            "tls-handshake-timeout",
+            a.handshake_timeout != b.handshake_timeout,
+        ),
+        ("tcp-idle-timeout", a.tcp_idle_timeout != b.tcp_idle_timeout),
+        (
+            "max-connections/max-connections-per-ip",
+            a.max_connections != b.max_connections
+                || a.max_connections_per_ip != b.max_connections_per_ip,
         ),
         ("relay-ip", a.relay_bind_ip != b.relay_bind_ip),
         (
@@ -336,7 +350,7 @@ mod tests {
         let ok = r.reload().unwrap();
         assert_eq!(
             ok.restart_needed,
-            vec!["listening-ip/listening-port/no-udp/no-tcp"]
+            vec!["listening-ip/listening-port/alt-listening-port/alt-tls-listening-port/no-udp/no-tcp"]
         );
         assert_eq!(ok.reload.secrets, vec![b"third".to_vec()]);
         assert_eq!(r.drain().timeout, Duration::from_secs(9));

@@ -67,6 +67,12 @@ pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
 pub const DEFAULT_PROMETHEUS_PORT: u16 = 9641;
 /// `drain-timeout`'s default, seconds.
 pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
+/// `tls-handshake-timeout`'s default, seconds.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
+/// `tcp-idle-timeout`'s default, seconds.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 30;
+/// `max-connections-per-ip`'s default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 64;
 /// The port of an `alternate-server` given without one.
 const DEFAULT_ALTERNATE_PORT: u16 = 3478;
 
@@ -170,6 +176,27 @@ pub struct Settings {
     pub no_tlsv1_2: bool,
     /// `tls-sni-cert` (tern's own key, repeatable): `NAME:CERT:KEY`.
     pub tls_sni_certs: Vec<tern_server::tls::SniCert>,
+    /// `alt-listening-port`: UDP and TCP on every listening IP too (only when set).
+    pub alt_listening_port: Option<u16>,
+    /// `alt-tls-listening-port`: TLS (and plain TURN) on every listening IP too, when TLS is
+    /// on (only when set).
+    pub alt_tls_listening_port: Option<u16>,
+    /// `tcp-proxy-port`: a TCP port on every listening IP whose connections must start with
+    /// a PROXY protocol header (v1 or v2).
+    pub tcp_proxy_port: Option<u16>,
+    /// `proxy-protocol` (tern's own key): every TCP/TLS port requires the PROXY header.
+    pub proxy_protocol: bool,
+    /// `tls-handshake-timeout` (tern's own key): seconds for a TLS handshake or a PROXY
+    /// header (10).
+    pub tls_handshake_timeout: u64,
+    /// `tcp-idle-timeout` (tern's own key): seconds a TCP connection without an allocation
+    /// may stay silent (30).
+    pub tcp_idle_timeout: u64,
+    /// `max-connections` (tern's own key): TCP/TLS connections in all (20,000).
+    pub max_connections: Option<u32>,
+    /// `max-connections-per-ip` (tern's own key): TCP/TLS connections from one client IP;
+    /// 0: no limit (64).
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for Settings {
@@ -221,6 +248,14 @@ impl Default for Settings {
             ec_curve_name: None,
             no_tlsv1_2: false,
             tls_sni_certs: Vec::new(),
+            alt_listening_port: None,
+            alt_tls_listening_port: None,
+            tcp_proxy_port: None,
+            proxy_protocol: false,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
+            max_connections: None,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -395,6 +430,14 @@ impl Builder {
             "tls-sni-cert" => s
                 .tls_sni_certs
                 .push(value()?.parse().map_err(|e| format!("{e}"))?),
+            "alt-listening-port" => s.alt_listening_port = Some(values::port(value()?)?),
+            "alt-tls-listening-port" => s.alt_tls_listening_port = Some(values::port(value()?)?),
+            "tcp-proxy-port" => s.tcp_proxy_port = Some(values::port(value()?)?),
+            "proxy-protocol" => s.proxy_protocol = values::flag(raw)?,
+            "tls-handshake-timeout" => s.tls_handshake_timeout = values::seconds(value()?)?,
+            "tcp-idle-timeout" => s.tcp_idle_timeout = values::seconds(value()?)?,
+            "max-connections" => s.max_connections = Some(values::positive_count(value()?)?),
+            "max-connections-per-ip" => s.max_connections_per_ip = values::count(value()?)?,
             "verbose" | "Verbose" => {
                 let level = if k.name == "verbose" {
                     Verbosity::Verbose
@@ -458,6 +501,9 @@ impl Builder {
                 at("min-port")
             );
         }
+        if let Some(conflict) = self.proxy_port_conflict() {
+            anyhow::bail!("{conflict}");
+        }
         if s.use_auth_secret
             && s.static_auth_secrets.is_empty()
             && s.static_auth_secret_files.is_empty()
@@ -472,6 +518,36 @@ impl Builder {
             );
         }
         Ok(())
+    }
+}
+
+impl Builder {
+    /// The key whose port `tcp-proxy-port` repeats, unless `proxy-protocol` makes every port
+    /// take the header anyway: one port cannot both require the header and go without.
+    fn proxy_port_conflict(&self) -> Option<String> {
+        let s = &self.s;
+        let proxy = s.tcp_proxy_port.filter(|_| !s.proxy_protocol)?;
+        let tls = s.cert.is_some() && s.pkey.is_some() && !s.no_tls;
+        let plain = [
+            ("listening-port", Some(s.listening_port), !s.no_tcp),
+            ("alt-listening-port", s.alt_listening_port, !s.no_tcp),
+            ("tls-listening-port", Some(s.tls_listening_port), tls),
+            ("alt-tls-listening-port", s.alt_tls_listening_port, tls),
+        ];
+        let (key, _, _) = plain
+            .into_iter()
+            .find(|&(_, port, used)| used && port == Some(proxy))?;
+        let at = |k| {
+            self.seen
+                .get(k)
+                .map_or("default".to_string(), Origin::to_string)
+        };
+        Some(format!(
+            "{}: tcp-proxy-port {proxy} is also {key} ({}), a port without the PROXY protocol; \
+             pick another port, or set proxy-protocol to require the header on every port",
+            at("tcp-proxy-port"),
+            at(key)
+        ))
     }
 }
 

@@ -41,6 +41,14 @@ pub fn count(value: &str) -> Result<u32, String> {
         .map_err(|_| format!("`{value}` is not a non-negative number"))
 }
 
+/// A positive count.
+pub fn positive_count(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{value}` is not a positive number")),
+    }
+}
+
 /// A bandwidth in bytes per second, as coturn's `max-bps`; 0 means no limit.
 pub fn bytes_per_second(value: &str) -> Result<u64, String> {
     value

@@ -625,3 +625,178 @@ fn tls_keys_turn_tls_on_and_their_errors_name_key_and_file() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn connection_keys_reach_the_server_and_bad_values_name_key_and_line() {
+    let base = "static-auth-secret=s\nlistening-ip=127.0.0.1\n";
+    let l = load(base, &[], &[]).unwrap();
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    // The defaults.
+    assert_eq!(m.server.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(m.server.tcp_idle_timeout, Duration::from_secs(30));
+    assert_eq!(
+        m.server.max_connections, None,
+        "the server's default, 20,000"
+    );
+    assert_eq!(m.server.max_connections_per_ip, 64);
+    assert!(!m.server.proxy_protocol && m.server.proxy_listen.is_empty());
+
+    let text = format!(
+        "{base}tls-handshake-timeout=3\ntcp-idle-timeout=7\nmax-connections=12000\nmax-connections-per-ip=0\n"
+    );
+    let l = load(&text, &[], &[]).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert_eq!(m.server.handshake_timeout, Duration::from_secs(3));
+    assert_eq!(m.server.tcp_idle_timeout, Duration::from_secs(7));
+    assert_eq!(m.server.max_connections, Some(12_000));
+    assert_eq!(m.server.max_connections_per_ip, 0, "0: no per-IP limit");
+    // The environment and flags spell them as every other key.
+    let l = load(
+        base,
+        &[
+            ("TERN_MAX_CONNECTIONS_PER_IP", "5"),
+            ("TERN_TCP_IDLE_TIMEOUT", "9"),
+        ],
+        &["--tls-handshake-timeout=2", "--max-connections", "300"],
+    )
+    .unwrap();
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert_eq!(m.server.max_connections_per_ip, 5);
+    assert_eq!(m.server.tcp_idle_timeout, Duration::from_secs(9));
+    assert_eq!(m.server.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(m.server.max_connections, Some(300));
+
+    let err = |text: &str| {
+        load(&format!("{base}{text}"), &[], &[])
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("tls-handshake-timeout=0\n"),
+        "turnserver.conf:3: tls-handshake-timeout: `0` is not a positive number of seconds"
+    );
+    assert_eq!(
+        err("\ntcp-idle-timeout=soon\n"),
+        "turnserver.conf:4: tcp-idle-timeout: `soon` is not a positive number of seconds"
+    );
+    assert_eq!(
+        err("max-connections=0\n"),
+        "turnserver.conf:3: max-connections: `0` is not a positive number"
+    );
+    assert_eq!(
+        err("max-connections-per-ip=-1\n"),
+        "turnserver.conf:3: max-connections-per-ip: `-1` is not a non-negative number"
+    );
+    let e = load(base, &[("TERN_MAX_CONNECTIONS", "many")], &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "environment variable TERN_MAX_CONNECTIONS: max-connections: `many` is not a positive number"
+    );
+}
+
+#[test]
+fn proxy_and_alt_ports_add_listeners() {
+    let base = "static-auth-secret=s\nlistening-ip=127.0.0.1\nlistening-port=3478\n";
+    let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let map = |text: &str| {
+        let l = load(&format!("{base}{text}"), &[], &[]).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        mapping::map(&l.settings, no_detect, false).unwrap()
+    };
+    // Not listened on unless set (coturn uses them for RFC 5780 with a second address).
+    let m = map("");
+    assert_eq!(m.server.listen, vec![addr("127.0.0.1:3478")]);
+    assert_eq!(m.server.tcp_listen, vec![addr("127.0.0.1:3478")]);
+    // coturn's tcp-proxy-port: one more TCP port that requires the header.
+    let m = map("tcp-proxy-port=3480\nalt-listening-port=3479\n");
+    assert_eq!(
+        m.server.listen,
+        vec![addr("127.0.0.1:3478"), addr("127.0.0.1:3479")]
+    );
+    assert_eq!(
+        m.server.tcp_listen,
+        vec![addr("127.0.0.1:3478"), addr("127.0.0.1:3479")]
+    );
+    assert_eq!(m.server.proxy_listen, vec![addr("127.0.0.1:3480")]);
+    assert!(!m.server.proxy_protocol);
+    // proxy-protocol: every TCP port requires it, so tcp-proxy-port may repeat one.
+    let m = map("proxy-protocol\ntcp-proxy-port=3478\n");
+    assert!(m.server.proxy_protocol);
+    assert_eq!(m.server.tcp_listen, vec![addr("127.0.0.1:3478")]);
+    assert!(m.server.proxy_listen.is_empty());
+    // Without it, one port cannot both require the header and go without.
+    let e = load(&format!("{base}\ntcp-proxy-port=3478\n"), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "turnserver.conf:5: tcp-proxy-port 3478 is also listening-port (turnserver.conf:3)"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("proxy-protocol"), "{e}");
+    // With no-tcp there is no plain listening port to clash with.
+    let m = map("no-tcp\ntcp-proxy-port=3478\n");
+    assert!(m.server.tcp_listen.is_empty());
+    assert_eq!(m.server.proxy_listen, vec![addr("127.0.0.1:3478")]);
+    let e = load(&format!("{base}tcp-proxy-port=0\n"), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "turnserver.conf:4: tcp-proxy-port: `0` is not a port number"
+    );
+    let e = load(&format!("{base}alt-listening-port=x\n"), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "turnserver.conf:4: alt-listening-port: `x` is not a port number"
+    );
+    let e = load(&format!("{base}proxy-protocol=maybe\n"), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("turnserver.conf:4: proxy-protocol: "), "{e}");
+}
+
+#[test]
+fn alt_tls_listening_port_needs_tls() {
+    let (dir, cert, key) = tls_files("alt");
+    let base = "static-auth-secret=s\nlistening-ip=127.0.0.1\nalt-tls-listening-port=5350\n";
+    let l = load(base, &[], &[]).unwrap();
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert_eq!(m.server.tcp_listen.len(), 1);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("alt-tls-listening-port 5350") && w.contains("TLS is off")),
+        "{:?}",
+        m.warnings
+    );
+    let l = load(&format!("{base}cert={cert}\npkey={key}\n"), &[], &[]).unwrap();
+    let m = mapping::map(&l.settings, no_detect, false).unwrap();
+    assert_eq!(
+        m.server.tcp_listen,
+        vec![
+            "127.0.0.1:3478".parse::<SocketAddr>().unwrap(),
+            "127.0.0.1:5349".parse().unwrap(),
+            "127.0.0.1:5350".parse().unwrap(),
+        ]
+    );
+    // tcp-proxy-port may not repeat a TLS port either.
+    let e = load(
+        &format!("{base}cert={cert}\npkey={key}\ntcp-proxy-port=5350\n"),
+        &[],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("tcp-proxy-port 5350 is also alt-tls-listening-port (turnserver.conf:3)"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

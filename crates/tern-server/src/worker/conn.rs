@@ -130,7 +130,8 @@ impl Conn {
             early: &mut self.early,
             stream: &mut self.stream,
         };
-        self.tls.read(&mut incoming, &mut self.buf, &mut self.filled)
+        self.tls
+            .read(&mut incoming, &mut self.buf, &mut self.filled)
     }
 
     /// Whether bytes that came after the PROXY header wait to be read.

@@ -88,7 +88,9 @@ impl Worker {
             client,
             server: local,
         };
-        let Some((id, conn)) = self.conns.insert(stream, five, self.tls.clone(), proxy, now)
+        let Some((id, conn)) = self
+            .conns
+            .insert(stream, five, self.tls.clone(), proxy, now)
         else {
             self.release(client, ip_counted);
             self.refuse(client, StreamClose::OverLimit);
