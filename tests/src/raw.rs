@@ -57,6 +57,13 @@ impl RawClient {
     /// `secret`.
     pub fn tcp(server: SocketAddr, secret: &str, realm: &str) -> RawClient {
         let conn = TcpStream::connect_timeout(&server, Duration::from_secs(2)).expect("connect");
+        RawClient::over(conn, secret, realm)
+    }
+
+    /// A client on a TCP connection made elsewhere (bound to a chosen local address, or
+    /// after a PROXY protocol header), with a REST credential under `secret`.
+    pub fn over(conn: TcpStream, secret: &str, realm: &str) -> RawClient {
+        let server = conn.peer_addr().expect("a connected stream");
         conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         conn.set_nodelay(true).unwrap();
         RawClient {
@@ -118,6 +125,25 @@ impl RawClient {
             pending.extend_from_slice(&buf[..n]);
         }
         Err(io::ErrorKind::InvalidData.into())
+    }
+
+    /// Sends a Binding request (unauthenticated) and returns the XOR-MAPPED-ADDRESS of the
+    /// answer: where the server sees this client.
+    pub fn mapped_address(&mut self) -> SocketAddr {
+        let tid = self.next_tid();
+        let mut req = Vec::new();
+        MessageWriter::new(
+            &mut req,
+            MessageType::new(Method::BINDING, Class::Request),
+            tid,
+        )
+        .finish();
+        let answer = self.exchange(&req);
+        let m = Message::parse(&answer).expect("a STUN answer");
+        let a = m
+            .get(attr::XOR_MAPPED_ADDRESS)
+            .expect("XOR-MAPPED-ADDRESS in the Binding answer");
+        attr::decode_xor_address(a.value, a.typ, &m.transaction_id()).unwrap()
     }
 
     /// The REST username and password this client authenticates with.
