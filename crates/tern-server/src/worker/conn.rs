@@ -534,4 +534,19 @@ mod tests {
         read_some(conn);
         assert_eq!(conn.take_proxy_header(), Err(ProxyError::NotProxy));
     }
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // Beside its socket and its 4 KiB first read buffer, a connection costs its slot;
+        // the slab grows one slot per connection, never to MAX_CONNS up front.
+        assert!(
+            std::mem::size_of::<Slot>() <= 256,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+        let mut conns = Conns::default();
+        let (s, _client) = pair();
+        conns.insert(s, five, None, true, Instant::now()).unwrap();
+        assert_eq!(conns.slots.len(), 1);
+    }
 }
