@@ -146,6 +146,8 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
     tracing::info!(
         listen = ?server.listen,
         tcp_listen = ?server.tcp_listen,
+        proxy_listen = ?server.proxy_listen,
+        proxy_protocol = server.proxy_protocol,
         relayed_ip = %server.core.relayed_ip,
         relay_bind_ip = %server.relay_bind_ip,
         relay_ports = ?server.core.relay_port_range,

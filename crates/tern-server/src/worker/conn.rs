@@ -527,6 +527,17 @@ mod tests {
         assert_eq!(conn.take_proxy_header(), Ok(Some(before)));
         assert!(!conn.has_early());
 
+        // Version 1 UNKNOWN: the same.
+        let (s, mut client) = pair();
+        let (id, _) = conns.insert(s, five, None, true, now).unwrap();
+        let before = conns.get_mut(id).unwrap().five.client;
+        client.write_all(b"PROXY UNKNOWN ignored\r\n").unwrap();
+        let conn = conns.get_mut(id).unwrap();
+        while conn.filled < 23 {
+            read_some(conn);
+        }
+        assert_eq!(conn.take_proxy_header(), Ok(Some(before)));
+
         let (s, mut client) = pair();
         let (id, _) = conns.insert(s, five, None, true, now).unwrap();
         client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
