@@ -49,7 +49,15 @@ impl Metrics {
     fn parse(text: &str) -> Metrics {
         let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
             .expect("the exposition parses");
-        let allowed_labels = ["direction", "path", "reason", "method", "result", "kind"];
+        let allowed_labels = [
+            "direction",
+            "path",
+            "reason",
+            "method",
+            "result",
+            "kind",
+            "transport",
+        ];
         let mut map = BTreeMap::new();
         for s in scrape.samples {
             assert!(s.metric.starts_with("tern_"), "{}", s.metric);
@@ -79,18 +87,26 @@ impl Metrics {
         Metrics(map)
     }
 
-    /// The value of `name` with exactly `labels` (given in alphabetical order of keys).
+    /// The sum of the series of `name` that carry every one of `labels` (and maybe more:
+    /// `tern_allocations` with no labels sums its `transport` series).
     fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let key = if labels.is_empty() {
-            name.to_owned()
-        } else {
-            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-            format!("{name}{{{}}}", l.join(","))
-        };
-        *self
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let matching: Vec<f64> = self
             .0
-            .get(&key)
-            .unwrap_or_else(|| panic!("no series {key} in {:#?}", self.0.keys()))
+            .iter()
+            .filter(|(key, _)| {
+                let (metric, rest) = key.split_once('{').unwrap_or((key.as_str(), "}"));
+                let have: Vec<&str> = rest.trim_end_matches('}').split(',').collect();
+                metric == name && wanted.iter().all(|w| have.contains(&w.as_str()))
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            !matching.is_empty(),
+            "no series {name} with {wanted:?} in {:#?}",
+            self.0.keys()
+        );
+        matching.iter().sum()
     }
 }
 
@@ -228,6 +244,16 @@ fn metrics_follow_a_relay_session() {
         ind_bytes as f64
     );
     assert_eq!(delta("tern_allocations_created_total", &[]), 1.0);
+    // A UDP client: everything is under transport="udp", nothing under tcp or tls.
+    let udp_to_peer = [CHANNEL_TO_PEER[0], CHANNEL_TO_PEER[1], ("transport", "udp")];
+    assert_eq!(delta("tern_relayed_packets_total", &udp_to_peer), 40.0);
+    for other in ["tcp", "tls"] {
+        let t = [("transport", other)];
+        assert_eq!(m.get("tern_relayed_packets_total", &t), 0.0, "{other}");
+        assert_eq!(m.get("tern_allocations_created_total", &t), 0.0, "{other}");
+        assert_eq!(m.get("tern_requests_total", &t), 0.0, "{other}");
+    }
+    assert_eq!(m.get("tern_allocations", &[("transport", "udp")]), 1.0);
     // Allocate: the nonce challenge (401), then success.
     assert_eq!(requests(&m, "allocate", "401"), 1.0);
     assert_eq!(requests(&m, "allocate", "success"), 1.0);
@@ -286,7 +312,7 @@ fn admin_endpoints() {
     let second = scrape(&server);
     let keys = |m: &Metrics| m.0.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&first), keys(&second));
-    assert_eq!(first.0.len(), 143, "{:#?}", first.0.keys());
+    assert_eq!(first.0.len(), 339, "{:#?}", first.0.keys());
 
     // The Grafana dashboard only queries metrics that exist.
     let names: Vec<&str> = first

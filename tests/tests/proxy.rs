@@ -204,11 +204,11 @@ fn an_allocation_over_a_proxied_connection_relays_and_ends_with_it() {
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     client.bind_channel(0x4000, peer.local_addr().unwrap());
     relay(&client, relayed, &peer, 20);
-    wait_metric(&server, "tern_allocations", 1.0);
+    wait_metric(&server, "tern_allocations{transport=\"tcp\"}", 1.0);
     drop(client);
     wait_metric(
         &server,
-        "tern_allocations_ended_total{reason=\"connection_closed\"}",
+        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\"}",
         1.0,
     );
     wait_metric(&server, "tern_connections", 0.0);

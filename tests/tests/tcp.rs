@@ -106,7 +106,12 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
     assert_eq!(relayed.port(), port);
     tcp.bind_channel(0x4000, peer_addr);
     relay(&tcp, relayed, &peer_sock, 20);
-    wait_metric(&server, "tern_allocations", 1.0);
+    wait_metric(&server, "tern_allocations{transport=\"tcp\"}", 1.0);
+    wait_metric(
+        &server,
+        "tern_relayed_packets_total{path=\"channel_data\",direction=\"to_peer\",transport=\"tcp\"}",
+        20.0,
+    );
     // While the TCP allocation lives, the one port is taken.
     let mut udp = RawClient::new(server.addr(), SECRET, REALM);
     assert_eq!(udp.allocate().0, 508, "the only port is held");
@@ -129,7 +134,7 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
     assert_eq!(again.port(), port);
     wait_metric(
         &server,
-        "tern_allocations_ended_total{reason=\"connection_closed\"}",
+        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\"}",
         1.0,
     );
     wait_metric(
@@ -137,7 +142,8 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
         "tern_stream_closes_total{reason=\"peer_closed\"}",
         1.0,
     );
-    wait_metric(&server, "tern_allocations", 1.0);
+    wait_metric(&server, "tern_allocations{transport=\"udp\"}", 1.0);
+    wait_metric(&server, "tern_allocations{transport=\"tcp\"}", 0.0);
     wait_metric(&server, "tern_connections", 0.0);
     server.assert_alive();
 }
@@ -168,7 +174,7 @@ fn a_bad_stream_closes_its_connection_only() {
     );
     // The other client's allocation keeps relaying, over the same worker or another.
     relay(&good, relayed, &peer_sock, 20);
-    assert_eq!(metric(&server, "tern_allocations"), 1.0);
+    assert_eq!(metric(&server, "tern_allocations{transport=\"tcp\"}"), 1.0);
     server.assert_alive();
 }
 
@@ -206,6 +212,6 @@ fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
         let (ch, data) = slow.recv_relayed(peer_addr).expect("queued data arrives");
         assert_eq!((ch, data.len()), (0x4000, payload.len()));
     }
-    assert_eq!(metric(&server, "tern_allocations"), 1.0);
+    assert_eq!(metric(&server, "tern_allocations{transport=\"tcp\"}"), 1.0);
     server.assert_alive();
 }

@@ -57,6 +57,24 @@ fn probe_over_tls_passes_on_the_tls_port_and_the_plain_port() {
     tern_e2e::assert_probe_relayed(&out, "probe --transport tcp to the TLS port");
     let out = probe(server.addr(), "tcp", None);
     tern_e2e::assert_probe_relayed(&out, "probe --transport tcp to the listening port");
+    // Two allocations over TLS and two over TCP, each counted under its own transport.
+    let created = |t: &str| format!("tern_allocations_created_total{{transport=\"{t}\"}} ");
+    let start = std::time::Instant::now();
+    loop {
+        let text = http_get(server.admin_addr(), "/metrics").unwrap().1;
+        let want = [("tls", 2), ("tcp", 2), ("udp", 0)];
+        if want
+            .iter()
+            .all(|(t, n)| text.contains(&format!("{}{n}\n", created(t))))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{want:?} in {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.assert_alive();
 }
 

@@ -42,16 +42,42 @@ pub enum Transport {
     Stream {
         /// The connection.
         conn: ConnId,
+        /// Whether it speaks TLS. Known before the first message reaches the core (the
+        /// first byte decides) and never changes after.
+        tls: bool,
     },
 }
 
+crate::label_enum! {
+    /// A client transport as metrics name it, the `transport` label.
+    pub enum TransportLabel {
+        /// UDP.
+        Udp => "udp",
+        /// TCP without TLS.
+        Tcp => "tcp",
+        /// TLS over TCP.
+        Tls => "tls",
+    }
+}
+
 impl Transport {
-    /// One word that tells transports apart, for hashing.
+    /// One word that tells transports apart, for hashing (a connection id is unique
+    /// whether or not it speaks TLS).
     #[inline]
     fn word(self) -> u64 {
         match self {
             Self::Udp { listener } => u64::from(listener.0),
-            Self::Stream { conn } => 1 << 32 | u64::from(conn.0),
+            Self::Stream { conn, .. } => 1 << 32 | u64::from(conn.0),
+        }
+    }
+
+    /// Its metrics label.
+    #[inline]
+    pub fn label(self) -> TransportLabel {
+        match self {
+            Self::Udp { .. } => TransportLabel::Udp,
+            Self::Stream { tls: false, .. } => TransportLabel::Tcp,
+            Self::Stream { tls: true, .. } => TransportLabel::Tls,
         }
     }
 }
@@ -198,7 +224,10 @@ mod tests {
         let a = FiveTuple::udp(ListenerId(0), c, s);
         let b = FiveTuple::udp(ListenerId(1), c, s);
         let t = FiveTuple {
-            transport: Transport::Stream { conn: ConnId(0) },
+            transport: Transport::Stream {
+                conn: ConnId(0),
+                tls: false,
+            },
             ..a
         };
         assert_ne!(a, b);

@@ -98,6 +98,7 @@ impl Server {
             (self.config.max_bps != 0).then(|| Box::new(RateState::new(now, self.config.max_bps)));
         let id = self.allocations.insert(Allocation {
             five_tuple,
+            transport: five_tuple.transport.label(),
             relayed: Relayed::one(relayed),
             username: username.into(),
             key,
@@ -113,7 +114,7 @@ impl Server {
         });
         self.by_five_tuple.insert(five_tuple, id);
         self.index_relay(relayed, Some(id));
-        self.counters.allocations_created += 1;
+        self.counters.created(five_tuple.transport);
         self.timers.insert(now + lifetime, Timer::Allocation { id });
         // The claim goes out before the reply that tells the client the address.
         self.out.push(Output::Claim {

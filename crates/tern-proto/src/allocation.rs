@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tern_wire::{ChannelNumber, TransactionId};
 
-use crate::addr::{Family, FiveTuple, Relayed};
+use crate::addr::{Family, FiveTuple, Relayed, TransportLabel};
 use crate::output::BoundChannel;
 use crate::rate::{Direction, RateState};
 use crate::slab::AllocationId;
@@ -44,6 +44,9 @@ pub struct Traffic {
 #[derive(Debug)]
 pub(crate) struct Allocation {
     pub five_tuple: FiveTuple,
+    /// The client transport's label, kept so that counting a relayed packet under it is
+    /// an index, not a match on the 5-tuple.
+    pub transport: TransportLabel,
     /// Its relayed endpoints, one per family it holds.
     pub relayed: Relayed,
     pub username: Box<str>,

@@ -4,8 +4,12 @@
 
 use tern_wire::Method;
 
+use crate::addr::{Transport, TransportLabel};
 use crate::error::{AuthFailure, DropReason, RequestError, RequestResult};
 use crate::output::EndReason;
+
+/// A count kept per client transport, by [`TransportLabel::index`].
+pub type PerTransport<T> = [T; TransportLabel::ALL.len()];
 
 /// Packets and bytes of application data on one path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +30,15 @@ impl PathCount {
     fn merge(&mut self, o: &PathCount) {
         self.packets += o.packets;
         self.bytes += o.bytes;
+    }
+
+    /// The sum over every transport.
+    pub fn total(counts: &PerTransport<PathCount>) -> PathCount {
+        let mut sum = PathCount::default();
+        for c in counts {
+            sum.merge(c);
+        }
+        sum
     }
 }
 
@@ -92,27 +105,29 @@ impl AuthFailureReason {
     }
 }
 
-/// Everything the core counts. Cumulative since the core started.
+/// Everything the core counts. Cumulative since the core started. Relayed data, requests
+/// and allocations are kept per client transport ([`PerTransport`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// ChannelData from clients relayed to peers.
-    pub channel_to_peer: PathCount,
+    pub channel_to_peer: PerTransport<PathCount>,
     /// Peer data relayed to clients as ChannelData.
-    pub channel_to_client: PathCount,
+    pub channel_to_client: PerTransport<PathCount>,
     /// Send indications from clients relayed to peers.
-    pub send_to_peer: PathCount,
+    pub send_to_peer: PerTransport<PathCount>,
     /// Peer data relayed to clients as Data indications.
-    pub data_to_client: PathCount,
+    pub data_to_client: PerTransport<PathCount>,
     /// Datagrams dropped, by [`DropReason::index`].
     pub dropped: [u64; DropReason::ALL.len()],
-    /// Requests answered, by [`RequestMethod::index`] then [`RequestResult::index`].
-    pub requests: [[u64; RequestResult::ALL.len()]; RequestMethod::ALL.len()],
+    /// Requests answered, by transport, then [`RequestMethod::index`], then
+    /// [`RequestResult::index`].
+    pub requests: PerTransport<[[u64; RequestResult::ALL.len()]; RequestMethod::ALL.len()]>,
     /// Authentication failures, by [`AuthFailureReason::index`].
     pub auth_failures: [u64; AuthFailureReason::ALL.len()],
-    /// Allocations created.
-    pub allocations_created: u64,
-    /// Allocations ended, by [`EndReason::index`].
-    pub allocations_ended: [u64; EndReason::ALL.len()],
+    /// Allocations created, by transport.
+    pub allocations_created: PerTransport<u64>,
+    /// Allocations ended, by transport, then [`EndReason::index`].
+    pub allocations_ended: PerTransport<[u64; EndReason::ALL.len()]>,
 }
 
 impl Counters {
@@ -121,21 +136,54 @@ impl Counters {
         self.dropped[reason.index()] += 1;
     }
 
-    pub(crate) fn request(&mut self, method: Method, result: Result<(), RequestError>) {
+    pub(crate) fn request(
+        &mut self,
+        transport: Transport,
+        method: Method,
+        result: Result<(), RequestError>,
+    ) {
         let r = result.map_or_else(RequestError::result, |()| RequestResult::Success);
-        self.requests[RequestMethod::of(method).index()][r.index()] += 1;
+        let t = transport.label().index();
+        self.requests[t][RequestMethod::of(method).index()][r.index()] += 1;
         if let Some(a) = result.err().and_then(AuthFailureReason::of) {
             self.auth_failures[a.index()] += 1;
         }
     }
 
-    pub(crate) fn ended(&mut self, reason: EndReason) {
-        self.allocations_ended[reason.index()] += 1;
+    pub(crate) fn created(&mut self, transport: Transport) {
+        self.allocations_created[transport.label().index()] += 1;
     }
 
-    /// Requests of `method` answered with `result`.
+    pub(crate) fn ended(&mut self, transport: Transport, reason: EndReason) {
+        self.allocations_ended[transport.label().index()][reason.index()] += 1;
+    }
+
+    /// Requests of `method` answered with `result`, over every transport.
     pub fn requests(&self, method: RequestMethod, result: RequestResult) -> u64 {
-        self.requests[method.index()][result.index()]
+        self.requests
+            .iter()
+            .map(|t| t[method.index()][result.index()])
+            .sum()
+    }
+
+    /// Allocations created, over every transport.
+    pub fn created_total(&self) -> u64 {
+        self.allocations_created.iter().sum()
+    }
+
+    /// Allocations ended for `reason`, over every transport.
+    pub fn ended_total(&self, reason: EndReason) -> u64 {
+        self.allocations_ended
+            .iter()
+            .map(|t| t[reason.index()])
+            .sum()
+    }
+
+    /// Allocations live on `transport`: created less ended.
+    pub fn live(&self, transport: TransportLabel) -> u64 {
+        let t = transport.index();
+        let ended: u64 = self.allocations_ended[t].iter().sum();
+        self.allocations_created[t].saturating_sub(ended)
     }
 
     /// Datagrams dropped for `reason`.
@@ -150,29 +198,27 @@ impl Counters {
 
     /// Adds `other` into `self` (summing workers).
     pub fn merge(&mut self, other: &Counters) {
-        self.channel_to_peer.merge(&other.channel_to_peer);
-        self.channel_to_client.merge(&other.channel_to_client);
-        self.send_to_peer.merge(&other.send_to_peer);
-        self.data_to_client.merge(&other.data_to_client);
-        for (a, b) in self.dropped.iter_mut().zip(other.dropped) {
-            *a += b;
+        for t in 0..TransportLabel::ALL.len() {
+            self.channel_to_peer[t].merge(&other.channel_to_peer[t]);
+            self.channel_to_client[t].merge(&other.channel_to_client[t]);
+            self.send_to_peer[t].merge(&other.send_to_peer[t]);
+            self.data_to_client[t].merge(&other.data_to_client[t]);
+            add_all(
+                self.requests[t].as_flattened_mut(),
+                other.requests[t].as_flattened(),
+            );
+            self.allocations_created[t] += other.allocations_created[t];
+            add_all(&mut self.allocations_ended[t], &other.allocations_ended[t]);
         }
-        for (ra, rb) in self.requests.iter_mut().zip(other.requests) {
-            for (a, b) in ra.iter_mut().zip(rb) {
-                *a += b;
-            }
-        }
-        for (a, b) in self.auth_failures.iter_mut().zip(other.auth_failures) {
-            *a += b;
-        }
-        self.allocations_created += other.allocations_created;
-        for (a, b) in self
-            .allocations_ended
-            .iter_mut()
-            .zip(other.allocations_ended)
-        {
-            *a += b;
-        }
+        add_all(&mut self.dropped, &other.dropped);
+        add_all(&mut self.auth_failures, &other.auth_failures);
+    }
+}
+
+/// `a[i] += b[i]` for every `i`.
+fn add_all(a: &mut [u64], b: &[u64]) {
+    for (a, b) in a.iter_mut().zip(b) {
+        *a += b;
     }
 }
 
@@ -188,6 +234,7 @@ mod tests {
         assert_indexed(&AuthFailureReason::ALL.map(|x| (x as usize, x.label())));
         assert_indexed(&DropReason::ALL.map(|x| (x as usize, x.label())));
         assert_indexed(&EndReason::ALL.map(|x| (x as usize, x.label())));
+        assert_indexed(&TransportLabel::ALL.map(|x| (x as usize, x.label())));
     }
 
     #[test]
@@ -207,8 +254,11 @@ mod tests {
     #[test]
     fn a_300_is_counted_as_300() {
         let mut c = Counters::default();
-        c.request(Method::ALLOCATE, Err(RequestError::TryAlternate));
-        c.request(Method::ALLOCATE, Ok(()));
+        let udp = Transport::Udp {
+            listener: crate::ListenerId(0),
+        };
+        c.request(udp, Method::ALLOCATE, Err(RequestError::TryAlternate));
+        c.request(udp, Method::ALLOCATE, Ok(()));
         assert_eq!(
             c.requests(RequestMethod::Allocate, RequestResult::TryAlternate),
             1

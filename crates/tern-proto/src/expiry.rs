@@ -86,7 +86,7 @@ impl Server {
         };
         self.by_five_tuple.remove(&alloc.five_tuple);
         self.shared.end(&alloc.username, alloc.relayed.first().port);
-        self.counters.ended(reason);
+        self.counters.ended(alloc.five_tuple.transport, reason);
         self.permissions -= alloc.permissions.len();
         self.channels -= alloc.channels.len();
         for &channel in &alloc.channels {

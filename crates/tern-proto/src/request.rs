@@ -76,7 +76,8 @@ impl Server {
             (Class::Request, _) => {
                 let result = self.handle_request(now, wall, five_tuple, msg);
                 let outcome = result.as_ref().map(drop).map_err(|f| f.error);
-                self.counters.request(msg.method(), outcome);
+                self.counters
+                    .request(five_tuple.transport, msg.method(), outcome);
                 // The reply is queued after what the request queued (a relay claim, a channel
                 // bound) and before what its effect ends (a deleted allocation's release).
                 let mut out = std::mem::take(&mut self.out);

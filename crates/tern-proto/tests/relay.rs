@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use tern_proto::{ClientOutput, DropReason, PeerOutput};
+use tern_proto::{ClientOutput, DropReason, PathCount, PeerOutput};
 use tern_wire::{attr, Class, Message, Method};
 
 fn allocated(config: tern_proto::Config) -> (Harness, Client, u16) {
@@ -455,8 +455,8 @@ fn max_bps_limits_each_direction_of_each_allocation() {
 
     let c0 = h.server.counters().clone();
     assert_eq!(c0.dropped(DropReason::RateLimited), 9 + 1 + 9);
-    assert_eq!(c0.channel_to_peer.packets, 11 + 1);
-    assert_eq!(c0.channel_to_client.packets, 11);
+    assert_eq!(PathCount::total(&c0.channel_to_peer).packets, 11 + 1);
+    assert_eq!(PathCount::total(&c0.channel_to_client).packets, 11);
 
     // A tenth of a second earns 100 bytes: one datagram each way.
     h.now += std::time::Duration::from_millis(100);

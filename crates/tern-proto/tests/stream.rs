@@ -4,14 +4,24 @@
 mod common;
 
 use common::*;
-use tern_proto::{ClientOutput, ConnId, EndReason, Event, FiveTuple, PeerOutput, Transport};
+use tern_proto::{
+    ClientOutput, ConnId, EndReason, Event, FiveTuple, PeerOutput, Transport, TransportLabel,
+};
 use tern_wire::attr;
 
-/// A client on stream connection `conn`.
+/// A client on stream connection `conn`, over TCP.
 fn stream_client(client: &str, name: &str, conn: u32) -> Client {
+    tls_client(client, name, conn, false)
+}
+
+/// A client on stream connection `conn`, over TLS if `tls`.
+fn tls_client(client: &str, name: &str, conn: u32, tls: bool) -> Client {
     let mut c = Client::rest(client, name);
     c.five = FiveTuple {
-        transport: Transport::Stream { conn: ConnId(conn) },
+        transport: Transport::Stream {
+            conn: ConnId(conn),
+            tls,
+        },
         ..c.five
     };
     c
@@ -97,7 +107,7 @@ fn a_closed_connection_ends_its_allocation_at_once_and_frees_the_port() {
     assert!(!outs.iter().any(|o| matches!(o, Seen::Transmit { .. })));
     assert_eq!(h.stats().allocations, 0);
     assert_eq!(
-        h.server.counters().allocations_ended[EndReason::ConnectionClosed.index()],
+        h.server.counters().ended_total(EndReason::ConnectionClosed),
         1
     );
     // The one port is free again without waiting: the other connection gets it.
@@ -112,5 +122,60 @@ fn a_closed_connection_ends_its_allocation_at_once_and_frees_the_port() {
     assert!(
         matches!(out, PeerOutput::Forward { five_tuple, .. } if five_tuple == d.five),
         "{out:?}"
+    );
+}
+
+#[test]
+fn counters_keep_each_transport_apart() {
+    let mut h = Harness::new(config());
+    let mut udp = Client::rest("192.0.2.10:40000", "u");
+    let mut tcp = tls_client("192.0.2.11:40000", "t", 1, false);
+    let mut tls = tls_client("192.0.2.12:40000", "s", 2, true);
+    let mut relayed = Vec::new();
+    for c in [&mut udp, &mut tcp, &mut tls] {
+        relayed.push(c.allocate(&mut h));
+        assert!(c.create_permission(&mut h, &[peer_a()]).is_success());
+    }
+    // TLS relays twice each way, TCP once, UDP not at all.
+    for (c, r, n) in [(&mut tcp, relayed[1], 1), (&mut tls, relayed[2], 2)] {
+        for _ in 0..n {
+            c.send(&mut h, peer_a(), &[1u8; 10]);
+            h.peer_datagram(r.port(), peer_a(), &[2u8; 20]);
+        }
+    }
+    let k = h.server.counters().clone();
+    let [u, t, s] = TransportLabel::ALL.map(TransportLabel::index);
+    assert_eq!(k.allocations_created, [1, 1, 1]);
+    assert_eq!(
+        [
+            k.send_to_peer[u].packets,
+            k.send_to_peer[t].packets,
+            k.send_to_peer[s].packets
+        ],
+        [0, 1, 2]
+    );
+    assert_eq!(
+        [
+            k.data_to_client[u].bytes,
+            k.data_to_client[t].bytes,
+            k.data_to_client[s].bytes
+        ],
+        [0, 20, 40]
+    );
+    // Allocate (401, then success) and CreatePermission, once per client.
+    for i in [u, t, s] {
+        let requests: u64 = k.requests[i].as_flattened().iter().sum();
+        assert_eq!(requests, 3, "transport {i}");
+    }
+    h.server.handle_connection_closed(h.now, tls.five);
+    let k = h.server.counters();
+    assert_eq!(
+        k.allocations_ended[s][EndReason::ConnectionClosed.index()],
+        1
+    );
+    assert_eq!(
+        TransportLabel::ALL.map(|l| k.live(l)),
+        [1, 1, 0],
+        "the TLS allocation ended with its connection"
     );
 }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
-use tern_proto::{DropReason, EndReason, PathCount, RequestResult};
+use tern_proto::{DropReason, EndReason, PathCount, PerTransport, RequestResult, TransportLabel};
 
 use crate::control::{IoErrorKind, StreamClose, TlsFailure, Totals};
 
@@ -84,8 +84,8 @@ fn counter_family(
     registry.register(name, help, CounterSeries(values.into_iter().collect()));
 }
 
-/// The four relay paths: (path, direction, counts).
-fn paths(t: &Totals) -> [(&'static str, &'static str, PathCount); 4] {
+/// The four relay paths: (path, direction, counts by transport).
+fn paths(t: &Totals) -> [(&'static str, &'static str, PerTransport<PathCount>); 4] {
     let c = &t.counters;
     [
         ("channel_data", "to_peer", c.channel_to_peer),
@@ -95,11 +95,51 @@ fn paths(t: &Totals) -> [(&'static str, &'static str, PathCount); 4] {
     ]
 }
 
+/// `values` (one per transport) as series labelled `labels` and `transport`.
+fn per_transport<T: Copy>(
+    labels: &[(&'static str, &str)],
+    values: PerTransport<T>,
+) -> impl Iterator<Item = (Labels, T)> {
+    let labels = self::labels(labels);
+    TransportLabel::ALL
+        .into_iter()
+        .zip(values)
+        .map(move |(transport, v)| {
+            let mut l = labels.clone();
+            l.push(("transport", transport.label().to_owned()));
+            (l, v)
+        })
+}
+
+/// Gauge series of one metric with their labels, in the order given.
+#[derive(Debug)]
+struct GaugeSeries(Vec<(Labels, i64)>);
+
+impl EncodeMetric for GaugeSeries {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, value) in &self.0 {
+            encoder.encode_family(labels)?.encode_gauge(value)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
 /// Builds the registry for one scrape.
 pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     let mut r = Registry::with_prefix("tern");
     let c = &t.counters;
-    gauge(&mut r, "allocations", "Live allocations", t.allocations);
+    // Live allocations by transport: created less ended, from the same snapshot as the
+    // counters (their sum is the workers' own count, `Totals::allocations`).
+    let live = TransportLabel::ALL.map(|l| i64::try_from(c.live(l)).unwrap_or(i64::MAX));
+    r.register(
+        "allocations",
+        "Live allocations, by client transport (udp, tcp, tls)",
+        GaugeSeries(per_transport(&[], live).collect()),
+    );
     gauge(
         &mut r,
         "permissions",
@@ -124,37 +164,33 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         "Relay ports free for new allocations",
         t.free_ports,
     );
-    counter(
+    counter_family(
         &mut r,
         "allocations_created",
-        "Allocations created",
-        c.allocations_created,
+        "Allocations created, by client transport",
+        per_transport(&[], c.allocations_created),
     );
+    let ended = EndReason::ALL.into_iter().flat_map(|reason| {
+        let by_transport = c.allocations_ended.map(|t| t[reason.index()]);
+        per_transport(&[("reason", reason.label())], by_transport)
+    });
     counter_family(
         &mut r,
         "allocations_ended",
-        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed)",
-        EndReason::ALL
-            .into_iter()
-            .zip(c.allocations_ended)
-            .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
+        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed) and client transport",
+        ended,
     );
-    let requests = RequestMethod::ALL
-        .into_iter()
-        .zip(c.requests)
-        .flat_map(|(method, row)| {
-            RequestResult::ALL
-                .into_iter()
-                .zip(row)
-                .map(move |(result, n)| {
-                    let l = labels(&[("method", method.label()), ("result", result.label())]);
-                    (l, n)
-                })
-        });
+    let requests = RequestMethod::ALL.into_iter().flat_map(|method| {
+        RequestResult::ALL.into_iter().flat_map(move |result| {
+            let by_transport = c.requests.map(|t| t[method.index()][result.index()]);
+            let l = [("method", method.label()), ("result", result.label())];
+            per_transport(&l, by_transport)
+        })
+    });
     counter_family(
         &mut r,
         "requests",
-        "STUN/TURN requests answered, by method and result (success or the error code)",
+        "STUN/TURN requests answered, by method, result (success or the error code) and client transport",
         requests,
     );
     let i508 = RequestResult::InsufficientCapacity.index();
@@ -162,7 +198,7 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         &mut r,
         "insufficient_capacity_responses",
         "508 Insufficient Capacity responses (relay ports exhausted, or draining)",
-        c.requests.iter().map(|row| row[i508]).sum(),
+        c.requests.as_flattened().iter().map(|row| row[i508]).sum(),
     );
     counter_family(
         &mut r,
@@ -173,22 +209,23 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
             .zip(c.auth_failures)
             .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
-    let path_labels = |path, direction| labels(&[("path", path), ("direction", direction)]);
+    let relayed = |count: fn(&PathCount) -> u64| {
+        paths(t).into_iter().flat_map(move |(path, direction, n)| {
+            let l = [("path", path), ("direction", direction)];
+            per_transport(&l, n.map(|n| count(&n)))
+        })
+    };
     counter_family(
         &mut r,
         "relayed_packets",
-        "Application datagrams relayed, by path (channel_data, indication) and direction",
-        paths(t)
-            .into_iter()
-            .map(|(p, d, n)| (path_labels(p, d), n.packets)),
+        "Application datagrams relayed, by path (channel_data, indication), direction and client transport",
+        relayed(|n| n.packets),
     );
     counter_family(
         &mut r,
         "relayed_bytes",
-        "Application payload bytes relayed (without TURN framing), by path and direction",
-        paths(t)
-            .into_iter()
-            .map(|(p, d, n)| (path_labels(p, d), n.bytes)),
+        "Application payload bytes relayed (without TURN framing), by path, direction and client transport",
+        relayed(|n| n.bytes),
     );
     counter_family(
         &mut r,
@@ -294,13 +331,17 @@ mod tests {
             free_ports: 6,
             ..Default::default()
         };
-        t.counters.channel_to_peer.packets = 5;
-        t.counters.channel_to_peer.bytes = 500;
+        let [udp, tcp, tls] = TransportLabel::ALL.map(TransportLabel::index);
+        t.counters.allocations_created = [3, 1, 2];
+        t.counters.allocations_ended[tls][EndReason::ConnectionClosed.index()] = 2;
+        t.counters.channel_to_peer[udp].packets = 5;
+        t.counters.channel_to_peer[udp].bytes = 500;
+        t.counters.channel_to_peer[tls].bytes = 70;
         let i508 = RequestResult::InsufficientCapacity.index();
-        t.counters.requests[RequestMethod::Allocate.index()][i508] = 2;
-        t.counters.requests[RequestMethod::Refresh.index()][i508] = 1;
-        t.counters.requests[RequestMethod::Allocate.index()][RequestResult::TryAlternate.index()] =
-            5;
+        let allocate = RequestMethod::Allocate.index();
+        t.counters.requests[udp][allocate][i508] = 2;
+        t.counters.requests[tcp][RequestMethod::Refresh.index()][i508] = 1;
+        t.counters.requests[udp][allocate][RequestResult::TryAlternate.index()] = 5;
         t.counters.auth_failures[AuthFailureReason::StaleNonce.index()] = 4;
         t.io_errors[IoErrorKind::SendToPeer.index()] = 6;
         let p = ProcessState {
@@ -308,34 +349,52 @@ mod tests {
             ..Default::default()
         };
         let text = encode(&t, &p, false);
-        assert_eq!(sample(&text, "tern_allocations"), Some(3));
-        assert_eq!(sample(&text, "tern_relay_ports_in_use"), Some(4));
-        assert_eq!(sample(&text, "tern_relay_ports_free"), Some(6));
         assert_eq!(
-            sample(
-                &text,
-                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer"}"#
-            ),
-            Some(500)
+            ["udp", "tcp", "tls"]
+                .map(|t| sample(&text, &format!(r#"tern_allocations{{transport="{t}"}}"#))),
+            [Some(3), Some(1), Some(0)]
         );
         assert_eq!(
             sample(
                 &text,
-                r#"tern_requests_total{method="allocate",result="508"}"#
+                r#"tern_allocations_ended_total{reason="connection_closed",transport="tls"}"#
             ),
             Some(2)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"tern_requests_total{method="allocate",result="300"}"#
+                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="tls"}"#
+            ),
+            Some(70)
+        );
+        assert_eq!(sample(&text, "tern_relay_ports_in_use"), Some(4));
+        assert_eq!(sample(&text, "tern_relay_ports_free"), Some(6));
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="udp"}"#
+            ),
+            Some(500)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_requests_total{method="allocate",result="508",transport="udp"}"#
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_requests_total{method="allocate",result="300",transport="udp"}"#
             ),
             Some(5)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"tern_requests_total{method="binding",result="success"}"#
+                r#"tern_requests_total{method="binding",result="success",transport="tls"}"#
             ),
             Some(0)
         );
@@ -382,14 +441,15 @@ mod tests {
     fn series_count_is_fixed() {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
-        // 5 gauges + created + 4 end reasons + 6x14 requests + 508s + 4 auth + 4 + 4 paths
-        // + 9 drops + 3 I/O errors + 13 stream closes + 5 TLS handshake failures
-        // + connections + draining + 2 reloads + 2 worker gauges.
+        // 3 transports: 3 allocation gauges + 4 other gauges + 3 created + 3x4 end reasons
+        // + 3x6x14 requests + 508s + 4 auth + 3x(4 + 4) paths + 9 drops + 3 I/O errors
+        // + 13 stream closes + 5 TLS handshake failures + connections + draining
+        // + 2 reloads + 2 worker gauges.
         assert_eq!(
             series,
-            5 + 1 + 4 + 84 + 1 + 4 + 8 + 9 + 3 + 13 + 5 + 1 + 1 + 2 + 2
+            3 + 4 + 3 + 12 + 252 + 1 + 4 + 24 + 9 + 3 + 13 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 143, "the figure in README.md's Metrics section");
+        assert_eq!(series, 339, "the figure in README.md's Metrics section");
     }
 
     #[test]

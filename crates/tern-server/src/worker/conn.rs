@@ -369,7 +369,10 @@ mod tests {
     fn five(id: ConnId) -> FiveTuple {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         FiveTuple {
-            transport: Transport::Stream { conn: id },
+            transport: Transport::Stream {
+                conn: id,
+                tls: false,
+            },
             client: a,
             server: a,
         }

@@ -135,7 +135,7 @@ impl Worker {
                             client: five_tuple.client,
                             listener,
                         }),
-                        Transport::Stream { conn } => {
+                        Transport::Stream { conn, .. } => {
                             let frame = &mut self.peer_bufs.slot_mut(slot)[range.start..];
                             // ChannelData on a stream is padded to 4 bytes (RFC 8656 §12.5),
                             // in the tailroom; a Data indication already is.

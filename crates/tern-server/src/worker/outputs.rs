@@ -25,7 +25,7 @@ impl Worker {
                         Destination::Client(five_tuple) => {
                             let listener = match five_tuple.transport {
                                 Transport::Udp { listener } => listener,
-                                Transport::Stream { conn } => {
+                                Transport::Stream { conn, .. } => {
                                     if let Some(request) = request {
                                         log_error_reply(request, t.contents, five_tuple.client);
                                     }
@@ -83,7 +83,7 @@ impl Worker {
             Event::AllocationEnded { five_tuple, .. } => (five_tuple, false),
             _ => return,
         };
-        if let Transport::Stream { conn } = five_tuple.transport {
+        if let Transport::Stream { conn, .. } = five_tuple.transport {
             if let Some(c) = self.conns.get_mut(conn) {
                 c.allocated = allocated;
             }

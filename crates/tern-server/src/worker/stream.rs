@@ -84,7 +84,10 @@ impl Worker {
         // Small messages (answers, relayed media) go out at once.
         let _ = stream.set_nodelay(true);
         let five = |id| FiveTuple {
-            transport: Transport::Stream { conn: id },
+            transport: Transport::Stream {
+                conn: id,
+                tls: false,
+            },
             client,
             server: local,
         };
@@ -240,6 +243,11 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(id) else {
             return Ok(());
         };
+        // The first byte has chosen TLS or not before any message is framed; the 5-tuple
+        // says which from the first message on.
+        if let Transport::Stream { tls, .. } = &mut conn.five.transport {
+            *tls = conn.tls.is_tls();
+        }
         let (five, filled) = (conn.five, conn.filled);
         // The buffer leaves the connection while its messages are handled (the answers are
         // queued on the same connection).

@@ -98,6 +98,11 @@ impl Mode {
         }
     }
 
+    /// Whether the connection speaks TLS (decided by its first byte).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Mode::Accepting(_) | Mode::Tls(_))
+    }
+
     /// Whether TLS records wait to be written.
     pub fn wants_write(&self) -> bool {
         matches!(self, Mode::Tls(c) if c.wants_write())
