@@ -163,6 +163,8 @@ class Tern:
     def __init__(self, tern: Path, listen_ip: str, port: int, min_port: int, max_port: int,
                  secret: str, realm: str, extra: list[str] | None = None,
                  netns: str | None = None, admin: str | None = None):
+        self.bin = tern
+        self.admin = admin or f"127.0.0.1:{port + 3}"
         self.listen = (listen_ip, port)
         self.log_path = Path(tempfile.mkstemp(prefix="tern-webrtc-", suffix=".log")[1])
         args = [
@@ -170,7 +172,7 @@ class Tern:
             "--listening-ip", listen_ip, "--listening-port", str(port),
             "--min-port", str(min_port), "--max-port", str(max_port),
             "--use-auth-secret", "--static-auth-secret", secret, "--realm", realm,
-            "--admin-listen", admin or f"127.0.0.1:{port + 3}",
+            "--admin-listen", self.admin,
             "--relay-threads", "1",
         ] + (extra or [])
         if netns:
@@ -221,6 +223,19 @@ class Tern:
                 wrong = [l for l in mine if f"transport={transport} " not in l and f'transport="{transport}"' not in l]
                 if wrong:
                     raise TestFailure(f"tern logged allocations for {user} not over {transport}: {wrong}")
+
+    def metrics(self) -> dict[str, float]:
+        """tern's /metrics from its admin port, as {series (name and labels): value}."""
+        import urllib.request
+        host, port = self.admin.rsplit(":", 1)
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                out[series] = float(value)
+        return out
 
     def allocation_lines(self) -> list[str]:
         return [l for l in self.log_text().splitlines() if "allocation" in l.lower()]
