@@ -52,11 +52,14 @@ def record_turn_failures(turn_log: TurnLog) -> None:
     create = aioice.turn.create_turn_endpoint
 
     async def create_logged(*args, **kwargs):
+        server = kwargs.get("server_addr")
+        how = "tls" if kwargs.get("ssl") else kwargs.get("transport", "udp")
         try:
             return await create(*args, **kwargs)
+        except asyncio.CancelledError:
+            turn_log.lines.append(f"TURN over {how} to {server}: no allocation before aioice's gathering timeout")
+            raise
         except Exception as exc:
-            server = kwargs.get("server_addr")
-            how = "tls" if kwargs.get("ssl") else kwargs.get("transport", "udp")
             turn_log.lines.append(f"TURN over {how} to {server} failed: {type(exc).__name__}: {exc}")
             raise
 
