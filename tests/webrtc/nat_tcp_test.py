@@ -21,7 +21,7 @@ Checks, in order:
      public address. cliB, unblocked, uses turn:...?transport=udp.
   d. Chromium as the UDP-blocked client (answerer in cliA, test CA in a fresh NSS database),
      over tcp and tls, aiortc in cliB: getStats' selected local candidate has relayProtocol
-     tcp / tls. Skipped without chromium unless CI is set.
+     tcp / tls. Skipped without chromium or certutil unless CI is set.
 
 Needs root (ip netns, nftables). Namespaces are t6w<pid>-<role>, deleted in `finally`.
 
@@ -192,14 +192,16 @@ def main() -> int:
         direct_fails(run, stun, args.direct_timeout)
         passed = [relay_over(run, "tcp"), relay_over(run, "tls")]
 
-        if find_chromium():
+        missing = [tool for tool, found in (("chromium", find_chromium()), ("certutil (libnss3-tools)",
+                                                                           shutil.which("certutil"))) if not found]
+        if not missing:
             home = nss_home(pki.ca)
             passed += [relay_over(run, "tcp", chromium=True, home=home),
                        relay_over(run, "tls", chromium=True, home=home)]
         elif os.environ.get("CI"):
-            raise TestFailure("d. chromium not found (CI is set, so this is a failure)")
+            raise TestFailure(f"d. {' and '.join(missing)} not found (CI is set, so this is a failure)")
         else:
-            log("d. SKIPPED: chromium not found, no Chromium run as the UDP-blocked client")
+            log(f"d. SKIPPED: {' and '.join(missing)} not found, no Chromium run as the UDP-blocked client")
         print("PASS UDP-blocked client (nftables drops all UDP in cliA): relay-only over UDP and direct ICE "
               "fail, both worked before the block; relay-only through tern over TCP and TLS works, messages "
               "both ways: " + "; ".join(passed))
