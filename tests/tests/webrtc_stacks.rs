@@ -144,7 +144,11 @@ fn aiortc_behind_nats() {
 fn aiortc_over(transport: &str) {
     let python = python();
     if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
-        run_script(&python.unwrap(), "aiortc_test.py", &["--transport", transport]);
+        run_script(
+            &python.unwrap(),
+            "aiortc_test.py",
+            &["--transport", transport],
+        );
     }
 }
 
@@ -164,7 +168,11 @@ fn chromium_over(transport: &str) {
                 "apt-get install -y libnss3-tools",
             ))
     {
-        run_script(&python.unwrap(), "browser_test.py", &["--transport", transport]);
+        run_script(
+            &python.unwrap(),
+            "browser_test.py",
+            &["--transport", transport],
+        );
     }
 }
 
@@ -199,7 +207,11 @@ fn udp_blocked_client_behind_nat() {
             "not root: network namespaces need it",
             "run as root (sudo -E cargo test)",
         )
-        && prerequisite(has_nft(), "nft (nftables) missing", "apt-get install -y nftables")
+        && prerequisite(
+            has_nft(),
+            "nft (nftables) missing",
+            "apt-get install -y nftables",
+        )
     {
         run_script(&python.unwrap(), "nat_tcp_test.py", &[]);
     }
