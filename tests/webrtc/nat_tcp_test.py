@@ -58,8 +58,8 @@ table inet udpblock {
 class Run:
     """The topology, tern and the credentials of one test run."""
 
-    def __init__(self, topo: Topology, tern: Tern, tern_bin: Path, secret: str, ca: Path):
-        self.topo, self.tern, self.tern_bin, self.secret, self.ca = topo, tern, tern_bin, secret, ca
+    def __init__(self, topo: Topology, tern: Tern, tern_bin: Path, secret: str):
+        self.topo, self.tern, self.tern_bin, self.secret = topo, tern, tern_bin, secret
 
     def cred(self, name: str, transport: str) -> dict:
         return credentials(self.tern_bin, self.secret, name, f"turn:{TURN_PUBLIC}:{TURN_PORT}",
@@ -180,7 +180,7 @@ def main() -> int:
         tern = Tern(args.tern, TURN_PRIVATE, TURN_PORT, RELAY_PORTS.start, RELAY_PORTS.stop - 1, secret,
                     "nat.test", extra=["--external-ip", f"{TURN_PUBLIC}/{TURN_PRIVATE}", *pki.tern_args(TLS_PORT)],
                     netns=topo.ns["pub"], admin="127.0.0.1:9641")
-        run = Run(topo, tern, args.tern, secret, pki.ca)
+        run = Run(topo, tern, args.tern, secret)
         os.environ["SSL_CERT_FILE"] = str(pki.ca)  # aiortc in both namespaces trusts the test CA
         stun = [{"urls": [f"stun:{TURN_PUBLIC}:{TURN_PORT}"]}]
 
