@@ -1,11 +1,13 @@
 //! Real WebRTC stacks against the built tern: headless Chromium and aiortc, relay-only, on
-//! loopback, and aiortc behind NATs in network namespaces. The work is done by the Python
-//! scripts in `tests/webrtc/` (see their docstrings); this file runs them with the tern
+//! loopback over TURN/UDP, TURN/TCP and TURN/TLS; aiortc and Chromium behind NATs in network
+//! namespaces, among them a client whose UDP is dropped entirely. The work is done by the
+//! Python scripts in `tests/webrtc/` (see their docstrings); this file runs them with the tern
 //! binary the other suites use, so `cargo test --workspace` covers them.
 //!
 //! Prerequisites: the virtual environment `target/webrtc-venv` with
 //! `tests/webrtc/requirements.txt` installed (`TERN_WEBRTC_PYTHON` names another
-//! interpreter), `chromium` on `PATH` (`CHROMIUM_BIN` overrides), and root for the namespaces.
+//! interpreter), `chromium` on `PATH` (`CHROMIUM_BIN` overrides), `certutil` (libnss3-tools)
+//! for Chromium over TLS, and root for the namespaces.
 //! `.ci/run` sets all of them up. When one is missing, a test fails if `CI` is set and
 //! otherwise prints why it skipped.
 
@@ -68,19 +70,29 @@ fn is_root() -> bool {
     out.text.trim() == "0"
 }
 
-fn run_script(python: &Path, script: &str) {
+/// `certutil` (libnss3-tools), which makes the NSS database Chromium trusts the test CA from.
+fn certutil_found() -> bool {
+    prereq::on_path("certutil").is_some()
+}
+
+fn has_nft() -> bool {
+    Path::new("/usr/sbin/nft").is_file() || Path::new("/sbin/nft").is_file()
+}
+
+fn run_script(python: &Path, script: &str, args: &[&str]) {
     let path = workspace().join("tests/webrtc").join(script);
     let mut cmd = Command::new("timeout");
     cmd.args(["--signal=TERM", "--kill-after=15", &LIMIT_S.to_string()])
         .arg(python)
         .arg(&path)
         .arg("--tern")
-        .arg(tern_bin());
+        .arg(tern_bin())
+        .args(args);
     let out = run_bounded(&mut cmd, LIMIT);
     eprintln!("{}", out.text);
     assert!(
         out.success(),
-        "{script} failed ({}) after {:?}; its diagnosis is above",
+        "{script} {args:?} failed ({}) after {:?}; its diagnosis is above",
         out.status
             .map_or_else(|| format!("killed at {LIMIT:?}"), |s| s.to_string()),
         out.elapsed
@@ -91,7 +103,7 @@ fn run_script(python: &Path, script: &str) {
 fn aiortc_relay_only_loopback() {
     let python = python();
     if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
-        run_script(&python.unwrap(), "aiortc_test.py");
+        run_script(&python.unwrap(), "aiortc_test.py", &[]);
     }
 }
 
@@ -105,7 +117,7 @@ fn chromium_relay_only_loopback() {
             "apt-get install -y chromium",
         )
     {
-        run_script(&python.unwrap(), "browser_test.py");
+        run_script(&python.unwrap(), "browser_test.py", &[]);
     }
 }
 
@@ -119,11 +131,88 @@ fn aiortc_behind_nats() {
             "run as root (sudo -E cargo test)",
         )
         && prerequisite(
-            Path::new("/usr/sbin/nft").is_file() || Path::new("/sbin/nft").is_file(),
+            has_nft(),
             "nft (nftables) missing",
             "apt-get install -y nftables",
         )
     {
-        run_script(&python.unwrap(), "nat_test.py");
+        run_script(&python.unwrap(), "nat_test.py", &[]);
+    }
+}
+
+/// aiortc with a test CA trusted through `SSL_CERT_FILE` (or with none, for plain TCP).
+fn aiortc_over(transport: &str) {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
+        run_script(
+            &python.unwrap(),
+            "aiortc_test.py",
+            &["--transport", transport],
+        );
+    }
+}
+
+/// Chromium, with the test CA in a fresh NSS database for TLS.
+fn chromium_over(transport: &str) {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
+        && prerequisite(
+            chromium_found(),
+            "chromium not on PATH",
+            "apt-get install -y chromium",
+        )
+        && (transport != "tls"
+            || prerequisite(
+                certutil_found(),
+                "certutil not on PATH",
+                "apt-get install -y libnss3-tools",
+            ))
+    {
+        run_script(
+            &python.unwrap(),
+            "browser_test.py",
+            &["--transport", transport],
+        );
+    }
+}
+
+#[test]
+fn aiortc_relay_only_tcp_loopback() {
+    aiortc_over("tcp");
+}
+
+#[test]
+fn aiortc_relay_only_tls_loopback() {
+    aiortc_over("tls");
+}
+
+#[test]
+fn chromium_relay_only_tcp_loopback() {
+    chromium_over("tcp");
+}
+
+#[test]
+fn chromium_relay_only_tls_loopback() {
+    chromium_over("tls");
+}
+
+/// The UDP-blocked client: relay-only over TCP and TLS works where UDP TURN and direct ICE
+/// fail (nat_tcp_test.py; its Chromium part fails in CI without chromium or certutil).
+#[test]
+fn udp_blocked_client_behind_nat() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
+        && prerequisite(
+            is_root(),
+            "not root: network namespaces need it",
+            "run as root (sudo -E cargo test)",
+        )
+        && prerequisite(
+            has_nft(),
+            "nft (nftables) missing",
+            "apt-get install -y nftables",
+        )
+    {
+        run_script(&python.unwrap(), "nat_tcp_test.py", &[]);
     }
 }

@@ -21,6 +21,8 @@ import re
 import sys
 import time
 
+import aioice.turn
+from aioice.turn import TurnClientTcpProtocol
 from aiortc import (RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection,
                     RTCSessionDescription)
 
@@ -41,6 +43,27 @@ class TurnLog(logging.Handler):
             self.lines.append(f"TURN {error[1]} answered {error[2]} {error[3]}")
         elif "Message(" not in msg and any(w in msg.lower() for w in ("turn", "error", "fail")):
             self.lines.append(f"{record.name}: {msg}")
+
+
+def record_turn_failures(turn_log: TurnLog) -> None:
+    """aioice drops the exception of a relay candidate that failed (a refused connection, a
+    certificate it did not trust, an allocation error) without a log line; wrap its TURN
+    endpoint factory so the reason lands in the result's turn_log."""
+    create = aioice.turn.create_turn_endpoint
+
+    async def create_logged(*args, **kwargs):
+        server = kwargs.get("server_addr")
+        how = "tls" if kwargs.get("ssl") else kwargs.get("transport", "udp")
+        try:
+            return await create(*args, **kwargs)
+        except asyncio.CancelledError:
+            turn_log.lines.append(f"TURN over {how} to {server}: no allocation before aioice's gathering timeout")
+            raise
+        except Exception as exc:
+            turn_log.lines.append(f"TURN over {how} to {server} failed: {type(exc).__name__}: {exc}")
+            raise
+
+    aioice.turn.create_turn_endpoint = create_logged
 
 
 def emit(obj: dict) -> None:
@@ -79,13 +102,33 @@ def ice_details(pc: RTCPeerConnection) -> dict:
     if nominated:
         pair = nominated.get(1) or next(iter(nominated.values()))
         local = pair.protocol.local_candidate
-        out["selected_pair"] = {"local": cand(local), "remote": cand(pair.remote_candidate)}
+        out["selected_pair"] = {"local": cand(local), "remote": cand(pair.remote_candidate),
+                                **relay_leg(pair.protocol)}
     return out
+
+
+def relay_leg(protocol) -> dict:
+    """How a relay candidate's protocol reaches the TURN server, from aioice's objects: the
+    TurnTransport wraps an inner protocol whose own transport is a UDP endpoint, a TCP
+    connection or a TLS connection (an `ssl_object` then). Empty for other candidates."""
+    inner = getattr(protocol.transport, "_TurnTransport__inner_protocol", None)
+    if inner is None or inner.transport is None:
+        return {}
+    link = inner.transport
+    if link.get_extra_info("ssl_object") is not None:
+        relay_protocol = "tls"
+    elif isinstance(inner, TurnClientTcpProtocol):
+        relay_protocol = "tcp"
+    else:
+        relay_protocol = "udp"
+    peer = link.get_extra_info("peername")
+    return {"relay_protocol": relay_protocol, "turn_server": f"{peer[0]}:{peer[1]}" if peer else None}
 
 
 async def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     turn_log = TurnLog()
+    record_turn_failures(turn_log)
     logging.getLogger("aioice").addHandler(turn_log)
     logging.getLogger("aioice").setLevel(logging.DEBUG)
 

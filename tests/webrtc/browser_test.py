@@ -26,7 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import HERE, TestFailure, Tern, credentials, default_tern, free_port_block, kill_group, log
+from common import HERE, Pki, TestFailure, Tern, credentials, default_tern, free_port_block, kill_group, log
 
 MESSAGES = 20
 PAGE_TIMEOUT_MS = 30_000
@@ -105,7 +105,9 @@ class PageServer:
         self.httpd.server_close()
 
 
-def check(result: dict, relay_ip: str, ports: range) -> None:
+def check(result: dict, relay_ip: str, ports: range, transport: str, url: str) -> None:
+    """Both peer connections completed on a relay/relay pair on tern's relay range, and the
+    local candidate of each (getStats) was allocated from `url` over `transport`."""
     if not result.get("ok"):
         raise TestFailure(f"the page reported a failure: {result.get('error')}")
     for name in ("a", "b"):
@@ -117,20 +119,49 @@ def check(result: dict, relay_ip: str, ports: range) -> None:
             if c.get("type") != "relay" or c.get("address") != relay_ip or c.get("port") not in ports:
                 raise TestFailure(f"peer connection {name}: selected pair's {side} candidate is not a "
                                   f"relay candidate on {relay_ip}:{ports.start}-{ports.stop - 1}: {c}")
+        local = pair["local"]
+        if local.get("relayProtocol") != transport or local.get("url") != url:
+            raise TestFailure(f"peer connection {name}: the selected local candidate has relayProtocol "
+                              f"{local.get('relayProtocol')!r} from {local.get('url')!r}, not {transport!r} "
+                              f"from {url!r}")
 
 
-def run_browser(chromium: str, config: dict, netns: str | None = None) -> tuple[dict | None, PageServer, str]:
+def nss_home(ca: Path | None) -> Path:
+    """A fresh home directory whose NSS database ($HOME/.pki/nssdb, which Chromium on Linux
+    reads for locally trusted CAs) trusts `ca` for TLS servers (or nothing, without `ca`).
+    Made with `certutil` from libnss3-tools; the caller removes it."""
+    certutil = shutil.which("certutil")
+    if not certutil:
+        raise TestFailure("certutil not found (apt-get install libnss3-tools)")
+    home = Path(tempfile.mkdtemp(prefix="tern-chromium-home-"))
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    steps = [["-N", "--empty-password"]]
+    if ca:
+        steps.append(["-A", "-n", "tern-test-ca", "-t", "C,,", "-i", str(ca)])
+    for args in steps:
+        out = subprocess.run([certutil, *args, "-d", f"sql:{db}"], capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            shutil.rmtree(home, ignore_errors=True)
+            raise TestFailure(f"certutil {' '.join(args)} failed ({out.returncode}): {out.stderr.strip()}")
+    return home
+
+
+def run_browser(chromium: str, config: dict, netns: str | None = None,
+                home: Path | None = None) -> tuple[dict | None, PageServer, str]:
     """Loads the page in Chromium (inside `netns` if given; the page server listens on
     127.0.0.1 of the caller's namespace, so a namespaced Chromium needs a page server of its
-    own there). Returns the page's result (None on timeout), the server, Chromium's output."""
+    own there), with HOME set to `home` if given (for its NSS database). Returns the page's
+    result (None on timeout), the server, Chromium's output."""
     server = PageServer(config)
     profile = tempfile.mkdtemp(prefix="tern-chromium-")
     out = tempfile.TemporaryFile()
     cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", server.url]
     if netns:
         cmd = ["ip", "netns", "exec", netns] + cmd
+    env = dict(os.environ, HOME=str(home)) if home else None
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         try:
             result = server.results.get(timeout=LIMIT_S)
@@ -162,9 +193,59 @@ def describe(result: dict | None, server: PageServer, output: str) -> str:
     return "\n".join(lines)
 
 
+def untrusted_fails(chromium: str, tern: Tern, secret: str, port: int, tls_port: int) -> str:
+    """Without the test CA in its NSS database Chromium must refuse tern's certificate (no
+    relay candidate, an icecandidateerror), or the trusted runs prove nothing about
+    verification. Returns what the page reported."""
+    home = nss_home(None)
+    try:
+        uri = f"turn:127.0.0.1:{port}"
+        config = {"a": credentials(tern.bin, secret, "chromium-untrusted-a", uri, transport="tls", tls_port=tls_port),
+                  "b": credentials(tern.bin, secret, "chromium-untrusted-b", uri, transport="tls", tls_port=tls_port),
+                  "messages": 1, "timeout_ms": 10_000}
+        result, server, output = run_browser(chromium, config, home=home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    if result is None or result.get("ok") or result["a"]["candidates"] or result["b"]["candidates"]:
+        raise TestFailure("Chromium without the test CA trusted gathered a relay candidate over TLS, or "
+                          f"reported nothing:\n{describe(result, server, output)}")
+    failures = {k: v for k, v in tern.metrics().items() if k.startswith("tern_tls_handshake_failures") and v}
+    if not failures:
+        raise TestFailure("Chromium without the test CA trusted gathered no candidate, but tern counted no "
+                          f"failed TLS handshake, so the refusal was not the certificate:\n"
+                          f"{describe(result, server, output)}")
+    return f"{result.get('error')}; icecandidateerror {result['a']['errors']}; tern counted {failures}"
+
+
+def run_one(chromium: str, version: str, tern: Tern, secret: str, transport: str, host: str,
+            port: int, tls_port: int, relay: range, home: Path | None) -> str:
+    """Two relay-only peer connections whose only ICE server is tern over `transport` at
+    `host`; returns the PASS line's details, raises TestFailure with the diagnosis."""
+    uri = f"turn:{host}:{port}"
+    config = {"a": credentials(tern.bin, secret, "chromium-a", uri, transport=transport, tls_port=tls_port),
+              "b": credentials(tern.bin, secret, "chromium-b", uri, transport=transport, tls_port=tls_port),
+              "messages": MESSAGES, "timeout_ms": PAGE_TIMEOUT_MS}
+    url = config["a"]["urls"][0]
+    log(f"each peer connection's only ICE server: {config['a']['urls']}")
+    result, server, output = run_browser(chromium, config, home=home)
+    try:
+        if result is None:
+            raise TestFailure("no result from the page")
+        check(result, "127.0.0.1", relay, transport, url)
+        tern.require_allocations([config["a"]["username"], config["b"]["username"]], transport=transport)
+    except TestFailure as e:
+        raise TestFailure(f"{e}\n{describe(result, server, output)}") from None
+    return (f"{url}: {result['roundTrips']} data-channel round trips, median {result['rttMsMedian']:.2f} ms; "
+            f"pc a pair {json.dumps(result['a']['pair'])}; pc b pair {json.dumps(result['b']['pair'])}")
+
+
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tern", type=Path, default=default_tern())
+    p.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp",
+                   help="the one ICE server URL each peer connection gets: turn:...?transport=udp, "
+                        "turn:...?transport=tcp or turns:HOST:TLS_PORT?transport=tcp (HOST localhost, "
+                        "then 127.0.0.1: the certificate names both)")
     p.add_argument("--wrong-secret", action="store_true",
                    help="mint the credentials with another secret, to see a failure's diagnosis")
     args = p.parse_args()
@@ -175,30 +256,41 @@ def main() -> int:
     version = chromium_version(chromium)
 
     base = free_port_block()
-    port, relay = base, range(base + 16, base + 64)
+    port, tls_port, relay = base, base + 4, range(base + 16, base + 64)
     secret, realm = secrets.token_hex(16), "webrtc.test"
-    log(f"{version}: tern on 127.0.0.1:{port}, relay ports {relay.start}-{relay.stop - 1}")
-    with Tern(args.tern, "127.0.0.1", port, relay.start, relay.stop - 1, secret, realm,
-              extra=["--relay-ip", "127.0.0.1"]) as tern:
-        uri = f"turn:127.0.0.1:{port}"
-        if args.wrong_secret:
-            secret = secrets.token_hex(16)
-        config = {"a": credentials(args.tern, secret, "chromium-a", uri),
-                  "b": credentials(args.tern, secret, "chromium-b", uri),
-                  "messages": MESSAGES, "timeout_ms": PAGE_TIMEOUT_MS}
-        result, server, output = run_browser(chromium, config)
-        try:
-            if result is None:
-                raise TestFailure("no result from the page")
-            check(result, "127.0.0.1", relay)
-            tern.require_allocations([config["a"]["username"], config["b"]["username"]])
-        except TestFailure as e:
-            print(f"FAIL {version} relay-only through tern: {e}\n{describe(result, server, output)}\n"
-                  f"{tern.diagnosis()}", file=sys.stderr)
-            return 1
-        print(f"PASS {version} relay-only (UDP, REST secret): {result['roundTrips']} data-channel round "
-              f"trips, median {result['rttMsMedian']:.2f} ms; pc a pair {json.dumps(result['a']['pair'])}; "
-              f"pc b pair {json.dumps(result['b']['pair'])}")
+    tls = args.transport == "tls"
+    pki = home = None
+    try:
+        extra = ["--relay-ip", "127.0.0.1"]
+        if tls:
+            pki = Pki(dns=["localhost"], ips=["127.0.0.1"])
+            home = nss_home(pki.ca)
+            extra += pki.tern_args(tls_port)
+        log(f"{version} over {args.transport}: tern on 127.0.0.1:{tls_port if tls else port}, "
+            f"relay ports {relay.start}-{relay.stop - 1}")
+        with Tern(args.tern, "127.0.0.1", port, relay.start, relay.stop - 1, secret, realm, extra=extra) as tern:
+            mint = secrets.token_hex(16) if args.wrong_secret else secret
+            passed = []
+            try:
+                if tls:
+                    refused = untrusted_fails(chromium, tern, secret, port, tls_port)
+                    log(f"without the CA in its NSS database, Chromium refuses tern's certificate: {refused}")
+                for host in (["localhost", "127.0.0.1"] if tls else ["127.0.0.1"]):
+                    passed.append(run_one(chromium, version, tern, mint, args.transport, host, port,
+                                          tls_port, relay, home))
+                    log(f"relay-only over {args.transport} works with {passed[-1].split(': ')[0]}")
+            except TestFailure as e:
+                print(f"FAIL {version} relay-only over {args.transport} through tern: {e}\n{tern.diagnosis()}",
+                      file=sys.stderr)
+                return 1
+            trust = " (test CA trusted in a fresh NSS database, refused without it)" if tls else ""
+            print(f"PASS {version} relay-only over {args.transport}{trust}, REST secret, tern logged every "
+                  f"allocation with transport={args.transport}; " + "; ".join(passed))
+    finally:
+        if home:
+            shutil.rmtree(home, ignore_errors=True)
+        if pki:
+            pki.remove()
     return 0
 
 

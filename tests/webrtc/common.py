@@ -13,6 +13,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,13 +44,15 @@ def default_tern() -> Path:
 
 
 def free_port_block(host: str = "127.0.0.1") -> int:
-    """The first port of a block of 64 free UDP ports (and a free TCP port at +3 for the
-    admin listener), at a random place in 20000-32767. Bounded: tries every block once."""
+    """The first port of a block of 64 free UDP ports, with free TCP ports at +0 (TURN over
+    TCP), +3 (the admin listener) and +4 (TURN over TLS), at a random place in 20000-32767.
+    Bounded: tries every block once."""
     blocks = (AREA_END - AREA_START) // BLOCK
     start = random.randrange(blocks)
     for i in range(blocks):
         base = AREA_START + ((start + i) % blocks) * BLOCK
-        if all(_udp_free(host, p) for p in range(base, base + BLOCK)) and _tcp_free(host, base + 3):
+        if all(_udp_free(host, p) for p in range(base, base + BLOCK)) and \
+                all(_tcp_free(host, base + k) for k in (0, 3, 4)):
             return base
     raise TestFailure(f"no free block of {BLOCK} ports on {host}")
 
@@ -72,12 +75,17 @@ def _tcp_free(host: str, port: int) -> bool:
             return False
 
 
-def credentials(tern: Path, secret: str, name: str, uri: str, ttl: int = 600) -> dict:
-    """The `iceServers` entry `tern credentials` prints (its JSON line)."""
-    out = subprocess.run(
-        [str(tern), "credentials", "--secret", secret, "--ttl", str(ttl), "--name", name, "--uri", uri],
-        capture_output=True, text=True, timeout=20, check=False,
-    )
+def credentials(tern: Path, secret: str, name: str, uri: str, ttl: int = 600,
+                transport: str | None = None, tls_port: int | None = None) -> dict:
+    """The `iceServers` entry `tern credentials` prints (its JSON line). With `transport`
+    (udp, tcp or tls) a `turn:HOST:PORT` uri becomes that transport's one URL (`tls`:
+    `turns:HOST:TLS_PORT?transport=tcp`)."""
+    args = [str(tern), "credentials", "--secret", secret, "--ttl", str(ttl), "--name", name, "--uri", uri]
+    if transport:
+        args += ["--transports", transport]
+    if tls_port:
+        args += ["--tls-port", str(tls_port)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=20, check=False)
     if out.returncode != 0:
         raise TestFailure(f"`tern credentials` failed ({out.returncode}): {out.stderr}")
     for line in out.stdout.splitlines():
@@ -90,6 +98,64 @@ def credentials(tern: Path, secret: str, name: str, uri: str, ttl: int = 600) ->
     raise TestFailure(f"`tern credentials` printed no JSON iceServers entry:\n{out.stdout}")
 
 
+class Pki:
+    """A test CA and a leaf it signs (key usage serverAuth, SANs as given), as PEM files in a
+    temporary directory removed by `remove()`; `tern_args` turns TLS on in tern. Made with the
+    `cryptography` package, which the venv has as a dependency of aiortc."""
+
+    def __init__(self, dns: list[str], ips: list[str]):
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        self.dir = Path(tempfile.mkdtemp(prefix="tern-webrtc-pki-"))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=60)
+
+        def name(cn: str) -> x509.Name:
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder().subject_name(name("tern webrtc test CA")).issuer_name(name("tern webrtc test CA"))
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(start).not_valid_after(end)
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                           content_commitment=False, key_encipherment=False,
+                                           data_encipherment=False, key_agreement=False,
+                                           encipher_only=False, decipher_only=False), critical=True)
+              .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+        leaf = (x509.CertificateBuilder().subject_name(name((dns or ips)[0])).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(end)
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        self.ca = self.dir / "ca.pem"
+        self.cert = self.dir / "cert.pem"
+        self.key = self.dir / "key.pem"
+        self.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        self.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+
+    def tern_args(self, tls_port: int) -> list[str]:
+        return ["--cert", str(self.cert), "--pkey", str(self.key), "--tls-listening-port", str(tls_port)]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Tern:
     """`tern serve` as a child process (optionally inside a network namespace), debug log to a
     file, stopped (SIGINT, then SIGKILL) by `stop()`; use it as a context manager."""
@@ -97,6 +163,8 @@ class Tern:
     def __init__(self, tern: Path, listen_ip: str, port: int, min_port: int, max_port: int,
                  secret: str, realm: str, extra: list[str] | None = None,
                  netns: str | None = None, admin: str | None = None):
+        self.bin = tern
+        self.admin = admin or f"127.0.0.1:{port + 3}"
         self.listen = (listen_ip, port)
         self.log_path = Path(tempfile.mkstemp(prefix="tern-webrtc-", suffix=".log")[1])
         args = [
@@ -104,7 +172,7 @@ class Tern:
             "--listening-ip", listen_ip, "--listening-port", str(port),
             "--min-port", str(min_port), "--max-port", str(max_port),
             "--use-auth-secret", "--static-auth-secret", secret, "--realm", realm,
-            "--admin-listen", admin or f"127.0.0.1:{port + 3}",
+            "--admin-listen", self.admin,
             "--relay-threads", "1",
         ] + (extra or [])
         if netns:
@@ -143,12 +211,31 @@ class Tern:
                 lines.append(line)
         return lines
 
-    def require_allocations(self, usernames: list[str]) -> None:
-        """Fails unless tern logged an allocation for each REST username (`<expiry>:<name>`)."""
+    def require_allocations(self, usernames: list[str], transport: str | None = None) -> None:
+        """Fails unless tern logged an allocation for each REST username (`<expiry>:<name>`),
+        and, with `transport` (udp, tcp or tls), only ones that came over that transport."""
         created = [l for l in self.log_text().splitlines() if "allocation created" in l]
         for user in usernames:
-            if not any(f"username={user}" in l or f'username="{user}"' in l for l in created):
+            mine = [l for l in created if f"username={user}" in l or f'username="{user}"' in l]
+            if not mine:
                 raise TestFailure(f"tern logged no allocation for {user}; allocations: {created}")
+            if transport:
+                wrong = [l for l in mine if f"transport={transport} " not in l and f'transport="{transport}"' not in l]
+                if wrong:
+                    raise TestFailure(f"tern logged allocations for {user} not over {transport}: {wrong}")
+
+    def metrics(self) -> dict[str, float]:
+        """tern's /metrics from its admin port, as {series (name and labels): value}."""
+        import urllib.request
+        host, port = self.admin.rsplit(":", 1)
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                series, _, value = line.rpartition(" ")
+                out[series] = float(value)
+        return out
 
     def allocation_lines(self) -> list[str]:
         return [l for l in self.log_text().splitlines() if "allocation" in l.lower()]
