@@ -6,12 +6,16 @@
 #    address on a veth whose host end carries the "public" address the ports are published
 #    on (nothing is published on the host's real interfaces or on 127.0.0.1, where Docker's
 #    userland proxy would source-NAT every datagram);
-# 3. `docker run -p PUBLIC:3478:3478/udp -p PUBLIC:49152-49252:49152-49252/udp`, read-only
-#    root, all capabilities dropped, configuration from a mounted turnserver.conf plus
-#    TERN_* variables;
+# 3. `docker run -p PUBLIC:3478:3478/udp -p PUBLIC:3478:3478/tcp -p PUBLIC:5349:5349/tcp
+#    -p PUBLIC:49152-49252:49152-49252/udp`, read-only root, all capabilities dropped,
+#    configuration from a mounted turnserver.conf plus TERN_* variables, and a throwaway
+#    certificate (openssl: a CA and a leaf for 127.0.0.1, PUBLIC and localhost) mounted
+#    read-only as a directory, which turns TLS on;
 # 4. `tern probe --secret` from the namespace: Allocate, permission, Send/Data, ChannelBind,
-#    ChannelData both ways, through Docker's DNAT into the container; then coturn's
-#    turnutils_uclient, an independent client, relays through it too (if installed);
+#    ChannelData both ways, through Docker's DNAT into the container, over UDP, TCP, TLS on
+#    5349 (checked against the test CA, by IP and by name) and TLS on 3478; then coturn's
+#    turnutils_uclient, an independent client, relays through it too over UDP, TCP and TLS
+#    (if installed);
 # 5. without TERN_EXTERNAL_IP, tern warns at start that it would advertise the container's
 #    bridge address, and says how to fix it; with it, there is no such warning;
 # 6. `docker stop` must end the container well within its grace period, with exit code 0.
@@ -43,6 +47,22 @@ trap cleanup EXIT
 
 fail() { echo "docker test: FAIL: $*" >&2; docker logs "$name" 2>&1 | tail -30 >&2 || true; exit 1; }
 
+# make_pki DIR: a throwaway CA and a leaf it signs for 127.0.0.1, $public and localhost;
+# cert.pem holds the full chain (leaf, then CA), as tern's cert= expects.
+make_pki() {
+    local dir="$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=tern docker test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/key.pem" -out "$dir/leaf.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth\n' \
+        "$public" > "$dir/leaf.ext"
+    openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 2 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
+    cat "$dir/leaf.pem" "$dir/ca.pem" > "$dir/cert.pem"
+    rm -f "$dir/ca.key" "$dir/leaf.csr" "$dir/leaf.ext" "$dir/ca.srl"
+}
+
 size=$(docker/build-local.sh "$tag" | tail -1)
 echo "docker test: image $tag is $size bytes ($(( size / 1024 )) KiB)"
 [ "$(docker image inspect -f '{{.Config.User}}' "$tag")" = "65532:65532" ] || fail "image does not run as 65532:65532"
@@ -69,14 +89,23 @@ allowed-peer-ip=10.251.$octet.0/24
 drain-timeout=5
 # turnutils_uclient picks channel numbers in RFC 5766's 0x4000-0x7FFF
 rfc5766-channel-numbers
+# TLS: the test certificate, mounted read-only at /etc/tern/tls
+tls-listening-port=5349
+cert=/etc/tern/tls/cert.pem
+pkey=/etc/tern/tls/key.pem
 CONF
-chmod 0644 "$conf_dir/turnserver.conf"
-chmod 0755 "$conf_dir"
+mkdir "$conf_dir/tls"
+make_pki "$conf_dir/tls"
+# The container runs as 65532; the throwaway key must be readable by it.
+chmod 0644 "$conf_dir/turnserver.conf" "$conf_dir/tls/"*.pem
+chmod 0755 "$conf_dir" "$conf_dir/tls"
 
 docker run -d --name "$name" \
     --read-only --cap-drop ALL --security-opt no-new-privileges \
-    -p "$public:3478:3478/udp" -p "$public:49152-49252:49152-49252/udp" \
+    -p "$public:3478:3478/udp" -p "$public:3478:3478/tcp" -p "$public:5349:5349/tcp" \
+    -p "$public:49152-49252:49152-49252/udp" \
     -v "$conf_dir/turnserver.conf:/etc/tern/turnserver.conf:ro" \
+    -v "$conf_dir/tls:/etc/tern/tls:ro" \
     -e TERN_STATIC_AUTH_SECRET="$secret" -e TERN_EXTERNAL_IP="$public" \
     "$tag" -c /etc/tern/turnserver.conf >/dev/null || fail "docker run"
 
@@ -93,17 +122,37 @@ for _ in $(seq 1 50); do
 done
 [ -n "$ready" ] || fail "no STUN answer from the container within 10 s"
 
-echo "docker test: tern probe through the container"
-ip netns exec "$ns" "$bin" probe "$public:3478" --secret "$secret" --peer-bind "$peer" --timeout 2 \
-    || fail "tern probe could not relay through the container"
+# probe WHAT ARGS...: tern probe from the namespace, relaying to a peer there.
+probe() {
+    local what="$1"; shift
+    echo "docker test: tern probe through the container, $what"
+    ip netns exec "$ns" "$bin" probe "$@" --secret "$secret" --peer-bind "$peer" --timeout 2 \
+        || fail "tern probe could not relay through the container, $what"
+}
+probe "UDP 3478" "$public:3478"
+probe "TCP 3478" "$public:3478" --transport tcp
+probe "TLS 5349, certificate checked for the IP" "$public:5349" --transport tls --ca "$conf_dir/tls/ca.pem"
+probe "TLS 5349, SNI and certificate for localhost" "$public:5349" --transport tls \
+    --ca "$conf_dir/tls/ca.pem" --tls-name localhost
+probe "TLS on 3478 (told from plain TCP by its first byte)" "$public:3478" --transport tls \
+    --ca "$conf_dir/tls/ca.pem"
+# The certificate is checked: without the test CA the handshake must fail.
+if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --secret "$secret" \
+    --peer-bind "$peer" --timeout 2 >/dev/null 2>&1; then
+    fail "tern probe over TLS trusted the test certificate without --ca"
+fi
 
-if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null; then
-    echo "docker test: coturn's turnutils_uclient through the container"
+# uclient WHAT ARGS...: coturn's turnutils_uclient from the namespace, 2 clients x 20 messages
+# to a turnutils_peer there; ARGS pick the transport (none: UDP, -t: TCP, -t -S: TLS) and port.
+uclient() {
+    local what="$1"; shift
+    echo "docker test: coturn's turnutils_uclient through the container, $what"
     ip netns exec "$ns" timeout 10 turnutils_peer -L "$peer" -p 3480 >/dev/null 2>&1 &
-    peer_pid=$!
+    local peer_pid=$!
     sleep 0.3
     # -W derives REST credentials from the secret; -c: one allocation per client.
-    out=$(ip netns exec "$ns" timeout 20 turnutils_uclient -n 20 -m 2 -l 100 -c \
+    local out lost recv
+    out=$(ip netns exec "$ns" timeout 20 turnutils_uclient -n 20 -m 2 -l 100 -c "$@" \
         -u ci -W "$secret" -e "$peer" -r 3480 "$public" 2>&1) || true
     kill "$peer_pid" 2>/dev/null || true
     wait "$peer_pid" 2>/dev/null || true
@@ -112,9 +161,18 @@ if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/nu
     recv=$(echo "$out" | sed -n 's/.*tot_recv_msgs=\([0-9]*\).*/\1/p' | tail -1)
     if [ -z "$recv" ] || [ "$recv" -ne 40 ] || [ "${lost:-1}" -ne 0 ]; then
         echo "$out" | tail -20 >&2
-        fail "turnutils_uclient did not get its 40 messages back through the container"
+        fail "turnutils_uclient ($what) did not get its 40 messages back through the container"
     fi
-    echo "docker test: turnutils_uclient received $recv messages, lost ${lost:-?}"
+    echo "docker test: turnutils_uclient ($what) received $recv messages, lost ${lost:-?}"
+}
+if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null; then
+    uclient "UDP 3478"
+    uclient "TCP 3478" -t
+    uclient "TLS 5349" -t -S -p 5349
+elif [ -n "${CI:-}" ]; then
+    fail "turnutils_uclient/turnutils_peer (coturn) missing, and CI is set"
+else
+    echo "docker test: NOTE: turnutils_uclient/turnutils_peer (coturn) missing: skipped the uclient runs"
 fi
 
 echo "docker test: without TERN_EXTERNAL_IP, the start-up warning names the bridge address"
