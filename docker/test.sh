@@ -9,13 +9,16 @@
 # 3. `docker run -p PUBLIC:3478:3478/udp -p PUBLIC:3478:3478/tcp -p PUBLIC:5349:5349/tcp
 #    -p PUBLIC:49152-49252:49152-49252/udp`, read-only root, all capabilities dropped,
 #    configuration from a mounted turnserver.conf plus TERN_* variables, and a throwaway
-#    certificate (openssl: a CA and a leaf for 127.0.0.1, PUBLIC and localhost) mounted
-#    read-only as a directory, which turns TLS on;
+#    certificate (openssl: a CA and a leaf for 127.0.0.1, PUBLIC and localhost) in a
+#    directory laid out as the kubelet lays out a mounted Secret (tls.crt -> ..data/tls.crt,
+#    ..data -> a timestamped directory), mounted read-only, which turns TLS on;
 # 4. `tern probe --secret` from the namespace: Allocate, permission, Send/Data, ChannelBind,
 #    ChannelData both ways, through Docker's DNAT into the container, over UDP, TCP, TLS on
 #    5349 (checked against the test CA, by IP and by name) and TLS on 3478; then coturn's
 #    turnutils_uclient, an independent client, relays through it too over UDP, TCP and TLS
 #    (if installed);
+# 4b. the certificate is renewed as Kubernetes renews a Secret (a new timestamped directory,
+#    ..data swapped by rename): within seconds tern serves the new certificate, no restart;
 # 5. without TERN_EXTERNAL_IP, tern warns at start that it would advertise the container's
 #    bridge address, and says how to fix it; with it, there is no such warning;
 # 6. `docker stop` must end the container well within its grace period, with exit code 0.
@@ -51,14 +54,14 @@ fail() { echo "docker test: FAIL: $*" >&2; docker logs "$name" 2>&1 | tail -30 >
 # cert.pem holds the full chain (leaf, then CA), as tern's cert= expects.
 make_pki() {
     local dir="$1"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 \
         -subj "/CN=tern docker test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
         -keyout "$dir/key.pem" -out "$dir/leaf.csr" 2>/dev/null
     printf 'subjectAltName=IP:127.0.0.1,IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth\n' \
         "$public" > "$dir/leaf.ext"
     openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
-        -CAcreateserial -days 2 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
+        -CAcreateserial -days 90 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
     cat "$dir/leaf.pem" "$dir/ca.pem" > "$dir/cert.pem"
     rm -f "$dir/ca.key" "$dir/leaf.csr" "$dir/leaf.ext" "$dir/ca.srl"
 }
@@ -89,23 +92,41 @@ allowed-peer-ip=10.251.$octet.0/24
 drain-timeout=5
 # turnutils_uclient picks channel numbers in RFC 5766's 0x4000-0x7FFF
 rfc5766-channel-numbers
-# TLS: the test certificate, mounted read-only at /etc/tern/tls
+# TLS: the test certificate, mounted read-only at /etc/tern/tls as a Secret would be
 tls-listening-port=5349
-cert=/etc/tern/tls/cert.pem
-pkey=/etc/tern/tls/key.pem
+cert=/etc/tern/tls/tls.crt
+pkey=/etc/tern/tls/tls.key
 CONF
-mkdir "$conf_dir/tls"
-make_pki "$conf_dir/tls"
-# The container runs as 65532; the throwaway key must be readable by it.
-chmod 0644 "$conf_dir/turnserver.conf" "$conf_dir/tls/"*.pem
-chmod 0755 "$conf_dir" "$conf_dir/tls"
+chmod 0644 "$conf_dir/turnserver.conf"
+chmod 0755 "$conf_dir"
+
+# secret_version N: PKI number N (pki-N/ca.pem for the client) published in secret/ the
+# kubelet's way: files in ..vN, ..data -> ..vN swapped by an atomic rename, and tls.crt and
+# tls.key linking through ..data.
+secret_dir="$conf_dir/secret"
+secret_version() {
+    local n="$1"
+    mkdir -p "$conf_dir/pki-$n" "$secret_dir/..v$n"
+    make_pki "$conf_dir/pki-$n"
+    cp "$conf_dir/pki-$n/cert.pem" "$secret_dir/..v$n/tls.crt"
+    cp "$conf_dir/pki-$n/key.pem" "$secret_dir/..v$n/tls.key"
+    # The container runs as 65532; the throwaway key must be readable by it.
+    chmod 0755 "$secret_dir" "$secret_dir/..v$n"
+    chmod 0644 "$secret_dir/..v$n/"*
+    ln -sfn "..v$n" "$secret_dir/..data_tmp"
+    mv -T "$secret_dir/..data_tmp" "$secret_dir/..data"
+    ln -sfn ..data/tls.crt "$secret_dir/tls.crt"
+    ln -sfn ..data/tls.key "$secret_dir/tls.key"
+}
+secret_version 1
+ca="$conf_dir/pki-1/ca.pem"
 
 docker run -d --name "$name" \
     --read-only --cap-drop ALL --security-opt no-new-privileges \
     -p "$public:3478:3478/udp" -p "$public:3478:3478/tcp" -p "$public:5349:5349/tcp" \
     -p "$public:49152-49252:49152-49252/udp" \
     -v "$conf_dir/turnserver.conf:/etc/tern/turnserver.conf:ro" \
-    -v "$conf_dir/tls:/etc/tern/tls:ro" \
+    -v "$secret_dir:/etc/tern/tls:ro" \
     -e TERN_STATIC_AUTH_SECRET="$secret" -e TERN_EXTERNAL_IP="$public" \
     "$tag" -c /etc/tern/turnserver.conf >/dev/null || fail "docker run"
 
@@ -131,16 +152,34 @@ probe() {
 }
 probe "UDP 3478" "$public:3478"
 probe "TCP 3478" "$public:3478" --transport tcp
-probe "TLS 5349, certificate checked for the IP" "$public:5349" --transport tls --ca "$conf_dir/tls/ca.pem"
+probe "TLS 5349, certificate checked for the IP" "$public:5349" --transport tls --ca "$ca"
 probe "TLS 5349, SNI and certificate for localhost" "$public:5349" --transport tls \
-    --ca "$conf_dir/tls/ca.pem" --tls-name localhost
+    --ca "$ca" --tls-name localhost
 probe "TLS on 3478 (told from plain TCP by its first byte)" "$public:3478" --transport tls \
-    --ca "$conf_dir/tls/ca.pem"
+    --ca "$ca"
 # The certificate is checked: without the test CA the handshake must fail.
 if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --secret "$secret" \
     --peer-bind "$peer" --timeout 2 >/dev/null 2>&1; then
     fail "tern probe over TLS trusted the test certificate without --ca"
 fi
+
+echo "docker test: the certificate is renewed the way the kubelet updates a mounted Secret"
+secret_version 2
+rm -rf "$secret_dir/..v1"
+renewed=""
+for _ in $(seq 1 40); do
+    if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --ca "$conf_dir/pki-2/ca.pem" \
+        --timeout 0.5 >/dev/null 2>&1; then
+        renewed=1; break
+    fi
+    sleep 0.25
+done
+[ -n "$renewed" ] || fail "tern did not serve the renewed certificate within 10 s"
+probe "TLS 5349 with the renewed certificate" "$public:5349" --transport tls --ca "$conf_dir/pki-2/ca.pem"
+if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --ca "$ca" --timeout 1 >/dev/null 2>&1; then
+    fail "tern still serves the old certificate after the renewal"
+fi
+ca="$conf_dir/pki-2/ca.pem"
 
 # uclient WHAT ARGS...: coturn's turnutils_uclient from the namespace, 2 clients x 20 messages
 # to a turnutils_peer there; ARGS pick the transport (none: UDP, -t: TCP, -t -S: TLS) and port.
