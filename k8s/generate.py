@@ -106,9 +106,11 @@ def ports_of(root):
     for key, port in (("listening-port", listening), ("tls-listening-port", tls)):
         if port is not None and low <= port <= high:
             raise ConfigError(f"{path}: {key} {port} is inside the relay range")
+    tcp = not flag(conf, "no-tcp", path)
     if tls == listening:
-        tls = None  # TLS on the listening port itself: its TCP entry carries it.
-    return Ports(listening, not flag(conf, "no-tcp", path), tls, low, high)
+        # TLS on the listening port itself (even with no-tcp): its TCP entry carries it.
+        tls, tcp = None, True
+    return Ports(listening, tcp, tls, low, high)
 
 
 def port_name(port):
