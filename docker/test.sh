@@ -6,12 +6,19 @@
 #    address on a veth whose host end carries the "public" address the ports are published
 #    on (nothing is published on the host's real interfaces or on 127.0.0.1, where Docker's
 #    userland proxy would source-NAT every datagram);
-# 3. `docker run -p PUBLIC:3478:3478/udp -p PUBLIC:49152-49252:49152-49252/udp`, read-only
-#    root, all capabilities dropped, configuration from a mounted turnserver.conf plus
-#    TERN_* variables;
+# 3. `docker run -p PUBLIC:3478:3478/udp -p PUBLIC:3478:3478/tcp -p PUBLIC:5349:5349/tcp
+#    -p PUBLIC:49152-49252:49152-49252/udp`, read-only root, all capabilities dropped,
+#    configuration from a mounted turnserver.conf plus TERN_* variables, and a throwaway
+#    certificate (openssl: a CA and a leaf for 127.0.0.1, PUBLIC and localhost) in a
+#    directory laid out as the kubelet lays out a mounted Secret (tls.crt -> ..data/tls.crt,
+#    ..data -> a timestamped directory), mounted read-only, which turns TLS on;
 # 4. `tern probe --secret` from the namespace: Allocate, permission, Send/Data, ChannelBind,
-#    ChannelData both ways, through Docker's DNAT into the container; then coturn's
-#    turnutils_uclient, an independent client, relays through it too (if installed);
+#    ChannelData both ways, through Docker's DNAT into the container, over UDP, TCP, TLS on
+#    5349 (checked against the test CA, by IP and by name) and TLS on 3478; then coturn's
+#    turnutils_uclient, an independent client, relays through it too over UDP, TCP and TLS
+#    (if installed);
+# 4b. the certificate is renewed as Kubernetes renews a Secret (a new timestamped directory,
+#    ..data swapped by rename): within seconds tern serves the new certificate, no restart;
 # 5. without TERN_EXTERNAL_IP, tern warns at start that it would advertise the container's
 #    bridge address, and says how to fix it; with it, there is no such warning;
 # 6. `docker stop` must end the container well within its grace period, with exit code 0.
@@ -43,6 +50,22 @@ trap cleanup EXIT
 
 fail() { echo "docker test: FAIL: $*" >&2; docker logs "$name" 2>&1 | tail -30 >&2 || true; exit 1; }
 
+# make_pki DIR: a throwaway CA and a leaf it signs for 127.0.0.1, $public and localhost;
+# cert.pem holds the full chain (leaf, then CA), as tern's cert= expects.
+make_pki() {
+    local dir="$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 90 \
+        -subj "/CN=tern docker test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+        -keyout "$dir/key.pem" -out "$dir/leaf.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,DNS:localhost\nextendedKeyUsage=serverAuth\n' \
+        "$public" > "$dir/leaf.ext"
+    openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -CAcreateserial -days 90 -extfile "$dir/leaf.ext" -out "$dir/leaf.pem" 2>/dev/null
+    cat "$dir/leaf.pem" "$dir/ca.pem" > "$dir/cert.pem"
+    rm -f "$dir/ca.key" "$dir/leaf.csr" "$dir/leaf.ext" "$dir/ca.srl"
+}
+
 size=$(docker/build-local.sh "$tag" | tail -1)
 echo "docker test: image $tag is $size bytes ($(( size / 1024 )) KiB)"
 [ "$(docker image inspect -f '{{.Config.User}}' "$tag")" = "65532:65532" ] || fail "image does not run as 65532:65532"
@@ -69,14 +92,41 @@ allowed-peer-ip=10.251.$octet.0/24
 drain-timeout=5
 # turnutils_uclient picks channel numbers in RFC 5766's 0x4000-0x7FFF
 rfc5766-channel-numbers
+# TLS: the test certificate, mounted read-only at /etc/tern/tls as a Secret would be
+tls-listening-port=5349
+cert=/etc/tern/tls/tls.crt
+pkey=/etc/tern/tls/tls.key
 CONF
 chmod 0644 "$conf_dir/turnserver.conf"
 chmod 0755 "$conf_dir"
 
+# secret_version N: PKI number N (pki-N/ca.pem for the client) published in secret/ the
+# kubelet's way: files in ..vN, ..data -> ..vN swapped by an atomic rename, and tls.crt and
+# tls.key linking through ..data.
+secret_dir="$conf_dir/secret"
+secret_version() {
+    local n="$1"
+    mkdir -p "$conf_dir/pki-$n" "$secret_dir/..v$n"
+    make_pki "$conf_dir/pki-$n"
+    cp "$conf_dir/pki-$n/cert.pem" "$secret_dir/..v$n/tls.crt"
+    cp "$conf_dir/pki-$n/key.pem" "$secret_dir/..v$n/tls.key"
+    # The container runs as 65532; the throwaway key must be readable by it.
+    chmod 0755 "$secret_dir" "$secret_dir/..v$n"
+    chmod 0644 "$secret_dir/..v$n/"*
+    ln -sfn "..v$n" "$secret_dir/..data_tmp"
+    mv -T "$secret_dir/..data_tmp" "$secret_dir/..data"
+    ln -sfn ..data/tls.crt "$secret_dir/tls.crt"
+    ln -sfn ..data/tls.key "$secret_dir/tls.key"
+}
+secret_version 1
+ca="$conf_dir/pki-1/ca.pem"
+
 docker run -d --name "$name" \
     --read-only --cap-drop ALL --security-opt no-new-privileges \
-    -p "$public:3478:3478/udp" -p "$public:49152-49252:49152-49252/udp" \
+    -p "$public:3478:3478/udp" -p "$public:3478:3478/tcp" -p "$public:5349:5349/tcp" \
+    -p "$public:49152-49252:49152-49252/udp" \
     -v "$conf_dir/turnserver.conf:/etc/tern/turnserver.conf:ro" \
+    -v "$secret_dir:/etc/tern/tls:ro" \
     -e TERN_STATIC_AUTH_SECRET="$secret" -e TERN_EXTERNAL_IP="$public" \
     "$tag" -c /etc/tern/turnserver.conf >/dev/null || fail "docker run"
 
@@ -93,17 +143,55 @@ for _ in $(seq 1 50); do
 done
 [ -n "$ready" ] || fail "no STUN answer from the container within 10 s"
 
-echo "docker test: tern probe through the container"
-ip netns exec "$ns" "$bin" probe "$public:3478" --secret "$secret" --peer-bind "$peer" --timeout 2 \
-    || fail "tern probe could not relay through the container"
+# probe WHAT ARGS...: tern probe from the namespace, relaying to a peer there.
+probe() {
+    local what="$1"; shift
+    echo "docker test: tern probe through the container, $what"
+    ip netns exec "$ns" "$bin" probe "$@" --secret "$secret" --peer-bind "$peer" --timeout 2 \
+        || fail "tern probe could not relay through the container, $what"
+}
+probe "UDP 3478" "$public:3478"
+probe "TCP 3478" "$public:3478" --transport tcp
+probe "TLS 5349, certificate checked for the IP" "$public:5349" --transport tls --ca "$ca"
+probe "TLS 5349, SNI and certificate for localhost" "$public:5349" --transport tls \
+    --ca "$ca" --tls-name localhost
+probe "TLS on 3478 (told from plain TCP by its first byte)" "$public:3478" --transport tls \
+    --ca "$ca"
+# The certificate is checked: without the test CA the handshake must fail.
+if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --secret "$secret" \
+    --peer-bind "$peer" --timeout 2 >/dev/null 2>&1; then
+    fail "tern probe over TLS trusted the test certificate without --ca"
+fi
 
-if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null; then
-    echo "docker test: coturn's turnutils_uclient through the container"
+echo "docker test: the certificate is renewed the way the kubelet updates a mounted Secret"
+secret_version 2
+rm -rf "$secret_dir/..v1"
+renewed=""
+for _ in $(seq 1 40); do
+    if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --ca "$conf_dir/pki-2/ca.pem" \
+        --timeout 0.5 >/dev/null 2>&1; then
+        renewed=1; break
+    fi
+    sleep 0.25
+done
+[ -n "$renewed" ] || fail "tern did not serve the renewed certificate within 10 s"
+probe "TLS 5349 with the renewed certificate" "$public:5349" --transport tls --ca "$conf_dir/pki-2/ca.pem"
+if ip netns exec "$ns" "$bin" probe "$public:5349" --transport tls --ca "$ca" --timeout 1 >/dev/null 2>&1; then
+    fail "tern still serves the old certificate after the renewal"
+fi
+ca="$conf_dir/pki-2/ca.pem"
+
+# uclient WHAT ARGS...: coturn's turnutils_uclient from the namespace, 2 clients x 20 messages
+# to a turnutils_peer there; ARGS pick the transport (none: UDP, -t: TCP, -t -S: TLS) and port.
+uclient() {
+    local what="$1"; shift
+    echo "docker test: coturn's turnutils_uclient through the container, $what"
     ip netns exec "$ns" timeout 10 turnutils_peer -L "$peer" -p 3480 >/dev/null 2>&1 &
-    peer_pid=$!
+    local peer_pid=$!
     sleep 0.3
     # -W derives REST credentials from the secret; -c: one allocation per client.
-    out=$(ip netns exec "$ns" timeout 20 turnutils_uclient -n 20 -m 2 -l 100 -c \
+    local out lost recv
+    out=$(ip netns exec "$ns" timeout 20 turnutils_uclient -n 20 -m 2 -l 100 -c "$@" \
         -u ci -W "$secret" -e "$peer" -r 3480 "$public" 2>&1) || true
     kill "$peer_pid" 2>/dev/null || true
     wait "$peer_pid" 2>/dev/null || true
@@ -112,9 +200,18 @@ if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/nu
     recv=$(echo "$out" | sed -n 's/.*tot_recv_msgs=\([0-9]*\).*/\1/p' | tail -1)
     if [ -z "$recv" ] || [ "$recv" -ne 40 ] || [ "${lost:-1}" -ne 0 ]; then
         echo "$out" | tail -20 >&2
-        fail "turnutils_uclient did not get its 40 messages back through the container"
+        fail "turnutils_uclient ($what) did not get its 40 messages back through the container"
     fi
-    echo "docker test: turnutils_uclient received $recv messages, lost ${lost:-?}"
+    echo "docker test: turnutils_uclient ($what) received $recv messages, lost ${lost:-?}"
+}
+if command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null; then
+    uclient "UDP 3478"
+    uclient "TCP 3478" -t
+    uclient "TLS 5349" -t -S -p 5349
+elif [ -n "${CI:-}" ]; then
+    fail "turnutils_uclient/turnutils_peer (coturn) missing, and CI is set"
+else
+    echo "docker test: NOTE: turnutils_uclient/turnutils_peer (coturn) missing: skipped the uclient runs"
 fi
 
 echo "docker test: without TERN_EXTERNAL_IP, the start-up warning names the bridge address"

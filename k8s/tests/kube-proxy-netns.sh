@@ -8,15 +8,17 @@
 #      |  veth  the load balancer's address LB=198.51.100.80 (MetalLB-style: not the node's)
 #   pod ns     10.244.7.10: `tern serve` with external-ip=<the advertised address>
 #
-# kube-proxy DNATs LB:3478 and LB:49152-49252 to the pod, same ports (port == targetPort).
+# kube-proxy DNATs LB:3478 (UDP and TCP) and LB:49152-49252 to the pod, same ports
+# (port == targetPort).
 # Each variant gets fresh namespaces (and so a fresh conntrack table) and a fresh tern:
 #
 #   local          externalTrafficPolicy Local: DNAT only; the pod's relay traffic leaves
 #                  with the LB address (an egress SNAT rule for the relay ports, what an
-#                  egress gateway does). tern probe must pass every step.
+#                  egress gateway does). tern probe must pass every step, over UDP and
+#                  over TCP (TURN over TCP through the Service's TCP port).
 #   local-node-ip  Local with the node's own address as the load balancer's (k3s ServiceLB,
 #                  a NAT port-forward to the node): the CNI's usual masquerade is enough.
-#                  tern probe must pass every step.
+#                  tern probe must pass every step, over UDP and over TCP.
 #   local-cni      Local, LB address != node address, and only the CNI's masquerade: the
 #                  pod's first datagrams to a peer leave with the node's address, and the
 #                  peer's datagrams to LB:port can collide with that conntrack entry.
@@ -97,6 +99,7 @@ setup() {
     [ "$variant" = local-node-ip ] && advertised="$node_ext"
     # kube-proxy: advertised:port -> pod:port for 3478 and the relay range.
     nat -A PREROUTING -d "$advertised" -p udp --dport 3478 -j DNAT --to-destination "$pod"
+    nat -A PREROUTING -d "$advertised" -p tcp --dport 3478 -j DNAT --to-destination "$pod"
     nat -A PREROUTING -d "$advertised" -p udp --dport 49152:49252 -j DNAT --to-destination "$pod"
     case "$variant" in
         cluster)
@@ -136,25 +139,31 @@ CONF
     [ -n "$up" ] || fail "$variant: tern in the pod namespace does not answer a Binding through the node's DNAT"
 }
 
-# run VARIANT INDEX: sets up, probes (output in $workdir/probe.out), tears down; returns
-# the probe's status.
+# run VARIANT INDEX [TRANSPORT]: sets up, probes over TRANSPORT (default udp; output in
+# $workdir/probe.out), tears down; returns the probe's status.
 run() {
-    echo "== $1 =="
+    local transport="${3:-udp}"
+    echo "== $1 ($transport) =="
     setup "$1" "$2"
     local status=0
-    ip netns exec "$client_ns" "$bin" probe "$advertised:3478" --secret "$secret" \
-        --peer-bind "$peer" --timeout 1 >"$workdir/probe.out" 2>&1 || status=$?
+    ip netns exec "$client_ns" "$bin" probe "$advertised:3478" --transport "$transport" \
+        --secret "$secret" --peer-bind "$peer" --timeout 1 >"$workdir/probe.out" 2>&1 || status=$?
     cat "$workdir/probe.out"
     teardown
     return "$status"
 }
 
+index=0
 for variant in local local-node-ip; do
-    run "$variant" "${#variant}" || fail "$variant: tern probe must pass every step"
-    grep -q "the server sees it as $peer:" "$workdir/probe.out" \
-        || fail "$variant: the server must see the peer's own address $peer"
-    grep -q "(not the relayed address" "$workdir/probe.out" \
-        && fail "$variant: relayed data must come from the advertised address"
+    for transport in udp tcp; do
+        index=$((index + 1))
+        run "$variant" "$index" "$transport" \
+            || fail "$variant: tern probe over $transport must pass every step"
+        grep -q "the server sees it as $peer:" "$workdir/probe.out" \
+            || fail "$variant ($transport): the server must see the peer's own address $peer"
+        grep -q "(not the relayed address" "$workdir/probe.out" \
+            && fail "$variant ($transport): relayed data must come from the advertised address"
+    done
 done
 
 if run local-cni 9; then
@@ -171,4 +180,4 @@ grep -q "the server sees it as $node_int:" "$workdir/probe.out" \
 grep -q '^\[FAIL\]' "$workdir/probe.out" || fail "cluster: tern probe printed no failing step"
 grep -q 'rewrites source addresses (source NAT' "$workdir/probe.out" \
     || fail "cluster: tern probe did not diagnose the source NAT"
-echo "kube-proxy-netns: ok: Local relays both ways; Cluster's source NAT breaks relaying, and tern probe diagnoses it"
+echo "kube-proxy-netns: ok: Local relays both ways (clients over UDP and TCP); Cluster's source NAT breaks relaying, and tern probe diagnoses it"

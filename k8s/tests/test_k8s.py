@@ -5,6 +5,7 @@ kubernetes-validate, checkov, python-hcl2, terraform; .ci/run installs them).
 """
 
 import ipaddress
+import posixpath
 import re
 import shutil
 import subprocess
@@ -26,6 +27,60 @@ JUSTIFIED = {
     "CKV_K8S_21": "the base is namespace-agnostic on purpose; overlays set the namespace",
     "CKV_K8S_43": "the digest of a user-built image is set in the user's overlay",
 }
+
+# Custom resources kubernetes-validate has no schema for. Each is checked instead against a
+# schema written here from cert-manager's v1 API reference (cert-manager.io/docs/reference/
+# api-docs): every field a Certificate spec may have is listed, unknown ones are refused, and
+# the fields this repository sets are typed and, where the API has a closed set, enumerated.
+STRINGS = {"type": "array", "items": {"type": "string"}}
+CERTIFICATE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "required": ["secretName", "issuerRef"],
+            "anyOf": [{"required": ["dnsNames"]}, {"required": ["ipAddresses"]},
+                      {"required": ["commonName"]}, {"required": ["uris"]}],
+            "additionalProperties": False,
+            "properties": {
+                "secretName": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                "dnsNames": STRINGS, "ipAddresses": STRINGS, "uris": STRINGS,
+                "emailAddresses": STRINGS, "usages": STRINGS, "otherNames": {"type": "array"},
+                "commonName": {"type": "string"}, "literalSubject": {"type": "string"},
+                "duration": {"type": "string"}, "renewBefore": {"type": "string"},
+                "renewBeforePercentage": {"type": "integer"},
+                "revisionHistoryLimit": {"type": "integer"},
+                "isCA": {"type": "boolean"}, "encodeUsagesInRequest": {"type": "boolean"},
+                "subject": {"type": "object"}, "secretTemplate": {"type": "object"},
+                "keystores": {"type": "object"}, "nameConstraints": {"type": "object"},
+                "additionalOutputFormats": {"type": "array"},
+                "issuerRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"},
+                                   "group": {"type": "string"}},
+                },
+                "privateKey": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                        "size": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+}
+CUSTOM_SCHEMAS = {("cert-manager.io/v1", "Certificate"): CERTIFICATE_SCHEMA}
 
 sys.path.insert(0, str(K8S))
 import generate  # noqa: E402
@@ -56,10 +111,14 @@ def workloads(docs):
 
 
 def expected_ports():
-    listening, low, high = generate.ports_of(K8S)
-    ports = {(listening, "UDP"), (listening, "TCP")}
-    ports |= {(p, "UDP") for p in range(low, high + 1)}
-    return ports
+    ports = generate.ports_of(K8S)
+    expected = {(ports.listening, "UDP"), (ports.listening, "TCP"), (ports.tls, "TCP")}
+    expected |= {(p, "UDP") for p in range(ports.low, ports.high + 1)}
+    return expected
+
+
+def lb_services(docs):
+    return [s for s in by_kind(docs, "Service") if s["spec"].get("type") == "LoadBalancer"]
 
 
 # --- generation and drift ---------------------------------------------------------------
@@ -112,6 +171,7 @@ def test_load_balancer_services(rendered):
     assert lbs, overlay
     for s in lbs:
         spec, name = s["spec"], s["metadata"]["name"]
+        # One Service, mixed protocols: Kubernetes >= 1.26 (GA); MetalLB announces it as one.
         assert spec["externalTrafficPolicy"] == "Local", name
         assert spec["allocateLoadBalancerNodePorts"] is False, name
         names = [p["name"] for p in spec["ports"]]
@@ -127,11 +187,138 @@ def test_load_balancer_services(rendered):
 
 def test_network_policy_covers_the_range(rendered):
     _, docs = rendered
-    listening, low, high = generate.ports_of(K8S)
+    listening, _, tls, low, high = generate.ports_of(K8S)
     (np,) = by_kind(docs, "NetworkPolicy")
-    ports = [p for rule in np["spec"]["ingress"] for p in rule["ports"]]
+    (open_rule,) = [rule for rule in np["spec"]["ingress"] if "from" not in rule]
+    ports = open_rule["ports"]
     assert {"protocol": "UDP", "port": low, "endPort": high} in ports
     assert {"protocol": "UDP", "port": listening} in ports
+    # TURN over TCP and over TLS, from anywhere like UDP.
+    assert {"protocol": "TCP", "port": listening} in ports
+    assert {"protocol": "TCP", "port": tls} in ports
+
+
+# --- TURN over TCP and TLS --------------------------------------------------------------------
+
+
+def test_tls_is_on_in_the_base_configuration():
+    conf = conf_values()
+    ports = generate.ports_of(K8S)
+    assert ports.tcp and ports.tls == int(conf["tls-listening-port"]) == 5349
+    assert "no-tls" not in conf and "no-tcp" not in conf
+    # The keys of a kubernetes.io/tls Secret, in one directory (the Secret's mount).
+    assert posixpath.basename(conf["cert"]) == "tls.crt"
+    assert posixpath.basename(conf["pkey"]) == "tls.key"
+    assert posixpath.dirname(conf["cert"]) == posixpath.dirname(conf["pkey"])
+
+
+def test_ports_follow_no_tcp_and_no_tls(tmp_path):
+    copy = tmp_path / "k8s"
+    (copy / "base").mkdir(parents=True)
+    conf = (K8S / "base" / "turnserver.conf").read_text()
+    (copy / "base" / "turnserver.conf").write_text(conf + "no-tls\nno-tcp=yes\n")
+    ports = generate.ports_of(copy)
+    assert ports.tls is None and not ports.tcp
+    service = generate.base_service(ports)
+    assert "protocol: TCP" not in service and "turn-udp" in service
+    (copy / "base" / "turnserver.conf").write_text(conf.replace("cert=", "# cert="))
+    assert generate.ports_of(copy).tls is None, "no cert, no TLS"
+    (copy / "base" / "turnserver.conf").write_text(
+        conf.replace("tls-listening-port=5349", "tls-listening-port=49160"))
+    with pytest.raises(generate.ConfigError, match="tls-listening-port 49160 is inside"):
+        generate.ports_of(copy)
+
+
+def test_service_carries_udp_tcp_and_tls(rendered):
+    overlay, docs = rendered
+    ports = generate.ports_of(K8S)
+    for s in lb_services(docs):
+        named = {p["name"]: p for p in s["spec"]["ports"]}
+        expected = {"turn-udp": ("UDP", ports.listening), "turn-tcp": ("TCP", ports.listening),
+                    "turn-tls": ("TCP", ports.tls)}
+        for name, (protocol, port) in expected.items():
+            assert (named[name]["protocol"], named[name]["port"]) == (protocol, port), (overlay, name)
+            assert named[name]["targetPort"] == port
+
+
+def test_container_ports_match_the_services(rendered):
+    overlay, docs = rendered
+    for w in workloads(docs):
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        declared = {(p["containerPort"], p["protocol"]) for p in c["ports"]}
+        by_name = {p["name"]: (p["containerPort"], p["protocol"]) for p in c["ports"]}
+        assert len(by_name) == len(c["ports"]), "container port names must be unique"
+        for s in lb_services(docs):
+            for p in s["spec"]["ports"]:
+                if p["name"].startswith("turn-"):
+                    assert by_name[p["name"]] == (p["targetPort"], p["protocol"]), (overlay, p)
+        ports = generate.ports_of(K8S)
+        assert {(ports.listening, "UDP"), (ports.listening, "TCP"), (ports.tls, "TCP")} <= declared
+
+
+def tls_volume(pod):
+    (vol,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "tern-tls"]
+    return vol
+
+
+def test_certificate_secret_is_mounted_whole(rendered):
+    overlay, docs = rendered
+    conf = conf_values()
+    for w in workloads(docs):
+        pod = w["spec"]["template"]["spec"]
+        vol = tls_volume(pod)
+        assert not vol["secret"].get("optional"), "without the Secret tern cannot start"
+        assert "items" not in vol["secret"], "the Secret's keys are the file names tern reads"
+        (c,) = pod["containers"]
+        (mount,) = [m for m in c["volumeMounts"] if m["name"] == vol["name"]]
+        # A subPath mount is a copy the kubelet never updates: renewals would not be seen.
+        assert "subPath" not in mount and "subPathExpr" not in mount, (overlay, mount)
+        assert mount["readOnly"] is True
+        assert mount["mountPath"].rstrip("/") == posixpath.dirname(conf["cert"]), overlay
+        # The container runs as 65532 with fsGroup 65532: group-readable files suffice.
+        assert vol["secret"]["defaultMode"] & 0o040
+        assert pod["securityContext"]["fsGroup"] == c["securityContext"]["runAsGroup"]
+    if overlay == "overlays/multi-replica":
+        conf_text = configmap(docs, "tern-pods")["data"]["tern-0.conf"]
+        assert f"cert={conf['cert']}" in conf_text and f"pkey={conf['pkey']}" in conf_text
+
+
+def test_cert_manager_certificate_feeds_the_mounted_secret():
+    docs = render("overlays/metallb")
+    (cert,) = by_kind(docs, "Certificate")
+    assert cert["apiVersion"] == "cert-manager.io/v1"
+    (deploy,) = by_kind(docs, "Deployment")
+    vol = tls_volume(deploy["spec"]["template"]["spec"])
+    assert cert["spec"]["secretName"] == vol["secret"]["secretName"]
+    assert cert["metadata"]["namespace"] == deploy["metadata"]["namespace"]
+    # The name clients put in turns: URIs; the realm is the same host here.
+    assert conf_values()["realm"] in cert["spec"]["dnsNames"]
+    # A renewal brings a new key too.
+    assert cert["spec"]["privateKey"]["rotationPolicy"] == "Always"
+
+
+def uncommented_443_patch():
+    """The kustomization of overlays/metallb with its commented 443 patch turned on."""
+    text = (K8S / "overlays" / "metallb" / "kustomization.yaml").read_text()
+    lines = text.splitlines()
+    start = lines.index("# patches:")
+    block = [ln[2:] for ln in lines[start:] if ln.startswith("# ") or ln == "#"]
+    assert block[0] == "patches:" and len(block) > 5
+    return "\n".join(lines[:start] + block) + "\n"
+
+
+def test_the_documented_443_patch_renders(tmp_path):
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    kustomization = copy / "overlays" / "metallb" / "kustomization.yaml"
+    kustomization.write_text(uncommented_443_patch())
+    out = subprocess.run(["kubectl", "kustomize", str(copy / "overlays" / "metallb")],
+                         check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    (svc,) = lb_services(docs)
+    (tls,) = [p for p in svc["spec"]["ports"] if p["name"] == "turn-tls"]
+    assert (tls["port"], tls["targetPort"], tls["protocol"]) == (443, 5349, "TCP")
+    assert kubernetes_validate([write_docs(tmp_path / "443.yaml", docs)]).returncode == 0
 
 
 def test_workload_shape(rendered):
@@ -227,6 +414,33 @@ def write_rendered(tmp_path):
     return paths
 
 
+def write_docs(path, docs):
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def custom_schema(doc):
+    return CUSTOM_SCHEMAS.get((doc["apiVersion"], doc["kind"]))
+
+
+def split_custom(paths, tmp_path):
+    """Writes each file's built-in objects to a file of its own; returns those files and the
+    custom resources, which kubernetes-validate cannot check."""
+    builtin, custom = [], []
+    for p in paths:
+        docs = [d for d in yaml.safe_load_all(p.read_text()) if d]
+        custom += [d for d in docs if custom_schema(d)]
+        builtin.append(write_docs(tmp_path / f"builtin-{p.name}",
+                                  [d for d in docs if not custom_schema(d)]))
+    return builtin, custom
+
+
+def schema_errors(doc):
+    import jsonschema
+    validator = jsonschema.Draft7Validator(custom_schema(doc))
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
 def kubernetes_validate(paths):
     exe = Path(sys.executable).parent / "kubernetes-validate"
     return subprocess.run([str(exe), "--strict", "-k", KUBERNETES_VERSION, "--quiet", *map(str, paths)],
@@ -234,9 +448,24 @@ def kubernetes_validate(paths):
 
 
 def test_kubernetes_validate_strict(tmp_path):
-    paths = write_rendered(tmp_path)
+    paths, custom = split_custom(write_rendered(tmp_path), tmp_path)
     r = kubernetes_validate(paths)
     assert r.returncode == 0, r.stdout + r.stderr
+    # Every built-in object was checked against a schema: none was passed unseen.
+    assert "find schema" not in r.stdout + r.stderr, r.stdout + r.stderr
+    # The custom resources, against their schemas above: the Certificate is the only one.
+    assert [(d["kind"], d["metadata"]["name"]) for d in custom] == [("Certificate", "tern-tls")]
+    for doc in custom:
+        assert schema_errors(doc) == [], doc["metadata"]["name"]
+    # ... and that schema refuses what it should: a misspelt field, a wrong enum value.
+    bad = yaml.safe_load(yaml.safe_dump(custom[0]))
+    bad["spec"]["secretname"] = bad["spec"].pop("secretName")
+    bad["spec"]["privateKey"]["rotationPolicy"] = "always"
+    errors = " ".join(schema_errors(bad))
+    assert "secretname" in errors and "secretName" in errors and "always" in errors, errors
+    # Why the split: kubernetes-validate passes a kind it has no schema for, with only a note.
+    r = kubernetes_validate([write_docs(tmp_path / "cert.yaml", custom)])
+    assert "find schema for kind Certificate" in r.stdout + r.stderr, r.stdout + r.stderr
     # The validator does reject what it should: an unknown field fails strict validation.
     bad = tmp_path / "bad.yaml"
     bad.write_text(paths[0].read_text().replace("externalTrafficPolicy: Local",
@@ -293,7 +522,8 @@ def strip(value):
 
 
 def test_terraform_port_range_matches_the_manifests():
-    _, low, high = generate.ports_of(K8S)
+    ports = generate.ports_of(K8S)
+    low, high = ports.low, ports.high
     variables = {k: v for block in load_tf("variables.tf")["variable"] for k, v in block.items()}
     assert int(one(variables["min_port"]["default"])) == low
     assert int(one(variables["max_port"]["default"])) == high
@@ -309,11 +539,20 @@ def test_terraform_port_range_matches_the_manifests():
     assert strip(svc["type"]) == "LoadBalancer"
     assert strip(svc["external_traffic_policy"]) == "Local"
     assert one(svc["allocate_load_balancer_node_ports"]) is False
-    (dyn,) = [d for d in svc["dynamic"] if "port" in d]
-    content = one(dyn["port"]["content"])
-    assert strip(dyn["port"]["for_each"]) == "${local.relay_ports}"
+    dynamic_ports = {strip(d["port"]["for_each"]): one(d["port"]["content"])
+                     for d in svc["dynamic"] if "port" in d}
+    content = dynamic_ports["${local.relay_ports}"]
     assert strip(content["port"]) == strip(content["target_port"]) == "${port.value}"
     assert strip(content["name"]) == "relay-${port.value}"
+    assert {strip(p["name"]): strip(p["protocol"]) for p in svc["port"]} == {
+        "turn-udp": "UDP", "turn-tcp": "TCP"}
+    tls = dynamic_ports["${local.tls}"]
+    assert strip(tls["name"]) == "turn-tls" and strip(tls["protocol"]) == "TCP"
+    assert strip(tls["target_port"]) == "${var.tls_port}"
+    assert strip(tls["port"]) == "${var.tls_service_port}"
+    assert int(one(variables["tls_port"]["default"])) == generate.ports_of(K8S).tls
+    assert strip(variables["tls_secret_name"]["default"]) == "tern-tls"
+    assert re.search(r'"cert=/etc/tern/tls/tls\.crt"', main) and re.search(r'"pkey=/etc/tern/tls/tls\.key"', main)
     dep = one(resources[("kubernetes_deployment_v1", "tern")]["spec"])
     assert int(one(dep["replicas"])) == 1
     assert strip(one(dep["strategy"])["type"]) == "Recreate"
@@ -323,6 +562,18 @@ def test_terraform_port_range_matches_the_manifests():
     sc = one(one(pod["container"])["security_context"])
     assert one(sc["read_only_root_filesystem"]) is True
     assert one(one(sc["capabilities"])["drop"]) == "ALL"
+    container = one(pod["container"])
+    (mount,) = [one(d["volume_mount"]) for d in container["dynamic"] if "volume_mount" in d]
+    mount_content = one(mount["content"])
+    assert "sub_path" not in mount_content, "a sub_path mount never sees a renewed certificate"
+    assert strip(mount_content["mount_path"]) == "/etc/tern/tls"
+    assert one(mount_content["read_only"]) is True
+    (vol,) = [one(d["volume"]) for d in pod["dynamic"] if "volume" in d]
+    assert strip(one(one(vol["content"])["secret"])["secret_name"]) == "${volume.value}"
+    policy = one(resources[("kubernetes_network_policy_v1", "tern")]["spec"])
+    opened = [strip(one(d["ports"]["content"])["port"]) for rule in policy["ingress"]
+              for d in rule.get("dynamic", []) if strip(d["ports"]["for_each"]) == "${local.tls}"]
+    assert opened == ["${tostring(var.tls_port)}"]
 
 
 # --- Dockerfiles ---------------------------------------------------------------------------

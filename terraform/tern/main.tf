@@ -1,6 +1,7 @@
 # tern on Kubernetes without hostNetwork: the equivalent of k8s/base (one replica, Recreate,
-# a LoadBalancer Service with externalTrafficPolicy Local listing every relay port with
-# port == targetPort, a NetworkPolicy, an admin Service), for Terraform users.
+# a LoadBalancer Service with externalTrafficPolicy Local carrying TURN over UDP, TCP and TLS
+# and every relay port with port == targetPort, a NetworkPolicy, an admin Service), for
+# Terraform users.
 
 locals {
   labels = {
@@ -9,6 +10,13 @@ locals {
   }
   selector    = { "app.kubernetes.io/name" = "tern" }
   relay_ports = range(var.min_port, var.max_port + 1)
+  # TURN over TLS when a certificate Secret is named: one element to iterate over, or none.
+  tls = var.tls_secret_name == null ? [] : [var.tls_secret_name]
+  tls_config = [
+    "tls-listening-port=${var.tls_port}",
+    "cert=/etc/tern/tls/tls.crt",
+    "pkey=/etc/tern/tls/tls.key",
+  ]
   turnserver_conf = join("\n", concat([
     "listening-port=${var.listening_port}",
     "min-port=${var.min_port}",
@@ -22,7 +30,7 @@ locals {
     "relay-threads=${var.relay_threads}",
     "fingerprint",
     "log-format=json",
-  ], var.extra_config, [""]))
+  ], length(local.tls) > 0 ? local.tls_config : [], var.extra_config, [""]))
 }
 
 resource "kubernetes_config_map_v1" "config" {
@@ -99,6 +107,14 @@ resource "kubernetes_deployment_v1" "tern" {
             container_port = var.listening_port
             protocol       = "TCP"
           }
+          dynamic "port" {
+            for_each = local.tls
+            content {
+              name           = "turn-tls"
+              container_port = var.tls_port
+              protocol       = "TCP"
+            }
+          }
           port {
             name           = "admin"
             container_port = 9641
@@ -154,6 +170,16 @@ resource "kubernetes_deployment_v1" "tern" {
             mount_path = "/etc/tern/secret"
             read_only  = true
           }
+          # The whole Secret as a directory, never sub_path: the kubelet then swaps the files
+          # when the Secret is renewed, and tern (watching cert= and pkey=) reloads them.
+          dynamic "volume_mount" {
+            for_each = local.tls
+            content {
+              name       = "tls"
+              mount_path = "/etc/tern/tls"
+              read_only  = true
+            }
+          }
         }
         volume {
           name = "conf"
@@ -166,6 +192,16 @@ resource "kubernetes_deployment_v1" "tern" {
           secret {
             secret_name  = kubernetes_secret_v1.auth.metadata[0].name
             default_mode = "0440"
+          }
+        }
+        dynamic "volume" {
+          for_each = local.tls
+          content {
+            name = "tls"
+            secret {
+              secret_name  = volume.value
+              default_mode = "0440"
+            }
           }
         }
       }
@@ -204,6 +240,16 @@ resource "kubernetes_service_v1" "tern" {
       protocol    = "TCP"
       port        = var.listening_port
       target_port = var.listening_port
+    }
+    # TURN over TLS; tls_service_port = 443 serves turns:HOST:443 (tern, non-root, keeps 5349).
+    dynamic "port" {
+      for_each = local.tls
+      content {
+        name        = "turn-tls"
+        protocol    = "TCP"
+        port        = var.tls_service_port
+        target_port = var.tls_port
+      }
     }
     # Every relay port, port == targetPort: the advertised relay port must survive each hop.
     dynamic "port" {
@@ -255,6 +301,13 @@ resource "kubernetes_network_policy_v1" "tern" {
       ports {
         protocol = "TCP"
         port     = tostring(var.listening_port)
+      }
+      dynamic "ports" {
+        for_each = local.tls
+        content {
+          protocol = "TCP"
+          port     = tostring(var.tls_port)
+        }
       }
       dynamic "ports" {
         for_each = local.relay_ports

@@ -12,3 +12,11 @@ output "ice_server_uri" {
   description = "The TURN URI for the ICE configuration."
   value       = "turn:${var.external_ip}:${var.listening_port}?transport=udp"
 }
+
+output "ice_server_uris" {
+  description = "TURN URIs over UDP and TCP; with TLS on, add turns:NAME:<tls_service_port>?transport=tcp with the certificate's DNS name."
+  value = [
+    "turn:${var.external_ip}:${var.listening_port}?transport=udp",
+    "turn:${var.external_ip}:${var.listening_port}?transport=tcp",
+  ]
+}

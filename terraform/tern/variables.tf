@@ -50,6 +50,24 @@ variable "listening_port" {
   default     = 3478
 }
 
+variable "tls_secret_name" {
+  description = "The kubernetes.io/tls Secret (tls.crt: the full chain, tls.key) for TURN over TLS, e.g. written by a cert-manager Certificate; mounted as files and reloaded live. null turns TLS off."
+  type        = string
+  default     = "tern-tls"
+}
+
+variable "tls_port" {
+  description = "tern's TLS port (tls-listening-port) in the container."
+  type        = number
+  default     = 5349
+}
+
+variable "tls_service_port" {
+  description = "The Service's TLS port: 443 serves turns:HOST:443 while tern keeps tls_port (it runs as non-root)."
+  type        = number
+  default     = 5349
+}
+
 # Keep these two equal to k8s/base/turnserver.conf (checked in CI).
 variable "min_port" {
   description = "First relay port (min-port). One allocation per relay port."
