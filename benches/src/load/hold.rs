@@ -29,7 +29,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         )));
     }
     let tls = match args.transport {
-        Transport::Tls => Some(TlsClient::new(args.server, args.ca.as_deref(), args.insecure)?),
+        Transport::Tls => Some(TlsClient::new(args.server, args.ca.as_deref(), args.insecure, args.tls12)?),
         _ => None,
     };
     let mut engine = Engine::new(args.server, tls, &args.secret)?;

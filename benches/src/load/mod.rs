@@ -135,6 +135,9 @@ pub struct Args {
     /// TLS: accept any server certificate.
     #[arg(long)]
     pub insecure: bool,
+    /// TLS: offer TLS 1.2 only (coturn 4.6.1 speaks no 1.3; this compares like with like).
+    #[arg(long)]
+    pub tls12: bool,
     /// The load.
     #[arg(long, value_enum, default_value = "closed")]
     pub mode: Mode,

@@ -147,7 +147,7 @@ impl Report {
         if self.mode == "hold" {
             let _ = write!(
                 s,
-                "{} allocated in {:.2} s ({:.0} connections/s), {} failures, setup p50 {:.0} us p99 {:.0} us; held {:.0} s idle: {} answered, {} lost",
+                "{} allocated in {:.2} s ({:.0} connections/s), {} failures, setup p50 {:.0} us p99 {:.0} us; held {:.1} s idle: {} answered, {} lost",
                 self.allocations,
                 self.seconds,
                 self.allocations_per_s(),

@@ -108,7 +108,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
     let peer_of = |i: usize| SocketAddrV4::new(lo, args.peer_port + (i % peers.len()) as u16);
     let channel_of = |i: usize| ChannelNumber::new(0x4000 + (i % 0x1000) as u16).expect("0x4000..=0x4FFF");
     let tls = match args.transport {
-        Transport::Tls => Some(TlsClient::new(args.server, args.ca.as_deref(), args.insecure)?),
+        Transport::Tls => Some(TlsClient::new(args.server, args.ca.as_deref(), args.insecure, args.tls12)?),
         _ => None,
     };
     let mut engine = Engine::new(args.server, tls, &args.secret)?;

@@ -1,6 +1,7 @@
 //! The generator's TLS client (`--transport tls`): rustls on the *ring* provider, as the
 //! server's, TLS 1.2 and 1.3, ALPN `stun.turn` offered (RFC 7443), and no session resumption,
-//! so every connection costs the server a full handshake.
+//! so every connection costs the server a full handshake. Key exchange prefers X25519, then
+//! P-256, then P-384, as browsers do (rustls' *ring* default puts P-384 first).
 //!
 //! The server's certificate is checked against `--ca` (the benchmark's own CA, made for the
 //! run) for the server's IP address; `--insecure` skips the check for a server whose CA is
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
+use rustls::crypto::ring::kx_group;
 use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -30,10 +32,24 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// A client for `server` trusting the CA certificates in `ca`, or none with `insecure`.
-    pub fn new(server: SocketAddrV4, ca: Option<&Path>, insecure: bool) -> io::Result<Self> {
-        let provider = Arc::new(ring_provider());
+    /// With `tls12_only`, only TLS 1.2 is offered.
+    pub fn new(
+        server: SocketAddrV4,
+        ca: Option<&Path>,
+        insecure: bool,
+        tls12_only: bool,
+    ) -> io::Result<Self> {
+        let provider = Arc::new(CryptoProvider {
+            kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+            ..ring_provider()
+        });
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(io::Error::other)?;
         let mut config = match (ca, insecure) {
             (Some(path), _) => builder
