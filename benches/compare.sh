@@ -87,6 +87,8 @@ fi
 HOLD_RANGE=50000-$((50000 + HOLD + 99))
 
 TMP=$(mktemp -d /tmp/tern-compare.XXXXXX)
+# Empty until the first run (a focused ONLY may skip the loads the open rates derive from).
+: >"$TMP/results.jsonl"
 SERVER_PID=""
 GEN_PID=""
 cleanup() {
