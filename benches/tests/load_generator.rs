@@ -321,7 +321,11 @@ fn tcp_and_tls_loads_relay_through_tern_in_order_without_loss() {
     let tcp = stream_load(
         &server,
         &server.addr().to_string(),
-        &[&["--transport", "tcp", "--mode", "closed", "--sessions", "4"][..], &window].concat(),
+        &[
+            &["--transport", "tcp", "--mode", "closed", "--sessions", "4"][..],
+            &window,
+        ]
+        .concat(),
     );
     assert!(tcp.contains("\"transport\":\"tcp\""), "{tcp}");
     assert_relayed_in_order(&tcp);
@@ -332,7 +336,16 @@ fn tcp_and_tls_loads_relay_through_tern_in_order_without_loss() {
         &server,
         &tls_addr,
         &[
-            &["--transport", "tls", "--ca", &ca, "--mode", "open", "--rate", "2000"][..],
+            &[
+                "--transport",
+                "tls",
+                "--ca",
+                &ca,
+                "--mode",
+                "open",
+                "--rate",
+                "2000",
+            ][..],
             &["--sessions", "4", "--data-path", "mix", "--size", "1200"],
             &window,
         ]

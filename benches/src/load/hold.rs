@@ -29,7 +29,12 @@ pub fn run(args: &Args) -> io::Result<Report> {
         )));
     }
     let tls = match args.transport {
-        Transport::Tls => Some(TlsClient::new(args.server, args.ca.as_deref(), args.insecure, args.tls12)?),
+        Transport::Tls => Some(TlsClient::new(
+            args.server,
+            args.ca.as_deref(),
+            args.insecure,
+            args.tls12,
+        )?),
         _ => None,
     };
     let mut engine = Engine::new(args.server, tls, &args.secret)?;
@@ -39,7 +44,12 @@ pub fn run(args: &Args) -> io::Result<Report> {
     let cpu0 = pid.and_then(cpu_seconds);
     let t0 = Instant::now();
     let mut slots: Vec<Option<Session>> = (0..args.sessions).map(|_| None).collect();
-    let opened = engine.run(&mut slots, &|_| vec![Step::Allocate], args.concurrency, true)?;
+    let opened = engine.run(
+        &mut slots,
+        &|_| vec![Step::Allocate],
+        args.concurrency,
+        true,
+    )?;
     let seconds = t0.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(cpu_seconds);
     let own1 = cpu_seconds(std::process::id()).unwrap_or(0.0);

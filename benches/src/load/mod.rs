@@ -320,14 +320,22 @@ mod tests {
 
     #[test]
     fn streams_run_closed_open_and_hold_against_turn_only() {
-        assert!(args(&["--transport", "tcp", "--sessions", "5000"]).check().is_ok());
-        assert!(args(&["--transport", "tcp", "--mode", "hold"]).check().is_ok());
+        assert!(args(&["--transport", "tcp", "--sessions", "5000"])
+            .check()
+            .is_ok());
+        assert!(args(&["--transport", "tcp", "--mode", "hold"])
+            .check()
+            .is_ok());
         let e = args(&["--mode", "hold"]).check().unwrap_err();
         assert!(e.contains("--transport"), "{e}");
         let e = args(&["--transport", "tls"]).check().unwrap_err();
         assert!(e.contains("--ca"), "{e}");
         assert!(args(&["--transport", "tls", "--insecure"]).check().is_ok());
-        for bad in [["--mode", "c2c"], ["--mode", "alloc-rate"], ["--target", "bare"]] {
+        for bad in [
+            ["--mode", "c2c"],
+            ["--mode", "alloc-rate"],
+            ["--target", "bare"],
+        ] {
             let mut a = vec!["--transport", "tcp"];
             a.extend_from_slice(&bad);
             assert!(args(&a).check().is_err(), "{a:?}");

@@ -159,7 +159,10 @@ impl Report {
                 self.lost().unwrap_or(0),
             );
             if let (Some((a, b)), Some(per)) = (self.rss_kib, self.rss_per_allocation_kib()) {
-                let _ = write!(s, ", server RSS {a} -> {b} KiB ({per:.1} KiB per allocation)");
+                let _ = write!(
+                    s,
+                    ", server RSS {a} -> {b} KiB ({per:.1} KiB per allocation)"
+                );
             }
         } else if self.mode == "alloc-rate" {
             let _ = write!(

@@ -186,7 +186,8 @@ impl Engine {
                     } else {
                         s.steps[s.next].method().name()
                     };
-                    outcomes[i] = Some(Err(format!("{what}: no answer in {:?}", self.step_timeout)));
+                    outcomes[i] =
+                        Some(Err(format!("{what}: no answer in {:?}", self.step_timeout)));
                 }
                 s.state == State::Busy
             });
@@ -215,8 +216,12 @@ impl Engine {
         let step = s.steps[s.next];
         s.tid = self.tids.next_tid();
         s.deadline = self.ns() + self.step_timeout.as_nanos() as u64;
-        request(&mut self.scratch, step.method(), s.tid, s.auth.as_ref(), |w| {
-            match step {
+        request(
+            &mut self.scratch,
+            step.method(),
+            s.tid,
+            s.auth.as_ref(),
+            |w| match step {
                 Step::Allocate => {
                     w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
                 }
@@ -224,14 +229,17 @@ impl Engine {
                     w.xor_address(attr::XOR_PEER_ADDRESS, SocketAddr::V4(peer));
                 }
                 Step::Bind(channel, peer) => {
-                    w.attr(attr::CHANNEL_NUMBER, &[(channel >> 8) as u8, channel as u8, 0, 0]);
+                    w.attr(
+                        attr::CHANNEL_NUMBER,
+                        &[(channel >> 8) as u8, channel as u8, 0, 0],
+                    );
                     w.xor_address(attr::XOR_PEER_ADDRESS, SocketAddr::V4(peer));
                 }
                 Step::Refresh(lifetime) => {
                     w.u32(attr::LIFETIME, lifetime);
                 }
-            }
-        });
+            },
+        );
         s.conn.queue(&self.scratch);
         s.conn.flush()?;
         self.epoll.modify(&s.conn, token as u64, interest(&s.conn))
@@ -288,12 +296,17 @@ impl Engine {
         }
         let auth_again = matches!(r.code, Some(401) | Some(438)) && s.retries < 2;
         if !auth_again {
-            return Err(format!("{} failed: error {:?}", step.method().name(), r.code));
+            return Err(format!(
+                "{} failed: error {:?}",
+                step.method().name(),
+                r.code
+            ));
         }
         s.retries += 1;
-        s.auth = Some(Auth::from_401(&self.creds, r).ok_or_else(|| {
-            format!("{} {:?} without REALM/NONCE", step.method().name(), r.code)
-        })?);
+        s.auth =
+            Some(Auth::from_401(&self.creds, r).ok_or_else(|| {
+                format!("{} {:?} without REALM/NONCE", step.method().name(), r.code)
+            })?);
         Ok(true)
     }
 }

@@ -81,7 +81,12 @@ impl Tx {
         self.payload[..4].copy_from_slice(&ep.index.to_le_bytes());
         self.payload[4..12].copy_from_slice(&now.to_le_bytes());
         if ep.indication {
-            stun::send_indication(&mut self.scratch, self.tids.next_tid(), ep.peer, &self.payload);
+            stun::send_indication(
+                &mut self.scratch,
+                self.tids.next_tid(),
+                ep.peer,
+                &self.payload,
+            );
             return ep.s.conn.queue(&self.scratch);
         }
         let (channel, payload) = (ep.channel, &self.payload);
@@ -106,9 +111,15 @@ pub fn run(args: &Args) -> io::Result<Report> {
         .map(|j| bind_udp(SocketAddrV4::new(lo, args.peer_port + j)))
         .collect::<io::Result<_>>()?;
     let peer_of = |i: usize| SocketAddrV4::new(lo, args.peer_port + (i % peers.len()) as u16);
-    let channel_of = |i: usize| ChannelNumber::new(0x4000 + (i % 0x1000) as u16).expect("0x4000..=0x4FFF");
+    let channel_of =
+        |i: usize| ChannelNumber::new(0x4000 + (i % 0x1000) as u16).expect("0x4000..=0x4FFF");
     let tls = match args.transport {
-        Transport::Tls => Some(TlsClient::new(args.server, args.ca.as_deref(), args.insecure, args.tls12)?),
+        Transport::Tls => Some(TlsClient::new(
+            args.server,
+            args.ca.as_deref(),
+            args.insecure,
+            args.tls12,
+        )?),
         _ => None,
     };
     let mut engine = Engine::new(args.server, tls, &args.secret)?;
@@ -137,7 +148,10 @@ pub fn run(args: &Args) -> io::Result<Report> {
                 newest: 0,
             })),
             (_, outcome) => {
-                eprintln!("session {i}: set-up failed: {:?}", outcome.and_then(Result::err));
+                eprintln!(
+                    "session {i}: set-up failed: {:?}",
+                    outcome.and_then(Result::err)
+                );
                 failures += 1;
                 eps.push(None);
             }
@@ -203,7 +217,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
         if sending && open {
             let target =
                 (u128::from(args.rate) * u128::from(now - send_start) / 1_000_000_000) as u64;
-            let deficit = target.saturating_sub(paced).min((BATCH * live.len()) as u64);
+            let deficit = target
+                .saturating_sub(paced)
+                .min((BATCH * live.len()) as u64);
             for _ in 0..deficit {
                 let k = live[rr % live.len()];
                 rr += 1;
