@@ -16,15 +16,21 @@
 #   (ChannelData, then half the sessions on Send/Data indications);
 # - bursty clients (--shape bursty): a session's window leaves as one UDP GSO send and reaches
 #   the server's listening socket (UDP GRO on in tern and the bare forwarder) as one buffer;
-# - allocation rate.
-# The bare forwarder runs under both shapes. A row is marked generator-limited when the
+# - allocation rate;
+# - TURN over TCP and over TLS (tern-load --transport tcp|tls, browser shape: one write and one
+#   TLS record per packet), tern and coturn only: closed loads and the paced 1000-allocation
+#   load, then a hold of HOLD idle TLS allocations, each its own full handshake and Allocate
+#   (handshakes/s while they open, the server's RSS growth per allocation, and a Refresh on
+#   each at the end: none may be lost). Both servers get the same certificate (ECDSA P-256, from
+#   a CA made with openssl for this run) on the TLS port and TCP on the listening port.
+# The bare forwarder runs under both shapes (UDP only). A row is marked generator-limited when the
 # generator used >= 95 % of its CPU while the server used < 90 %; every row also shows the
 # per-core capacity 10^6 / (server CPU us per relayed packet), which compares the servers
 # whatever held the rate.
 #
-# Duration: 35 runs per round; about 20 minutes at the defaults (RUNS=3, 6 s windows after
+# Duration: 49 runs per round; about 30 minutes at the defaults (RUNS=3, 6 s windows after
 # 1.5 s warm-up, about 10 s per run with start, set-up and drain; callgrind about a minute).
-# QUICK=1: 1 round of 2 s windows, about 4 minutes.
+# QUICK=1: 1 round of 2 s windows, about 6 minutes.
 #
 # A/B against another tern build: BASELINE_TERN=PATH (a tern binary built from an earlier
 # commit, e.g. with `git worktree add /tmp/base REV && cargo build --release -p tern
@@ -33,8 +39,11 @@
 # tern with it (CPU per packet, per round). BASELINE_NAME names the build in the report.
 #
 # Env: RUNS (default 3), THREADS (relay threads, default 1), QUICK=1, DURATION / WARMUP
-# (seconds), LISTEN_PORT (default 34890), REAL_SESSIONS (default 1000), REAL_RATE (packets/s
-# per session, default 25). NO_GSO=1 turns off the bare forwarder's own GSO sends only; the
+# (seconds), LISTEN_PORT (default 34890; TLS on LISTEN_PORT+1), REAL_SESSIONS (default 1000),
+# REAL_RATE (packets/s per session, default 25), HOLD (idle TLS allocations held, default
+# 10000; QUICK=1: 1000), HOLD_SECONDS (default 10), HOLD_CONCURRENCY (handshakes in flight,
+# default 64), TLS12=1 (the generator offers TLS 1.2 only: coturn 4.6.1 has no TLS 1.3, so
+# this compares like with like). NO_GSO=1 turns off the bare forwarder's own GSO sends only; the
 # generator's shape is chosen per load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,10 +68,27 @@ ALLOC_CLIENTS=${ALLOC_CLIENTS:-20000-29999}
 PEER_PORT=${PEER_PORT:-44990}
 REAL_SESSIONS=${REAL_SESSIONS:-1000}
 REAL_RATE=${REAL_RATE:-25}
+TLS_PORT=$((LISTEN_PORT + 1))
+if [[ $QUICK == 1 ]]; then HOLD=${HOLD:-1000}; else HOLD=${HOLD:-10000}; fi
+HOLD_SECONDS=${HOLD_SECONDS:-10}
+HOLD_CONCURRENCY=${HOLD_CONCURRENCY:-64}
+TLS12=${TLS12:-0}
 # A socket per session and per peer in the generator, one per relay port in the servers.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# Each held allocation takes two descriptors in the server (its connection and its relay
+# socket; tern binds the whole relay range up front): the hard RLIMIT_NOFILE bounds HOLD.
+HOLD_ASKED=$HOLD
+HARD_NOFILE=$(ulimit -Hn)
+if [[ $HARD_NOFILE != unlimited ]] && (( 2 * HOLD + 400 > HARD_NOFILE )); then
+    HOLD=$(( (HARD_NOFILE - 400) / 2 ))
+    echo "HOLD=$HOLD_ASKED needs $((2 * HOLD_ASKED + 400)) open files per server, the hard limit is $HARD_NOFILE: holding $HOLD" >&2
+fi
+HOLD_RANGE=50000-$((50000 + HOLD + 99))
+
 TMP=$(mktemp -d /tmp/tern-compare.XXXXXX)
+# Empty until the first run (a focused ONLY may skip the loads the open rates derive from).
+: >"$TMP/results.jsonl"
 SERVER_PID=""
 GEN_PID=""
 cleanup() {
@@ -85,6 +111,28 @@ BARE=$ROOT/target/release/bare-forwarder
 URING=$ROOT/target/release/bare-uring
 COTURN=$(command -v turnserver)
 
+# A CA and a leaf for 127.0.0.1 and localhost (ECDSA P-256), made for this run; both servers
+# serve the leaf, the generator trusts the CA.
+make_pki() {
+    local d=$TMP/pki
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -keyout "$d/ca.key" -out "$d/ca.pem" -subj "/CN=tern bench CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/leaf.key" \
+        -out "$d/leaf.csr" -subj "/CN=localhost" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$d/leaf.ext"
+    openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -out "$d/leaf.pem" -extfile "$d/leaf.ext" 2>/dev/null
+}
+make_pki
+CA=$TMP/pki/ca.pem
+CERT=$TMP/pki/leaf.pem
+PKEY=$TMP/pki/leaf.key
+# Set by the stream loads: the servers also listen on TCP and TLS.
+STREAMS=0
+
 NCPU=$(nproc)
 if (( NCPU >= 2 )); then
     SRV_CPU=0; GEN_CPU=1; PINNING="server on CPU 0, generator on CPU 1 (taskset)"
@@ -97,12 +145,20 @@ server_cmd() {
     local kind=$1 min=$2 max=$3
     local bin=$TERN
     [[ $kind == tern-base ]] && bin=$BASELINE_TERN
+    # Stream loads: TCP on the listening port, TLS on TLS_PORT, the same certificate; coturn's
+    # quotas stated (0 = none, its default) so neither server refuses an allocation.
+    local -a tern_tls=() coturn_streams=(--no-tcp --no-tls)
+    if [[ $STREAMS == 1 ]]; then
+        tern_tls=(--tls-listening-port "$TLS_PORT" --cert "$CERT" --pkey "$PKEY")
+        coturn_streams=(--tls-listening-port="$TLS_PORT" --cert="$CERT" --pkey="$PKEY"
+            --user-quota=0 --total-quota=0)
+    fi
     case $kind in
         tern|tern-base) printf '%s\n' "$bin" serve --listening-ip 127.0.0.1 --listening-port "$LISTEN_PORT" \
                 --relay-ip 127.0.0.1 --min-port "$min" --max-port "$max" --use-auth-secret \
                 --static-auth-secret "$SECRET" --realm "$REALM" --allow-loopback-peers \
-                --rfc5766-channel-numbers --relay-threads "$THREADS" ;;
-        coturn) printf '%s\n' "$COTURN" -n --no-tcp --no-tls --no-dtls --no-cli --no-rfc5780 \
+                --rfc5766-channel-numbers --relay-threads "$THREADS" "${tern_tls[@]}" ;;
+        coturn) printf '%s\n' "$COTURN" -n "${coturn_streams[@]}" --no-dtls --no-cli --no-rfc5780 \
                 --log-file=stdout --simple-log --pidfile="$TMP/coturn.pid" --no-software-attribute \
                 --listening-ip=127.0.0.1 --listening-port="$LISTEN_PORT" --relay-ip=127.0.0.1 \
                 --min-port="$min" --max-port="$max" --use-auth-secret \
@@ -120,8 +176,11 @@ start_server() { # KIND MIN MAX
     mapfile -t cmd < <(server_cmd "$@")
     taskset -c "$SRV_CPU" "${cmd[@]}" >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-        if [ -n "$(ss -ulnH "sport = :$LISTEN_PORT")" ]; then
+    local ready_port=$LISTEN_PORT ss_flags=-ulnH
+    [[ $STREAMS == 1 ]] && { ready_port=$TLS_PORT; ss_flags=-tlnH; }
+    # tern binds its whole relay range before it listens: a wide range takes a while.
+    for _ in $(seq 300); do
+        if [ -n "$(ss "$ss_flags" "sport = :$ready_port")" ]; then
             sleep 0.3   # let it finish binding relay ports
             return 0
         fi
@@ -139,8 +198,11 @@ stop_server() {
     kill -9 "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
-    # wait until the listening port is free again
-    for _ in $(seq 50); do [ -n "$(ss -ulnH "sport = :$LISTEN_PORT")" ] || break; sleep 0.1; done
+    # wait until the listening ports are free again
+    for _ in $(seq 50); do
+        [ -n "$(ss -ulnH "sport = :$LISTEN_PORT")$(ss -tlnH "( sport = :$LISTEN_PORT or sport = :$TLS_PORT )")" ] || break
+        sleep 0.1
+    done
 }
 
 declare -A GEN_CMD SRV_CMD
@@ -151,14 +213,20 @@ run_one() {
     local target=turn
     [[ $kind == bare* ]] && target=bare
     start_server "$kind" "$min" "$max"
-    local -a gen=("$LOAD" --server "127.0.0.1:$LISTEN_PORT" --target "$target" --secret "$SECRET"
-        --peer-port "$PEER_PORT" --duration "$DURATION" --warmup "$WARMUP" --json
-        --label "$load" "$@")
+    local server_port=$LISTEN_PORT
+    [[ " $* " == *" --transport tls "* ]] && server_port=$TLS_PORT
+    # A hold brings its own --duration (the seconds it holds).
+    local -a window=(--duration "$DURATION" --warmup "$WARMUP")
+    [[ " $* " == *" --duration "* ]] && window=()
+    local -a gen=("$LOAD" --server "127.0.0.1:$server_port" --target "$target" --secret "$SECRET"
+        --peer-port "$PEER_PORT" "${window[@]}" --json --label "$load" "$@")
     SRV_CMD[$load/$kind]="taskset -c $SRV_CPU $(server_cmd "$kind" "$min" "$max" | tr '\n' ' ')"
     GEN_CMD[$load/$kind]="taskset -c $GEN_CPU $(printf '%q ' "${gen[@]}")--server-pid PID"
     local bound
-    # 40 s of slack covers setting up 1000 allocations (four transactions each).
+    # 40 s of slack covers setting up 1000 allocations (four transactions each); a hold
+    # brings its own duration and 1 s per 100 allocations opened and refreshed.
     bound=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 40 }')
+    [[ " $* " == *" --mode hold "* ]] && bound=$((HOLD_SECONDS + 60 + HOLD / 100))
     # NO_GSO is for the bare forwarder; the generator's shape is in its arguments.
     timeout "$bound" env -u NO_GSO taskset -c "$GEN_CPU" "${gen[@]}" --server-pid "$SERVER_PID" >"$TMP/gen.out" 2>"$TMP/gen.err" &
     GEN_PID=$!
@@ -185,7 +253,7 @@ run_one() {
 # run_load LOAD KINDS RELAY_RANGE GENERATOR_ARGS...: RUNS rounds, kinds interleaved
 run_load() {
     local load=$1 kinds=$2 range=$3; shift 3
-    if [[ -n $ONLY && ! $load =~ $ONLY ]]; then return 0; fi
+    if [[ -n $ONLY && ! $load =~ ${ONLY//,/|} ]]; then return 0; fi
     if [[ -n $SERVERS ]]; then
         local k picked=""
         for k in $kinds; do [[ " $SERVERS " == *" $k "* ]] && picked+="$k "; done
@@ -211,7 +279,8 @@ EOF
 
 ALL="tern coturn bare"
 BASELINE_TERN=${BASELINE_TERN:-}
-# A focused rerun: ONLY (a bash regex) keeps the loads whose label matches, SERVERS (a list)
+# A focused rerun: ONLY (a bash regex; commas read as |, so ONLY=tcp,tls keeps the TCP and TLS
+# loads and ONLY=hold the TLS hold) keeps the loads whose label matches, SERVERS (a list)
 # the server kinds; RATE and LOW fix the open loads' rates (otherwise derived from the closed
 # 100 B x 10 medians of tern and coturn); OUT names the report (default benches/results/latest).
 ONLY=${ONLY:-}
@@ -255,6 +324,25 @@ ALLOC=(--mode alloc-rate --concurrency 16 --client-ports "$ALLOC_CLIENTS")
 run_load "alloc-rate, wide range $WIDE" "tern coturn" "$WIDE" "${ALLOC[@]}"
 run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
 
+# TURN over TCP and TLS (tern and coturn; the bare forwarder has no TCP). Browser shape: each
+# packet its own write (and TLS record), as a browser's TURN/TCP sends.
+STREAMS=1
+TLS_ARGS=(--transport tls --ca "$CA")
+[[ $TLS12 == 1 ]] && TLS_ARGS+=(--tls12)
+for t in tcp tls; do
+    if [[ $t == tcp ]]; then T_ARGS=(--transport tcp); else T_ARGS=("${TLS_ARGS[@]}"); fi
+    run_load "$t: closed 100 B x 10" "tern coturn" "$POOL" "${T_ARGS[@]}" --mode closed --size 100 --sessions 10
+    run_load "$t: closed 1200 B x 100" "tern coturn" "$POOL" "${T_ARGS[@]}" --mode closed --size 1200 --sessions 100
+    run_load "$t: $REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "tern coturn" "$WIDE" \
+        "${T_ARGS[@]}" --mode open --sessions "$REAL_SESSIONS" --peers "$REAL_SESSIONS" --size 1200 \
+        --rate $((REAL_SESSIONS * REAL_RATE)) --concurrency 64
+done
+# Idle authenticated TLS allocations: HOLD full handshakes + Allocate as fast as the server
+# takes them, held HOLD_SECONDS, the server's RSS growth per allocation, a Refresh on each.
+run_load "tls: hold $HOLD idle allocations" "tern coturn" "$HOLD_RANGE" "${TLS_ARGS[@]}" --mode hold \
+    --sessions "$HOLD" --concurrency "$HOLD_CONCURRENCY" --duration "$HOLD_SECONDS"
+STREAMS=0
+
 echo "callgrind..." >&2
 if [[ -z $ONLY ]]; then
     CALLGRIND=$(bash benches/callgrind.sh 2>/dev/null || echo "callgrind.sh failed")
@@ -276,6 +364,7 @@ REPORT_PINNING="$PINNING" REPORT_LOADAVG_START="$LOADAVG_START" REPORT_LOADAVG_E
 REPORT_COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet -- crates benches/src || echo ' plus uncommitted changes in crates/ or benches/src/')" \
 REPORT_COTURN="$("$COTURN" --version 2>/dev/null | head -1)" \
 REPORT_BASELINE="${BASELINE_NAME:-$BASELINE_TERN}" \
+REPORT_HOLD="$HOLD" REPORT_HOLD_CONCURRENCY="$HOLD_CONCURRENCY" REPORT_HOLD_ASKED="$HOLD_ASKED" REPORT_HARD_NOFILE="$HARD_NOFILE" REPORT_TLS12="$TLS12" \
     python3 benches/compare_report.py "$TMP/results.jsonl" "$TMP/commands.tsv" "$TMP/callgrind.txt" >"$TMP/table.md"
 cat "$TMP/table.md"
 cp "$TMP/table.md" "$OUT.md"

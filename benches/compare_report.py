@@ -5,7 +5,9 @@ Usage: compare_report.py RESULTS.jsonl COMMANDS.tsv CALLGRIND.txt > latest.md
 The run's circumstances (date, machine, pinning, load averages, commits) come from the
 environment, set by compare.sh: REPORT_DATE, REPORT_MACHINE, REPORT_THREADS, REPORT_RUNS,
 REPORT_DURATION, REPORT_WARMUP, REPORT_PINNING, REPORT_LOADAVG_START, REPORT_LOADAVG_END,
-REPORT_COMMIT, REPORT_COTURN, REPORT_BASELINE (the build behind the `tern-base` runs, if any).
+REPORT_COMMIT, REPORT_COTURN, REPORT_BASELINE (the build behind the `tern-base` runs, if any),
+REPORT_HOLD, REPORT_HOLD_ASKED, REPORT_HARD_NOFILE (the TLS hold's size and what bounded it),
+REPORT_TLS12 (1 when the generator offered TLS 1.2 only).
 """
 
 import json
@@ -21,6 +23,12 @@ SERVER_FULL = 0.95
 # A run shared its CPUs with other work when everything else took at least this share of a CPU.
 OTHERS_BUSY = 0.25
 KINDS = ("tern", "tern-base", "coturn", "bare", "bare-uring")
+# The issue's targets for TURN over TCP and TLS, tern/coturn: relayed pkt/s at least, CPU per
+# packet and p99 at most; held TLS allocations: KiB of server RSS each at most.
+TARGET_PPS = 1.5
+TARGET_CPU = 0.6
+TARGET_P99 = 1.0
+TARGET_RSS_KIB = 32
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 cmds = [line.rstrip("\n").split("\t") for line in open(sys.argv[2]) if line.strip()]
@@ -37,9 +45,15 @@ def is_alloc(load):
     return load.startswith("alloc")
 
 
+def is_stream(load):
+    return load.startswith(("tcp:", "tls:"))
+
+
 def section(load):
     if is_alloc(load):
         return "alloc"
+    if is_stream(load):
+        return "hold" if " hold " in load else "stream"
     if load.startswith("bursty"):
         return "bursty"
     if "allocations" in load:
@@ -53,7 +67,7 @@ def valid(r):
     return (
         not r.get("error")
         and r.get("server_cpu_s") is not None
-        and (is_alloc(r["label"]) or r.get("failures") == 0)
+        and (is_alloc(r["label"]) or section(r["label"]) == "hold" or r.get("failures") == 0)
     )
 
 
@@ -217,6 +231,17 @@ SECTIONS = (
         "(permission only) and half on ChannelData. The bare forwarder has no Send indications.",
     ),
     (
+        "stream",
+        "TURN over TCP and TLS (browser-like)",
+        "Each session is its own TCP (or TLS) connection to the server: Allocate, CreatePermission and "
+        "ChannelBind over the stream, then ChannelData padded to four bytes (RFC 8656 §12.5), each packet "
+        "its own `write` and, over TLS, its own record, as a browser's TURN/TCP sends; the server sends "
+        "the peers' packets back on the stream. Peers are UDP. Closed: 8 in flight per session. The "
+        "1000-allocation load is paced as the UDP one. The bare forwarder has no TCP. The generator is one "
+        "epoll thread with nonblocking sockets on its own CPU (as the server is on its): a row marked "
+        "*generator* measured the generator's ceiling, so compare per-core capacity there.",
+    ),
+    (
         "bursty",
         "Bursty clients (GSO)",
         "Closed, 8 in flight per session; each session's window of 8 leaves as one UDP GSO send.",
@@ -230,6 +255,125 @@ for sec, title, text in SECTIONS:
     print(text)
     print()
     relay_table(sec)
+    if sec == "stream":
+        tls = sorted({(r["kind"], r.get("tls")) for r in rows if is_stream(r["label"]) and r.get("tls")})
+        if tls:
+            print("TLS negotiated: " + "; ".join(f"{k}: {t}" for k, t in tls) + ".")
+            print()
+
+
+def stream_targets():
+    stream = [load for load in loads if section(load) == "stream"]
+    if not stream:
+        return
+    print("## TURN over TCP and TLS against the targets (tern/coturn, medians)")
+    print()
+    print(
+        f"Targets: relayed pkt/s ≥ {TARGET_PPS:.2f}× coturn's, CPU per packet ≤ {TARGET_CPU:.2f}× coturn's, "
+        f"RTT p99 ≤ coturn's. Where the generator held a rate, compare per-core capacity instead of pkt/s."
+    )
+    print()
+    print(
+        "| load | relayed pkt/s | per-core capacity | CPU µs per pkt | per round | RTT p99 | "
+        "limit tern / coturn | targets met |"
+    )
+    print("|---|---:|---:|---:|---|---:|---|---|")
+    for load in stream:
+        def m(k, f, load=load):
+            return med(load, k, f)
+
+        pps = (m("tern", "relayed_pps"), m("coturn", "relayed_pps"))
+        cap = (capacity(load, "tern"), capacity(load, "coturn"))
+        cpu = (m("tern", "cpu_s_per_million"), m("coturn", "cpu_s_per_million"))
+        p99 = (m("tern", "p99_us"), m("coturn", "p99_us"))
+        open_load = {r.get("mode") for r in runs(load, "tern")} == {"open"}
+
+        def met(pair, target, at_least):
+            a, b = pair
+            if a is None or not b:
+                return None
+            return a / b >= target if at_least else a / b <= target
+
+        # A paced load offers the same rate to both: its pkt/s says nothing, capacity does.
+        rate_ok = met(cap, TARGET_PPS, True) if open_load or "generator" in limit(load, "tern") else met(pps, TARGET_PPS, True)
+        checks = [("pkt/s" if not open_load else "capacity", rate_ok), ("CPU", met(cpu, TARGET_CPU, False)), ("p99", met(p99, TARGET_P99, False))]
+        verdict = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in checks if ok is not None) or "-"
+        print(
+            f"| {load} | {ratio(*pps)} | {ratio(*cap)} | {ratio(*cpu)} | "
+            f"{per_round(load, 'tern', 'coturn', 'cpu_s_per_million')} | {ratio(*p99)} | "
+            f"{limit(load, 'tern')} / {limit(load, 'coturn')} | {verdict} |"
+        )
+    print()
+
+
+def per_run(load, kind, f):
+    xs = [f(r) for r in runs(load, kind) if valid(r)]
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def hold_table():
+    holds = [load for load in loads if section(load) == "hold"]
+    if not holds:
+        return
+    asked, held = env("REPORT_HOLD_ASKED", "?"), env("REPORT_HOLD", "?")
+    print("## Idle TLS allocations: handshakes/s and memory per allocation")
+    print()
+    print(
+        f"Each server gets {held} TLS connections, at most {env('REPORT_HOLD_CONCURRENCY', '?')} opening at once, each "
+        "a full handshake (no resumption) and its own Allocate (REST credentials, the 401 round). "
+        "Connections/s = allocations ÷ wall time of that phase; per server CPU second = allocations ÷ the "
+        "server's CPU seconds over it. The connections are then held idle; RSS = the server's VmRSS "
+        "(`/proc/PID/status`) before the first connection and at the end of the hold, per allocation = the "
+        "growth ÷ the allocations still answering. Lost = allocated but not answering the signed Refresh "
+        f"sent on every connection after the hold. Target: none lost, ≤ {TARGET_RSS_KIB} KiB each and below coturn's."
+    )
+    if asked != held:
+        print()
+        print(
+            f"**HOLD={asked} was asked for, {held} were held**: each held allocation takes two descriptors in "
+            f"the server (its connection and its relay socket) and this machine's hard RLIMIT_NOFILE is "
+            f"{env('REPORT_HARD_NOFILE', '?')}."
+        )
+    if env("REPORT_TLS12") == "1":
+        print()
+        print("The generator offered TLS 1.2 only (TLS12=1).")
+    print()
+    print(
+        "| load | server | allocated / asked | lost | connections/s | per server CPU s | setup p50 / p99 (ms) | "
+        "server CPU | generator CPU | RSS before → after (MiB) | KiB per allocation | TLS | runs |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for load in holds:
+        for kind in ("tern", "coturn"):
+            if n(load, kind) == 0:
+                continue
+            m = lambda f, k=kind: med(load, k, f)  # noqa: E731
+            per_cpu = per_run(load, kind, lambda r: r["allocations"] / r["server_cpu_s"] if r.get("server_cpu_s") else None)
+            before, after = m("rss_before_kib"), m("rss_after_kib")
+            rss = "-" if before is None or after is None else f"{before / 1024:,.1f} → {after / 1024:,.1f}"
+            tls = next((r.get("tls") for r in runs(load, kind) if r.get("tls")), "-")
+            p50, p99 = m("p50_us"), m("p99_us")
+            print(
+                f"| {load} | {kind} | {fmt(m('allocations'))} / {fmt(m('sessions'))} | {fmt(m('lost'))} | "
+                f"{fmt(m('allocations_per_s'))} | {fmt(per_cpu)} | "
+                f"{fmt(None if p50 is None else p50 / 1e3, 1)} / {fmt(None if p99 is None else p99 / 1e3, 1)} | "
+                f"{pct(share(load, kind, 'server_cpu_s'))} | {pct(share(load, kind, 'generator_cpu_s'))} | {rss} | "
+                f"{fmt(m('rss_per_allocation_kib'), 1)} | {tls} | {n(load, kind)} |"
+            )
+        t, c = med(load, "tern", "rss_per_allocation_kib"), med(load, "coturn", "rss_per_allocation_kib")
+        lost = med(load, "tern", "lost")
+        print()
+        print(
+            f"- {load}: tern/coturn connections/s {ratio(med(load, 'tern', 'allocations_per_s'), med(load, 'coturn', 'allocations_per_s'))}, "
+            f"KiB per allocation {ratio(t, c)}; tern {'meets' if t is not None and t <= TARGET_RSS_KIB and (c is None or t < c) and lost == 0 else 'misses'} "
+            f"the target (≤ {TARGET_RSS_KIB} KiB, below coturn, none lost)."
+        )
+    print()
+
+
+stream_targets()
+hold_table()
 
 print("## Ratios (medians)")
 print()
@@ -239,7 +383,7 @@ print(
     "RTT p50 tern/coturn | p99 | p99.9 | limit tern / coturn / bare |"
 )
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-for sec in ("browser", "real", "bursty"):
+for sec in ("browser", "real", "stream", "bursty"):
     for load in loads:
         if section(load) != sec:
             continue

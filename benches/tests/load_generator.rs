@@ -2,7 +2,9 @@
 //! against the real tern binary on loopback must report relayed packets (or allocations) and
 //! no failures; many sessions with their own peers and a ChannelData/Send mix relay without
 //! loss; and a probe socket with UDP GRO on, standing in for a server's listening socket,
-//! sees what each `--shape` puts on the wire.
+//! sees what each `--shape` puts on the wire. Over TCP and TLS (a test CA made with rcgen),
+//! closed and open loads relay in order without loss, and a small hold of TLS allocations
+//! reports the server's RSS growth and loses none.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
@@ -17,6 +19,9 @@ use tern_bench::load::sys::{enable_gro, RecvBatch};
 use tern_e2e::{run_bounded, PortBlock, ServerKind, ServerOptions, TestServer};
 
 const SECRET: &str = "load-test-secret";
+
+#[path = "../../tests/tests/tls_pki/mod.rs"]
+mod tls_pki;
 
 /// A numeric field of the generator's JSON line.
 fn field(json: &str, name: &str) -> f64 {
@@ -256,4 +261,134 @@ fn bursty_shape_reaches_the_listening_socket_as_gro_buffers() {
     assert!(p.coalesced > 0, "no GRO-coalesced entry: {p:?}");
     assert!(p.entries < p.datagrams, "{p:?}");
     assert!(p.largest <= 8, "more than a window in one entry: {p:?}");
+}
+
+/// tern with TLS on a port of a second block (and on the listening port, by the first byte);
+/// returns the server, the TLS port's block and the PKI (both must outlive the server).
+fn tern_tls(pki: &tls_pki::Pki) -> (TestServer, PortBlock) {
+    let tls_port = PortBlock::reserve();
+    let mut opts = ServerOptions::rest(SECRET, "bench");
+    opts.fingerprint = false;
+    opts.extra_args = vec![
+        format!("--cert={}", pki.cert.display()),
+        format!("--pkey={}", pki.key.display()),
+        format!("--tls-listening-port={}", tls_port.listen_port()),
+    ];
+    let server = TestServer::start(ServerKind::Tern, &opts);
+    server.wait_healthy(Duration::from_secs(5));
+    (server, tls_port)
+}
+
+/// Runs tern-load against `server` at `addr` with `args` (a stream transport); returns its
+/// JSON line.
+fn stream_load(server: &TestServer, addr: &str, args: &[&str]) -> String {
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_tern-load"))
+            .args(["--server", addr, "--secret", SECRET])
+            .args(["--peer-port", &server.peer_port().to_string()])
+            .args(["--server-pid", &server.pid().to_string(), "--json"])
+            .args(args),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.success(),
+        "tern-load failed:\n{}\nserver:\n{}",
+        out.text,
+        server.output()
+    );
+    out.text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in:\n{}", out.text))
+        .to_owned()
+}
+
+/// Relayed, nothing lost, nothing out of order, every session set up.
+fn assert_relayed_in_order(json: &str) {
+    assert!(field(json, "relayed") > 100.0, "{json}");
+    assert_eq!(field(json, "failures"), 0.0, "{json}");
+    assert_eq!(field(json, "loss"), 0.0, "{json}");
+    assert_eq!(field(json, "reordered"), 0.0, "{json}");
+    assert!(field(json, "p50_us") > 0.0, "{json}");
+    assert!(field(json, "server_cpu_s") >= 0.0, "{json}");
+}
+
+#[test]
+fn tcp_and_tls_loads_relay_through_tern_in_order_without_loss() {
+    let pki = tls_pki::Pki::new("load-generator");
+    let (server, tls_port) = tern_tls(&pki);
+    let window = ["--warmup", "0.2", "--duration", "1", "--drain-ms", "300"];
+    let tcp = stream_load(
+        &server,
+        &server.addr().to_string(),
+        &[
+            &["--transport", "tcp", "--mode", "closed", "--sessions", "4"][..],
+            &window,
+        ]
+        .concat(),
+    );
+    assert!(tcp.contains("\"transport\":\"tcp\""), "{tcp}");
+    assert_relayed_in_order(&tcp);
+    let tls_addr = format!("127.0.0.1:{}", tls_port.listen_port());
+    let ca = pki.ca.display().to_string();
+    // TLS, paced, half the sessions on Send/Data indications.
+    let tls = stream_load(
+        &server,
+        &tls_addr,
+        &[
+            &[
+                "--transport",
+                "tls",
+                "--ca",
+                &ca,
+                "--mode",
+                "open",
+                "--rate",
+                "2000",
+            ][..],
+            &["--sessions", "4", "--data-path", "mix", "--size", "1200"],
+            &window,
+        ]
+        .concat(),
+    );
+    assert!(tls.contains("\"transport\":\"tls\""), "{tls}");
+    assert!(tls.contains("TLSv1_3"), "{tls}");
+    assert_relayed_in_order(&tls);
+    assert!(field(&tls, "round_trips") > 1000.0, "{tls}");
+}
+
+#[test]
+fn tls_hold_keeps_every_allocation_and_reports_the_servers_rss() {
+    let pki = tls_pki::Pki::new("load-generator-hold");
+    let (server, tls_port) = tern_tls(&pki);
+    let tls_addr = format!("127.0.0.1:{}", tls_port.listen_port());
+    let ca = pki.ca.display().to_string();
+    let json = stream_load(
+        &server,
+        &tls_addr,
+        &[
+            "--transport",
+            "tls",
+            "--ca",
+            &ca,
+            "--mode",
+            "hold",
+            "--sessions",
+            "40",
+            "--concurrency",
+            "8",
+            "--duration",
+            "0.5",
+        ],
+    );
+    // 40 of the test server's 48 relay ports.
+    assert_eq!(field(&json, "allocations"), 40.0, "{json}");
+    assert_eq!(field(&json, "held"), 40.0, "{json}");
+    assert_eq!(field(&json, "lost"), 0.0, "{json}");
+    assert_eq!(field(&json, "failures"), 0.0, "{json}");
+    assert!(field(&json, "allocations_per_s") > 0.0, "{json}");
+    assert!(field(&json, "rss_before_kib") > 0.0, "{json}");
+    assert!(field(&json, "rss_after_kib") > 0.0, "{json}");
+    // A plain number (the growth may be anything from a little negative to tens of KiB).
+    assert!(field(&json, "rss_per_allocation_kib").is_finite(), "{json}");
 }

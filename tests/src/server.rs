@@ -192,6 +192,11 @@ impl TestServer {
         self.kind
     }
 
+    /// The server's process id (for /proc readings: CPU, resident memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The STUN/TURN listening address (UDP, and TCP for tern or with
     /// [`ServerOptions::tcp`]; 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {

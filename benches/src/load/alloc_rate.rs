@@ -277,6 +277,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
     Ok(Report {
         label: args.label.clone(),
         target: "turn".into(),
+        transport: "udp".into(),
         mode: "alloc-rate".into(),
         sessions: args.concurrency,
         size: 0,

@@ -1,20 +1,30 @@
-//! The load generator behind `tern-load`: TURN sessions over UDP against tern or coturn (or the
-//! bare forwarder's framing), echo peers it runs itself, and a report of what the server relayed.
+//! The load generator behind `tern-load`: TURN sessions over UDP, TCP or TLS against tern or
+//! coturn (or the bare forwarder's framing), echo peers it runs itself, and a report of what
+//! the server relayed.
 //!
-//! Everything runs on one thread with epoll and batched socket calls, so the generator can be
-//! pinned to one CPU next to the server under test. Every run is bounded by `--duration` and
-//! by a packet or allocation cap, and every address is on loopback.
+//! Everything runs on one thread with epoll (batched socket calls for UDP, nonblocking
+//! stream sockets for TCP and TLS), so the generator can be pinned to one CPU next to the
+//! server under test. Every run is bounded by `--duration` and by a packet or allocation cap,
+//! and every address is on loopback.
 
 pub mod alloc_rate;
 pub mod bare;
+pub mod conn;
 pub mod hist;
+pub mod hold;
 pub mod net;
 pub mod relay;
 pub mod report;
+pub mod setup;
+pub mod stream_relay;
 pub mod stun;
 pub mod sys;
+pub mod tls;
 
 use std::net::SocketAddrV4;
+use std::path::PathBuf;
+
+use tern_sys::Interest;
 
 use clap::{Parser, ValueEnum};
 
@@ -32,6 +42,30 @@ pub enum Mode {
     AllocRate,
     /// Pairs of allocations relaying to each other's relayed address over channels.
     C2c,
+    /// TCP or TLS only: open `--sessions` connections (`--concurrency` at a time), each with
+    /// its own allocation, hold them idle for `--duration` seconds, report the server's RSS
+    /// growth per allocation and Refresh every one to check none was lost.
+    Hold,
+}
+
+/// How clients reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Datagrams, one socket per session.
+    Udp,
+    /// A TCP connection per session (RFC 8656 §3.1), from 127.0.0.2 and up.
+    Tcp,
+    /// TLS over a TCP connection per session, a full handshake each.
+    Tls,
+}
+
+/// The name used in reports and on the command line.
+pub fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Tls => "tls",
+    }
 }
 
 /// How a client's datagrams reach the server.
@@ -89,6 +123,21 @@ pub struct Args {
     /// TURN server or the bare forwarder.
     #[arg(long, value_enum, default_value = "turn")]
     pub target: Target,
+    /// UDP, or a stream connection per session: TCP, or TLS (with `--ca` or `--insecure`).
+    /// Over streams `--client-ports` is not used: session i connects from 127.0.0.(2 + i mod
+    /// 250) on an ephemeral port; `--shape bursty` writes a closed session's window with one
+    /// write instead of one per packet.
+    #[arg(long, value_enum, default_value = "udp")]
+    pub transport: Transport,
+    /// TLS: trust the CA certificates in this PEM file (checked for the server's IP address).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// TLS: accept any server certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// TLS: offer TLS 1.2 only (coturn 4.6.1 speaks no 1.3; this compares like with like).
+    #[arg(long)]
+    pub tls12: bool,
     /// The load.
     #[arg(long, value_enum, default_value = "closed")]
     pub mode: Mode,
@@ -118,7 +167,8 @@ pub struct Args {
     /// Offered packets per second in total (open).
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
-    /// Allocations in flight (alloc-rate).
+    /// Allocations in flight (alloc-rate); sessions set up at once over streams (hold and
+    /// the stream set-up).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// ChannelData, Send/Data indications, or a mix (half the sessions each) (--target turn).
@@ -127,7 +177,7 @@ pub struct Args {
     /// Payload bytes per packet (at least 16).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
-    /// Measured seconds.
+    /// Measured seconds (hold: seconds the allocations are held idle).
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
     /// Seconds of load before the measured window.
@@ -165,12 +215,16 @@ impl Args {
         if !(self.duration > 0.0 && self.duration <= 600.0 && (0.0..=60.0).contains(&self.warmup)) {
             return Err("--duration must be in (0, 600], --warmup in [0, 60]".into());
         }
+        if let Some(e) = self.check_stream() {
+            return e;
+        }
         let ports = usize::from(self.client_ports.1 - self.client_ports.0) + 1;
-        let need = match self.mode {
-            Mode::AllocRate => self.concurrency,
-            _ => self.sessions,
+        let need = match (self.mode, self.transport) {
+            (Mode::AllocRate, _) => self.concurrency,
+            (_, Transport::Udp) => self.sessions,
+            _ => 0, // streams connect from ephemeral ports
         };
-        if need == 0 || need > ports {
+        if self.sessions == 0 || self.concurrency == 0 || need > ports {
             return Err(format!(
                 "need {need} client ports, --client-ports has {ports}"
             ));
@@ -195,6 +249,7 @@ impl Args {
             return Err("--peer-port + --peers must stay within 1..=65535".into());
         }
         if self.mode != Mode::AllocRate
+            && self.transport == Transport::Udp
             && u32::from(self.client_ports.0) <= peer_last
             && u32::from(self.peer_port) <= u32::from(self.client_ports.1)
         {
@@ -210,12 +265,38 @@ impl Args {
     }
 }
 
+impl Args {
+    /// The checks of `--transport` and `--mode hold`: `Some` with the verdict when they
+    /// decide it.
+    fn check_stream(&self) -> Option<Result<(), String>> {
+        let stream = self.transport != Transport::Udp;
+        if self.mode == Mode::Hold && !stream {
+            return Some(Err("--mode hold needs --transport tcp or tls".into()));
+        }
+        if !stream {
+            return None;
+        }
+        if self.target == Target::Bare || matches!(self.mode, Mode::AllocRate | Mode::C2c) {
+            return Some(Err(format!(
+                "--transport {} runs closed, open or hold against --target turn",
+                transport_name(self.transport)
+            )));
+        }
+        if self.transport == Transport::Tls && self.ca.is_none() && !self.insecure {
+            return Some(Err("--transport tls needs --ca FILE or --insecure".into()));
+        }
+        None
+    }
+}
+
 /// Runs the load described by `args`.
 pub fn run(args: &Args) -> std::io::Result<Report> {
     args.check().map_err(std::io::Error::other)?;
-    match args.mode {
-        Mode::AllocRate => alloc_rate::run(args),
-        _ => relay::run(args),
+    match (args.mode, args.transport) {
+        (Mode::AllocRate, _) => alloc_rate::run(args),
+        (Mode::Hold, _) => hold::run(args),
+        (_, Transport::Udp) => relay::run(args),
+        _ => stream_relay::run(args),
     }
 }
 
@@ -235,6 +316,30 @@ mod tests {
         assert_eq!(a.shape, Shape::Browser);
         assert_eq!(a.data_path, DataPath::Channel);
         assert!(a.check().is_ok());
+    }
+
+    #[test]
+    fn streams_run_closed_open_and_hold_against_turn_only() {
+        assert!(args(&["--transport", "tcp", "--sessions", "5000"])
+            .check()
+            .is_ok());
+        assert!(args(&["--transport", "tcp", "--mode", "hold"])
+            .check()
+            .is_ok());
+        let e = args(&["--mode", "hold"]).check().unwrap_err();
+        assert!(e.contains("--transport"), "{e}");
+        let e = args(&["--transport", "tls"]).check().unwrap_err();
+        assert!(e.contains("--ca"), "{e}");
+        assert!(args(&["--transport", "tls", "--insecure"]).check().is_ok());
+        for bad in [
+            ["--mode", "c2c"],
+            ["--mode", "alloc-rate"],
+            ["--target", "bare"],
+        ] {
+            let mut a = vec!["--transport", "tcp"];
+            a.extend_from_slice(&bad);
+            assert!(args(&a).check().is_err(), "{a:?}");
+        }
     }
 
     #[test]

@@ -281,6 +281,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
     Ok(Report {
         label: args.label.clone(),
         target: format!("{:?}", args.target).to_lowercase(),
+        transport: "udp".into(),
         mode: mode_name(args.mode).into(),
         shape: shape_name(args.shape).into(),
         data_path: format!("{:?}", args.data_path).to_lowercase(),
@@ -309,6 +310,7 @@ pub fn mode_name(m: Mode) -> &'static str {
         Mode::Open => "open",
         Mode::AllocRate => "alloc-rate",
         Mode::C2c => "c2c",
+        Mode::Hold => "hold",
     }
 }
 

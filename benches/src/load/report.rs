@@ -10,6 +10,10 @@ pub struct Report {
     pub label: String,
     /// `turn` or `bare`.
     pub target: String,
+    /// `--transport`: `udp`, `tcp` or `tls`.
+    pub transport: String,
+    /// TLS only: the version, cipher suite and key exchange group negotiated.
+    pub tls: String,
     /// The mode.
     pub mode: String,
     /// `--shape`: `browser` or `bursty` (empty for alloc-rate).
@@ -44,9 +48,20 @@ pub struct Report {
     /// generator (other processes, interrupts not charged to either, steal), with
     /// `--server-pid`; data-path modes only.
     pub other_cpu: Option<f64>,
-    /// Sessions or allocation cycles that failed (setup errors, timeouts, error responses).
+    /// Sessions or allocation cycles that failed (setup errors, timeouts, error responses);
+    /// over streams also connections the server closed during the run.
     pub failures: u64,
-    /// alloc-rate: allocations that succeeded in the window.
+    /// Streams only: packets back from the peer that arrived after a packet of the same
+    /// session sent later (`None` where not checked).
+    pub reordered: Option<u64>,
+    /// hold: allocations that answered the Refresh after the hold.
+    pub held: Option<u64>,
+    /// hold: seconds the allocations were held idle.
+    pub hold_seconds: f64,
+    /// hold: the server's VmRSS in KiB before the first connection and at the end of the hold.
+    pub rss_kib: Option<(u64, u64)>,
+    /// alloc-rate: allocations that succeeded in the window; hold: connections opened and
+    /// allocated (`seconds` is then the time they took).
     pub allocations: u64,
     /// alloc-rate: 508 Insufficient Capacity answers in the window.
     pub e508: u64,
@@ -84,9 +99,26 @@ impl Report {
         self.allocations as f64 / self.seconds.max(1e-9)
     }
 
+    /// Whether the work counted is allocations (alloc-rate, hold), not relayed packets.
+    fn counts_allocations(&self) -> bool {
+        self.mode == "alloc-rate" || self.mode == "hold"
+    }
+
+    /// hold: the growth of the server's resident memory per held allocation, in KiB.
+    pub fn rss_per_allocation_kib(&self) -> Option<f64> {
+        let (before, after) = self.rss_kib?;
+        let n = self.held.unwrap_or(self.allocations);
+        (n > 0).then(|| (after as f64 - before as f64) / n as f64)
+    }
+
+    /// hold: allocations the Refresh after the hold did not reach.
+    pub fn lost(&self) -> Option<u64> {
+        self.held.map(|h| self.allocations.saturating_sub(h))
+    }
+
     /// Server CPU seconds per million relayed packets (or per million allocations).
     pub fn cpu_per_million(&self) -> Option<f64> {
-        let work = if self.mode == "alloc-rate" {
+        let work = if self.counts_allocations() {
             self.allocations
         } else {
             self.relayed
@@ -99,9 +131,12 @@ impl Report {
     /// One line for people.
     pub fn human(&self) -> String {
         let mut s = format!(
-            "{} {} {} sessions={} size={}: ",
-            self.label, self.target, self.mode, self.sessions, self.size
+            "{} {} {} {} sessions={} size={}: ",
+            self.label, self.target, self.transport, self.mode, self.sessions, self.size
         );
+        if !self.tls.is_empty() {
+            let _ = write!(s, "{}: ", self.tls);
+        }
         if !self.shape.is_empty() {
             let _ = write!(
                 s,
@@ -109,7 +144,27 @@ impl Report {
                 self.shape, self.data_path, self.peers
             );
         }
-        if self.mode == "alloc-rate" {
+        if self.mode == "hold" {
+            let _ = write!(
+                s,
+                "{} allocated in {:.2} s ({:.0} connections/s), {} failures, setup p50 {:.0} us p99 {:.0} us; held {:.1} s idle: {} answered, {} lost",
+                self.allocations,
+                self.seconds,
+                self.allocations_per_s(),
+                self.failures,
+                self.latency_us[0],
+                self.latency_us[1],
+                self.hold_seconds,
+                self.held.unwrap_or(0),
+                self.lost().unwrap_or(0),
+            );
+            if let (Some((a, b)), Some(per)) = (self.rss_kib, self.rss_per_allocation_kib()) {
+                let _ = write!(
+                    s,
+                    ", server RSS {a} -> {b} KiB ({per:.1} KiB per allocation)"
+                );
+            }
+        } else if self.mode == "alloc-rate" {
             let _ = write!(
                 s,
                 "{:.0} allocations/s, {} ok, {} failures, {} x 508 in {:.1} s, latency p50 {:.0} us p99 {:.0} us",
@@ -159,6 +214,7 @@ impl Report {
     /// One JSON object on one line.
     pub fn json(&self) -> String {
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.6}"));
+        let int = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
         let per_second: Vec<String> = self
             .per_second
             .iter()
@@ -166,7 +222,8 @@ impl Report {
             .collect();
         format!(
             concat!(
-                "{{\"label\":\"{}\",\"target\":\"{}\",\"mode\":\"{}\",\"shape\":\"{}\",",
+                "{{\"label\":\"{}\",\"target\":\"{}\",\"transport\":\"{}\",\"tls\":\"{}\",",
+                "\"mode\":\"{}\",\"shape\":\"{}\",",
                 "\"data_path\":\"{}\",\"peers\":{},\"sessions\":{},\"size\":{},",
                 "\"seconds\":{:.3},\"round_trips\":{},\"round_trips_per_s\":{:.1},\"relayed\":{},",
                 "\"relayed_pps\":{:.1},\"mbit_per_s\":{:.3},\"sent\":{},\"received\":{},\"loss\":{:.6},",
@@ -174,10 +231,14 @@ impl Report {
                 "\"server_cpu_s\":{},\"cpu_s_per_million\":{},\"generator_cpu_s\":{:.3},",
                 "\"other_cpu_s\":{},",
                 "\"failures\":{},\"allocations\":{},\"allocations_per_s\":{:.1},\"e508\":{},",
+                "\"reordered\":{},\"held\":{},\"lost\":{},\"hold_seconds\":{:.1},",
+                "\"rss_before_kib\":{},\"rss_after_kib\":{},\"rss_per_allocation_kib\":{},",
                 "\"per_second\":[{}]}}"
             ),
             self.label.replace(['"', '\\'], "_"),
             self.target,
+            self.transport,
+            self.tls,
             self.mode,
             self.shape,
             self.data_path,
@@ -205,6 +266,13 @@ impl Report {
             self.allocations,
             self.allocations_per_s(),
             self.e508,
+            int(self.reordered),
+            int(self.held),
+            int(self.lost()),
+            self.hold_seconds,
+            int(self.rss_kib.map(|r| r.0)),
+            int(self.rss_kib.map(|r| r.1)),
+            opt(self.rss_per_allocation_kib()),
             per_second.join(",")
         )
     }

@@ -210,6 +210,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / ticks_per_second())
 }
 
+/// The resident memory of process `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 fn ticks_per_second() -> f64 {
     match tern_sys::clock_ticks_per_second() {
         0 => 100.0,
