@@ -8,7 +8,6 @@ use tern_proto::{Destination, Event, Output, RelayEndpoint, Transport};
 use tern_sys::{send_to, Epoll, Interest};
 use tracing::{debug, info};
 
-use super::tls::Mode;
 use super::Worker;
 use crate::control::IoErrorKind;
 use crate::relay_ports::RelayTable;
@@ -91,18 +90,6 @@ impl Worker {
         }
     }
 
-    /// The client transport of an allocation for the log: `udp`, `tcp` or `tls`.
-    fn transport_label(&mut self, transport: Transport) -> &'static str {
-        match transport {
-            Transport::Udp { .. } => "udp",
-            Transport::Stream { conn } => match self.conns.get_mut(conn).map(|c| &c.tls) {
-                Some(Mode::Tls(_)) => "tls",
-                _ => "tcp",
-            },
-            _ => "other",
-        }
-    }
-
     /// Logs allocations beginning and ending.
     fn log_event(&mut self, event: Event) {
         match event {
@@ -111,7 +98,7 @@ impl Worker {
                 relayed,
                 username,
             } => {
-                let transport = self.transport_label(five_tuple.transport);
+                let transport = five_tuple.transport.label().label();
                 info!(client = %five_tuple.client, transport, %relayed, %username, worker = self.id, "allocation created");
             }
             Event::AllocationEnded {
