@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tern_e2e::{
-    for_each_server, run_bounded, turnutils_bin, Output, PortBlock, ServerKind, ServerOptions,
-    TestServer,
+    for_each_server, http_get, run_bounded, turnutils_bin, Output, PortBlock, ServerKind,
+    ServerOptions, TestServer,
 };
 
 mod tls_pki;
@@ -199,7 +199,35 @@ fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: b
     assert_eq!(summary.sent, expected, "{summary:?}\n{}", out.text);
     assert_eq!(summary.received, expected, "{summary:?}\n{}", out.text);
     assert!(summary.transmit_time < RUN_LIMIT.as_secs(), "{summary:?}");
+    if kind == ServerKind::Tern {
+        assert_counted_under(&server, transport);
+    }
     server.assert_alive();
+}
+
+/// tern counted uclient's allocations under `transport` and none under the others: `-S`
+/// really spoke TLS, `-t` plain TCP.
+fn assert_counted_under(server: &TestServer, transport: ClientTransport) {
+    let label = match transport {
+        ClientTransport::Udp => "udp",
+        ClientTransport::Tcp => "tcp",
+        ClientTransport::Tls => "tls",
+    };
+    let (code, text) = http_get(server.admin_addr(), "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200);
+    let created = |t: &str| -> u64 {
+        let series = format!("tern_allocations_created_total{{transport=\"{t}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    for t in ["udp", "tcp", "tls"] {
+        if t == label {
+            assert!(created(t) > 0, "no allocation over {t}:\n{text}");
+        } else {
+            assert_eq!(created(t), 0, "allocations over {t}, not {label}");
+        }
+    }
 }
 
 /// Parses the last summary lines, e.g.
