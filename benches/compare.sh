@@ -327,13 +327,15 @@ run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
 # TURN over TCP and TLS (tern and coturn; the bare forwarder has no TCP). Browser shape: each
 # packet its own write (and TLS record), as a browser's TURN/TCP sends.
 STREAMS=1
+STREAM_SERVERS="tern coturn"
+[[ -n $BASELINE_TERN ]] && STREAM_SERVERS="tern tern-base coturn"
 TLS_ARGS=(--transport tls --ca "$CA")
 [[ $TLS12 == 1 ]] && TLS_ARGS+=(--tls12)
 for t in tcp tls; do
     if [[ $t == tcp ]]; then T_ARGS=(--transport tcp); else T_ARGS=("${TLS_ARGS[@]}"); fi
-    run_load "$t: closed 100 B x 10" "tern coturn" "$POOL" "${T_ARGS[@]}" --mode closed --size 100 --sessions 10
-    run_load "$t: closed 1200 B x 100" "tern coturn" "$POOL" "${T_ARGS[@]}" --mode closed --size 1200 --sessions 100
-    run_load "$t: $REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "tern coturn" "$WIDE" \
+    run_load "$t: closed 100 B x 10" "$STREAM_SERVERS" "$POOL" "${T_ARGS[@]}" --mode closed --size 100 --sessions 10
+    run_load "$t: closed 1200 B x 100" "$STREAM_SERVERS" "$POOL" "${T_ARGS[@]}" --mode closed --size 1200 --sessions 100
+    run_load "$t: $REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "$STREAM_SERVERS" "$WIDE" \
         "${T_ARGS[@]}" --mode open --sessions "$REAL_SESSIONS" --peers "$REAL_SESSIONS" --size 1200 \
         --rate $((REAL_SESSIONS * REAL_RATE)) --concurrency 64
 done

@@ -74,6 +74,10 @@ pub(super) struct Conn {
     early: Vec<u8>,
     /// Whether its client IP is counted in the shared per-IP table.
     pub ip_counted: bool,
+    /// Whether the last read left nothing behind: the socket gave less than was asked and
+    /// everything decrypted fit the buffer. Another read now would only say EAGAIN, and
+    /// epoll (level-triggered) reports the socket again when more arrives.
+    pub drained: bool,
 }
 
 impl Conn {
@@ -100,6 +104,7 @@ impl Conn {
             awaiting_proxy: proxy,
             early: Vec::new(),
             ip_counted: false,
+            drained: false,
         }
     }
 
@@ -129,9 +134,13 @@ impl Conn {
         let mut incoming = Incoming {
             early: &mut self.early,
             stream: &mut self.stream,
+            short: false,
         };
-        self.tls
-            .read(&mut incoming, &mut self.buf, &mut self.filled)
+        let n = self
+            .tls
+            .read(&mut incoming, &mut self.buf, &mut self.filled)?;
+        self.drained = incoming.short && self.filled < self.buf.len();
+        Ok(n)
     }
 
     /// Whether bytes that came after the PROXY header wait to be read.
@@ -203,6 +212,8 @@ impl Conn {
 pub(super) struct Incoming<'a> {
     early: &'a mut Vec<u8>,
     pub stream: &'a mut TcpStream,
+    /// Whether a read from the socket gave less than was asked (it is drained for now).
+    short: bool,
 }
 
 impl Incoming<'_> {
@@ -219,7 +230,9 @@ impl Incoming<'_> {
 impl Read for Incoming<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.early.is_empty() {
-            return self.stream.read(out);
+            let n = self.stream.read(out)?;
+            self.short = n < out.len();
+            return Ok(n);
         }
         let n = out.len().min(self.early.len());
         out[..n].copy_from_slice(&self.early[..n]);

@@ -104,6 +104,8 @@ pub struct Worker {
     forwards: Vec<Forward>,
     to_peers: Vec<ToPeer>,
     ready: Vec<Ready>,
+    /// Scratch list of a stream read's payloads for peers.
+    stream_sends: Vec<stream::StreamSend>,
 }
 
 fn wall_now() -> u64 {
@@ -183,6 +185,7 @@ impl Worker {
             // Room for every datagram of a full batch of GRO entries (64 segments each).
             to_peers: Vec::with_capacity(CLIENT_BATCH * 64),
             ready: Vec::with_capacity(256),
+            stream_sends: Vec::with_capacity(64),
         })
     }
 

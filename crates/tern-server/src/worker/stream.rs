@@ -10,13 +10,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use tern_proto::{ClientOutput, ConnId, DropReason, FiveTuple, Transport};
-use tern_sys::{send_to, Interest, Ready};
+use std::ops::Range;
+
+use tern_proto::{ClientOutput, ConnId, DropReason, FiveTuple, RelayEndpoint, Transport};
+use tern_sys::{send_many, Interest, Ready};
 use tern_wire::stream::{self, Framing, MAX_FRAME_LEN};
 use tracing::debug;
 
 use super::tls::{failure, tls_broken};
-use super::{wall_now, Worker};
+use super::{count_refused, wall_now, Worker};
 use crate::control::{IoErrorKind, StreamClose, TlsFailure};
 use crate::token::Token;
 
@@ -24,6 +26,15 @@ use crate::token::Token;
 const ACCEPTS_PER_TURN: usize = 64;
 /// Reads from one connection per turn of the loop.
 const READS_PER_TURN: usize = 16;
+
+/// A client's payload for a peer, waiting for the rest of its read to be handled.
+#[derive(Debug, Clone)]
+pub(super) struct StreamSend {
+    relayed: RelayEndpoint,
+    peer: SocketAddr,
+    /// Where the payload is in the connection's read buffer.
+    payload: Range<usize>,
+}
 
 const READ_INTEREST: Interest = Interest::READABLE;
 
@@ -164,7 +175,11 @@ impl Worker {
                 }
                 Ok(_) => {
                     conn.last_read = now;
+                    let drained = conn.drained;
                     self.handle_frames(id, now)?;
+                    if drained {
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -255,9 +270,18 @@ impl Worker {
         let wall = wall_now();
         let mut frames = stream::frames(&buf[..filled], framing);
         let mut result = Ok(());
+        // Payloads for peers wait here (as ranges of `buf`) and leave together after the
+        // read's messages are handled: one sendmmsg for the lot, not a sendto each.
+        let mut sends = std::mem::take(&mut self.stream_sends);
         for frame in &mut frames {
             match frame {
-                Ok((_, message)) => self.handle_stream_message(five, message, now, wall),
+                Ok((_, message)) => {
+                    if let Some(send) = self.handle_stream_message(five, message, now, wall) {
+                        let offset = message.as_ptr().addr() - buf.as_ptr().addr();
+                        let payload = offset + send.payload.start..offset + send.payload.end;
+                        sends.push(StreamSend { payload, ..send });
+                    }
+                }
                 Err(e) => {
                     result = Err(StreamClose::framing(e));
                     break;
@@ -265,6 +289,9 @@ impl Worker {
             }
         }
         let consumed = frames.consumed();
+        self.send_to_peers(&buf, &sends);
+        sends.clear();
+        self.stream_sends = sends;
         buf.copy_within(consumed..filled, 0);
         if let Some(conn) = self.conns.get_mut(id) {
             conn.buf = buf;
@@ -273,28 +300,44 @@ impl Worker {
         result
     }
 
-    /// One message from a stream client: its payload out of the relay socket at once, or its
-    /// answer queued.
-    fn handle_stream_message(&mut self, five: FiveTuple, message: &[u8], now: Instant, wall: u64) {
+    /// One message from a stream client: the payload to send to a peer (its range of
+    /// `message`), or its answer queued.
+    fn handle_stream_message(
+        &mut self,
+        five: FiveTuple,
+        message: &[u8],
+        now: Instant,
+        wall: u64,
+    ) -> Option<StreamSend> {
         match self.core.handle_client_datagram(now, wall, five, message) {
             ClientOutput::Relay {
                 relayed,
                 peer,
                 payload,
-            } => {
-                let Some((sock, _)) = self.relays.socket(relayed) else {
-                    return;
-                };
-                if let Err(e) = send_to(sock.as_fd(), &message[payload], peer) {
-                    self.io_errors[IoErrorKind::SendToPeer.index()] += 1;
-                    debug!(error = %e, to = %peer, "send to peer");
-                }
-            }
+            } => Some(StreamSend {
+                relayed,
+                peer,
+                payload,
+            }),
             ClientOutput::Reply => {
                 let request = tracing::enabled!(tracing::Level::DEBUG).then(|| message.to_vec());
                 self.act_on_outputs(request.as_deref());
+                None
             }
-            _ => {}
+            _ => None,
+        }
+    }
+
+    /// Sends `sends` (ranges of `buf`) out of their relay sockets: one sendmmsg per run
+    /// for the same socket, in the client's order.
+    fn send_to_peers(&mut self, buf: &[u8], sends: &[StreamSend]) {
+        for run in sends.chunk_by(|a, b| a.relayed == b.relayed) {
+            let Some((sock, gso)) = self.relays.socket(run[0].relayed) else {
+                continue; // The allocation ended within the read (deleted, say).
+            };
+            let msgs = run.iter().map(|s| (&buf[s.payload.clone()], s.peer));
+            let report = send_many(sock.as_fd(), gso, msgs, self.batched);
+            count_refused(&mut self.io_errors, IoErrorKind::SendToPeer, report);
         }
     }
 
