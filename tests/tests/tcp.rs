@@ -215,3 +215,41 @@ fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
     assert_eq!(metric(&server, "tern_allocations{transport=\"tcp\"}"), 1.0);
     server.assert_alive();
 }
+
+#[test]
+fn a_drain_treats_tcp_allocations_as_udp_ones() {
+    let mut server = server(&["--drain-timeout=15".to_owned()]);
+    let (peer_sock, peer_addr) = peer();
+    let mut tcp = RawClient::tcp(server.addr(), SECRET, REALM);
+    let relayed = tcp.allocate_ok();
+    tcp.bind_channel(0x4000, peer_addr);
+    relay(&tcp, relayed, &peer_sock, 5);
+    server.signal("TERM");
+    let start = Instant::now();
+    while http_get(server.admin_addr(), "/readyz").is_ok_and(|(code, _)| code == 200) {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "/readyz still 200"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // The workers take the drain.
+                                                    // No new allocation over TCP while draining; the existing one relays and refreshes.
+    let mut late = RawClient::tcp(server.addr(), SECRET, REALM);
+    assert_eq!(late.allocate().0, 508);
+    drop(late);
+    relay(&tcp, relayed, &peer_sock, 50);
+    assert_eq!(tcp.refresh(600), 0);
+    assert!(
+        server.wait_exit(Duration::from_millis(500)).is_none(),
+        "exited while a TCP allocation lives"
+    );
+    // Its connection closes: that was the last allocation, so the drain is complete.
+    drop(tcp);
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once the last (TCP) allocation ended");
+    assert!(status.success(), "{status}");
+    let out = server.output();
+    assert!(out.contains("drain complete"), "{out}");
+}

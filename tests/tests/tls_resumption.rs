@@ -56,8 +56,8 @@ fn client_config(
 fn connect(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> HandshakeKind {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let conn = rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap())
-        .unwrap();
+    let conn =
+        rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // A Binding request: no attributes, a fixed transaction id.
     let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];

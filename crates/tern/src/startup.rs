@@ -78,7 +78,10 @@ pub fn banner(mapped: &Mapped, secret: &Secret, now: u64) -> String {
     } else {
         listen.ip().to_string()
     };
-    let uri = format!("turn:{host}:{}?transport=udp", listen.port());
+    let mut uris = vec![format!("turn:{host}:{}?transport=udp", listen.port())];
+    if !server.tcp_listen.is_empty() {
+        uris.push(format!("turn:{host}:{}?transport=tcp", listen.port()));
+    }
     let cred = rest_credential(secret.0.as_bytes(), now + 24 * 3600, Some("tern"));
     let range = &server.core.relay_port_range;
     let relayed = server.core.relayed_ip;
@@ -92,13 +95,14 @@ pub fn banner(mapped: &Mapped, secret: &Secret, now: u64) -> String {
         RelayedIpSource::ExternalIp | RelayedIpSource::RelayIp | RelayedIpSource::ListeningIp => "",
     };
     let transports = if server.tcp_listen.is_empty() {
-        "UDP"
+        "UDP; TLS off"
     } else {
-        "UDP and TCP"
+        "UDP and TCP; TLS off"
     };
     format!(
         "tern: no configuration given; running for local use with a generated secret.\n\
          listening on {listen} ({transports}), relay ports {}-{}, relayed address {relayed}{relayed_note}\n\
+         TLS (turns:) needs a certificate: set cert= and pkey= (PEM files) to serve it on tls-listening-port (5349).\n\
          static-auth-secret: {}\n\
          ICE server (credentials valid for 24 h):\n{}\n\
          Keep the secret across restarts with TERN_STATIC_AUTH_SECRET=… or --static-auth-secret …;\n\
@@ -106,6 +110,6 @@ pub fn banner(mapped: &Mapped, secret: &Secret, now: u64) -> String {
         range.start(),
         range.end(),
         secret.0,
-        credentials::ice_server_json(&[uri], &cred),
+        credentials::ice_server_json(&uris, &cred),
     )
 }

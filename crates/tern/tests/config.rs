@@ -286,9 +286,13 @@ fn embedded_default_without_any_configuration() {
     let banner = startup::banner(&m, &secret, 1_700_000_000);
     assert!(banner.contains(&format!("static-auth-secret: {}", secret.0)));
     assert!(
-        banner.contains("\"urls\":[\"turn:127.0.0.1:3478?transport=udp\"]"),
+        banner.contains(
+            "\"urls\":[\"turn:127.0.0.1:3478?transport=udp\",\"turn:127.0.0.1:3478?transport=tcp\"]"
+        ),
         "{banner}"
     );
+    assert!(banner.contains("(UDP and TCP; TLS off)"), "{banner}");
+    assert!(banner.contains("set cert= and pkey="), "{banner}");
     assert!(
         banner.contains("\"username\":\"1700086400:tern\""),
         "{banner}"
