@@ -146,10 +146,17 @@ server_cmd() {
     local bin=$TERN
     [[ $kind == tern-base ]] && bin=$BASELINE_TERN
     # Stream loads: TCP on the listening port, TLS on TLS_PORT, the same certificate; coturn's
-    # quotas stated (0 = none, its default) so neither server refuses an allocation.
+    # quotas stated (0 = none, its default) so neither server refuses an allocation. tern's
+    # connection limits stated too: the generator spreads its connections over 250 source
+    # addresses (tern-load's source_of), so HOLD=10000 is 40 per address, under the default
+    # max-connections-per-ip of 64, but a HOLD over 16000 would not be; 0 lifts that limit, and
+    # max-connections (20000 by default) is set to what the largest stream load opens (HOLD,
+    # or REAL_SESSIONS) and 1000 to spare.
     local -a tern_tls=() coturn_streams=(--no-tcp --no-tls)
     if [[ $STREAMS == 1 ]]; then
-        tern_tls=(--tls-listening-port "$TLS_PORT" --cert "$CERT" --pkey "$PKEY")
+        tern_tls=(--tls-listening-port "$TLS_PORT" --cert "$CERT" --pkey "$PKEY"
+            --max-connections "$(( (HOLD > REAL_SESSIONS ? HOLD : REAL_SESSIONS) + 1000 ))"
+            --max-connections-per-ip 0)
         coturn_streams=(--tls-listening-port="$TLS_PORT" --cert="$CERT" --pkey="$PKEY"
             --user-quota=0 --total-quota=0)
     fi

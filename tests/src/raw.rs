@@ -1,6 +1,7 @@
 //! A small raw TURN client on tern's codec, for what the independent clients cannot do:
 //! send garbage from an allocation's own 5-tuple, count ports, compare relayed bytes exactly.
-//! It talks UDP, or TCP with the stream framing of RFC 8656 §12.5 (`tern_wire::stream`).
+//! It talks UDP, or TCP (or TLS, over a stream the caller opened) with the stream framing of
+//! RFC 8656 §12.5 (`tern_wire::stream`).
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -13,9 +14,16 @@ use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, Transa
 
 use crate::rest_credentials;
 
-/// A TCP connection to the server and the bytes read but not yet framed.
+/// A stream to the server: a TCP connection, or TLS over one.
+trait Stream: Read + Write {}
+
+impl<S: Read + Write> Stream for S {}
+
+/// A stream connection to the server, its local address, and the bytes read but not yet
+/// framed.
 struct Tcp {
-    conn: TcpStream,
+    conn: RefCell<Box<dyn Stream>>,
+    local: SocketAddr,
     pending: RefCell<Vec<u8>>,
 }
 
@@ -63,12 +71,25 @@ impl RawClient {
     /// A client on a TCP connection made elsewhere (bound to a chosen local address, or
     /// after a PROXY protocol header), with a REST credential under `secret`.
     pub fn over(conn: TcpStream, secret: &str, realm: &str) -> RawClient {
-        let server = conn.peer_addr().expect("a connected stream");
         conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         conn.set_nodelay(true).unwrap();
+        let (local, server) = (conn.local_addr().unwrap(), conn.peer_addr().unwrap());
+        RawClient::over_stream(conn, local, server, secret, realm)
+    }
+
+    /// A client on any stream to `server` from `local` (TLS over a TCP connection whose
+    /// read timeout the caller set), with a REST credential under `secret`.
+    pub fn over_stream(
+        stream: impl Read + Write + 'static,
+        local: SocketAddr,
+        server: SocketAddr,
+        secret: &str,
+        realm: &str,
+    ) -> RawClient {
         RawClient {
             tcp: Some(Tcp {
-                conn,
+                conn: RefCell::new(Box::new(stream)),
+                local,
                 pending: RefCell::new(Vec::new()),
             }),
             ..RawClient::new(server, secret, realm)
@@ -78,7 +99,7 @@ impl RawClient {
     /// The client's transport address: the TCP connection's local end, or the UDP socket's.
     pub fn local_addr(&self) -> SocketAddr {
         match &self.tcp {
-            Some(t) => t.conn.local_addr().unwrap(),
+            Some(t) => t.local,
             None => self.sock.local_addr().unwrap(),
         }
     }
@@ -86,7 +107,11 @@ impl RawClient {
     /// Sends raw bytes as they are: one datagram, or onto the stream.
     pub fn send_raw(&self, bytes: &[u8]) {
         match &self.tcp {
-            Some(t) => (&t.conn).write_all(bytes).expect("write to the connection"),
+            Some(t) => {
+                let mut conn = t.conn.borrow_mut();
+                conn.write_all(bytes).expect("write to the connection");
+                conn.flush().expect("flush the connection");
+            }
             None => {
                 self.sock.send_to(bytes, self.server).unwrap();
             }
@@ -118,7 +143,7 @@ impl RawClient {
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
             let mut buf = [0u8; 4096];
-            let n = (&t.conn).read(&mut buf)?;
+            let n = t.conn.borrow_mut().read(&mut buf)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }

@@ -1,15 +1,23 @@
 //! TURN over TLS against tern (RFC 8656 §3.1): `tern probe --transport tls` passes every
 //! step on the TLS port and on the plain listening port (the first byte tells TLS from plain
 //! TURN on every TCP port), plain TCP works on the TLS port, openssl handshakes with TLS 1.2
-//! and 1.3, and `no-tlsv1_2` refuses 1.2.
+//! and 1.3, and `no-tlsv1_2` refuses 1.2. A certificate reload (SIGUSR2, or the file watch)
+//! serves new connections while an allocation on an old connection keeps relaying.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_e2e::{http_get, run_bounded, tern_bin, PortBlock, ServerKind, ServerOptions, TestServer};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+use tern_e2e::{
+    http_get, run_bounded, tern_bin, PortBlock, RawClient, ServerKind, ServerOptions, TestServer,
+};
 
 mod tls_pki;
 use tls_pki::Pki;
@@ -250,5 +258,174 @@ fn reloaded_certificates_serve_new_connections_and_a_bad_one_keeps_the_old() {
         "the failure names the file:\n{}",
         server.output()
     );
+    server.assert_alive();
+}
+
+/// A client-side TLS stream to tern.
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS stream the test and a [`RawClient`] share: the client speaks TURN over it, the test
+/// still looks at its certificate.
+struct Shared(Rc<RefCell<TlsStream>>);
+
+impl Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+/// A new TLS connection to `addr` that trusts only `ca` (its own client configuration, so
+/// nothing resumes), handshake completed.
+fn tls_connect(addr: SocketAddr, ca: &Path) -> TlsStream {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .expect("a verified TLS handshake");
+    }
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// The DER of the certificate the server presented on `tls`.
+fn leaf_of(tls: &TlsStream) -> Vec<u8> {
+    tls.conn.peer_certificates().expect("a server certificate")[0].to_vec()
+}
+
+/// Connects anew until the server presents `der` (a reload finished); panics after 10 s.
+fn wait_for_certificate(addr: SocketAddr, ca: &Path, der: &[u8]) {
+    let start = Instant::now();
+    while leaf_of(&tls_connect(addr, ca)) != der {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "new connections never got the new certificate"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Relays `n` payloads each way over channel 0x4000 between `client` and `peer`.
+fn relay(client: &RawClient, relayed: SocketAddr, peer: &UdpSocket, n: usize) {
+    let peer_addr = peer.local_addr().unwrap();
+    let mut buf = [0u8; 2048];
+    for i in 0..n {
+        let p: Vec<u8> = (0..(1 + i * 53 % 999)).map(|j| (i ^ j) as u8).collect();
+        client.send_channel(0x4000, &p);
+        let (len, from) = peer.recv_from(&mut buf).expect("the peer gets the payload");
+        assert_eq!((from, &buf[..len]), (relayed, &p[..]), "client → peer #{i}");
+        peer.send_to(&p, relayed).unwrap();
+        let got = client.recv_relayed(peer_addr).expect("the client gets it");
+        assert_eq!(got, (0x4000, p), "peer → client #{i}");
+    }
+}
+
+/// Waits (up to 3 s; workers publish every 100 ms) until `series` reads `want`.
+fn wait_gauge(server: &TestServer, series: &str, want: f64) {
+    let start = Instant::now();
+    while gauge(server, series) != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{series} never read {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A value of the admin port's `/metrics` now.
+fn gauge(server: &TestServer, series: &str) -> f64 {
+    let text = http_get(server.admin_addr(), "/metrics").unwrap().1;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+/// Waits (up to 3 s) until the server's output after byte `from` logs a successful reload
+/// by `trigger`; returns the length of the output then.
+fn wait_reloaded_by(server: &TestServer, from: usize, trigger: &str) -> usize {
+    let start = Instant::now();
+    let trigger = format!("trigger=\"{trigger}\"");
+    loop {
+        let out = server.output();
+        if out[from..]
+            .lines()
+            .any(|l| l.contains("configuration reloaded") && l.contains(&trigger))
+        {
+            return out.len();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no reload by {trigger} logged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Moves a renewed leaf over the files the server reads (key first, then certificate), each
+/// by a rename, as a deploy does.
+fn deploy(leaf: &tls_pki::Leaf, pki: &Pki) {
+    std::fs::rename(&leaf.key, &pki.key).unwrap();
+    std::fs::rename(&leaf.cert, &pki.cert).unwrap();
+}
+
+#[test]
+fn a_reload_swaps_the_certificate_of_new_connections_while_an_old_one_keeps_relaying() {
+    let pki = Pki::new("reload-live");
+    let tls_port = PortBlock::reserve();
+    let mut server = start_tls(&pki, tls_port.listen_port(), &[]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls_port.listen_port()));
+
+    // An allocation over TLS, channel-bound to a loopback peer, relaying both ways.
+    let first = CertificateDer::from_pem_file(&pki.cert).unwrap().to_vec();
+    let tls = Rc::new(RefCell::new(tls_connect(addr, &pki.ca)));
+    assert_eq!(leaf_of(&tls.borrow()), first);
+    let local = tls.borrow().sock.local_addr().unwrap();
+    let mut client = RawClient::over_stream(Shared(tls.clone()), local, addr, SECRET, REALM);
+    let relayed = client.allocate_ok();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    client.bind_channel(0x4000, peer.local_addr().unwrap());
+    relay(&client, relayed, &peer, 5);
+    wait_gauge(&server, "tern_allocations{transport=\"tls\"}", 1.0);
+
+    // A renewal by the same CA (new key, serial 2) renamed into place; SIGUSR2 reloads.
+    let renewed = pki.issue("renewed", 2);
+    deploy(&renewed, &pki);
+    server.signal("USR2");
+    wait_for_certificate(addr, &pki.ca, &renewed.der);
+    let since = wait_reloaded_by(&server, 0, "SIGUSR2");
+    // The old connection keeps its certificate, its allocation and its relay.
+    assert_eq!(leaf_of(&tls.borrow()), first);
+    relay(&client, relayed, &peer, 300);
+    assert_eq!(client.refresh(600), 0, "Refresh of the old allocation");
+    relay(&client, relayed, &peer, 5);
+
+    // Another renewal (serial 3) with no signal: the file watch reloads.
+    let third = pki.issue("third", 3);
+    deploy(&third, &pki);
+    wait_for_certificate(addr, &pki.ca, &third.der);
+    assert_eq!(leaf_of(&tls.borrow()), first);
+    relay(&client, relayed, &peer, 300);
+    assert_eq!(client.refresh(600), 0, "Refresh of the old allocation");
+    wait_gauge(&server, "tern_allocations{transport=\"tls\"}", 1.0);
+    wait_reloaded_by(&server, since, "file change");
     server.assert_alive();
 }

@@ -77,17 +77,26 @@ fn fingerprint(path: &PathBuf) -> Option<u64> {
     Some(h.finish())
 }
 
+/// The files to watch and a hash of their content: the hash in `seen` for a file it names
+/// (taken before a reload read the files), else one taken now.
 fn watch_list(
     args: &ServeArgs,
     s: &Settings,
     tls: Option<&CertStore>,
+    seen: &[(PathBuf, Option<u64>)],
 ) -> Vec<(PathBuf, Option<u64>)> {
     let tls_files = tls.map(CertStore::watched_files).unwrap_or_default();
     args.config
         .iter()
         .chain(&s.static_auth_secret_files)
         .chain(&tls_files)
-        .map(|p| (p.clone(), fingerprint(p)))
+        .map(|p| {
+            let print = seen
+                .iter()
+                .find(|(q, _)| q == p)
+                .map_or_else(|| fingerprint(p), |(_, print)| *print);
+            (p.clone(), print)
+        })
         .collect()
 }
 
@@ -120,7 +129,7 @@ impl Reloader {
             watched: if embedded {
                 Vec::new()
             } else {
-                watch_list(&args, settings, server.tls.as_deref())
+                watch_list(&args, settings, server.tls.as_deref(), &[])
             },
             tls: server.tls.clone(),
             args,
@@ -167,6 +176,14 @@ impl Reloader {
             !self.embedded,
             "nothing to reload: tern runs on the embedded default with a generated secret"
         );
+        // Hash the watched files before reading them: one that changes while this reload
+        // reads it then differs from what is recorded and triggers another reload, instead
+        // of being taken for the content loaded.
+        let seen: Vec<_> = self
+            .watched
+            .iter()
+            .map(|(p, _)| (p.clone(), fingerprint(p)))
+            .collect();
         let plan = startup::plan(&self.args, self.env.clone(), || {
             anyhow::bail!("a reload never generates a secret")
         })?;
@@ -177,20 +194,17 @@ impl Reloader {
         let s = plan.loaded.settings;
         let mapped = mapping::map(&s, mapping::detect_local_ip, false)?;
         let restart_needed = differences(&self.started, &self.started_server, &s, &mapped.server);
-        // The certificates validated with the rest (mapping loaded them); the workers' store
-        // takes them now. On error the old ones stay.
+        // The certificates were read, parsed and checked with the rest (mapping loaded them,
+        // and an error there named the key and the file); the workers' store takes that
+        // generation as it is, without reading the files again.
         let tls = match (&self.tls, &mapped.server.tls) {
-            (Some(store), Some(new)) => Some(
-                store
-                    .reload_with(new.current().settings().clone())
-                    .map_err(|e| anyhow::anyhow!("cert/pkey: {e}"))?,
-            ),
+            (Some(store), Some(new)) => Some(store.install(new.current())),
             _ => None,
         };
         let core = mapped.server.core;
-        // The files to watch may have changed too (a new secret file); take their current
-        // content as seen, so this reload does not trigger another.
-        self.watched = watch_list(&self.args, &s, self.tls.as_deref());
+        // The files to watch may have changed too (a new secret file); take their content
+        // as seen, so this reload does not trigger another.
+        self.watched = watch_list(&self.args, &s, self.tls.as_deref(), &seen);
         self.drain = DrainSettings::of(&s);
         Ok(Reloaded {
             reload: Reload {
@@ -358,6 +372,55 @@ mod tests {
             r.drain().alternate,
             Some("203.0.113.6:3478".parse().unwrap())
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Writes a new self-signed certificate for 127.0.0.1 and its key to `cert` and `key`.
+    fn write_cert(cert: &std::path::Path, key: &std::path::Path) {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let c = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        std::fs::write(cert, c.pem()).unwrap();
+        std::fs::write(key, pair.serialize_pem()).unwrap();
+    }
+
+    #[test]
+    fn certificates_reload_once_and_a_bad_file_keeps_the_old_ones() {
+        let d = dir("tls");
+        let (conf, cert, key) = (d.join("tern.conf"), d.join("c.pem"), d.join("k.pem"));
+        write_cert(&cert, &key);
+        std::fs::write(
+            &conf,
+            format!(
+                "static-auth-secret=s\nexternal-ip=203.0.113.5\ncert={}\npkey={}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let mut r = start(&conf);
+        assert_eq!(r.watched().count(), 3);
+        let first = r.tls().expect("TLS is on");
+
+        // The generation the reload loaded is the one served: installed, not loaded again.
+        write_cert(&cert, &key);
+        assert!(r.files_changed());
+        let ok = r.reload().unwrap();
+        let loaded = ok.tls.expect("the new certificates");
+        assert!(!Arc::ptr_eq(&loaded, &first));
+        assert!(Arc::ptr_eq(&loaded, &r.tls().unwrap()));
+        assert!(!r.files_changed(), "the reload took the files as seen");
+
+        // A bad key: refused, naming the key and the file; the loaded generation stays.
+        std::fs::write(&key, "not a key\n").unwrap();
+        let err = format!("{:#}", r.reload().err().expect("refused"));
+        assert!(
+            err.starts_with("pkey: ") && err.contains(&key.display().to_string()),
+            "{err}"
+        );
+        assert!(Arc::ptr_eq(&loaded, &r.tls().unwrap()));
         let _ = std::fs::remove_dir_all(&d);
     }
 }

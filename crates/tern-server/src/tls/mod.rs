@@ -39,6 +39,10 @@
 //! if let Err(e) = store.reload() {
 //!     eprintln!("{e}");
 //! }
+//! // Or, when the whole configuration was read again and its TLS settings loaded with it
+//! // (what the binary does), serve that generation without reading the files again.
+//! # let loaded = std::sync::Arc::new(tern_server::tls::Generation::load(TlsSettings::new("c", "k"))?);
+//! store.install(loaded);
 //! # Ok(())
 //! # }
 //! ```

@@ -48,21 +48,23 @@ impl CertStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let settings = self.current().settings().clone();
-        Ok(self.swap(Generation::load(settings)?))
+        Ok(self.swap(Arc::new(Generation::load(settings)?)))
     }
 
-    /// Like [`CertStore::reload`], with new settings (the configuration file changed the
-    /// certificate paths or the TLS options).
-    pub fn reload_with(&self, settings: TlsSettings) -> Result<Arc<Generation>, TlsError> {
+    /// Serves `generation`, which the caller loaded, to every new connection from now on
+    /// and returns it. A reload of the whole configuration (new certificate paths or TLS
+    /// options, perhaps) loads the certificates while validating it; installing that
+    /// generation keeps the files from being read and parsed a second time. A load that
+    /// failed installs nothing, so the old generation stays.
+    pub fn install(&self, generation: Arc<Generation>) -> Arc<Generation> {
         let _one = self
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Ok(self.swap(Generation::load(settings)?))
+        self.swap(generation)
     }
 
-    fn swap(&self, generation: Generation) -> Arc<Generation> {
-        let generation = Arc::new(generation);
+    fn swap(&self, generation: Arc<Generation>) -> Arc<Generation> {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = generation.clone();
         generation
     }

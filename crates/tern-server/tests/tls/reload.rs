@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::HandshakeKind;
-use tern_server::tls::{Accepting, TlsError, TlsSettings};
+use tern_server::tls::{Accepting, Generation, TlsError, TlsSettings};
 
 use crate::pki::{Pki, TestKey};
 use crate::pump::{connect, connect_accepting, echo, peer_leaf};
@@ -122,7 +122,7 @@ fn kubernetes_secret_symlink_swap() {
 }
 
 #[test]
-fn reload_with_new_settings() {
+fn install_a_generation_with_new_settings() {
     let pki = Pki::new("reload-with");
     let leaf = pki.leaf("turn", &["turn.test"]);
     let other = pki.leaf("other", &["other.test"]);
@@ -135,15 +135,18 @@ fn reload_with_new_settings() {
     );
     settings.sni.push(value.parse().unwrap());
     settings.tls13_only = true;
-    let generation = store.reload_with(settings.clone()).unwrap();
+    let loaded = Arc::new(Generation::load(settings.clone()).unwrap());
+    let generation = store.install(loaded.clone());
+    assert!(Arc::ptr_eq(&generation, &loaded));
+    assert!(Arc::ptr_eq(&store.current(), &loaded));
     assert_eq!(generation.settings(), &settings);
     assert_eq!(store.watched_files().len(), 4);
     let (c, _) = connect(store.current(), &pki.client(BOTH, &[]), "other.test").unwrap();
     assert_eq!(peer_leaf(&c), other.der.to_vec());
-    // Bad new settings leave the ones in force.
+    // Bad new settings fail to load, so there is nothing to install: the ones in force stay.
     let mut bad = settings.clone();
     bad.cert = pki.dir.join("missing.crt");
-    assert!(store.reload_with(bad).is_err());
+    assert!(Generation::load(bad).is_err());
     assert_eq!(store.current().settings(), &settings);
 }
 
