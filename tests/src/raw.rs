@@ -258,6 +258,24 @@ impl RawClient {
         code
     }
 
+    /// Relays `n` payloads each way over channel 0x4000 between this client and `peer`
+    /// (bound to the channel), checking each arrives whole and from the right address. Their
+    /// lengths vary and are mostly not multiples of four, so a stream client's ChannelData
+    /// is padded both ways.
+    pub fn relay_over_channel(&self, relayed: SocketAddr, peer: &UdpSocket, n: usize) {
+        let peer_addr = peer.local_addr().unwrap();
+        let mut buf = [0u8; 2048];
+        for i in 0..n {
+            let p: Vec<u8> = (0..(1 + i * 53 % 999)).map(|j| (i ^ j) as u8).collect();
+            self.send_channel(0x4000, &p);
+            let (len, from) = peer.recv_from(&mut buf).expect("the peer gets the payload");
+            assert_eq!((from, &buf[..len]), (relayed, &p[..]), "client → peer #{i}");
+            peer.send_to(&p, relayed).unwrap();
+            let got = self.recv_relayed(peer_addr).expect("the client gets it");
+            assert_eq!(got, (0x4000, p), "peer → client #{i}");
+        }
+    }
+
     /// CreatePermission for `peer`; panics unless it succeeds.
     pub fn permit(&mut self, peer: SocketAddr) {
         let (code, _) = self.request(Method::CREATE_PERMISSION, |w| {

@@ -261,6 +261,33 @@ impl TestServer {
         }
     }
 
+    /// The value of one series on tern's `/metrics`, e.g.
+    /// `tern_allocations_ended_total{reason="connection_closed",transport="tcp"}`; panics if
+    /// it is missing.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (code, text) = crate::http_get(self.admin_addr(), "/metrics").expect("GET /metrics");
+        assert_eq!(code, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    }
+
+    /// Waits (up to 3 s; workers publish every 100 ms) until `series` reads `want`.
+    pub fn wait_metric(&self, series: &str, want: f64) {
+        let start = Instant::now();
+        loop {
+            let got = self.metric(series);
+            if got == want {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "{series} is {got}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Panics (with the output) if the server has exited, e.g. crashed during the test.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {

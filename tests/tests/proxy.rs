@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tern_e2e::{http_get, PortBlock, RawClient, ServerKind, ServerOptions, TestServer};
+use tern_e2e::{PortBlock, RawClient, ServerKind, ServerOptions, TestServer};
 use tern_wire::{attr, Class, Message, MessageType, MessageWriter, Method, TransactionId};
 
 mod tls_pki;
@@ -30,31 +30,6 @@ fn start(extra: &[String]) -> TestServer {
 /// A loopback port of its own, for one more listener.
 fn spare_port() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, PortBlock::reserve().listen_port()))
-}
-
-/// The value of one series, e.g. `tern_stream_closes_total{reason="proxy_header"}`.
-fn metric(server: &TestServer, series: &str) -> f64 {
-    let (code, text) = http_get(server.admin_addr(), "/metrics").expect("GET /metrics");
-    assert_eq!(code, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
-/// Waits (up to 3 s; workers publish every 100 ms) until `series` reads `want`.
-fn wait_metric(server: &TestServer, series: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = metric(server, series);
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{series} is {got}, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn closes(reason: &str) -> String {
@@ -173,23 +148,8 @@ fn the_proxy_header_names_the_client_on_tcp_proxy_port() {
     // The listening port takes no header: the socket's address, as before.
     let mut plain = RawClient::tcp(server.addr(), SECRET, REALM);
     assert_eq!(plain.mapped_address(), plain.local_addr());
-    assert_eq!(metric(&server, &closes("proxy_header")), 0.0);
+    assert_eq!(server.metric(&closes("proxy_header")), 0.0);
     server.assert_alive();
-}
-
-/// Relays `n` payloads each way over channel 0x4000.
-fn relay(client: &RawClient, relayed: SocketAddr, peer: &UdpSocket, n: usize) {
-    let peer_addr = peer.local_addr().unwrap();
-    let mut buf = [0u8; 2048];
-    for i in 0..n {
-        let p: Vec<u8> = (0..(1 + i * 53 % 999)).map(|j| (i ^ j) as u8).collect();
-        client.send_channel(0x4000, &p);
-        let (len, from) = peer.recv_from(&mut buf).expect("peer gets the payload");
-        assert_eq!((from, &buf[..len]), (relayed, &p[..]), "client → peer #{i}");
-        peer.send_to(&p, relayed).unwrap();
-        let got = client.recv_relayed(peer_addr).expect("client gets it");
-        assert_eq!(got, (0x4000, p), "peer → client #{i}");
-    }
 }
 
 #[test]
@@ -203,15 +163,14 @@ fn an_allocation_over_a_proxied_connection_relays_and_ends_with_it() {
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     client.bind_channel(0x4000, peer.local_addr().unwrap());
-    relay(&client, relayed, &peer, 20);
-    wait_metric(&server, "tern_allocations{transport=\"tcp\"}", 1.0);
+    client.relay_over_channel(relayed, &peer, 20);
+    server.wait_metric("tern_allocations{transport=\"tcp\"}", 1.0);
     drop(client);
-    wait_metric(
-        &server,
+    server.wait_metric(
         "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\"}",
         1.0,
     );
-    wait_metric(&server, "tern_connections", 0.0);
+    server.wait_metric("tern_connections", 0.0);
     server.assert_alive();
 }
 
@@ -240,18 +199,18 @@ fn a_missing_bad_late_or_cut_header_closes_the_connection_and_is_counted() {
     let mut silent = TcpStream::connect(proxy_addr).unwrap();
     let took = wait_closed(&mut silent, Duration::from_secs(4));
     assert!(took >= Duration::from_millis(900), "closed after {took:?}");
-    wait_metric(&server, &closes("proxy_header"), 5.0);
+    server.wait_metric(&closes("proxy_header"), 5.0);
     // A connection that closes without a byte is a plain hang-up.
     drop(TcpStream::connect(proxy_addr).unwrap());
-    wait_metric(&server, &closes("peer_closed"), 1.0);
+    server.wait_metric(&closes("peer_closed"), 1.0);
 
     // On the listening port (no PROXY protocol) a header is bad input, closed as ever.
     let mut conn = TcpStream::connect(server.addr()).unwrap();
     conn.write_all(&v1("203.0.113.7:4242".parse().unwrap()))
         .unwrap();
     wait_closed(&mut conn, Duration::from_secs(2));
-    wait_metric(&server, &closes("bad_channel_number"), 1.0);
-    assert_eq!(metric(&server, &closes("proxy_header")), 5.0);
+    server.wait_metric(&closes("bad_channel_number"), 1.0);
+    assert_eq!(server.metric(&closes("proxy_header")), 5.0);
     server.assert_alive();
 }
 
@@ -319,12 +278,9 @@ fn tls_after_a_v2_header_and_proxy_protocol_on_every_port() {
     assert_eq!(client.mapped_address(), SocketAddr::V4(named));
     let plain = RawClient::tcp(server.addr(), SECRET, REALM);
     assert!(try_binding(&plain, 2).is_err(), "no header, no answer");
-    wait_metric(&server, &closes("proxy_header"), 1.0);
+    server.wait_metric(&closes("proxy_header"), 1.0);
     assert_eq!(
-        metric(
-            &server,
-            "tern_tls_handshake_failures_total{reason=\"other\"}"
-        ),
+        server.metric("tern_tls_handshake_failures_total{reason=\"other\"}"),
         0.0
     );
     server.assert_alive();
@@ -346,7 +302,7 @@ fn the_per_ip_limit_counts_the_socket_or_the_header_address() {
     // The fourth from 127.0.0.1 is closed at once.
     let mut fourth = TcpStream::connect(server.addr()).unwrap();
     wait_closed(&mut fourth, Duration::from_secs(2));
-    wait_metric(&server, &closes("per_ip_limit"), 1.0);
+    server.wait_metric(&closes("per_ip_limit"), 1.0);
     // Another source address still gets in.
     let mut other = RawClient::over(connect_from([127, 0, 0, 2], server.addr()), SECRET, REALM);
     assert_eq!(other.mapped_address().ip(), Ipv4Addr::new(127, 0, 0, 2));
@@ -360,7 +316,7 @@ fn the_per_ip_limit_counts_the_socket_or_the_header_address() {
     let mut over = TcpStream::connect(proxy_addr).unwrap();
     over.write_all(&v1(named(4))).unwrap();
     wait_closed(&mut over, Duration::from_secs(2));
-    wait_metric(&server, &closes("per_ip_limit"), 2.0);
+    server.wait_metric(&closes("per_ip_limit"), 2.0);
     let mut elsewhere = behind(proxy_addr, &v1("198.51.100.2:1".parse().unwrap()));
     assert_eq!(
         elsewhere.mapped_address().ip(),
@@ -369,10 +325,10 @@ fn the_per_ip_limit_counts_the_socket_or_the_header_address() {
 
     // Closing one frees its place (once the server has read the close).
     drop(three.pop());
-    wait_metric(&server, &closes("peer_closed"), 1.0);
+    server.wait_metric(&closes("peer_closed"), 1.0);
     let mut again = RawClient::tcp(server.addr(), SECRET, REALM);
     assert_eq!(again.mapped_address().ip(), Ipv4Addr::LOCALHOST);
-    assert_eq!(metric(&server, &closes("per_ip_limit")), 2.0);
+    assert_eq!(server.metric(&closes("per_ip_limit")), 2.0);
     server.assert_alive();
 }
 
@@ -390,9 +346,9 @@ fn max_connections_bounds_all_connections() {
     }
     let mut third = connect_from([127, 0, 0, 3], server.addr());
     wait_closed(&mut third, Duration::from_secs(2));
-    wait_metric(&server, &closes("over_limit"), 1.0);
+    server.wait_metric(&closes("over_limit"), 1.0);
     drop(two.pop());
-    wait_metric(&server, "tern_connections", 1.0);
+    server.wait_metric("tern_connections", 1.0);
     let mut next = RawClient::tcp(server.addr(), SECRET, REALM);
     next.mapped_address();
     server.assert_alive();
@@ -416,23 +372,15 @@ fn a_stalled_or_abandoned_tls_handshake_is_a_handshake_failure() {
         took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
         "closed after {took:?}"
     );
-    wait_metric(
-        &server,
-        "tern_tls_handshake_failures_total{reason=\"timeout\"}",
-        1.0,
-    );
+    server.wait_metric("tern_tls_handshake_failures_total{reason=\"timeout\"}", 1.0);
     // The start of a ClientHello, then a hang-up: a failed handshake, not a plain close.
     let mut conn = TcpStream::connect(tls_addr).unwrap();
     conn.write_all(&[0x16, 0x03, 0x01]).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     drop(conn);
-    wait_metric(
-        &server,
-        "tern_tls_handshake_failures_total{reason=\"other\"}",
-        1.0,
-    );
-    wait_metric(&server, &closes("tls"), 2.0);
-    assert_eq!(metric(&server, &closes("peer_closed")), 0.0);
+    server.wait_metric("tern_tls_handshake_failures_total{reason=\"other\"}", 1.0);
+    server.wait_metric(&closes("tls"), 2.0);
+    assert_eq!(server.metric(&closes("peer_closed")), 0.0);
     server.assert_alive();
 }
 
@@ -444,7 +392,7 @@ fn the_idle_timeout_closes_silent_connections_without_an_allocation() {
     let mut silent = TcpStream::connect(server.addr()).unwrap();
     let took = wait_closed(&mut silent, Duration::from_secs(4));
     assert!(took >= Duration::from_millis(900), "closed after {took:?}");
-    wait_metric(&server, &closes("idle"), 1.0);
+    server.wait_metric(&closes("idle"), 1.0);
     // The one with an allocation outlives the timeout twice over and still works.
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(
@@ -452,7 +400,7 @@ fn the_idle_timeout_closes_silent_connections_without_an_allocation() {
         0,
         "Refresh over the same connection"
     );
-    assert_eq!(metric(&server, &closes("idle")), 1.0);
+    assert_eq!(server.metric(&closes("idle")), 1.0);
     server.assert_alive();
 }
 

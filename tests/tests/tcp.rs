@@ -23,56 +23,11 @@ fn server(extra: &[String]) -> TestServer {
     server
 }
 
-/// The value of one series, e.g. `tern_allocations_ended_total{reason="connection_closed"}`.
-fn metric(server: &TestServer, series: &str) -> f64 {
-    let (code, text) = http_get(server.admin_addr(), "/metrics").expect("GET /metrics");
-    assert_eq!(code, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
-/// Waits (up to 3 s; workers publish every 100 ms) until `series` reads `want`.
-fn wait_metric(server: &TestServer, series: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = metric(server, series);
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "{series} is {got}, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn peer() -> (UdpSocket, SocketAddr) {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let a = s.local_addr().unwrap();
     (s, a)
-}
-
-/// Relays `n` payloads of odd lengths (so ChannelData on the stream needs padding) each way
-/// over channel 0x4000.
-fn relay(client: &RawClient, relayed: SocketAddr, peer_sock: &UdpSocket, n: usize) {
-    let peer_addr = peer_sock.local_addr().unwrap();
-    let mut buf = [0u8; 2048];
-    for i in 0..n {
-        let p: Vec<u8> = (0..(1 + i * 37 % 1201)).map(|j| (i ^ j) as u8).collect();
-        client.send_channel(0x4000, &p);
-        let (len, from) = peer_sock
-            .recv_from(&mut buf)
-            .expect("peer gets the payload");
-        assert_eq!((from, &buf[..len]), (relayed, &p[..]), "client → peer #{i}");
-        peer_sock.send_to(&p, relayed).unwrap();
-        let got = client
-            .recv_relayed(peer_addr)
-            .expect("client gets the payload");
-        assert_eq!(got, (0x4000, p), "peer → client #{i}");
-    }
 }
 
 #[test]
@@ -105,10 +60,9 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
     let relayed = tcp.allocate_ok();
     assert_eq!(relayed.port(), port);
     tcp.bind_channel(0x4000, peer_addr);
-    relay(&tcp, relayed, &peer_sock, 20);
-    wait_metric(&server, "tern_allocations{transport=\"tcp\"}", 1.0);
-    wait_metric(
-        &server,
+    tcp.relay_over_channel(relayed, &peer_sock, 20);
+    server.wait_metric("tern_allocations{transport=\"tcp\"}", 1.0);
+    server.wait_metric(
         "tern_relayed_packets_total{path=\"channel_data\",direction=\"to_peer\",transport=\"tcp\"}",
         20.0,
     );
@@ -132,19 +86,14 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
         }
     };
     assert_eq!(again.port(), port);
-    wait_metric(
-        &server,
+    server.wait_metric(
         "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\"}",
         1.0,
     );
-    wait_metric(
-        &server,
-        "tern_stream_closes_total{reason=\"peer_closed\"}",
-        1.0,
-    );
-    wait_metric(&server, "tern_allocations{transport=\"udp\"}", 1.0);
-    wait_metric(&server, "tern_allocations{transport=\"tcp\"}", 0.0);
-    wait_metric(&server, "tern_connections", 0.0);
+    server.wait_metric("tern_stream_closes_total{reason=\"peer_closed\"}", 1.0);
+    server.wait_metric("tern_allocations{transport=\"udp\"}", 1.0);
+    server.wait_metric("tern_allocations{transport=\"tcp\"}", 0.0);
+    server.wait_metric("tern_connections", 0.0);
     server.assert_alive();
 }
 
@@ -155,7 +104,7 @@ fn a_bad_stream_closes_its_connection_only() {
     let mut good = RawClient::tcp(server.addr(), SECRET, REALM);
     let relayed = good.allocate_ok();
     good.bind_channel(0x4000, peer_addr);
-    relay(&good, relayed, &peer_sock, 5);
+    good.relay_over_channel(relayed, &peer_sock, 5);
     // The first two bits 11: neither STUN nor ChannelData. The server closes at once.
     let bad = RawClient::tcp(server.addr(), SECRET, REALM);
     bad.send_raw(&[0xC0, 0, 0, 4, 1, 2, 3, 4]);
@@ -167,14 +116,10 @@ fn a_bad_stream_closes_its_connection_only() {
         ),
         "{err:?}"
     );
-    wait_metric(
-        &server,
-        "tern_stream_closes_total{reason=\"bad_first_byte\"}",
-        1.0,
-    );
+    server.wait_metric("tern_stream_closes_total{reason=\"bad_first_byte\"}", 1.0);
     // The other client's allocation keeps relaying, over the same worker or another.
-    relay(&good, relayed, &peer_sock, 20);
-    assert_eq!(metric(&server, "tern_allocations{transport=\"tcp\"}"), 1.0);
+    good.relay_over_channel(relayed, &peer_sock, 20);
+    assert_eq!(server.metric("tern_allocations{transport=\"tcp\"}"), 1.0);
     server.assert_alive();
 }
 
@@ -195,7 +140,7 @@ fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
             peer_sock.send_to(&payload, relayed).unwrap();
         }
         std::thread::sleep(Duration::from_millis(10));
-        dropped = metric(&server, series);
+        dropped = server.metric(series);
         if dropped > 0.0 {
             break;
         }
@@ -203,7 +148,7 @@ fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
     }
     assert!(dropped > 0.0);
     assert_eq!(
-        metric(&server, "tern_connections"),
+        server.metric("tern_connections"),
         1.0,
         "the connection stays"
     );
@@ -212,7 +157,7 @@ fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
         let (ch, data) = slow.recv_relayed(peer_addr).expect("queued data arrives");
         assert_eq!((ch, data.len()), (0x4000, payload.len()));
     }
-    assert_eq!(metric(&server, "tern_allocations{transport=\"tcp\"}"), 1.0);
+    assert_eq!(server.metric("tern_allocations{transport=\"tcp\"}"), 1.0);
     server.assert_alive();
 }
 
@@ -223,7 +168,7 @@ fn a_drain_treats_tcp_allocations_as_udp_ones() {
     let mut tcp = RawClient::tcp(server.addr(), SECRET, REALM);
     let relayed = tcp.allocate_ok();
     tcp.bind_channel(0x4000, peer_addr);
-    relay(&tcp, relayed, &peer_sock, 5);
+    tcp.relay_over_channel(relayed, &peer_sock, 5);
     server.signal("TERM");
     let start = Instant::now();
     while http_get(server.admin_addr(), "/readyz").is_ok_and(|(code, _)| code == 200) {
@@ -238,7 +183,7 @@ fn a_drain_treats_tcp_allocations_as_udp_ones() {
     let mut late = RawClient::tcp(server.addr(), SECRET, REALM);
     assert_eq!(late.allocate().0, 508);
     drop(late);
-    relay(&tcp, relayed, &peer_sock, 50);
+    tcp.relay_over_channel(relayed, &peer_sock, 50);
     assert_eq!(tcp.refresh(600), 0);
     assert!(
         server.wait_exit(Duration::from_millis(500)).is_none(),

@@ -323,21 +323,6 @@ fn wait_for_certificate(addr: SocketAddr, ca: &Path, der: &[u8]) {
     }
 }
 
-/// Relays `n` payloads each way over channel 0x4000 between `client` and `peer`.
-fn relay(client: &RawClient, relayed: SocketAddr, peer: &UdpSocket, n: usize) {
-    let peer_addr = peer.local_addr().unwrap();
-    let mut buf = [0u8; 2048];
-    for i in 0..n {
-        let p: Vec<u8> = (0..(1 + i * 53 % 999)).map(|j| (i ^ j) as u8).collect();
-        client.send_channel(0x4000, &p);
-        let (len, from) = peer.recv_from(&mut buf).expect("the peer gets the payload");
-        assert_eq!((from, &buf[..len]), (relayed, &p[..]), "client → peer #{i}");
-        peer.send_to(&p, relayed).unwrap();
-        let got = client.recv_relayed(peer_addr).expect("the client gets it");
-        assert_eq!(got, (0x4000, p), "peer → client #{i}");
-    }
-}
-
 /// Waits (up to 3 s; workers publish every 100 ms) until `series` reads `want`.
 fn wait_gauge(server: &TestServer, series: &str, want: f64) {
     let start = Instant::now();
@@ -403,7 +388,7 @@ fn a_reload_swaps_the_certificate_of_new_connections_while_an_old_one_keeps_rela
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     client.bind_channel(0x4000, peer.local_addr().unwrap());
-    relay(&client, relayed, &peer, 5);
+    client.relay_over_channel(relayed, &peer, 5);
     wait_gauge(&server, "tern_allocations{transport=\"tls\"}", 1.0);
 
     // A renewal by the same CA (new key, serial 2) renamed into place; SIGUSR2 reloads.
@@ -414,16 +399,16 @@ fn a_reload_swaps_the_certificate_of_new_connections_while_an_old_one_keeps_rela
     let since = wait_reloaded_by(&server, 0, "SIGUSR2");
     // The old connection keeps its certificate, its allocation and its relay.
     assert_eq!(leaf_of(&tls.borrow()), first);
-    relay(&client, relayed, &peer, 300);
+    client.relay_over_channel(relayed, &peer, 300);
     assert_eq!(client.refresh(600), 0, "Refresh of the old allocation");
-    relay(&client, relayed, &peer, 5);
+    client.relay_over_channel(relayed, &peer, 5);
 
     // Another renewal (serial 3) with no signal: the file watch reloads.
     let third = pki.issue("third", 3);
     deploy(&third, &pki);
     wait_for_certificate(addr, &pki.ca, &third.der);
     assert_eq!(leaf_of(&tls.borrow()), first);
-    relay(&client, relayed, &peer, 300);
+    client.relay_over_channel(relayed, &peer, 300);
     assert_eq!(client.refresh(600), 0, "Refresh of the old allocation");
     wait_gauge(&server, "tern_allocations{transport=\"tls\"}", 1.0);
     wait_reloaded_by(&server, since, "file change");
