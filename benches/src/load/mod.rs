@@ -20,6 +20,7 @@ pub mod stream_relay;
 pub mod stun;
 pub mod sys;
 pub mod tls;
+mod window;
 
 use std::net::SocketAddrV4;
 use std::path::PathBuf;

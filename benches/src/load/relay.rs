@@ -15,10 +15,8 @@ use std::time::{Duration, Instant};
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::stun::{self, Credentials, Tids, TurnClient};
-use super::sys::{
-    cpu_seconds, machine_busy_seconds, precise_timers, raise_nofile_limit, Epoll, Interest,
-    RecvBatch, SendBatch,
-};
+use super::sys::{precise_timers, raise_nofile_limit, Epoll, Interest, RecvBatch, SendBatch};
+use super::window::Window;
 use super::{bare, Args, Mode, Report, Shape, Target};
 
 const BATCH: usize = 64;
@@ -61,14 +59,6 @@ struct Counters {
     drops: u64,
 }
 
-struct Snapshot {
-    at: u64,
-    counters: Counters,
-    server_cpu: Option<f64>,
-    own_cpu: f64,
-    machine_busy: Option<f64>,
-}
-
 /// Runs closed, open or c2c.
 pub fn run(args: &Args) -> io::Result<Report> {
     let clock = Instant::now();
@@ -106,18 +96,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         scratch: Vec::with_capacity(args.size + 64),
         tids: Tids::new(),
     };
-    let snap = |c: &Counters, at: u64| Snapshot {
-        at,
-        counters: *c,
-        server_cpu: args.server_pid.and_then(cpu_seconds),
-        own_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0),
-        machine_busy: machine_busy_seconds(),
-    };
-    let warm_end = ns() + (args.warmup * 1e9) as u64;
-    let mut begin: Option<Snapshot> = None;
-    let mut end: Option<Snapshot> = None;
-    let mut drain_end = u64::MAX;
-    let window_ns = (args.duration * 1e9) as u64;
+    let mut window = Window::new(args, ns());
     let open = args.mode == Mode::Open;
     if open {
         precise_timers();
@@ -137,19 +116,10 @@ pub fn run(args: &Args) -> io::Result<Report> {
 
     loop {
         let now = ns();
-        if begin.is_none() && now >= warm_end {
-            begin = Some(snap(&c, now));
-        }
-        if let (Some(b), None) = (&begin, &end) {
-            if now >= b.at + window_ns || c.tx >= args.max_packets {
-                end = Some(snap(&c, now));
-                drain_end = now + args.drain_ms * 1_000_000;
-            }
-        }
-        if now >= drain_end {
+        if !window.tick(now, &c, c.tx) {
             break;
         }
-        let sending = end.is_none() && c.tx < args.max_packets;
+        let sending = !window.ended() && c.tx < args.max_packets;
         if sending && open {
             let target =
                 (u128::from(args.rate) * u128::from(now - send_start) / 1_000_000_000) as u64;
@@ -242,7 +212,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
                     c.round_trips += 1;
                     ep.inflight = ep.inflight.saturating_sub(1);
                     let sent_at = u64::from_le_bytes(payload[4..12].try_into().unwrap());
-                    if begin.is_some() && end.is_none() && sent_at <= now {
+                    if window.measuring() && sent_at <= now {
                         hist.record(now - sent_at);
                     }
                 }
@@ -250,7 +220,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
                     break;
                 }
             }
-            if ep.role == Role::Initiator && !open && end.is_none() {
+            if ep.role == Role::Initiator && !open && !window.ended() {
                 refill(ep, args, &mut tx, &mut c, ns())?;
             } else {
                 c.drops += flush(ep)?;
@@ -258,7 +228,8 @@ pub fn run(args: &Args) -> io::Result<Report> {
         }
     }
 
-    let (b, e) = (begin.unwrap(), end.unwrap());
+    let m = window.finish();
+    let (b, e) = (&m.begin, &m.end);
     let d = |f: fn(&Counters) -> u64| f(&e.counters) - f(&b.counters);
     let c2c = args.mode == Mode::C2c;
     let relayed = if c2c {
@@ -271,13 +242,6 @@ pub fn run(args: &Args) -> io::Result<Report> {
     } else {
         (c.tx + c.peer_tx, c.peer_rx + c.rx)
     };
-    let server_cpu = b.server_cpu.zip(e.server_cpu).map(|(x, y)| y - x);
-    let generator_cpu = e.own_cpu - b.own_cpu;
-    let other_cpu = b
-        .machine_busy
-        .zip(e.machine_busy)
-        .zip(server_cpu)
-        .map(|((x, y), s)| (y - x - s - generator_cpu).max(0.0));
     Ok(Report {
         label: args.label.clone(),
         target: format!("{:?}", args.target).to_lowercase(),
@@ -295,9 +259,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
         received,
         generator_drops: c.drops,
         latency_us: [0.5, 0.99, 0.999].map(|q| hist.quantile(q) as f64 / 1e3),
-        server_cpu,
-        generator_cpu,
-        other_cpu,
+        server_cpu: m.server_cpu,
+        generator_cpu: m.generator_cpu,
+        other_cpu: m.other_cpu,
         failures,
         ..Report::default()
     })

@@ -24,10 +24,9 @@ use super::net::bind_udp;
 use super::relay::{mode_name, shape_name};
 use super::setup::{interest, Engine, Session, Step};
 use super::stun::{self, Tids};
-use super::sys::{
-    cpu_seconds, machine_busy_seconds, precise_timers, raise_nofile_limit, RecvBatch,
-};
+use super::sys::{precise_timers, raise_nofile_limit, RecvBatch};
 use super::tls::{negotiated, TlsClient};
+use super::window::Window;
 use super::{Args, Interest, Mode, Report, Shape, Transport};
 
 const BATCH: usize = 64;
@@ -58,14 +57,6 @@ struct Counters {
     round_trips: u64,
     drops: u64,
     reordered: u64,
-}
-
-struct Snapshot {
-    at: u64,
-    counters: Counters,
-    server_cpu: Option<f64>,
-    own_cpu: f64,
-    machine_busy: Option<f64>,
 }
 
 /// Builds outgoing packets.
@@ -179,18 +170,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         scratch: Vec::with_capacity(args.size + 64),
         tids: Tids::new(),
     };
-    let snap = |c: &Counters, at: u64| Snapshot {
-        at,
-        counters: *c,
-        server_cpu: args.server_pid.and_then(cpu_seconds),
-        own_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0),
-        machine_busy: machine_busy_seconds(),
-    };
-    let warm_end = ns() + (args.warmup * 1e9) as u64;
-    let mut begin: Option<Snapshot> = None;
-    let mut end: Option<Snapshot> = None;
-    let mut drain_end = u64::MAX;
-    let window_ns = (args.duration * 1e9) as u64;
+    let mut window = Window::new(args, ns());
     let open = args.mode == Mode::Open;
     let coalesce = args.shape == Shape::Bursty;
     if open {
@@ -201,19 +181,10 @@ pub fn run(args: &Args) -> io::Result<Report> {
 
     loop {
         let now = ns();
-        if begin.is_none() && now >= warm_end {
-            begin = Some(snap(&c, now));
-        }
-        if let (Some(b), None) = (&begin, &end) {
-            if now >= b.at + window_ns || c.tx >= args.max_packets {
-                end = Some(snap(&c, now));
-                drain_end = now + args.drain_ms * 1_000_000;
-            }
-        }
-        if now >= drain_end {
+        if !window.tick(now, &c, c.tx) {
             break;
         }
-        let sending = end.is_none() && c.tx < args.max_packets;
+        let sending = !window.ended() && c.tx < args.max_packets;
         if sending && open {
             let target =
                 (u128::from(args.rate) * u128::from(now - send_start) / 1_000_000_000) as u64;
@@ -273,7 +244,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
             let k = token as usize;
             let Some(ep) = eps[k].as_mut() else { continue };
             let now = ns();
-            let measuring = begin.is_some() && end.is_none();
+            let measuring = window.measuring();
             let (inflight, last_rx, newest) = (&mut ep.inflight, &mut ep.last_rx, &mut ep.newest);
             let mut on_message = |kind: FrameKind, m: &[u8]| {
                 let payload = match kind {
@@ -309,7 +280,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
                     continue;
                 }
             }
-            if !open && end.is_none() {
+            if !open && !window.ended() {
                 refill(ep, args, coalesce, &mut tx, &mut c, ns())?;
             } else {
                 ep.s.conn.flush()?;
@@ -318,15 +289,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
         }
     }
 
-    let (b, e) = (begin.unwrap(), end.unwrap());
+    let m = window.finish();
+    let (b, e) = (&m.begin, &m.end);
     let d = |f: fn(&Counters) -> u64| f(&e.counters) - f(&b.counters);
-    let server_cpu = b.server_cpu.zip(e.server_cpu).map(|(x, y)| y - x);
-    let generator_cpu = e.own_cpu - b.own_cpu;
-    let other_cpu = b
-        .machine_busy
-        .zip(e.machine_busy)
-        .zip(server_cpu)
-        .map(|((x, y), s)| (y - x - s - generator_cpu).max(0.0));
     Ok(Report {
         label: args.label.clone(),
         target: "turn".into(),
@@ -346,9 +311,9 @@ pub fn run(args: &Args) -> io::Result<Report> {
         generator_drops: c.drops,
         reordered: Some(c.reordered),
         latency_us: [0.5, 0.99, 0.999].map(|q| hist.quantile(q) as f64 / 1e3),
-        server_cpu,
-        generator_cpu,
-        other_cpu,
+        server_cpu: m.server_cpu,
+        generator_cpu: m.generator_cpu,
+        other_cpu: m.other_cpu,
         failures: failures + closed_conns,
         ..Report::default()
     })
