@@ -1,13 +1,14 @@
-//! Real WebRTC stacks against the built tern: headless Chromium and aiortc, relay-only, on
-//! loopback over TURN/UDP, TURN/TCP and TURN/TLS; aiortc and Chromium behind NATs in network
-//! namespaces, among them a client whose UDP is dropped entirely. The work is done by the
+//! Real WebRTC stacks against the built tern: headless Chromium, headless Firefox and aiortc,
+//! relay-only, on loopback over TURN/UDP, TURN/TCP and TURN/TLS; aiortc, Chromium and Firefox
+//! behind NATs in network namespaces, among them a client whose UDP is dropped entirely. The work is done by the
 //! Python scripts in `tests/webrtc/` (see their docstrings); this file runs them with the tern
 //! binary the other suites use, so `cargo test --workspace` covers them.
 //!
 //! Prerequisites: the virtual environment `target/webrtc-venv` with
 //! `tests/webrtc/requirements.txt` installed (`TERN_WEBRTC_PYTHON` names another
-//! interpreter), `chromium` on `PATH` (`CHROMIUM_BIN` overrides), `certutil` (libnss3-tools)
-//! for Chromium over TLS, and root for the namespaces.
+//! interpreter), `chromium` and `firefox-esr` on `PATH` (`CHROMIUM_BIN`, `FIREFOX_BIN`
+//! override), `certutil` (libnss3-tools) for the browsers over TLS, and root for the
+//! namespaces.
 //! `.ci/run` sets all of them up. When one is missing, a test fails if `CI` is set and
 //! otherwise prints why it skipped.
 
@@ -58,11 +59,21 @@ fn python() -> Option<PathBuf> {
     out.success().then_some(python)
 }
 
-fn chromium_found() -> bool {
-    if std::env::var_os("CHROMIUM_BIN").is_some() {
-        return true;
+/// The browser `kind` (chromium or firefox) is installed: on `PATH`, or named by
+/// `CHROMIUM_BIN` / `FIREFOX_BIN` (the names tests/webrtc/browsers.py looks for).
+fn browser_found(kind: &str) -> bool {
+    let (var, names): (&str, &[&str]) = match kind {
+        "chromium" => ("CHROMIUM_BIN", &["chromium"]),
+        _ => ("FIREFOX_BIN", &["firefox-esr", "firefox"]),
+    };
+    std::env::var_os(var).is_some() || names.iter().any(|n| prereq::on_path(n).is_some())
+}
+
+fn install(kind: &str) -> &'static str {
+    match kind {
+        "chromium" => "apt-get install -y chromium",
+        _ => "apt-get install -y firefox-esr",
     }
-    prereq::on_path("chromium").is_some()
 }
 
 fn is_root() -> bool {
@@ -107,20 +118,57 @@ fn aiortc_relay_only_loopback() {
     }
 }
 
-#[test]
-fn chromium_relay_only_loopback() {
+/// `kind` (chromium or firefox) relay-only through tern over `transport`: browser_test.py,
+/// with the test CA in a fresh NSS database for TLS (Chromium's `$HOME/.pki/nssdb`, Firefox's
+/// profile).
+fn browser_over(kind: &str, transport: &str) {
     let python = python();
     if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
         && prerequisite(
-            chromium_found(),
-            "chromium not on PATH",
-            "apt-get install -y chromium",
+            browser_found(kind),
+            &format!("{kind} not on PATH"),
+            install(kind),
         )
+        && (transport != "tls"
+            || prerequisite(
+                certutil_found(),
+                "certutil not on PATH",
+                "apt-get install -y libnss3-tools",
+            ))
     {
-        run_script(&python.unwrap(), "browser_test.py", &[]);
+        run_script(
+            &python.unwrap(),
+            "browser_test.py",
+            &["--browser", kind, "--transport", transport],
+        );
     }
 }
 
+#[test]
+fn chromium_relay_only_loopback() {
+    browser_over("chromium", "udp");
+}
+
+#[test]
+fn firefox_relay_only_loopback() {
+    browser_over("firefox", "udp");
+}
+
+#[test]
+fn firefox_relay_only_tcp_loopback() {
+    browser_over("firefox", "tcp");
+}
+
+/// Also: Firefox refuses tern's certificate without the CA, and gets no relay candidate from
+/// `turns:` with an IP literal (the README's note on `turns:` URLs rests on this).
+#[test]
+fn firefox_relay_only_tls_loopback() {
+    browser_over("firefox", "tls");
+}
+
+/// Symmetric NAT: direct ICE fails, relay-only through tern works, aiortc to aiortc and aiortc
+/// to Chromium and to Firefox behind the symmetric NAT (nat_test.py; the browser parts fail
+/// in CI when a browser is missing).
 #[test]
 fn aiortc_behind_nats() {
     let python = python();
@@ -152,30 +200,6 @@ fn aiortc_over(transport: &str) {
     }
 }
 
-/// Chromium, with the test CA in a fresh NSS database for TLS.
-fn chromium_over(transport: &str) {
-    let python = python();
-    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
-        && prerequisite(
-            chromium_found(),
-            "chromium not on PATH",
-            "apt-get install -y chromium",
-        )
-        && (transport != "tls"
-            || prerequisite(
-                certutil_found(),
-                "certutil not on PATH",
-                "apt-get install -y libnss3-tools",
-            ))
-    {
-        run_script(
-            &python.unwrap(),
-            "browser_test.py",
-            &["--transport", transport],
-        );
-    }
-}
-
 #[test]
 fn aiortc_relay_only_tcp_loopback() {
     aiortc_over("tcp");
@@ -188,16 +212,17 @@ fn aiortc_relay_only_tls_loopback() {
 
 #[test]
 fn chromium_relay_only_tcp_loopback() {
-    chromium_over("tcp");
+    browser_over("chromium", "tcp");
 }
 
 #[test]
 fn chromium_relay_only_tls_loopback() {
-    chromium_over("tls");
+    browser_over("chromium", "tls");
 }
 
 /// The UDP-blocked client: relay-only over TCP and TLS works where UDP TURN and direct ICE
-/// fail (nat_tcp_test.py; its Chromium part fails in CI without chromium or certutil).
+/// fail, for aiortc, Chromium and Firefox (nat_tcp_test.py; its browser parts fail in CI
+/// without the browser or certutil).
 #[test]
 fn udp_blocked_client_behind_nat() {
     let python = python();

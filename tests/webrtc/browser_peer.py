@@ -1,8 +1,8 @@
-"""Headless Chromium as the answering peer of pair.py, speaking aiortc_peer.py's protocol on
+"""A headless browser (Chromium, or Firefox with --browser firefox) as the answering peer of pair.py, speaking aiortc_peer.py's protocol on
 stdin/stdout (one JSON object a line): reads {"type": "offer"}, prints {"type": "answer"},
 then {"type": "result", ...} with the same fields as aiortc_peer.py. Meant to run inside a
 client's network namespace (`ip netns exec`): the page server listens on that namespace's
-127.0.0.1 and Chromium runs there too, so the browser's only way out is the NAT under test.
+127.0.0.1 and the browser runs there too, so the browser's only way out is the NAT under test.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import queue
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
 
-from browser_test import CHROMIUM_FLAGS, PageServer, chromium_version, find_chromium
-from common import kill_group
+from browser_test import PageServer
+from browsers import KINDS, find_browser
 
 
 def emit(obj: dict) -> None:
@@ -32,11 +30,13 @@ def main() -> int:
     p.add_argument("--policy", choices=["relay", "all"], default="relay")
     p.add_argument("--messages", type=int, default=20)
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--browser", choices=KINDS, default="chromium")
+    p.add_argument("--trust", type=Path, help="a CA (PEM) the browser's fresh NSS database trusts")
     args = p.parse_args()
     result = {"type": "result", "role": "answer", "ok": False}
-    chromium = find_chromium()
-    if not chromium:
-        emit({**result, "error": "chromium not found"})
+    browser = find_browser(args.browser)
+    if not browser:
+        emit({**result, "error": f"{args.browser} not found"})
         return 1
     offer = None
     deadline = time.monotonic() + args.timeout
@@ -51,30 +51,23 @@ def main() -> int:
     server = PageServer({"offer": offer["sdp"], "iceServers": json.loads(args.ice_servers),
                          "policy": args.policy, "messages": args.messages,
                          "timeout_ms": int(args.timeout * 1000)}, page="peer.html")
-    profile = tempfile.mkdtemp(prefix="tern-chromium-")
-    out = tempfile.TemporaryFile()
-    proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", server.url],
-                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     try:
-        try:
-            emit(server.answers.get(timeout=max(1.0, deadline - time.monotonic())))
-        except queue.Empty:
-            emit({**result, "error": "the page posted no answer"})
-            return 1
-        try:
-            page_result = server.results.get(timeout=args.timeout + 10)
-        except queue.Empty:
-            page_result = {**result, "error": "the page posted no result"}
-        page_result["version"] = chromium_version(chromium)
+        with browser.open(server.url, trust=args.trust) as proc:
+            try:
+                emit(server.answers.get(timeout=max(1.0, deadline - time.monotonic())))
+            except queue.Empty:
+                emit({**result, "error": "the page posted no answer",
+                      "browser_output": browser.output(proc).splitlines()[-15:]})
+                return 1
+            try:
+                page_result = server.results.get(timeout=args.timeout + 10)
+            except queue.Empty:
+                page_result = {**result, "error": "the page posted no result"}
+        page_result["version"] = browser.version
         emit(page_result)
         return 0 if page_result.get("ok") else 1
     finally:
-        kill_group(proc)
         server.close()
-        shutil.rmtree(profile, ignore_errors=True)
-        out.close()
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,9 @@ Checks, in order:
   d. Chromium as the UDP-blocked client (answerer in cliA, test CA in a fresh NSS database),
      over tcp and tls, aiortc in cliB: getStats' selected local candidate has relayProtocol
      tcp / tls. Skipped without chromium or certutil unless CI is set.
+  e. Firefox the same way; over TLS it uses turns:turn.nat.test:5349 (cliA's /etc/hosts names
+     192.0.2.2 so, and so does the certificate): Firefox makes no turns: connection to an IP
+     literal. Skipped without firefox-esr or certutil unless CI is set.
 
 Needs root (ip netns, nftables). Namespaces are t6w<pid>-<role>, deleted in `finally`.
 
@@ -39,13 +42,14 @@ import signal
 import sys
 from pathlib import Path
 
-from browser_test import find_chromium, nss_home
+from browsers import find_browser
 from common import Pki, TestFailure, Tern, credentials, default_tern, log
 from nat_test import (NAT_A_PUBLIC, NAT_B_PUBLIC, RELAY_PORTS, TURN_PORT, TURN_PRIVATE, TURN_PUBLIC,
                       Topology, check_relay_only, seen_from)
 from pair import describe, run_pair
 
 TLS_PORT = 5349
+TURN_NAME = "turn.nat.test"  # tern's public address by name, in cliA's /etc/hosts
 MESSAGES = 20
 
 BLOCK_UDP = """
@@ -61,18 +65,19 @@ class Run:
     def __init__(self, topo: Topology, tern: Tern, tern_bin: Path, secret: str):
         self.topo, self.tern, self.tern_bin, self.secret = topo, tern, tern_bin, secret
 
-    def cred(self, name: str, transport: str) -> dict:
-        return credentials(self.tern_bin, self.secret, name, f"turn:{TURN_PUBLIC}:{TURN_PORT}",
+    def cred(self, name: str, transport: str, host: str = TURN_PUBLIC) -> dict:
+        return credentials(self.tern_bin, self.secret, name, f"turn:{host}:{TURN_PORT}",
                            transport=transport, tls_port=TLS_PORT)
 
     def pair(self, a_servers: list[dict], b_servers: list[dict], policy: str, timeout: float,
-             chromium_in_a: bool = False, home: Path | None = None) -> tuple[dict, dict]:
-        """(cliA's result, cliB's result). aiortc in cliA offers, unless Chromium is the
+             browser_in_a: str | None = None, trust: Path | None = None) -> tuple[dict, dict]:
+        """(cliA's result, cliB's result). aiortc in cliA offers, unless a browser is the
         cliA side (it can only answer), when aiortc in cliB offers."""
-        if chromium_in_a:
+        if browser_in_a:
             off, ans = run_pair(b_servers, a_servers, policy, offer_ns=self.topo.ns["cliB"],
                                 answer_ns=self.topo.ns["cliA"], messages=MESSAGES, timeout=timeout,
-                                answer_script="browser_peer.py", answer_env={"HOME": str(home)})
+                                answer_script="browser_peer.py",
+                                answer_args=["--browser", browser_in_a, "--trust", str(trust)])
             return ans, off
         return run_pair(a_servers, b_servers, policy, offer_ns=self.topo.ns["cliA"],
                         answer_ns=self.topo.ns["cliB"], messages=MESSAGES, timeout=timeout)
@@ -129,13 +134,15 @@ def direct_fails(run: Run, stun: list[dict], limit: float) -> None:
         f"B {b.get('ice_states')}")
 
 
-def relay_over(run: Run, transport: str, chromium: bool = False, home: Path | None = None) -> str:
-    """cliA relay-only over `transport` (tcp or tls), cliB over UDP; returns the PASS detail."""
-    who = "Chromium" if chromium else "aiortc"
-    what = f"{'d' if chromium else 'c'}. {who} in the UDP-blocked cliA over {transport}"
-    cred_a = run.cred(f"blocked-{who.lower()}-{transport}-a", transport)
+def relay_over(run: Run, transport: str, browser: str | None = None, trust: Path | None = None,
+               step: str = "c", host: str = TURN_PUBLIC) -> str:
+    """cliA (aiortc, or `browser` trusting `trust`) relay-only over `transport` (tcp or tls) to
+    tern at `host`, cliB over UDP; returns the PASS detail."""
+    who = {None: "aiortc", "chromium": "Chromium", "firefox": "Firefox"}[browser]
+    what = f"{step}. {who} in the UDP-blocked cliA over {transport}"
+    cred_a = run.cred(f"blocked-{who.lower()}-{transport}-a", transport, host=host)
     cred_b = run.cred(f"blocked-{who.lower()}-{transport}-b", "udp")
-    a, b = run.pair([cred_a], [cred_b], "relay", timeout=30, chromium_in_a=chromium, home=home)
+    a, b = run.pair([cred_a], [cred_b], "relay", timeout=30, browser_in_a=browser, trust=trust)
     check_relay_only(a, b, what)
     if not both_delivered(a, b):
         raise TestFailure(f"{what}: not every message arrived both ways:\n{describe(a)}\n{describe(b)}")
@@ -168,13 +175,14 @@ def main() -> int:
 
     Topology.remove_stale()
     topo = Topology()
-    pki = Pki(dns=[], ips=[TURN_PUBLIC])
-    tern = home = None
+    pki = Pki(dns=[TURN_NAME], ips=[TURN_PUBLIC])
+    tern = None
     saved_cert_file = os.environ.get("SSL_CERT_FILE")
     try:
         log(f"namespaces {topo.run}-*: tern {TURN_PRIVATE} (public {TURN_PUBLIC}), cliA behind natA "
             f"{NAT_A_PUBLIC}, cliB behind natB {NAT_B_PUBLIC}, both endpoint-independent")
         topo.setup()
+        topo.hosts("cliA", {TURN_NAME: TURN_PUBLIC})
         topo.set_masquerade("natB", symmetric=False)
         secret = secrets.token_hex(16)
         tern = Tern(args.tern, TURN_PRIVATE, TURN_PORT, RELAY_PORTS.start, RELAY_PORTS.stop - 1, secret,
@@ -192,16 +200,20 @@ def main() -> int:
         direct_fails(run, stun, args.direct_timeout)
         passed = [relay_over(run, "tcp"), relay_over(run, "tls")]
 
-        missing = [tool for tool, found in (("chromium", find_chromium()), ("certutil (libnss3-tools)",
-                                                                           shutil.which("certutil"))) if not found]
-        if not missing:
-            home = nss_home(pki.ca)
-            passed += [relay_over(run, "tcp", chromium=True, home=home),
-                       relay_over(run, "tls", chromium=True, home=home)]
-        elif os.environ.get("CI"):
-            raise TestFailure(f"d. {' and '.join(missing)} not found (CI is set, so this is a failure)")
-        else:
-            log(f"d. SKIPPED: {' and '.join(missing)} not found, no Chromium run as the UDP-blocked client")
+        # d. Chromium, e. Firefox as the UDP-blocked client. Firefox makes no turns:
+        # connection to an IP literal, so over TLS it reaches tern by a name that cliA's
+        # /etc/hosts gives 192.0.2.2 and the certificate names.
+        for step, kind in (("d", "chromium"), ("e", "firefox")):
+            missing = [tool for tool, found in ((kind, find_browser(kind)), ("certutil (libnss3-tools)",
+                                                                            shutil.which("certutil"))) if not found]
+            if missing:
+                if os.environ.get("CI"):
+                    raise TestFailure(f"{step}. {' and '.join(missing)} not found (CI is set, so this is a failure)")
+                log(f"{step}. SKIPPED: {' and '.join(missing)} not found, no {kind} run as the UDP-blocked client")
+                continue
+            passed += [relay_over(run, "tcp", browser=kind, trust=pki.ca, step=step),
+                       relay_over(run, "tls", browser=kind, trust=pki.ca, step=step,
+                                  host=TURN_NAME if kind == "firefox" else TURN_PUBLIC)]
         print("PASS UDP-blocked client (nftables drops all UDP in cliA): relay-only over UDP and direct ICE "
               "fail, both worked before the block; relay-only through tern over TCP and TLS works, messages "
               "both ways: " + "; ".join(passed))
@@ -219,8 +231,6 @@ def main() -> int:
         if tern:
             tern.stop()
         topo.teardown()
-        if home:
-            shutil.rmtree(home, ignore_errors=True)
         pki.remove()
 
 

@@ -16,6 +16,8 @@ Checks, in order:
      as the NATs' public addresses.
   3b. The same with headless Chromium as the peer in cliB (browser_peer.py): two independent
      stacks interoperating through tern. Skipped without chromium unless CI is set.
+  3c. The same with headless Firefox in cliB, behind the symmetric NAT. Skipped without
+     firefox-esr unless CI is set.
   4. Control: natB switched to endpoint-independent masquerade, the same direct attempt works,
      so the failure in 2 was the symmetric NAT.
 
@@ -32,13 +34,14 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from browser_test import find_chromium
+from browsers import find_browser
 from common import HERE, TestFailure, Tern, credentials, default_tern, kill_group, log
 from pair import describe, run_pair
 
@@ -86,6 +89,7 @@ class Topology:
                 log(f"deleting stale namespace {name} and the processes left in it")
                 kill_inside(name)
                 sh("ip", "netns", "del", name, check=False)
+                shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
 
     def x(self, role: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return sh("ip", "netns", "exec", self.ns[role], *args, input=input)
@@ -153,12 +157,21 @@ table ip filter {{
         self.procs.append(proc)
         return proc
 
+    def hosts(self, role: str, names: dict[str, str]) -> None:
+        """Host names that resolve inside `role`'s namespace: `ip netns exec` bind-mounts
+        /etc/netns/<namespace>/hosts over /etc/hosts. Removed by teardown."""
+        etc = Path("/etc/netns") / self.ns[role]
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "hosts").write_text("127.0.0.1 localhost\n" +
+                                   "".join(f"{ip} {name}\n" for name, ip in names.items()))
+
     def teardown(self) -> None:
         for proc in self.procs:
             kill_group(proc)
         for name in reversed(self.created):
             kill_inside(name)
             sh("ip", "netns", "del", name, check=False)
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
         left = [n for n in self.created if n in sh("ip", "netns", "list", check=False).stdout]
         if left:
             log(f"WARNING: namespaces left behind: {left}")
@@ -280,27 +293,30 @@ def main() -> int:
         check_relay_only(off, ans, "3. aiortc (cliA) to aiortc (cliB)")
         seen_from(tern, [(cred_a["username"], NAT_A_PUBLIC), (cred_b["username"], NAT_B_PUBLIC)])
         relay_pairs = (off["selected_pair"], ans["selected_pair"])
-        chromium_note = ""
+        browser_notes = []
         log(f"3. relay-only through tern: {off['round_trips']} round trips, median {off.get('rtt_ms_median')} ms; "
             f"A pair {off['selected_pair']}, B pair {ans['selected_pair']}; tern saw the clients as "
             f"{NAT_A_PUBLIC} and {NAT_B_PUBLIC}")
 
-        if find_chromium():
-            cred_c = credentials(args.tern, secret, "nat-chromium", uri)
+        for step, kind in (("3b", "chromium"), ("3c", "firefox")):
+            browser = find_browser(kind)
+            if not browser:
+                if os.environ.get("CI"):
+                    raise TestFailure(f"{step}. {kind} not found (CI is set, so this is a failure)")
+                log(f"{step}. SKIPPED: {kind} not found, no aiortc-to-{kind} run behind the NATs")
+                continue
+            cred_c = credentials(args.tern, secret, f"nat-{kind}", uri)
             off, ans = run_pair([cred_a], [cred_c], "relay", offer_ns=topo.ns["cliA"],
                                 answer_ns=topo.ns["cliB"], messages=MESSAGES, timeout=30,
-                                answer_script="browser_peer.py")
-            check_relay_only(off, ans, "3b. aiortc (cliA) to Chromium (cliB)")
+                                answer_script="browser_peer.py", answer_args=["--browser", kind])
+            check_relay_only(off, ans, f"{step}. aiortc (cliA) to {browser.name} (cliB, symmetric NAT)")
             seen_from(tern, [(cred_c["username"], NAT_B_PUBLIC)])
-            chromium_note = (f" and aiortc to {ans.get('version', 'Chromium').split(' built')[0]} "
-                             f"(Chromium pair {ans['selected_pair']})")
-            log(f"3b. aiortc in cliA to {ans.get('version')} in cliB, relay-only through tern: "
+            version = browser.short_version
+            browser_notes.append(f"aiortc to {version} behind the symmetric NAT ({browser.name} pair "
+                                 f"{ans['selected_pair']})")
+            log(f"{step}. aiortc in cliA to {version} in cliB, relay-only through tern: "
                 f"{off['round_trips']} round trips; aiortc pair {off['selected_pair']}, "
-                f"Chromium pair {ans['selected_pair']}")
-        elif os.environ.get("CI"):
-            raise TestFailure("3b. chromium not found (CI is set, so this is a failure)")
-        else:
-            log("3b. SKIPPED: chromium not found, no aiortc-to-Chromium run behind the NATs")
+                f"{browser.name} pair {ans['selected_pair']}")
 
         topo.set_masquerade("natB", symmetric=False)
         off, ans = direct(stun, 20)
@@ -311,7 +327,7 @@ def main() -> int:
             f"B pair {ans['selected_pair']}")
         print(f"PASS NAT topology: direct ICE fails behind the symmetric NAT; relay-only through tern "
               f"(external-ip {TURN_PUBLIC}/{TURN_PRIVATE}) works, aiortc to aiortc (A pair {relay_pairs[0]}, "
-              f"B pair {relay_pairs[1]}){chromium_note}; control: direct works once natB is "
+              f"B pair {relay_pairs[1]}){''.join(', ' + n for n in browser_notes)}; control: direct works once natB is "
               f"endpoint-independent")
         return 0
     except TestFailure as e:

@@ -5,7 +5,6 @@ processes are killed whatever happens."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -41,15 +40,14 @@ def _pump_err(run: PeerRun) -> None:
 
 
 def _start(role: str, ice_servers: list[dict], policy: str, netns: str | None,
-           messages: int, timeout: float, script: str, env: dict | None) -> PeerRun:
+           messages: int, timeout: float, script: str, extra: list[str]) -> PeerRun:
     cmd = [sys.executable, str(HERE / script), "--role", role,
            "--ice-servers", json.dumps(ice_servers), "--policy", policy,
-           "--messages", str(messages), "--timeout", str(timeout)]
+           "--messages", str(messages), "--timeout", str(timeout), *extra]
     if netns:
         cmd = ["ip", "netns", "exec", netns] + cmd
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, **env} if env else None)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     run = PeerRun(role, netns, proc)
     threading.Thread(target=_pump, args=(run,), daemon=True).start()
     threading.Thread(target=_pump_err, args=(run,), daemon=True).start()
@@ -67,13 +65,14 @@ def run_pair(offer_servers: list[dict], answer_servers: list[dict], policy: str,
              offer_ns: str | None = None, answer_ns: str | None = None,
              messages: int = 20, timeout: float = 30.0,
              answer_script: str = "aiortc_peer.py",
-             answer_env: dict | None = None) -> tuple[dict, dict]:
+             answer_args: list[str] | None = None) -> tuple[dict, dict]:
     """Returns (offerer result, answerer result). The offerer is always aiortc; the answerer
-    is `answer_script` (aiortc_peer.py, or browser_peer.py for Chromium), with `answer_env`
-    added to its environment. Raises TestFailure if a peer broke down before producing a
+    is `answer_script` (aiortc_peer.py, or browser_peer.py for a browser), with `answer_args`
+    added to its command line (browser_peer.py: `--browser firefox`, `--trust CA.pem`). Raises TestFailure if a peer broke down before producing a
     result (not if ICE merely failed: the results say that)."""
-    offerer = _start("offer", offer_servers, policy, offer_ns, messages, timeout, "aiortc_peer.py", None)
-    answerer = _start("answer", answer_servers, policy, answer_ns, messages, timeout, answer_script, answer_env)
+    offerer = _start("offer", offer_servers, policy, offer_ns, messages, timeout, "aiortc_peer.py", [])
+    answerer = _start("answer", answer_servers, policy, answer_ns, messages, timeout, answer_script,
+                      answer_args or [])
     deadline = time.monotonic() + timeout + 20  # gathering, DTLS, result lines
     try:
         for src, dst, kind in ((offerer, answerer, "offer"), (answerer, offerer, "answer")):

@@ -129,6 +129,31 @@ fn turn_host(rest: &str) -> Option<&str> {
     (!no_host && port_ok).then_some(host)
 }
 
+/// The `turns:` URLs among `urls` whose host is an IP address, not a name. Firefox opens no
+/// TLS connection for those (tests/webrtc/browser_test.py checks it), and every browser needs
+/// the certificate to name what the URL names, so `tern credentials` warns about them.
+pub fn turns_ip_literals(urls: &[String]) -> Vec<&str> {
+    urls.iter()
+        .filter_map(|url| {
+            let rest = url.strip_prefix("turns:")?;
+            let rest = rest.split('?').next().unwrap_or(rest);
+            let host = turn_host(rest)?;
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            bare.parse::<std::net::IpAddr>().is_ok().then_some(url.as_str())
+        })
+        .collect()
+}
+
+/// What `tern credentials` prints on stderr for [`turns_ip_literals`].
+pub fn turns_ip_literal_note(url: &str) -> String {
+    format!(
+        "note: {url} names an IP address. Firefox makes no turns: connection to an IP address \
+         (its users fall back to UDP or TCP, or get no relay); give a host name instead, one the \
+         certificate names (Chromium accepts an IP address only when the certificate lists it \
+         as an IP SAN)."
+    )
+}
+
 /// One line of JSON in the shape of a WebRTC `RTCIceServer`.
 pub fn ice_server_json(urls: &[String], cred: &RestCredential) -> String {
     let urls: Vec<String> = urls.iter().map(|u| json_string(u)).collect();
@@ -179,6 +204,28 @@ mod tests {
     //   b"1700086400:alice",hashlib.sha1).digest()).decode())'
     // (cross-checked with `openssl dgst -sha1 -hmac north -binary | base64`)
     const VECTOR: &str = "SXua5ne/+mDhiHTp0pQJzRO4ESg=";
+
+    #[test]
+    fn turns_with_an_ip_address_is_found() {
+        let urls: Vec<String> = [
+            "turns:192.0.2.1:5349?transport=tcp",
+            "turns:[2001:db8::1]:443?transport=tcp",
+            "turns:turn.example.org:443?transport=tcp",
+            "turns:192.0.2.1",
+            "turn:192.0.2.1:3478?transport=udp",
+            "turns:1.2.3.4.example.org:443",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            turns_ip_literals(&urls),
+            [
+                "turns:192.0.2.1:5349?transport=tcp",
+                "turns:[2001:db8::1]:443?transport=tcp",
+                "turns:192.0.2.1"
+            ]
+        );
+    }
 
     #[test]
     fn known_vector() {

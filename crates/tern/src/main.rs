@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use tern::credentials::{ice_urls, render, rest_credential, Transport};
+use tern::credentials::{
+    ice_urls, render, rest_credential, turns_ip_literal_note, turns_ip_literals, Transport,
+};
 use tern::reload::Reloader;
 use tern::{lifecycle, logging, mapping, overrides, startup};
 
@@ -114,6 +116,9 @@ fn credentials(args: &CredentialsArgs) -> anyhow::Result<ExitCode> {
     let cred = rest_credential(secret.as_bytes(), expiry, args.name.as_deref());
     let urls = ice_urls(&args.uri, &args.transports, args.tls_port)?;
     print!("{}", render(&cred, &urls));
+    for url in turns_ip_literals(&urls) {
+        eprintln!("{}", turns_ip_literal_note(url));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -84,6 +84,34 @@ fn credentials_list_tcp_and_tls_uris() {
         ),
         "{json}"
     );
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    // A turns: URL with an IP address: the JSON is the same shape, and stderr says that
+    // Firefox needs a host name the certificate names.
+    let o = tern(&[
+        "credentials",
+        "--secret",
+        "north",
+        "--uri",
+        "turn:192.0.2.1:3478",
+        "--transports",
+        "udp,tls",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "\"urls\":[\"turn:192.0.2.1:3478?transport=udp\",\"turns:192.0.2.1:5349?transport=tcp\"]"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let note = stderr(&o);
+    assert!(
+        note.contains("turns:192.0.2.1:5349?transport=tcp names an IP address")
+            && note.contains("Firefox")
+            && note.contains("host name"),
+        "{note}"
+    );
+    assert_eq!(note.lines().count(), 1, "{note}");
     // A turns: URI and a URI with a query are kept as given.
     let o = tern(&[
         "credentials",
