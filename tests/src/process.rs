@@ -17,14 +17,28 @@ impl Capture {
     /// Starts threads copying the child's piped stdout and stderr into the capture.
     pub(crate) fn attach(child: &mut Child) -> (Capture, Vec<JoinHandle<()>>) {
         let capture = Capture::default();
+        let threads = capture.attach_more(child);
+        (capture, threads)
+    }
+
+    /// Starts threads copying another child's piped stdout and stderr into this capture,
+    /// after what it holds (a restarted server's output follows the first run's).
+    pub(crate) fn attach_more(&self, child: &mut Child) -> Vec<JoinHandle<()>> {
         let mut threads = Vec::new();
         if let Some(out) = child.stdout.take() {
-            threads.push(capture.pump(out));
+            threads.push(self.pump(out));
         }
         if let Some(err) = child.stderr.take() {
-            threads.push(capture.pump(err));
+            threads.push(self.pump(err));
         }
-        (capture, threads)
+        threads
+    }
+
+    /// Appends `bytes` (a marker line between two runs).
+    pub(crate) fn push(&self, bytes: &[u8]) {
+        let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = CAPTURE_LIMIT.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     fn pump(&self, mut from: impl Read + Send + 'static) -> JoinHandle<()> {

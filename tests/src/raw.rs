@@ -61,6 +61,15 @@ impl RawClient {
         }
     }
 
+    /// The same client authenticating as the static long-term user `username` with
+    /// `password` (`user=` / `lt-cred-mech`) instead of a REST credential.
+    pub fn as_user(mut self, username: &str, password: &str) -> RawClient {
+        self.key = tern_proto::auth::long_term_key(username, &self.realm, password);
+        self.username = username.to_owned();
+        self.password = password.to_owned();
+        self
+    }
+
     /// A client on a fresh TCP connection to `server`, with a REST credential under
     /// `secret`.
     pub fn tcp(server: SocketAddr, secret: &str, realm: &str) -> RawClient {

@@ -95,6 +95,7 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(15);
 pub struct TestServer {
     kind: ServerKind,
     ports: PortBlock,
+    options: ServerOptions,
     child: Child,
     output: Capture,
     readers: Vec<JoinHandle<()>>,
@@ -106,55 +107,12 @@ impl TestServer {
     /// STUN Binding request. Panics (with the server's output) if it does not within 15 s.
     pub fn start(kind: ServerKind, opts: &ServerOptions) -> TestServer {
         let ports = PortBlock::reserve();
-        let mut cmd = match kind {
-            ServerKind::Tern => {
-                let mut cmd = Command::new(tern_bin());
-                cmd.arg("serve");
-                // Each server its own admin port (the default, 9641, is shared by all).
-                cmd.arg(format!("--admin-listen=127.0.0.1:{}", ports.admin_port()));
-                if std::env::var_os("RUST_LOG").is_none() {
-                    // Error responses are logged at debug; failure messages want them.
-                    cmd.env("RUST_LOG", "debug");
-                }
-                cmd
-            }
-            ServerKind::Coturn => {
-                let bin = coturn_bin().expect("coturn's turnserver (ask ServerKind::available)");
-                let mut cmd = Command::new(bin);
-                let pidfile = std::env::temp_dir().join(format!(
-                    "tern-e2e-coturn-{}-{}.pid",
-                    std::process::id(),
-                    ports.listen_port()
-                ));
-                cmd.arg("-n"); // no config file
-                if !opts.tcp {
-                    cmd.arg("--no-tcp");
-                }
-                cmd.args([
-                    "--no-tls",
-                    "--no-dtls",
-                    "--no-cli",
-                    "--no-rfc5780",
-                    "--log-file=stdout",
-                    "--simple-log",
-                ]);
-                cmd.arg(format!("--pidfile={}", pidfile.display()));
-                cmd
-            }
-        };
-        cmd.args(conf_args(&ports, opts));
-        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
-        let command_line = format!("{cmd:?}");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {command_line}: {e}"));
+        let (mut child, command_line) = spawn(kind, &ports, opts);
         let (output, readers) = Capture::attach(&mut child);
         let mut server = TestServer {
             kind,
             ports,
+            options: opts.clone(),
             child,
             output,
             readers,
@@ -162,6 +120,24 @@ impl TestServer {
         };
         server.wait_ready();
         server
+    }
+
+    /// `kill -9`, then at once the same server again: same ports, same arguments. Waits
+    /// until it answers a Binding (panics after 15 s, with the output of both runs). The
+    /// output keeps the first run's, then a marker line, then the new run's.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        let status = self.child.wait().expect("wait for the killed server");
+        for t in self.readers.drain(..) {
+            let _ = t.join();
+        }
+        self.output
+            .push(format!("---- killed ({status}); started again ----\n").as_bytes());
+        let (mut child, command_line) = spawn(self.kind, &self.ports, &self.options);
+        self.readers = self.output.attach_more(&mut child);
+        self.child = child;
+        self.command_line = command_line;
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -317,6 +293,57 @@ impl Drop for TestServer {
             );
         }
     }
+}
+
+/// Starts a server of `kind` on `ports` with `opts`, its output piped; returns the child and
+/// its command line (for messages).
+fn spawn(kind: ServerKind, ports: &PortBlock, opts: &ServerOptions) -> (Child, String) {
+    let mut cmd = match kind {
+        ServerKind::Tern => {
+            let mut cmd = Command::new(tern_bin());
+            cmd.arg("serve");
+            // Each server its own admin port (the default, 9641, is shared by all).
+            cmd.arg(format!("--admin-listen=127.0.0.1:{}", ports.admin_port()));
+            if std::env::var_os("RUST_LOG").is_none() {
+                // Error responses are logged at debug; failure messages want them.
+                cmd.env("RUST_LOG", "debug");
+            }
+            cmd
+        }
+        ServerKind::Coturn => {
+            let bin = coturn_bin().expect("coturn's turnserver (ask ServerKind::available)");
+            let mut cmd = Command::new(bin);
+            let pidfile = std::env::temp_dir().join(format!(
+                "tern-e2e-coturn-{}-{}.pid",
+                std::process::id(),
+                ports.listen_port()
+            ));
+            cmd.arg("-n"); // no config file
+            if !opts.tcp {
+                cmd.arg("--no-tcp");
+            }
+            cmd.args([
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--no-rfc5780",
+                "--log-file=stdout",
+                "--simple-log",
+            ]);
+            cmd.arg(format!("--pidfile={}", pidfile.display()));
+            cmd
+        }
+    };
+    cmd.args(conf_args(ports, opts));
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+    let command_line = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command_line}: {e}"));
+    (child, command_line)
 }
 
 /// turnserver.conf keys as `--key=value` arguments; both tern and coturn accept them.

@@ -190,13 +190,30 @@ impl ServerConfig {
 /// epoll and eventfds, the admin port's connections, log and configuration files.
 const SPARE_FILES: u64 = 256;
 
+/// Open files tern needs at least beside the relay sockets and listening sockets to start
+/// (epoll, eventfds, the admin listener, a few connections, log and configuration files).
+const MIN_SPARE_FILES: u64 = 64;
+
 /// Raises the open-file limit for `relay_ports` relay sockets, `listeners` listening sockets
 /// and the connections asked for, and returns how many connections fit (fewer, with a
-/// warning, when the hard limit is too low).
-fn fit_connections(relay_ports: u64, listeners: u64, asked: Option<usize>) -> usize {
+/// warning, when the hard limit is too low). Fails, naming `ulimit -n` and the number
+/// needed, when even the relay ports and listeners do not fit: a pool bound only in part
+/// would fail allocations later for no visible reason.
+fn fit_connections(relay_ports: u64, listeners: u64, asked: Option<usize>) -> io::Result<usize> {
     let want = asked.unwrap_or(ServerConfig::DEFAULT_MAX_CONNECTIONS) as u64;
     let others = relay_ports + listeners + SPARE_FILES;
     let limit = tern_sys::raise_nofile_limit(others + want);
+    let needed = relay_ports + listeners + MIN_SPARE_FILES;
+    if limit < needed {
+        return Err(io::Error::other(format!(
+            "the open-file limit is {limit}, too low for {relay_ports} relay ports and \
+             {listeners} listening sockets: tern needs at least {needed} open files \
+             ({needed_conns} to also take max-connections). Raise it before starting tern: \
+             `ulimit -n {needed}` in the shell, LimitNOFILE={needed} in a systemd unit, \
+             `docker run --ulimit nofile={needed}`; or narrow min-port..max-port",
+            needed_conns = others + want,
+        )));
+    }
     let fit = limit.saturating_sub(others).min(want);
     if fit < want {
         let message = "the open-file limit cannot hold max-connections beside the relay \
@@ -220,7 +237,7 @@ fn fit_connections(relay_ports: u64, listeners: u64, asked: Option<usize>) -> us
             );
         }
     }
-    fit as usize
+    Ok(fit as usize)
 }
 
 /// A running server: its worker threads and what they share.
@@ -353,7 +370,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         u64::from(*range.end()) - u64::from(*range.start()) + 1,
         listeners as u64,
         config.max_connections,
-    );
+    )?;
     let limits = Arc::new(ConnLimits::new(
         max_connections,
         config.max_connections_per_ip,

@@ -37,10 +37,6 @@ impl RelayTable {
     pub fn bind(ip: IpAddr, range: RangeInclusive<u16>, family: Family) -> io::Result<Self> {
         let base = *range.start();
         let wanted = u64::from(*range.end() - base) + 1;
-        let limit = tern_sys::raise_nofile_limit(wanted + 256);
-        if limit < wanted + 16 {
-            warn!(limit, ports = wanted, "the open-file limit is below the relay port count; raise it (ulimit -n) or narrow min-port..max-port");
-        }
         let mut sockets = Vec::with_capacity(wanted as usize);
         let mut skipped = 0usize;
         for port in range.clone() {
