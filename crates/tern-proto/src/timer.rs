@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 const SLOTS: usize = 4096;
 const TICK: Duration = Duration::from_secs(1);
+/// Timers a drained slot keeps room for; more is freed when the slot is drained.
+const KEEP: usize = 16;
 
 /// Timers of type `T`, each with a deadline.
 #[derive(Debug)]
@@ -14,7 +16,6 @@ pub struct TimerWheel<T> {
     /// Ticks up to and including this one have been expired.
     cursor: u64,
     slots: Vec<Vec<(Instant, T)>>,
-    scratch: Vec<(Instant, T)>,
     len: usize,
 }
 
@@ -25,7 +26,6 @@ impl<T> TimerWheel<T> {
             origin,
             cursor: 0,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
-            scratch: Vec::new(),
             len: 0,
         }
     }
@@ -66,16 +66,16 @@ impl<T> TimerWheel<T> {
         // After a long pause, one pass over every slot is enough.
         let steps = (target - self.cursor).min(SLOTS as u64);
         for step in 1..=steps {
-            let slot = ((self.cursor + step) % SLOTS as u64) as usize;
-            std::mem::swap(&mut self.scratch, &mut self.slots[slot]);
-            for (deadline, item) in self.scratch.drain(..) {
-                if deadline <= now {
-                    out.push(item);
-                    self.len -= 1;
-                } else {
-                    // Not due yet: a deadline more than a wheel turn away, kept in place.
-                    self.slots[slot].push((deadline, item));
-                }
+            let slot = &mut self.slots[((self.cursor + step) % SLOTS as u64) as usize];
+            // A deadline more than a wheel turn away stays in place.
+            for (_, item) in slot.extract_if(.., |(deadline, _)| *deadline <= now) {
+                out.push(item);
+                self.len -= 1;
+            }
+            // A slot is used again only a wheel turn (SLOTS seconds) later: give back what a
+            // burst made it hold, or every slot a burst ever touched would keep that memory.
+            if slot.capacity() > KEEP {
+                slot.shrink_to(slot.len().max(KEEP));
             }
         }
         self.cursor = target;
@@ -108,5 +108,28 @@ mod tests {
         w.expire(t0 + Duration::from_secs(5000), &mut out);
         assert_eq!(out, vec!['a', 'b', 'c']);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // any origin will do in a test
+    fn a_drained_slot_gives_back_what_a_burst_made_it_hold() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0);
+        for i in 0..10_000u32 {
+            w.insert(t0 + Duration::from_millis(1500), i);
+        }
+        w.insert(
+            t0 + Duration::from_millis(1500) + TICK * SLOTS as u32,
+            u32::MAX,
+        );
+        let held = |w: &TimerWheel<u32>| w.slots.iter().map(Vec::capacity).sum::<usize>();
+        assert!(held(&w) >= 10_001);
+        let mut out = Vec::new();
+        w.expire(t0 + Duration::from_secs(2), &mut out);
+        assert_eq!(out.len(), 10_000);
+        assert_eq!(w.len(), 1, "the one a wheel turn away stays");
+        assert!(held(&w) <= KEEP, "{} timers' room kept", held(&w));
+        w.expire(t0 + Duration::from_secs(2) + TICK * SLOTS as u32, &mut out);
+        assert_eq!(out.last(), Some(&u32::MAX));
     }
 }
