@@ -85,8 +85,11 @@ impl Server {
         }
         let key = match result {
             Ok(Success::Binding { mapped }) => {
+                // XOR-MAPPED-ADDRESS alone: MAPPED-ADDRESS serves only RFC 3489 clients
+                // (RFC 8489 §14.1), recognised by the missing magic cookie, and such requests
+                // are dropped as malformed. Every byte here is reflected to an address nobody
+                // has verified.
                 w.xor_address(attr::XOR_MAPPED_ADDRESS, mapped);
-                w.address(attr::MAPPED_ADDRESS, mapped);
                 None
             }
             Ok(Success::Allocate {
