@@ -129,6 +129,7 @@ mod config;
 pub mod counters;
 mod error;
 mod expiry;
+mod guard;
 mod label;
 pub mod nonce;
 mod output;
@@ -149,6 +150,7 @@ pub use allocation::{footprint as allocation_footprint, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
 pub use counters::{Counters, PathCount, PerTransport};
 pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
+pub use guard::{GuardConfig, LockoutTrigger};
 pub use output::{
     BoundChannel, ClientOutput, Destination, EndReason, Event, Output, PeerOutput, Transmit,
 };

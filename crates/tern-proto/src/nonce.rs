@@ -140,7 +140,10 @@ mod tests {
             Err(NonceError::Invalid)
         );
         assert_eq!(k.check(&n[..15], 1000, ip, 600), Err(NonceError::Invalid));
-        assert_eq!(k.check(b"!!!!!!!!!!!!!!!!", 1000, ip, 600), Err(NonceError::Invalid));
+        assert_eq!(
+            k.check(b"!!!!!!!!!!!!!!!!", 1000, ip, 600),
+            Err(NonceError::Invalid)
+        );
     }
 
     #[test]
@@ -148,7 +151,9 @@ mod tests {
         let n = NonceKey::new([9; 32]).issue(1_700_000_000, "2001:db8::1".parse().unwrap());
         assert_eq!(n.len(), 16);
         // RFC 8489 §14.10: qdtext, so no quote and no backslash.
-        assert!(n.iter().all(|&c| c.is_ascii_graphic() && c != b'"' && c != b'\\'));
+        assert!(n
+            .iter()
+            .all(|&c| c.is_ascii_graphic() && c != b'"' && c != b'\\'));
     }
 
     #[test]
