@@ -139,7 +139,9 @@ pub fn turns_ip_literals(urls: &[String]) -> Vec<&str> {
             let rest = rest.split('?').next().unwrap_or(rest);
             let host = turn_host(rest)?;
             let bare = host.trim_start_matches('[').trim_end_matches(']');
-            bare.parse::<std::net::IpAddr>().is_ok().then_some(url.as_str())
+            bare.parse::<std::net::IpAddr>()
+                .is_ok()
+                .then_some(url.as_str())
         })
         .collect()
 }
