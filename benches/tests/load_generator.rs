@@ -97,7 +97,8 @@ fn alloc_rate_mode_allocates_and_releases_on_tern() {
     // test from one address turns off.
     let mut opts = ServerOptions::rest(SECRET, "bench");
     opts.fingerprint = false;
-    opts.extra_args.push("--unauthorized-ratelimit=false".to_owned());
+    opts.extra_args
+        .push("--unauthorized-ratelimit=false".to_owned());
     let server = TestServer::start(ServerKind::Tern, &opts);
     let json = load(&server, &["--mode", "alloc-rate", "--concurrency", "4"]);
     assert!(field(&json, "allocations") > 0.0, "{json}");

@@ -56,14 +56,14 @@ fn a_flood_from_one_source_gets_its_burst_and_a_legitimate_client_is_untouched()
             other => panic!("{other:?}"),
         }
     }
-    // The default: a burst of 10 at once.
-    assert_eq!(answered, 10);
+    // The default: a burst of 100 at once (ten seconds of 10 a second).
+    assert_eq!(answered, 100);
     let c = h.server.counters();
-    assert_eq!(c.dropped(DropReason::UnauthorizedRateLimited), 990);
+    assert_eq!(c.dropped(DropReason::UnauthorizedRateLimited), 900);
     // Dropped requests were not answered, so they are not counted as answered.
     assert_eq!(
         c.requests(RequestMethod::Allocate, RequestResult::Unauthorized),
-        10
+        100
     );
 
     // Meanwhile a client elsewhere takes one 401 and succeeds, in the same instant.
@@ -116,7 +116,7 @@ fn every_unauthenticated_error_counts_and_authenticated_ones_do_not() {
         assert_eq!(r.code(), 437);
     }
     // An unknown method (400) and a Binding with an unknown required attribute (420) spend
-    // the same budget as 401s: two left, then silence.
+    // the same budget as 401s: 30 in a burst, one of them spent, then silence.
     let mut stranger = Client::rest("192.0.2.10:40001", "x");
     let tid = stranger.fresh_tid();
     let unknown_method = stranger.build(Method(0x00F), Class::Request, tid, false, &[], &|_| {});
@@ -126,6 +126,12 @@ fn every_unauthenticated_error_counts_and_authenticated_ones_do_not() {
         w.attr(0x7777, b"what");
     });
     assert_eq!(stranger.exchange(&mut h, &bad_binding).code(), 420);
+    let mut more = 0;
+    while h.datagram(stranger.five, &unknown_method).0 == ClientOutput::Reply {
+        more += 1;
+        assert!(more < 100);
+    }
+    assert_eq!(more, 30 - 3);
     for req in [&unknown_method, &bad_binding] {
         assert_eq!(
             h.datagram(stranger.five, req).0,
@@ -367,7 +373,7 @@ fn unauthenticated_answers_are_counted_over_workers_too() {
         answered += usize::from(w.datagram(c.five, &req).0 == ClientOutput::Reply);
     }
     assert_eq!(
-        answered, 10,
+        answered, 100,
         "one budget for the source, not one per worker"
     );
 }

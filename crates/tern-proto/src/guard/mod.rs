@@ -3,10 +3,11 @@
 //! - **Unauthenticated answers per source.** An error response to a request that did not
 //!   authenticate (the 401 challenge, 438, 400, 420) goes to an address nobody has verified,
 //!   so a spoofed flood could aim them at a victim. Over UDP each source (an IPv4 /32, an
-//!   IPv6 /64) gets [`GuardConfig::unauthorized_per_second`] of them, with a burst of as
-//!   many; beyond that its requests are dropped unanswered. A client that takes one 401 and
-//!   then authenticates never comes near it. Stream clients proved their address with a
-//!   handshake and are not limited.
+//!   IPv6 /64) gets [`GuardConfig::unauthorized_per_second`] of them, after a burst of ten
+//!   seconds' worth (100 by default: a meeting's worth of browsers behind one NAT, each
+//!   taking its 401 at once); beyond that its requests are dropped unanswered. A client that
+//!   takes one 401 and then authenticates never comes near it. Stream clients proved their
+//!   address with a handshake and are not limited.
 //! - **Brute force.** [`GuardConfig::auth_failures`] failed integrity checks within
 //!   [`GuardConfig::auth_failure_window`] from one source, or for one username from any
 //!   sources, lock the failing source out for [`GuardConfig::lockout`]: its requests are
@@ -38,6 +39,8 @@ use crate::output::{Event, Output};
 use crate::server::Server;
 use table::Table;
 
+/// A source's burst of unauthenticated answers, in seconds of its rate.
+pub const UNAUTHORIZED_BURST_SECONDS: u32 = 10;
 /// Slots of the table of unauthenticated answers per source.
 const UNAUTHORIZED_SLOTS: usize = 16_384;
 /// Slots of each failure table (per source, per username) and of the lockout table.
@@ -47,7 +50,8 @@ const FAILURE_SLOTS: usize = 4_096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardConfig {
     /// Error responses to unauthenticated UDP requests per second per source (/32, /64),
-    /// with a burst of as many (coturn's `unauthorized-ratelimit-rps`); 0: no limit.
+    /// after a burst of [`UNAUTHORIZED_BURST_SECONDS`] seconds' worth (coturn's
+    /// `unauthorized-ratelimit-rps`); 0: no limit.
     pub unauthorized_per_second: u32,
     /// Failed integrity checks within the window that lock a source out; 0: never.
     pub auth_failures: u32,
@@ -58,8 +62,8 @@ pub struct GuardConfig {
 }
 
 impl Default for GuardConfig {
-    /// 10 unauthenticated answers per second per source (coturn's default rate); 10 failures
-    /// within 60 s lock a source out for 60 s.
+    /// 10 unauthenticated answers per second per source (coturn's default rate) after a
+    /// burst of 100; 10 failures within 60 s lock a source out for 60 s.
     fn default() -> Self {
         Self {
             unauthorized_per_second: 10,
@@ -160,8 +164,9 @@ impl Guard {
         }
         let t = self.ticks(now);
         let interval = 1_000_000_000 / u64::from(per_second);
-        // A burst of `per_second` answers, then one every `interval`.
-        let tolerance = interval * (u64::from(per_second) - 1);
+        // A burst of ten seconds' worth, then one every `interval`.
+        let burst = u64::from(per_second) * u64::from(UNAUTHORIZED_BURST_SECONDS);
+        let tolerance = interval * (burst - 1);
         self.unauthorized
             .update(self.source(ip), |tat| {
                 let start = tat.unwrap_or(0).max(t);
@@ -347,17 +352,17 @@ mod tests {
         let t0 = origin();
         let a = ip("198.51.100.1");
         let passed = |now| {
-            (0..100)
+            (0..1000)
                 .filter(|_| g.admit_unauthorized(now, a, 10))
                 .count()
         };
-        assert_eq!(passed(t0), 10);
+        assert_eq!(passed(t0), 100);
         // One every 100 ms after that, and no more.
         assert_eq!(passed(t0 + Duration::from_millis(99)), 0);
         assert_eq!(passed(t0 + Duration::from_millis(100)), 1);
         assert_eq!(passed(t0 + Duration::from_millis(350)), 2);
-        // A quiet second refills the burst.
-        assert_eq!(passed(t0 + Duration::from_millis(1400)), 10);
+        // Ten quiet seconds refill the burst.
+        assert_eq!(passed(t0 + Duration::from_millis(10_400)), 100);
         // Others are not affected; 0 means no limit.
         assert!(g.admit_unauthorized(t0, ip("198.51.100.2"), 10));
         assert!((0..1000).all(|_| g.admit_unauthorized(t0, a, 0)));
@@ -393,7 +398,7 @@ mod tests {
         assert_eq!(g.footprint(), before);
         // The victim's entry is never the stalest of its set, so it is never evicted: it
         // gets its burst and the rate over that second, not one answer per fresh source.
-        assert!(answered <= 10 + 10 + 1, "{answered}");
+        assert!(answered <= 100 + 10 + 1, "{answered}");
     }
 
     fn limits(n: u32) -> GuardConfig {
