@@ -214,11 +214,11 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     counter_family(
         &mut r,
         "auth_lockouts",
-        "Sources locked out after failed integrity checks, by trigger (too many from the source, or for the username it tried)",
+        "Sources locked out after failed integrity checks, by reason (too many from the source, or for the username it tried)",
         LockoutTrigger::ALL
             .into_iter()
             .zip(c.lockouts)
-            .map(|(trigger, n)| (labels(&[("trigger", trigger.label())]), n)),
+            .map(|(trigger, n)| (labels(&[("reason", trigger.label())]), n)),
     );
     let relayed = |count: fn(&PathCount) -> u64| {
         paths(t).into_iter().flat_map(move |(path, direction, n)| {
@@ -424,7 +424,7 @@ mod tests {
             Some(4)
         );
         assert_eq!(
-            sample(&text, r#"tern_auth_lockouts_total{trigger="username"}"#),
+            sample(&text, r#"tern_auth_lockouts_total{reason="username"}"#),
             Some(7)
         );
         assert_eq!(

@@ -75,7 +75,7 @@ impl Default for GuardConfig {
 }
 
 crate::label_enum! {
-    /// What locked a source out; the `trigger` label of `auth_lockouts`.
+    /// What locked a source out; the `reason` label of `auth_lockouts`.
     pub enum LockoutTrigger {
         /// Too many failures from the source itself.
         Source => "source",
