@@ -93,29 +93,36 @@ fn flood(server: SocketAddr, sources: impl Iterator<Item = IpAddr>, batch: usize
     (sent, answered)
 }
 
-/// 100,000 distinct sources: 127.1.0.1 upward.
+/// `n` distinct sources: 127.1.0.1 upward.
 fn flood_sources(n: u32) -> impl Iterator<Item = IpAddr> {
     (0..n).map(|i| IpAddr::V4(Ipv4Addr::from(0x7F01_0001 + i)))
 }
 
 #[test]
 fn unauthenticated_flood_from_100000_addresses_leaves_rss_flat() {
-    flood_and_measure(ServerKind::Tern);
+    flood_and_measure(ServerKind::Tern, FLOOD_SOURCES);
 }
 
 /// coturn under the same flood, for the README's comparison; nothing is asserted of it.
+/// coturn keeps a session per new 5-tuple, about 19 KiB each, so this floods from 20,000
+/// addresses unless `TERN_FLOOD_COTURN_SOURCES` asks for more (100,000 takes about 2 GB).
 #[test]
 fn coturn_under_the_same_flood() {
     if !ServerKind::Coturn.available() {
         prereq::missing("coturn's `turnserver` not found", prereq::COTURN_INSTALL);
         return;
     }
-    flood_and_measure(ServerKind::Coturn);
+    let sources = std::env::var("TERN_FLOOD_COTURN_SOURCES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+        .min(FLOOD_SOURCES);
+    flood_and_measure(ServerKind::Coturn, sources);
 }
 
 const FLOOD_SOURCES: u32 = 100_000;
 
-fn flood_and_measure(kind: ServerKind) {
+fn flood_and_measure(kind: ServerKind, sources: u32) {
     let mut opts = ServerOptions::rest(SECRET, REALM);
     opts.fingerprint = false;
     // Logging stays at info: nothing is logged per unauthenticated request.
@@ -131,19 +138,20 @@ fn flood_and_measure(kind: ServerKind) {
     let before = rss_kib(server.pid());
 
     let t = Instant::now();
-    let (sent, answered) = flood(server.addr(), flood_sources(FLOOD_SOURCES), 500);
+    let (sent, answered) = flood(server.addr(), flood_sources(sources), 500);
     let took = t.elapsed();
     std::thread::sleep(Duration::from_millis(300));
     let after = rss_kib(server.pid());
     server.assert_alive();
     let line = format!(
-        "{kind:?}: {sent} Allocates from {FLOOD_SOURCES} addresses in {:.1} s ({:.0}/s), {answered} answered; RSS {before} KiB before, {after} KiB after ({:+} KiB)",
+        "{kind:?}: {sent} Allocates from {sources} addresses in {:.1} s ({:.0}/s), {answered} answered; RSS {before} KiB before, {after} KiB after ({:+} KiB, {:.2} KiB per address)",
         took.as_secs_f64(),
         sent as f64 / took.as_secs_f64(),
-        after as i64 - before as i64
+        after as i64 - before as i64,
+        (after as f64 - before as f64) / f64::from(sources)
     );
     println!("{line}");
-    assert_eq!(sent, u64::from(FLOOD_SOURCES));
+    assert_eq!(sent, u64::from(sources));
     assert!(
         started.elapsed() < Duration::from_secs(240),
         "bounded in time: {line}"
@@ -176,7 +184,9 @@ fn unauthenticated_answers_are_limited_per_source_and_legitimate_clients_are_not
     let flooder = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 77), 0)).unwrap();
     let start = Instant::now();
     for i in 0..2_000 {
-        flooder.send_to(&unsigned_allocate(i), server.addr()).unwrap();
+        flooder
+            .send_to(&unsigned_allocate(i), server.addr())
+            .unwrap();
     }
     // Meanwhile ten clients elsewhere, one after another: each takes one 401 and is
     // allocated at its first try (RawClient never retransmits: a dropped answer would fail
@@ -210,7 +220,11 @@ fn unauthenticated_answers_are_limited_per_source_and_legitimate_clients_are_not
     let limited = r#"tern_dropped_packets_total{reason="unauthorized_rate_limited"}"#;
     let t = Instant::now();
     while server.metric(limited) < (2_000 - answered) as f64 {
-        assert!(t.elapsed() < Duration::from_secs(3), "{}", server.metric(limited));
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{}",
+            server.metric(limited)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(
@@ -307,4 +321,287 @@ fn failures_for_one_username_from_many_addresses_lock_out_each_further_address()
     assert_eq!(g.try_allocate(), None);
     // The user with the right key, from an address of its own, is not refused.
     RawClient::bound(loopback(0, 1, 9), server.addr(), SECRET, REALM).allocate_ok();
+}
+
+/// One unauthenticated exchange of the amplification table.
+struct Exchange {
+    /// What the client sends, for the table.
+    name: &'static str,
+    /// Builds the datagram; gets a nonce the server issued to this source (fetched first,
+    /// not counted) when `needs_nonce`.
+    build: fn(Option<&[u8]>) -> Vec<u8>,
+    needs_nonce: bool,
+}
+
+/// The signed part of a request: a REST credential under `secret` and `nonce`.
+fn signed(method: Method, secret: &str, nonce: &[u8]) -> Vec<u8> {
+    let (username, password) = tern_e2e::rest_credentials(secret, "amp", 3600);
+    let key = tern_proto::auth::long_term_key(&username, REALM, &password);
+    request(method, 9, |w| {
+        w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        w.attr(attr::USERNAME, username.as_bytes())
+            .attr(attr::REALM, REALM.as_bytes())
+            .attr(attr::NONCE, nonce)
+            .message_integrity(&key);
+    })
+}
+
+fn exchanges() -> Vec<Exchange> {
+    vec![
+        Exchange {
+            name: "Binding request",
+            build: |_| request(Method::BINDING, 1, |_| {}),
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Binding request with FINGERPRINT",
+            build: |_| {
+                request(Method::BINDING, 2, |w| {
+                    w.fingerprint();
+                })
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Binding with an unknown comprehension-required attribute (420)",
+            build: |_| {
+                request(Method::BINDING, 3, |w| {
+                    w.attr(0x7777, b"abcd");
+                })
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Allocate without credentials (401)",
+            build: |_| unsigned_allocate(4),
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Allocate without credentials, with FINGERPRINT (401)",
+            build: |_| {
+                request(Method::ALLOCATE, 5, |w| {
+                    w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+                    w.fingerprint();
+                })
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Refresh without credentials (401)",
+            build: |_| request(Method::REFRESH, 6, |_| {}),
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "CreatePermission without credentials (401)",
+            build: |_| {
+                request(Method::CREATE_PERMISSION, 7, |w| {
+                    w.xor_address(attr::XOR_PEER_ADDRESS, "127.0.0.1:9".parse().unwrap());
+                })
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Allocate signed with a nonce the server never issued (438)",
+            build: |_| signed(Method::ALLOCATE, SECRET, b"0123456789abcdef"),
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Allocate signed with a valid nonce and a wrong key (401)",
+            build: |nonce| signed(Method::ALLOCATE, "wrong", nonce.expect("a nonce")),
+            needs_nonce: true,
+        },
+        Exchange {
+            name: "Request of an unknown method (0x00F)",
+            build: |_| request(Method(0x00F), 10, |_| {}),
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Binding success response sent by a client",
+            build: |_| {
+                let mut buf = Vec::new();
+                let mut w = MessageWriter::new(
+                    &mut buf,
+                    MessageType::new(Method::BINDING, Class::Success),
+                    TransactionId([0x47; 12]),
+                );
+                w.xor_address(attr::XOR_MAPPED_ADDRESS, "127.0.0.1:9".parse().unwrap());
+                w.finish();
+                buf
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Send indication without an allocation",
+            build: |_| {
+                let mut buf = Vec::new();
+                MessageWriter::new(
+                    &mut buf,
+                    MessageType::new(Method::SEND, Class::Indication),
+                    TransactionId([0x48; 12]),
+                )
+                .xor_address(attr::XOR_PEER_ADDRESS, "127.0.0.1:9".parse().unwrap())
+                .attr(attr::DATA, &[0x55; 100]);
+                buf
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "ChannelData without an allocation (100 B payload)",
+            build: |_| {
+                let mut d = vec![0x40, 0x00, 0x00, 100];
+                d.extend_from_slice(&[0x55; 100]);
+                d
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Malformed: STUN header whose length runs past the datagram",
+            build: |_| {
+                let mut d = request(Method::ALLOCATE, 11, |_| {});
+                d[2..4].copy_from_slice(&400u16.to_be_bytes());
+                d.extend_from_slice(&[0; 12]);
+                d
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Malformed: Binding with a wrong FINGERPRINT",
+            build: |_| {
+                let mut d = request(Method::BINDING, 12, |w| {
+                    w.fingerprint();
+                });
+                let last = d.len() - 1;
+                d[last] ^= 0xFF;
+                d
+            },
+            needs_nonce: false,
+        },
+        Exchange {
+            name: "Malformed: 100 bytes that are not STUN (first byte 0xFF)",
+            build: |_| vec![0xFF; 100],
+            needs_nonce: false,
+        },
+    ]
+}
+
+/// Sends `datagram` from a fresh socket on `source` and sums the bytes of everything that
+/// comes back within 300 ms of the last answer.
+fn bytes_back(server: SocketAddr, source: IpAddr, datagram: &[u8], nonce: bool) -> (Vec<u8>, u64) {
+    let sock = UdpSocket::bind(SocketAddr::new(source, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let mut nonce_value = Vec::new();
+    if nonce {
+        sock.send_to(&unsigned_allocate(99), server).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("a 401 with a nonce");
+        let m = tern_wire::Message::parse(&buf[..n]).expect("STUN");
+        nonce_value = m.get(attr::NONCE).expect("NONCE").value.to_vec();
+    }
+    sock.send_to(datagram, server).unwrap();
+    let mut total = 0;
+    // Bounded: a server answers one datagram with one, at most a few.
+    for _ in 0..8 {
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => total += n as u64,
+            Err(_) => break,
+        }
+    }
+    (nonce_value, total)
+}
+
+/// For each exchange: the bytes in and the bytes out, measured against `server`.
+fn measure(server: &TestServer, subnet: u8) -> Vec<(u64, u64)> {
+    exchanges()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let source = loopback(0, subnet, i as u8 + 1);
+            let datagram = if e.needs_nonce {
+                // The nonce is bound to the source address: fetch it from the same one.
+                let (nonce, _) = bytes_back(server.addr(), source, &[], true);
+                (e.build)(Some(&nonce))
+            } else {
+                (e.build)(None)
+            };
+            let (_, out) = bytes_back(server.addr(), source, &datagram, false);
+            (datagram.len() as u64, out)
+        })
+        .collect()
+}
+
+fn ratio((bytes_in, bytes_out): (u64, u64)) -> f64 {
+    bytes_out as f64 / bytes_in as f64
+}
+
+#[test]
+fn amplification_no_higher_than_coturn_for_any_unauthenticated_exchange() {
+    let mut opts = ServerOptions::rest(SECRET, REALM);
+    opts.fingerprint = false;
+    let tern = TestServer::start(ServerKind::Tern, &opts);
+    let t = measure(&tern, 4);
+    // tern's own figures, whatever coturn does: XOR-MAPPED-ADDRESS alone answers a Binding
+    // (20 + 12 bytes), a 401 is ERROR-CODE without a reason phrase, REALM ("tern.test") and
+    // a 16-byte NONCE (20 + 8 + 16 + 20), and nothing answers what has no answer.
+    let names: Vec<&str> = exchanges().iter().map(|e| e.name).collect();
+    let out = |name: &str| t[names.iter().position(|n| *n == name).unwrap()].1;
+    assert_eq!(out("Binding request"), 32);
+    assert_eq!(out("Binding request with FINGERPRINT"), 40);
+    assert_eq!(out("Allocate without credentials (401)"), 64);
+    assert_eq!(
+        out("Allocate without credentials, with FINGERPRINT (401)"),
+        72
+    );
+    for (name, (_, bytes_out)) in names.iter().zip(&t) {
+        if name.contains("without an allocation")
+            || name.starts_with("Malformed")
+            || name.contains("response sent by a client")
+        {
+            assert_eq!(*bytes_out, 0, "{name}");
+        }
+    }
+    drop(tern);
+
+    if !ServerKind::Coturn.available() {
+        prereq::missing(
+            "coturn's `turnserver` not found (the amplification comparison)",
+            prereq::COTURN_INSTALL,
+        );
+        return;
+    }
+    let coturn = TestServer::start(ServerKind::Coturn, &opts);
+    let c = measure(&coturn, 5);
+    drop(coturn);
+    let mut lean_opts = opts.clone();
+    lean_opts
+        .extra_args
+        .push("--no-software-attribute".to_owned());
+    let coturn_lean = TestServer::start(ServerKind::Coturn, &lean_opts);
+    let l = measure(&coturn_lean, 6);
+    drop(coturn_lean);
+
+    let cell = |(i, o): (u64, u64)| format!("{o} ({:.2}×)", ratio((i, o)));
+    let mut table = String::from(
+        "| unauthenticated exchange (UDP) | bytes in | tern: bytes out (out ÷ in) | coturn 4.6.1 | coturn, `no-software-attribute` |\n|---|---:|---:|---:|---:|\n",
+    );
+    for (i, name) in names.iter().enumerate() {
+        table.push_str(&format!(
+            "| {name} | {} | {} | {} | {} |\n",
+            t[i].0,
+            cell(t[i]),
+            cell(c[i]),
+            cell(l[i])
+        ));
+    }
+    println!("{table}");
+    for (i, name) in names.iter().enumerate() {
+        for (theirs, which) in [(c[i], "coturn"), (l[i], "coturn no-software-attribute")] {
+            assert!(
+                ratio(t[i]) <= ratio(theirs) + 1e-9,
+                "{name}: tern {:.2} above {which} {:.2}\n{table}",
+                ratio(t[i]),
+                ratio(theirs)
+            );
+        }
+    }
 }

@@ -113,7 +113,16 @@ impl Server {
             }
             Ok(Success::Empty { key }) => Some(key),
             Err(f) => {
-                w.error_code(f.error.code(), f.error.reason());
+                // Without integrity the answer goes to an address nobody verified: every
+                // byte of it can be reflected at someone else, and the reason phrase is
+                // optional (RFC 8489 §14.8 bounds it, asks for none), so the code says it
+                // alone. A client that authenticated gets the phrase.
+                let reason = if f.key.is_some() {
+                    f.error.reason()
+                } else {
+                    ""
+                };
+                w.error_code(f.error.code(), reason);
                 match f.error {
                     RequestError::UnknownAttributes => {
                         w.unknown_attributes(&f.unknown.types[..f.unknown.len]);

@@ -397,3 +397,21 @@ fn an_unknown_user_counts_as_a_failed_check_and_an_expired_credential_does_not()
     fail(&mut h, &mut late, 5);
     assert_eq!(h.server.counters().lockouts(LockoutTrigger::Source), 0);
 }
+
+#[test]
+fn unauthenticated_errors_carry_no_reason_phrase_and_authenticated_ones_do() {
+    let mut h = Harness::new(config());
+    let mut c = Client::rest("192.0.2.10:40000", "alice");
+    let r = c.challenge(&mut h, Method::ALLOCATE);
+    assert_eq!(r.error(), Some((401, String::new())));
+    // 20 header + ERROR-CODE 8 + REALM 4 + "example.org" padded to 12 + NONCE 4 + 16.
+    assert_eq!(r.bytes.len(), 20 + 8 + 16 + 20);
+    let tid = c.fresh_tid();
+    let req = c.build(Method::BINDING, Class::Request, tid, false, &[], &|w| {
+        w.attr(0x7777, b"what");
+    });
+    assert_eq!(c.exchange(&mut h, &req).error(), Some((420, String::new())));
+    c.allocate(&mut h);
+    let r = c.allocate_with(&mut h, None);
+    assert_eq!(r.error(), Some((437, "Allocation Mismatch".to_owned())));
+}
