@@ -150,7 +150,7 @@ pub use allocation::{footprint as allocation_footprint, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
 pub use counters::{Counters, PathCount, PerTransport};
 pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
-pub use guard::{GuardConfig, LockoutTrigger};
+pub use guard::{GuardConfig, LockoutTrigger, UNAUTHORIZED_BURST_SECONDS};
 pub use output::{
     BoundChannel, ClientOutput, Destination, EndReason, Event, Output, PeerOutput, Transmit,
 };
