@@ -37,6 +37,15 @@
 //! comes after its allocation's last transmit. The data paths never queue anything, so their
 //! packets cost no queue.
 //!
+//! # Strangers
+//!
+//! Nothing is kept for a client before it authenticates: the nonce is a MAC over its address
+//! and the time. What the core answers strangers is limited per source address, and sources
+//! that fail integrity checks are locked out ([`GuardConfig`], on by default); both count in
+//! tables of fixed size that every worker's core shares through [`SharedState`]. A request
+//! they refuse is dropped ([`DropReason::UnauthorizedRateLimited`], [`DropReason::LockedOut`]),
+//! and a lockout is an [`Event::AuthLockout`] to log.
+//!
 //! # Allocate → ChannelBind, worked through
 //!
 //! ```

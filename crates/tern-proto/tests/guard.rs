@@ -415,3 +415,28 @@ fn unauthenticated_errors_carry_no_reason_phrase_and_authenticated_ones_do() {
     let r = c.allocate_with(&mut h, None);
     assert_eq!(r.error(), Some((437, "Allocation Mismatch".to_owned())));
 }
+
+#[test]
+fn an_ipv6_slash_64_is_one_source_and_the_next_slash_64_another() {
+    let mut h = Harness::new(config_with(GuardConfig {
+        unauthorized_per_second: 1, // a burst of 10
+        ..GuardConfig::default()
+    }));
+    let mut answered = |h: &mut Harness, client: &str| {
+        let mut c = Client::rest(client, "x");
+        let req = unsigned_allocate(&mut c);
+        h.datagram(c.five, &req).0 == ClientOutput::Reply
+    };
+    // Twenty hosts of one /64 (an attacker picks any of its 2^64 addresses): one budget.
+    let same: usize = (1..=20)
+        .map(|i| usize::from(answered(&mut h, &format!("[2001:db8:0:1::{i:x}]:5000"))))
+        .sum();
+    assert_eq!(same, 10);
+    // The neighbouring /64 has its own.
+    assert!(answered(&mut h, "[2001:db8:0:2::1]:5000"));
+    // An IPv4-mapped address is its IPv4 address.
+    for _ in 0..10 {
+        assert!(answered(&mut h, "192.0.2.44:5000"));
+    }
+    assert!(!answered(&mut h, "[::ffff:192.0.2.44]:5000"));
+}
