@@ -422,7 +422,7 @@ fn an_ipv6_slash_64_is_one_source_and_the_next_slash_64_another() {
         unauthorized_per_second: 1, // a burst of 10
         ..GuardConfig::default()
     }));
-    let mut answered = |h: &mut Harness, client: &str| {
+    let answered = |h: &mut Harness, client: &str| {
         let mut c = Client::rest(client, "x");
         let req = unsigned_allocate(&mut c);
         h.datagram(c.five, &req).0 == ClientOutput::Reply
