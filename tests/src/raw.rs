@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use tern_wire::stream::{self, Decoded, Framing};
@@ -44,7 +44,13 @@ pub struct RawClient {
 impl RawClient {
     /// A client on a fresh loopback socket with a REST credential under `secret`.
     pub fn new(server: SocketAddr, secret: &str, realm: &str) -> RawClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        RawClient::bound(IpAddr::from([127, 0, 0, 1]), server, secret, realm)
+    }
+
+    /// A client on a fresh UDP socket bound to `ip` (any of 127.0.0.0/8 on Linux), with a
+    /// REST credential under `secret`.
+    pub fn bound(ip: IpAddr, server: SocketAddr, secret: &str, realm: &str) -> RawClient {
+        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let (username, password) = rest_credentials(secret, "raw", 600);
         let key = tern_proto::auth::long_term_key(&username, realm, &password);
@@ -194,12 +200,18 @@ impl RawClient {
 
     /// Sends `req` and returns the answer to its transaction, skipping anything else.
     pub fn exchange(&self, req: &[u8]) -> Vec<u8> {
+        self.try_exchange(req).expect("an answer within 2 s")
+    }
+
+    /// Sends `req` and returns the answer to its transaction, or `None` when none came
+    /// within the read timeout (2 s unless changed on [`RawClient::sock`]).
+    pub fn try_exchange(&self, req: &[u8]) -> Option<Vec<u8>> {
         self.send_raw(req);
         loop {
-            let answer = self.recv().expect("an answer within 2 s");
+            let answer = self.recv().ok()?;
             if let Ok(m) = Message::parse(&answer) {
                 if m.transaction_id().0 == req[8..20] {
-                    return answer;
+                    return Some(answer);
                 }
             }
         }
@@ -211,6 +223,17 @@ impl RawClient {
         method: Method,
         extra: impl Fn(&mut MessageWriter),
     ) -> (u16, Vec<u8>) {
+        self.try_request(method, extra)
+            .expect("an answer within 2 s")
+    }
+
+    /// As [`RawClient::request`], but `None` when a request got no answer in time (a server
+    /// that drops it).
+    pub fn try_request(
+        &mut self,
+        method: Method,
+        extra: impl Fn(&mut MessageWriter),
+    ) -> Option<(u16, Vec<u8>)> {
         for _ in 0..2 {
             let tid = self.next_tid();
             let mut req = Vec::new();
@@ -223,7 +246,7 @@ impl RawClient {
                     .message_integrity(&self.key);
             }
             w.finish();
-            let reply = self.exchange(&req);
+            let reply = self.try_exchange(&req)?;
             let m = Message::parse(&reply).unwrap();
             let code = m
                 .get(attr::ERROR_CODE)
@@ -232,9 +255,17 @@ impl RawClient {
                 self.nonce = m.get(attr::NONCE).unwrap().value.to_vec();
                 continue;
             }
-            return (code, reply);
+            return Some((code, reply));
         }
         panic!("no answer past the nonce challenge");
+    }
+
+    /// Allocates; the error code (0 on success), or `None` when a request got no answer.
+    pub fn try_allocate(&mut self) -> Option<u16> {
+        let (code, _) = self.try_request(Method::ALLOCATE, |w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        })?;
+        Some(code)
     }
 
     /// Allocates; returns the error code (0 on success) and the relayed address.

@@ -2,6 +2,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::guard::GuardConfig;
 use crate::peer_filter::PeerFilterConfig;
 
 /// Everything the core needs to know, already validated by the caller. Its `Debug` output
@@ -59,6 +60,9 @@ pub struct Config {
     /// `max-bps`; client → peers and peers → client counted apart); 0: no limit. A full budget
     /// passes one second's worth at once; datagrams beyond it are dropped as rate-limited.
     pub max_bps: u64,
+    /// Limits on unauthenticated answers per source and on failed authentications
+    /// (brute force); on by default.
+    pub guard: GuardConfig,
 }
 
 /// A static long-term credential.
@@ -118,6 +122,7 @@ impl Config {
             max_permissions_per_allocation: 64,
             max_channels_per_allocation: 64,
             max_bps: 0,
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -144,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("user_quota", &self.user_quota)
             .field("total_quota", &self.total_quota)
             .field("max_bps", &self.max_bps)
+            .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
 }

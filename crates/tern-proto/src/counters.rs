@@ -6,6 +6,7 @@ use tern_wire::Method;
 
 use crate::addr::{Transport, TransportLabel};
 use crate::error::{AuthFailure, DropReason, RequestError, RequestResult};
+use crate::guard::LockoutTrigger;
 use crate::output::EndReason;
 
 /// A count kept per client transport, by [`TransportLabel::index`].
@@ -128,6 +129,8 @@ pub struct Counters {
     pub allocations_created: PerTransport<u64>,
     /// Allocations ended, by transport, then [`EndReason::index`].
     pub allocations_ended: PerTransport<[u64; EndReason::ALL.len()]>,
+    /// Sources locked out after failed authentications, by [`LockoutTrigger::index`].
+    pub lockouts: [u64; LockoutTrigger::ALL.len()],
 }
 
 impl Counters {
@@ -196,6 +199,11 @@ impl Counters {
         self.auth_failures[reason.index()]
     }
 
+    /// Lockouts started by `trigger`.
+    pub fn lockouts(&self, trigger: LockoutTrigger) -> u64 {
+        self.lockouts[trigger.index()]
+    }
+
     /// Adds `other` into `self` (summing workers).
     pub fn merge(&mut self, other: &Counters) {
         for t in 0..TransportLabel::ALL.len() {
@@ -212,6 +220,7 @@ impl Counters {
         }
         add_all(&mut self.dropped, &other.dropped);
         add_all(&mut self.auth_failures, &other.auth_failures);
+        add_all(&mut self.lockouts, &other.lockouts);
     }
 }
 
@@ -235,6 +244,7 @@ mod tests {
         assert_indexed(&DropReason::ALL.map(|x| (x as usize, x.label())));
         assert_indexed(&EndReason::ALL.map(|x| (x as usize, x.label())));
         assert_indexed(&TransportLabel::ALL.map(|x| (x as usize, x.label())));
+        assert_indexed(&LockoutTrigger::ALL.map(|x| (x as usize, x.label())));
     }
 
     #[test]

@@ -220,7 +220,13 @@ crate::label_enum! {
         RateLimited => "rate_limited",
         /// Relayed data for a client on a stream connection whose write queue is full (the
         /// client reads more slowly than its peers send). Counted by the I/O layer
-        /// ([`crate::Server::count_drop`]).
+        /// ([`crate::Server::count_drops`]).
         ClientBacklog => "client_backlog",
+        /// A request that did not authenticate, from a UDP source over its rate of
+        /// unauthenticated answers ([`crate::GuardConfig::unauthorized_per_second`]).
+        UnauthorizedRateLimited => "unauthorized_rate_limited",
+        /// A request from a source locked out after failed authentications
+        /// ([`crate::GuardConfig::auth_failures`]).
+        LockedOut => "locked_out",
     }
 }

@@ -37,6 +37,15 @@
 //! comes after its allocation's last transmit. The data paths never queue anything, so their
 //! packets cost no queue.
 //!
+//! # Strangers
+//!
+//! Nothing is kept for a client before it authenticates: the nonce is a MAC over its address
+//! and the time. What the core answers strangers is limited per source address, and sources
+//! that fail integrity checks are locked out ([`GuardConfig`], on by default); both count in
+//! tables of fixed size that every worker's core shares through [`SharedState`]. A request
+//! they refuse is dropped ([`DropReason::UnauthorizedRateLimited`], [`DropReason::LockedOut`]),
+//! and a lockout is an [`Event::AuthLockout`] to log.
+//!
 //! # Allocate → ChannelBind, worked through
 //!
 //! ```
@@ -129,6 +138,7 @@ mod config;
 pub mod counters;
 mod error;
 mod expiry;
+mod guard;
 mod label;
 pub mod nonce;
 mod output;
@@ -149,6 +159,7 @@ pub use allocation::{footprint as allocation_footprint, Traffic};
 pub use config::{Config, StaticUser, UserSecret};
 pub use counters::{Counters, PathCount, PerTransport};
 pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
+pub use guard::{GuardConfig, LockoutTrigger, UNAUTHORIZED_BURST_SECONDS};
 pub use output::{
     BoundChannel, ClientOutput, Destination, EndReason, Event, Output, PeerOutput, Transmit,
 };

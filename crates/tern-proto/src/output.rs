@@ -17,6 +17,7 @@ use tern_wire::ChannelNumber;
 use crate::addr::{FiveTuple, RelayEndpoint};
 use crate::allocation::Traffic;
 use crate::error::DropReason;
+use crate::guard::LockoutTrigger;
 use crate::slab::AllocationId;
 
 /// What to do with a datagram a client sent to a listening address.
@@ -96,6 +97,21 @@ pub enum Event {
         duration: Duration,
         /// What it relayed.
         traffic: Traffic,
+    },
+    /// A source was locked out after failed authentications: its requests are dropped for
+    /// `duration`. Carries no username: a user who typed a password into the username field
+    /// would find it in the log.
+    AuthLockout {
+        /// The client whose failure started it (the whole source, a /32 or /64, is locked).
+        client: SocketAddr,
+        /// Why.
+        trigger: LockoutTrigger,
+        /// The failures that trigger a lockout ...
+        failures: u32,
+        /// ... within this window.
+        window: Duration,
+        /// How long it lasts.
+        duration: Duration,
     },
 }
 

@@ -74,7 +74,16 @@ impl Server {
         }
         match (msg.class(), msg.method()) {
             (Class::Request, _) => {
+                if self.locked_out(now, five_tuple, msg) {
+                    return ClientOutput::Drop(DropReason::LockedOut);
+                }
                 let result = self.handle_request(now, wall, five_tuple, msg);
+                // An error without integrity goes to an unverified address: limited per
+                // source (`guard`). Nothing a failed request queued needs its reply.
+                let unauthenticated = matches!(&result, Err(f) if f.key.is_none());
+                if unauthenticated && !self.admit_unauthorized(now, five_tuple) {
+                    return ClientOutput::Drop(DropReason::UnauthorizedRateLimited);
+                }
                 let outcome = result.as_ref().map(drop).map_err(|f| f.error);
                 self.counters
                     .request(five_tuple.transport, msg.method(), outcome);
@@ -122,9 +131,10 @@ impl Server {
         {
             return Err(Failure::new(RequestError::UnknownMethod, None));
         }
-        let (key, username) = self
-            .authenticate(wall, five_tuple, msg)
-            .map_err(|e| Failure::new(e, None))?;
+        let (key, username) = self.authenticate(wall, five_tuple, msg).map_err(|e| {
+            self.note_auth_failure(now, five_tuple, msg, e);
+            Failure::new(e, None)
+        })?;
         let fail = |e: RequestError| Failure::new(e, Some(key));
         let unknown = unknown_attributes(msg);
         if unknown.len > 0 {

@@ -85,8 +85,11 @@ impl Server {
         }
         let key = match result {
             Ok(Success::Binding { mapped }) => {
+                // XOR-MAPPED-ADDRESS alone: MAPPED-ADDRESS serves only RFC 3489 clients
+                // (RFC 8489 §14.1), recognised by the missing magic cookie, and such requests
+                // are dropped as malformed. Every byte here is reflected to an address nobody
+                // has verified.
                 w.xor_address(attr::XOR_MAPPED_ADDRESS, mapped);
-                w.address(attr::MAPPED_ADDRESS, mapped);
                 None
             }
             Ok(Success::Allocate {
@@ -110,7 +113,16 @@ impl Server {
             }
             Ok(Success::Empty { key }) => Some(key),
             Err(f) => {
-                w.error_code(f.error.code(), f.error.reason());
+                // Without integrity the answer goes to an address nobody verified: every
+                // byte of it can be reflected at someone else, and the reason phrase is
+                // optional (RFC 8489 §14.8 bounds it, asks for none), so the code says it
+                // alone. A client that authenticated gets the phrase.
+                let reason = if f.key.is_some() {
+                    f.error.reason()
+                } else {
+                    ""
+                };
+                w.error_code(f.error.code(), reason);
                 match f.error {
                     RequestError::UnknownAttributes => {
                         w.unknown_attributes(&f.unknown.types[..f.unknown.len]);

@@ -6,11 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::auth::quota_name;
 use crate::error::RequestError;
+use crate::guard::Guard;
 use crate::pool::{PortPool, SplitMix64};
 
-/// A handle on the shared state; clone it into every worker's [`crate::Server`].
+/// A handle on the shared state; clone it into every worker's [`crate::Server`]. Besides the
+/// locked pool and quotas it holds the flood and brute-force tables ([`crate::GuardConfig`]),
+/// which take no lock.
 #[derive(Debug, Clone)]
-pub struct SharedState(Arc<Mutex<Inner>>);
+pub struct SharedState(Arc<Mutex<Inner>>, Arc<Guard>);
 
 #[derive(Debug)]
 struct Inner {
@@ -39,12 +42,26 @@ impl SharedState {
     /// A pool of `ports` (shuffled with `seed`, so relay ports are not predictable).
     pub fn new(ports: Vec<u16>, seed: u64) -> Self {
         let mut rng = SplitMix64::new(seed);
-        Self(Arc::new(Mutex::new(Inner {
-            pool: PortPool::new(ports, &mut rng),
-            reservations: Vec::new(),
-            per_user: Vec::new(),
-            allocations: 0,
-        })))
+        Self(
+            Arc::new(Mutex::new(Inner {
+                pool: PortPool::new(ports, &mut rng),
+                reservations: Vec::new(),
+                per_user: Vec::new(),
+                allocations: 0,
+            })),
+            Arc::new(Guard::new(seed)),
+        )
+    }
+
+    /// The flood and brute-force tables.
+    pub(crate) fn guard(&self) -> &Guard {
+        &self.1
+    }
+
+    /// Bytes the flood and brute-force tables hold: fixed when the state is created, and
+    /// resident from then on.
+    pub fn guard_footprint(&self) -> usize {
+        self.1.footprint()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -411,6 +411,16 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         config.core.relay_ports.clone(),
         u64::from_le_bytes(seed[16..24].try_into().expect("8 bytes")),
     );
+    let guard = config.core.guard;
+    info!(
+        unauthorized_per_second = guard.unauthorized_per_second,
+        unauthorized_burst = guard.unauthorized_per_second * tern_proto::UNAUTHORIZED_BURST_SECONDS,
+        auth_failure_limit = guard.auth_failures,
+        auth_failure_window_s = guard.auth_failure_window.as_secs(),
+        auth_lockout_s = guard.lockout.as_secs(),
+        tables_kib = shared.guard_footprint() / 1024,
+        "flood and brute-force limits (0: off)"
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::with_capacity(workers);
     let snapshots = Arc::new((0..workers).map(|_| Default::default()).collect::<Vec<_>>());

@@ -12,7 +12,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
-use tern_proto::{DropReason, EndReason, PathCount, PerTransport, RequestResult, TransportLabel};
+use tern_proto::{
+    DropReason, EndReason, LockoutTrigger, PathCount, PerTransport, RequestResult, TransportLabel,
+};
 
 use crate::control::{IoErrorKind, StreamClose, TlsFailure, Totals};
 
@@ -209,6 +211,15 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
             .zip(c.auth_failures)
             .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
+    counter_family(
+        &mut r,
+        "auth_lockouts",
+        "Sources locked out after failed integrity checks, by reason (too many from the source, or for the username it tried)",
+        LockoutTrigger::ALL
+            .into_iter()
+            .zip(c.lockouts)
+            .map(|(trigger, n)| (labels(&[("reason", trigger.label())]), n)),
+    );
     let relayed = |count: fn(&PathCount) -> u64| {
         paths(t).into_iter().flat_map(move |(path, direction, n)| {
             let l = [("path", path), ("direction", direction)];
@@ -343,6 +354,8 @@ mod tests {
         t.counters.requests[tcp][RequestMethod::Refresh.index()][i508] = 1;
         t.counters.requests[udp][allocate][RequestResult::TryAlternate.index()] = 5;
         t.counters.auth_failures[AuthFailureReason::StaleNonce.index()] = 4;
+        t.counters.lockouts[LockoutTrigger::Username.index()] = 7;
+        t.counters.dropped[DropReason::UnauthorizedRateLimited.index()] = 8;
         t.io_errors[IoErrorKind::SendToPeer.index()] = 6;
         let p = ProcessState {
             draining: true,
@@ -410,6 +423,17 @@ mod tests {
             sample(&text, r#"tern_auth_failures_total{reason="stale_nonce"}"#),
             Some(4)
         );
+        assert_eq!(
+            sample(&text, r#"tern_auth_lockouts_total{reason="username"}"#),
+            Some(7)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_dropped_packets_total{reason="unauthorized_rate_limited"}"#
+            ),
+            Some(8)
+        );
         assert_eq!(sample(&text, "tern_draining"), Some(1));
         assert!(
             text.contains("# TYPE tern_requests_total counter"),
@@ -442,14 +466,14 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 3 transports: 3 allocation gauges + 4 other gauges + 3 created + 3x4 end reasons
-        // + 3x6x14 requests + 508s + 4 auth + 3x(4 + 4) paths + 9 drops + 3 I/O errors
-        // + 13 stream closes + 5 TLS handshake failures + connections + draining
-        // + 2 reloads + 2 worker gauges.
+        // + 3x6x14 requests + 508s + 4 auth + 2 lockouts + 3x(4 + 4) paths + 11 drops
+        // + 3 I/O errors + 13 stream closes + 5 TLS handshake failures + connections
+        // + draining + 2 reloads + 2 worker gauges.
         assert_eq!(
             series,
-            3 + 4 + 3 + 12 + 252 + 1 + 4 + 24 + 9 + 3 + 13 + 5 + 1 + 1 + 2 + 2
+            3 + 4 + 3 + 12 + 252 + 1 + 4 + 2 + 24 + 11 + 3 + 13 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 339, "the figure in README.md's Metrics section");
+        assert_eq!(series, 343, "the figure in README.md's Metrics section");
     }
 
     #[test]

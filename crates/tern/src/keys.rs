@@ -120,6 +120,11 @@ pub const IMPLEMENTED: &[Key] = &[
     key("tcp-idle-timeout", Value),
     key("max-connections", Value),
     key("max-connections-per-ip", Value),
+    key("unauthorized-ratelimit", Flag),
+    key("unauthorized-ratelimit-rps", Value),
+    key("auth-failure-limit", Value),
+    key("auth-failure-window", Value),
+    key("auth-lockout-duration", Value),
 ];
 
 /// Keys that only shape logging and operations (admin port, drain): giving them does not

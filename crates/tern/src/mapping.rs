@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use tern_proto::peer_filter::{not_publicly_routable, PeerFilterConfig};
-use tern_proto::Config;
+use tern_proto::{Config, GuardConfig};
 use tern_server::tls::{CertStore, TlsSettings};
 use tern_server::{ServerConfig, SocketBuffers};
 
@@ -183,6 +183,16 @@ pub fn map(
     core.user_quota = s.user_quota;
     core.total_quota = s.total_quota;
     core.max_bps = s.max_bps;
+    core.guard = GuardConfig {
+        unauthorized_per_second: if s.unauthorized_ratelimit {
+            s.unauthorized_ratelimit_rps
+        } else {
+            0
+        },
+        auth_failures: s.auth_failure_limit,
+        auth_failure_window: Duration::from_secs(s.auth_failure_window),
+        lockout: Duration::from_secs(s.auth_lockout_duration),
+    };
     core.always_fingerprint = s.fingerprint;
     core.rfc5766_channels = s.rfc5766_channel_numbers;
     core.software = None;

@@ -274,6 +274,16 @@ fn differences(
         ("total-quota", ac.total_quota != bc.total_quota),
         ("max-bps", ac.max_bps != bc.max_bps),
         (
+            "unauthorized-ratelimit/unauthorized-ratelimit-rps",
+            ac.guard.unauthorized_per_second != bc.guard.unauthorized_per_second,
+        ),
+        (
+            "auth-failure-limit/auth-failure-window/auth-lockout-duration",
+            ac.guard.auth_failures != bc.guard.auth_failures
+                || ac.guard.auth_failure_window != bc.guard.auth_failure_window
+                || ac.guard.lockout != bc.guard.lockout,
+        ),
+        (
             "fingerprint",
             ac.always_fingerprint != bc.always_fingerprint,
         ),

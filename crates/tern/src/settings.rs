@@ -73,6 +73,14 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
 pub const DEFAULT_TCP_IDLE_TIMEOUT: u64 = 30;
 /// `max-connections-per-ip`'s default.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 64;
+/// `unauthorized-ratelimit-rps`'s default (coturn's).
+pub const DEFAULT_UNAUTHORIZED_RATELIMIT_RPS: u32 = 10;
+/// `auth-failure-limit`'s default.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 10;
+/// `auth-failure-window`'s default, seconds.
+pub const DEFAULT_AUTH_FAILURE_WINDOW: u64 = 60;
+/// `auth-lockout-duration`'s default, seconds.
+pub const DEFAULT_AUTH_LOCKOUT_DURATION: u64 = 60;
 /// The port of an `alternate-server` given without one.
 const DEFAULT_ALTERNATE_PORT: u16 = 3478;
 
@@ -197,6 +205,18 @@ pub struct Settings {
     /// `max-connections-per-ip` (tern's own key): TCP/TLS connections from one client IP;
     /// 0: no limit (64).
     pub max_connections_per_ip: u32,
+    /// `unauthorized-ratelimit` (coturn's key, on by default in tern): limit error responses
+    /// to unauthenticated UDP requests per source.
+    pub unauthorized_ratelimit: bool,
+    /// `unauthorized-ratelimit-rps` (coturn's key): that limit per second (10).
+    pub unauthorized_ratelimit_rps: u32,
+    /// `auth-failure-limit` (tern's own key): failed integrity checks within the window that
+    /// lock a source out; 0: never (10).
+    pub auth_failure_limit: u32,
+    /// `auth-failure-window` (tern's own key): seconds the failures are counted over (60).
+    pub auth_failure_window: u64,
+    /// `auth-lockout-duration` (tern's own key): seconds a lockout lasts (60).
+    pub auth_lockout_duration: u64,
 }
 
 impl Default for Settings {
@@ -256,6 +276,11 @@ impl Default for Settings {
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
             max_connections: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            unauthorized_ratelimit: true,
+            unauthorized_ratelimit_rps: DEFAULT_UNAUTHORIZED_RATELIMIT_RPS,
+            auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
+            auth_failure_window: DEFAULT_AUTH_FAILURE_WINDOW,
+            auth_lockout_duration: DEFAULT_AUTH_LOCKOUT_DURATION,
         }
     }
 }
@@ -438,6 +463,13 @@ impl Builder {
             "tcp-idle-timeout" => s.tcp_idle_timeout = values::seconds(value()?)?,
             "max-connections" => s.max_connections = Some(values::positive_count(value()?)?),
             "max-connections-per-ip" => s.max_connections_per_ip = values::count(value()?)?,
+            "unauthorized-ratelimit" => s.unauthorized_ratelimit = values::flag(raw)?,
+            "unauthorized-ratelimit-rps" => {
+                s.unauthorized_ratelimit_rps = values::positive_count(value()?)?
+            }
+            "auth-failure-limit" => s.auth_failure_limit = values::count(value()?)?,
+            "auth-failure-window" => s.auth_failure_window = values::seconds(value()?)?,
+            "auth-lockout-duration" => s.auth_lockout_duration = values::seconds(value()?)?,
             "verbose" | "Verbose" => {
                 let level = if k.name == "verbose" {
                     Verbosity::Verbose

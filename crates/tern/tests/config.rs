@@ -804,3 +804,77 @@ fn alt_tls_listening_port_needs_tls() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn flood_and_brute_force_keys_reach_the_core_and_bad_values_name_key_and_line() {
+    let base = "static-auth-secret=s\nlistening-ip=127.0.0.1\n";
+    let guard = |text: &str, flags: &[&str]| {
+        let l = load(&format!("{base}{text}"), &[], flags).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        mapping::map(&l.settings, no_detect, false)
+            .unwrap()
+            .server
+            .core
+            .guard
+    };
+    // The defaults: on, coturn's 10 a second; 10 failures in 60 s lock a source out for 60 s.
+    let g = guard("", &[]);
+    assert_eq!(g.unauthorized_per_second, 10);
+    assert_eq!(g.auth_failures, 10);
+    assert_eq!(g.auth_failure_window, Duration::from_secs(60));
+    assert_eq!(g.lockout, Duration::from_secs(60));
+    // coturn's keys: a bare `unauthorized-ratelimit` (coturn's way to turn it on) changes
+    // nothing here; `unauthorized-ratelimit-rps` sets the rate; `=false` turns it off.
+    let g = guard(
+        "unauthorized-ratelimit\nunauthorized-ratelimit-rps=25\n",
+        &[],
+    );
+    assert_eq!(g.unauthorized_per_second, 25);
+    assert_eq!(
+        guard("unauthorized-ratelimit=false\n", &[]).unauthorized_per_second,
+        0
+    );
+    assert_eq!(
+        guard("", &["--unauthorized-ratelimit=0"]).unauthorized_per_second,
+        0
+    );
+    // tern's keys.
+    let g = guard(
+        "auth-failure-limit=3\nauth-failure-window=30\nauth-lockout-duration=900\n",
+        &[],
+    );
+    assert_eq!(g.auth_failures, 3);
+    assert_eq!(g.auth_failure_window, Duration::from_secs(30));
+    assert_eq!(g.lockout, Duration::from_secs(900));
+    assert_eq!(
+        guard("auth-failure-limit=0\n", &[]).auth_failures,
+        0,
+        "0: no lockouts"
+    );
+
+    let err = |text: &str| {
+        load(&format!("{base}{text}"), &[], &[])
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("unauthorized-ratelimit-rps=0\n"),
+        "turnserver.conf:3: unauthorized-ratelimit-rps: `0` is not a positive number"
+    );
+    assert_eq!(
+        err("unauthorized-ratelimit=maybe\n"),
+        "turnserver.conf:3: unauthorized-ratelimit: `maybe` is not a flag value (use 1/true/yes or 0/false/no)"
+    );
+    assert_eq!(
+        err("\nauth-failure-limit=many\n"),
+        "turnserver.conf:4: auth-failure-limit: `many` is not a non-negative number"
+    );
+    assert_eq!(
+        err("auth-failure-window=0\n"),
+        "turnserver.conf:3: auth-failure-window: `0` is not a positive number of seconds"
+    );
+    assert_eq!(
+        err("auth-lockout-duration=forever\n"),
+        "turnserver.conf:3: auth-lockout-duration: `forever` is not a positive number of seconds"
+    );
+}

@@ -7,7 +7,9 @@ use std::ops::Range;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use tern_proto::{ClientOutput, FiveTuple, ListenerId, PeerOutput, RelayEndpoint, Transport};
+use tern_proto::{
+    ClientOutput, DropReason, FiveTuple, ListenerId, PeerOutput, RelayEndpoint, Transport,
+};
 use tern_sys::send_many;
 use tracing::debug;
 
@@ -83,6 +85,9 @@ impl Worker {
                 let request = tracing::enabled!(tracing::Level::DEBUG).then(|| data.to_vec());
                 self.act_on_outputs(request.as_deref());
             }
+            // The failed check whose 401 was held back may have started a lockout: its event
+            // waits in the queue.
+            ClientOutput::Drop(DropReason::UnauthorizedRateLimited) => self.act_on_outputs(None),
             _ => {}
         }
     }

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 
 use tern_proto::{Destination, Event, Output, RelayEndpoint, Transport};
 use tern_sys::{send_to, Epoll, Interest};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::Worker;
 use crate::control::IoErrorKind;
@@ -116,6 +116,25 @@ impl Worker {
                     bytes_to_peers = traffic.bytes_to_peers,
                     bytes_to_client = traffic.bytes_to_client,
                     "allocation ended"
+                );
+            }
+            // The address and the limits, never the username (a password typed into the
+            // username field would land here) nor anything of the request.
+            Event::AuthLockout {
+                client,
+                trigger,
+                failures,
+                window,
+                duration,
+            } => {
+                warn!(
+                    %client,
+                    trigger = trigger.label(),
+                    failures,
+                    window_s = window.as_secs(),
+                    lockout_s = duration.as_secs(),
+                    worker = self.id,
+                    "authentication lockout: too many failed integrity checks; requests from this address are dropped"
                 );
             }
             _ => {}
