@@ -336,7 +336,7 @@ fn garbage(args: &Args, stop: &AtomicBool, c: &Counts) {
                 1 if len >= 4 => buf[0] = 0x40 | (buf[0] & 0x3f),
                 _ => {}
             }
-            let to = if rng.next() % 2 == 0 {
+            let to = if rng.next().is_multiple_of(2) {
                 args.server
             } else {
                 SocketAddrV4::new(
