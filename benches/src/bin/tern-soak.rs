@@ -3,7 +3,8 @@
 //!
 //! - allocation churn: Allocate (401, signed) and Refresh 0 on a new 5-tuple, back to back;
 //! - a steady relay load: `--relay-sessions` allocations sending ChannelData at
-//!   `--relay-rate` packets per second in all to an echo peer, refreshed every 5 s;
+//!   `--relay-rate` packets per second in all to an echo peer, refreshed (allocation and
+//!   channel) every 5 s;
 //! - refresh, permission and channel churn: allocations that refresh, permit a new peer and
 //!   bind a new channel on every step, and start over on a new allocation after 60 channels;
 //! - SIGHUP to tern every 3 s (a live reload);
@@ -129,6 +130,7 @@ struct Counts {
     churn_errors: AtomicU64,
     relay_sent: AtomicU64,
     relay_received: AtomicU64,
+    relay_errors: AtomicU64,
     channel_steps: AtomicU64,
     channel_errors: AtomicU64,
     reloads: AtomicU64,
@@ -247,8 +249,12 @@ fn relay(args: &Args, peer: SocketAddrV4, stop: &AtomicBool, c: &Counts) -> std:
         if Instant::now() >= next_refresh {
             // Keep them alive under a short max-allocate-lifetime; answers are read by the
             // client (it skips the ChannelData it meets, which the counts then miss).
+            // The allocation, the channel and its permission each have their own lifetime
+            // (all short here): refresh the allocation, bind the channel again.
             for t in &mut clients {
-                let _ = t.refresh(600);
+                if let Err(e) = t.refresh(600).and_then(|()| t.channel_bind(0x4000, peer)) {
+                    c.failed(&c.relay_errors, "relay load, refresh", &e);
+                }
             }
             next_refresh += Duration::from_secs(5);
         }
@@ -522,13 +528,13 @@ fn main() -> anyhow::Result<()> {
             let (after, waited, ok) = settle(&args, base);
             let g = |a: &AtomicU64| a.load(Relaxed);
             println!(
-                "round {r}: {} allocate/release cycles ({} refused or failed), relay {} sent / {} back, \
+                "round {r}: {} allocate/release cycles ({} refused or failed), relay {} sent / {} back ({} refreshes failed), \
                  {} refresh+permission+channel steps ({} failed), {} reloads, {} garbage datagrams, \
                  pool exhausted {} times ({} allocations held, {} errors); at the end of the load: RSS {} KiB, \
                  {} open files, {} ports free, {} allocations; settled after {waited:.1} s: RSS {} KiB, {} open \
                  files, {} ports free, {} allocations",
                 g(&c.churn_cycles), g(&c.churn_errors), g(&c.relay_sent), g(&c.relay_received),
-                g(&c.channel_steps), g(&c.channel_errors), g(&c.reloads), g(&c.garbage),
+                g(&c.relay_errors), g(&c.channel_steps), g(&c.channel_errors), g(&c.reloads), g(&c.garbage),
                 g(&c.exhaustions), g(&c.exhaustion_held), g(&c.exhaustion_errors),
                 during.rss_kib, during.fds, during.ports_free, during.allocations,
                 after.rss_kib, after.fds, after.ports_free, after.allocations
