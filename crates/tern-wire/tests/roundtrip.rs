@@ -607,17 +607,15 @@ fn dual_allocation_attributes_have_their_rfc_layout() {
     // XOR the cookie and the transaction id.
     let x = &body[44..];
     assert_eq!(&x[..4], &[0x00, 0x16, 0, 20]);
-    assert_eq!(&x[4..8], &[0, 0x02, 0xC0 ^ 0x21, 0x00 ^ 0x12]);
-    let mut want = [0u8; 16];
+    let port = (49152u16 ^ 0x2112).to_be_bytes();
+    assert_eq!(&x[4..8], &[0, 0x02, port[0], port[1]]);
     let octets = match v6.ip() {
         IpAddr::V6(a) => a.octets(),
         IpAddr::V4(_) => unreachable!(),
     };
-    let pad: Vec<u8> = 0x2112_A442u32.to_be_bytes().into_iter().chain(tid.0).collect();
-    for i in 0..16 {
-        want[i] = octets[i] ^ pad[i];
-    }
-    assert_eq!(&x[8..24], &want);
+    let pad = 0x2112_A442u32.to_be_bytes().into_iter().chain(tid.0);
+    let want: Vec<u8> = octets.iter().zip(pad).map(|(a, b)| a ^ b).collect();
+    assert_eq!(&x[8..24], &want[..]);
 
     let msg = Message::parse(&buf[..len]).unwrap();
     let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY).unwrap();
