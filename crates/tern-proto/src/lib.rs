@@ -144,10 +144,12 @@ mod shared;
 mod slab;
 mod timer;
 
-pub use addr::{ConnId, Family, FiveTuple, ListenerId, RelayEndpoint, Transport, TransportLabel};
+pub use addr::{
+    ConnId, Family, FiveTuple, ListenerId, PerFamily, RelayEndpoint, Transport, TransportLabel,
+};
 pub use allocation::{footprint as allocation_footprint, Traffic};
-pub use config::{Config, StaticUser, UserSecret};
-pub use counters::{Counters, PathCount, PerTransport};
+pub use config::{Config, DefaultFamily, StaticUser, UserSecret};
+pub use counters::{Counters, PathCount, PerTransport, PerTransportFamily};
 pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
 pub use output::{
     BoundChannel, ClientOutput, Destination, EndReason, Event, Output, PeerOutput, Transmit,
