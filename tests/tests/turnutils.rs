@@ -216,7 +216,8 @@ fn assert_counted_under(server: &TestServer, transport: ClientTransport) {
     let (code, text) = http_get(server.admin_addr(), "/metrics").expect("GET /metrics");
     assert_eq!(code, 200);
     let created = |t: &str| -> u64 {
-        let series = format!("tern_allocations_created_total{{transport=\"{t}\"}} ");
+        let series =
+            format!("tern_allocations_created_total{{transport=\"{t}\",family=\"ipv4\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&series)?.parse().ok())
             .unwrap_or_else(|| panic!("no {series} in {text}"))

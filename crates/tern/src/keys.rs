@@ -120,6 +120,8 @@ pub const IMPLEMENTED: &[Key] = &[
     key("tcp-idle-timeout", Value),
     key("max-connections", Value),
     key("max-connections-per-ip", Value),
+    key("allocation-default-address-family", Value),
+    key("keep-address-family", Flag),
 ];
 
 /// Keys that only shape logging and operations (admin port, drain): giving them does not
@@ -142,8 +144,6 @@ pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
     ("relay-device", Value),
     ("aux-server", Value),
     ("udp-self-balance", Flag),
-    ("allocation-default-address-family", Value),
-    ("keep-address-family", Flag),
     ("max-allocate-timeout", Value),
     ("bps-capacity", Value),
     ("no-auth", Flag),
