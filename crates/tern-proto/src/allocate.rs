@@ -10,7 +10,9 @@
 //! - REQUESTED-ADDRESS-FAMILY picks the one family; a family the server has no relayed IP
 //!   for gets 440. Without it the family is [`crate::DefaultFamily`]'s (IPv4 unless
 //!   configured otherwise).
-//! - ADDITIONAL-ADDRESS-FAMILY IPv6 asks for IPv4 and IPv6. A family the server cannot give
+//! - ADDITIONAL-ADDRESS-FAMILY IPv6 asks for IPv4 and IPv6 (also at 0x8032, the draft
+//!   codepoint coturn's tools still send; the answer's ADDRESS-ERROR-CODE then goes at
+//!   coturn's 0x8033). A family the server cannot give
 //!   (no relayed IP: 440; its pool empty: 508) is named in ADDRESS-ERROR-CODE of a success
 //!   that carries the other; with neither, the error itself.
 //! - Both attributes, or ADDITIONAL-ADDRESS-FAMILY with anything but IPv6: 400. With
@@ -33,12 +35,14 @@ use crate::server::{Server, Timer};
 use crate::shared::{Admitted, PortRequest};
 use crate::slab::AllocationId;
 
-/// The families a new allocation asks for, and the one it asks for that the server does not
-/// relay in (for ADDRESS-ERROR-CODE 440).
+/// The families a new allocation asks for, the one it asks for that the server does not
+/// relay in (for ADDRESS-ERROR-CODE 440), and whether it asked for two at coturn's draft
+/// codepoint (then ADDRESS-ERROR-CODE goes at the draft codepoint too).
 #[derive(Debug, Clone, Copy)]
 struct Families {
     wanted: [Option<Family>; Family::ALL.len()],
     unsupported: Option<Family>,
+    draft: bool,
 }
 
 impl Families {
@@ -78,10 +82,13 @@ impl Server {
         token: bool,
     ) -> Result<Families, RequestError> {
         let requested = requested_family(msg, attr::REQUESTED_ADDRESS_FAMILY)?;
-        let additional = requested_family(msg, attr::ADDITIONAL_ADDRESS_FAMILY)?;
+        let rfc = requested_family(msg, attr::ADDITIONAL_ADDRESS_FAMILY)?;
+        let draft = requested_family(msg, attr::ADDITIONAL_ADDRESS_FAMILY_DRAFT)?;
+        let additional = rfc.or(draft);
         let mut families = Families {
             wanted: [None; Family::ALL.len()],
             unsupported: None,
+            draft: rfc.is_none() && draft.is_some(),
         };
         if token {
             if requested.is_some() || additional.is_some() {
@@ -195,6 +202,7 @@ impl Server {
             allocate_tid: msg.transaction_id(),
             granted_lifetime: granted,
             address_error,
+            draft_codepoints: families.draft,
             reservation_token: new_token,
             permissions: Vec::new(),
             channels: Vec::new(),
@@ -275,6 +283,11 @@ impl Server {
         Success::Allocate {
             relayed: Family::ALL.map(|f| a.relayed.get(f).map(|e| self.relayed_addr(e))),
             address_error: a.address_error,
+            address_error_type: if a.draft_codepoints {
+                attr::ADDRESS_ERROR_CODE_DRAFT
+            } else {
+                attr::ADDRESS_ERROR_CODE
+            },
             mapped: a.five_tuple.client,
             lifetime: a.granted_lifetime,
             reservation_token: a.reservation_token,

@@ -63,6 +63,8 @@ pub(crate) struct Allocation {
     pub allocate_tid: TransactionId,
     pub granted_lifetime: u32,
     pub address_error: Option<(Family, RequestResult)>,
+    /// Asked for two families at coturn's draft codepoint: answer in kind.
+    pub draft_codepoints: bool,
     /// The RESERVATION-TOKEN handed out with it, if it reserved the next port.
     pub reservation_token: Option<u64>,
     pub permissions: Vec<Permission>,

@@ -21,6 +21,8 @@ pub(crate) enum Success {
         relayed: PerFamily<Option<SocketAddr>>,
         /// The family a dual allocation could not get, and why (440 or 508).
         address_error: Option<(Family, RequestResult)>,
+        /// The attribute type to name it with (RFC 8656's, or coturn's draft one).
+        address_error_type: u16,
         mapped: SocketAddr,
         lifetime: u32,
         reservation_token: Option<u64>,
@@ -95,6 +97,7 @@ impl Server {
             Ok(Success::Allocate {
                 relayed,
                 address_error,
+                address_error_type,
                 mapped,
                 lifetime,
                 reservation_token,
@@ -106,7 +109,8 @@ impl Server {
                     w.xor_address(attr::XOR_RELAYED_ADDRESS, addr);
                 }
                 if let Some((family, error)) = address_error {
-                    w.address_error_code(family.to_wire(), error.code(), error.reason());
+                    let (code, reason) = (error.code(), error.reason());
+                    w.address_error_code_as(address_error_type, family.to_wire(), code, reason);
                 }
                 w.u32(attr::LIFETIME, lifetime);
                 if let Some(token) = reservation_token {

@@ -738,3 +738,50 @@ fn allocations_over_ipv6_and_data_indications_to_ipv6_clients() {
     assert_eq!(data_indication(&framed), (peer_a(), b"four".to_vec()));
     let _ = Class::Success;
 }
+
+#[test]
+fn coturns_draft_codepoints_ask_for_and_answer_a_dual_allocation() {
+    let draft = |h: &mut Harness, c: &mut Client| {
+        c.request(h, Method::ALLOCATE, &|w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+            w.attr(
+                attr::ADDITIONAL_ADDRESS_FAMILY_DRAFT,
+                &attr::encode_address_family(V6),
+            );
+        })
+    };
+    let mut h = Harness::new(dual_config());
+    let mut c = Client::rest("192.0.2.10:1", "a");
+    let r = draft(&mut h, &mut c);
+    assert!(r.is_success(), "{r:?}");
+    assert_eq!(r.relayed_addresses().len(), 2);
+    // A partial success names the missing family at the draft codepoint, the one that
+    // client reads, and not at RFC 8656's.
+    let mut h = Harness::new(config());
+    let mut c = Client::rest("192.0.2.10:1", "a");
+    let r = draft(&mut h, &mut c);
+    assert_eq!(r.relayed_addresses().len(), 1);
+    assert!(!r.has(attr::ADDRESS_ERROR_CODE));
+    let m = r.msg();
+    let aec = m
+        .get(attr::ADDRESS_ERROR_CODE_DRAFT)
+        .expect("ADDRESS-ERROR-CODE at 0x8033");
+    assert_eq!(
+        attr::decode_address_error_code(aec.value).unwrap(),
+        (V6, 440, "Address Family not Supported")
+    );
+    // The draft attribute with REQUESTED-ADDRESS-FAMILY is as bad as the RFC one: 400.
+    let mut c = Client::rest("192.0.2.11:1", "b");
+    let r = c.request(&mut h, Method::ALLOCATE, &|w| {
+        w.attr(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+        w.attr(
+            attr::REQUESTED_ADDRESS_FAMILY,
+            &attr::encode_address_family(V4),
+        );
+        w.attr(
+            attr::ADDITIONAL_ADDRESS_FAMILY_DRAFT,
+            &attr::encode_address_family(V6),
+        );
+    });
+    assert_eq!(r.code(), 400);
+}

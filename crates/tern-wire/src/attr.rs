@@ -54,6 +54,13 @@ pub const USE_CANDIDATE: u16 = 0x0025;
 pub const ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8000;
 /// ADDRESS-ERROR-CODE (RFC 8656 §18.12).
 pub const ADDRESS_ERROR_CODE: u16 = 0x8001;
+/// ADDITIONAL-ADDRESS-FAMILY at the codepoint coturn uses (0x8032, from the draft that
+/// became RFC 8656, before IANA assigned 0x8000); its `turnutils_uclient -Z` sends it and its
+/// `turnserver` reads it. Same value layout as [`ADDITIONAL_ADDRESS_FAMILY`].
+pub const ADDITIONAL_ADDRESS_FAMILY_DRAFT: u16 = 0x8032;
+/// ADDRESS-ERROR-CODE at the codepoint coturn uses (0x8033; RFC 8656 assigned 0x8001). Same
+/// value layout as [`ADDRESS_ERROR_CODE`].
+pub const ADDRESS_ERROR_CODE_DRAFT: u16 = 0x8033;
 /// PASSWORD-ALGORITHMS (RFC 8489 §14.11).
 pub const PASSWORD_ALGORITHMS: u16 = 0x8002;
 /// SOFTWARE (RFC 8489 §14.14).

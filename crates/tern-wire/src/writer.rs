@@ -91,6 +91,18 @@ impl<'b> MessageWriter<'b> {
         self.coded(attr::ADDRESS_ERROR_CODE, family, code, reason)
     }
 
+    /// Appends an ADDRESS-ERROR-CODE-shaped attribute of type `typ`: [`attr::ADDRESS_ERROR_CODE`],
+    /// or [`attr::ADDRESS_ERROR_CODE_DRAFT`] for a client that asked at the draft codepoint.
+    pub fn address_error_code_as(
+        &mut self,
+        typ: u16,
+        family: u8,
+        code: u16,
+        reason: &str,
+    ) -> &mut Self {
+        self.coded(typ, family, code, reason)
+    }
+
     /// An ERROR-CODE-shaped attribute: `first` (reserved, or the family), zero, class,
     /// number, reason, padding.
     fn coded(&mut self, typ: u16, first: u8, code: u16, reason: &str) -> &mut Self {
