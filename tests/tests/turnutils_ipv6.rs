@@ -4,7 +4,8 @@
 //! uclient flags (turnutils_uclient -h): `-x` asks for an IPv6 relayed address
 //! (REQUESTED-ADDRESS-FAMILY IPv6), `-X` asks for IPv4 explicitly, `-Z` asks for a dual
 //! allocation (ADDITIONAL-ADDRESS-FAMILY, at the draft codepoint coturn uses; implies `-c`),
-//! `-s` relays with Send/Data indications instead of channels. The client reaches the
+//! `-s` relays with Send/Data indications instead of channels, `-t` reaches the server over
+//! TCP. The client reaches the
 //! server over IPv6 or IPv4 (the address it is given), the relay talks to a
 //! `turnutils_peer` on ::1 or 127.0.0.1, and every run must lose nothing.
 
@@ -39,6 +40,8 @@ for_each_server!(
     dual_allocation_to_an_ipv6_peer_send_indications,
     dual_allocation_to_an_ipv4_peer_channels,
     dual_allocation_to_an_ipv4_peer_send_indications,
+    ipv6_relay_over_tcp_on_ipv6_channels,
+    dual_allocation_over_tcp_on_ipv6_send_indications,
 );
 
 /// What uclient asks for.
@@ -83,6 +86,13 @@ fn dual_allocation_to_an_ipv4_peer_send_indications(kind: ServerKind) {
     run(kind, Ask::Dual, V4, V4, true);
 }
 
+fn ipv6_relay_over_tcp_on_ipv6_channels(kind: ServerKind) {
+    run_over(kind, Ask::Ipv6, V6, V6, false, true);
+}
+fn dual_allocation_over_tcp_on_ipv6_send_indications(kind: ServerKind) {
+    run_over(kind, Ask::Dual, V6, V4, true, true);
+}
+
 fn dual_stack_options(kind: ServerKind) -> ServerOptions {
     let mut options = ServerOptions::rest(SECRET, REALM);
     options.ipv6 = true;
@@ -125,13 +135,27 @@ fn stunclient_over_ipv6_gets_its_ipv6_reflexive_address(kind: ServerKind) {
 /// an echo peer on `peer`; nothing may be lost. For tern, the metrics must show the
 /// relayed families.
 fn run(kind: ServerKind, ask: Ask, client: IpAddr, peer: IpAddr, send_indications: bool) {
+    run_over(kind, ask, client, peer, send_indications, false);
+}
+
+/// [`run`], with the client's leg over TCP (`-t`) when `tcp` is set.
+fn run_over(
+    kind: ServerKind,
+    ask: Ask,
+    client: IpAddr,
+    peer: IpAddr,
+    send_indications: bool,
+    tcp: bool,
+) {
     let (Some(uclient), Some(peer_bin)) = (
         turnutils_bin("turnutils_uclient"),
         turnutils_bin("turnutils_peer"),
     ) else {
         return;
     };
-    let mut server = TestServer::start(kind, &dual_stack_options(kind));
+    let mut options = dual_stack_options(kind);
+    options.tcp = tcp;
+    let mut server = TestServer::start(kind, &options);
     let _peer = EchoPeer::start(&peer_bin, peer, server.peer_port());
     let mut cmd = Command::new(uclient);
     cmd.args(["-p", &server.addr().port().to_string()])
@@ -153,6 +177,9 @@ fn run(kind: ServerKind, ask: Ask, client: IpAddr, peer: IpAddr, send_indication
     });
     if send_indications {
         cmd.arg("-s");
+    }
+    if tcp {
+        cmd.arg("-t");
     }
     cmd.arg(client.to_string());
     let out = run_bounded(&mut cmd, RUN_LIMIT);
@@ -199,7 +226,8 @@ fn run(kind: ServerKind, ask: Ask, client: IpAddr, peer: IpAddr, send_indication
         assert!(!has(unused), "{relayed:#?}");
     }
     if kind == ServerKind::Tern {
-        assert_families(&server, ask, client, peer, send_indications);
+        let transport = if tcp { "tcp" } else { "udp" };
+        assert_families(&server, ask, client, peer, send_indications, transport);
     }
     server.assert_alive();
 }
@@ -207,7 +235,14 @@ fn run(kind: ServerKind, ask: Ask, client: IpAddr, peer: IpAddr, send_indication
 /// tern counted the allocations under their relayed families, the clients under their
 /// transport, and the relayed data under the peer's family (the relayed address that
 /// talked to it).
-fn assert_families(server: &TestServer, ask: Ask, client: IpAddr, peer: IpAddr, send: bool) {
+fn assert_families(
+    server: &TestServer,
+    ask: Ask,
+    client: IpAddr,
+    peer: IpAddr,
+    send: bool,
+    transport: &str,
+) {
     let (peer_family, other) = if peer.is_ipv6() {
         ("ipv6", "ipv4")
     } else {
@@ -218,7 +253,7 @@ fn assert_families(server: &TestServer, ask: Ask, client: IpAddr, peer: IpAddr, 
     let path = if send { "indication" } else { "channel_data" };
     let relayed = |direction: &str, family: &str| {
         format!(
-            "tern_relayed_packets_total{{path=\"{path}\",direction=\"{direction}\",transport=\"udp\",family=\"{family}\"}}"
+            "tern_relayed_packets_total{{path=\"{path}\",direction=\"{direction}\",transport=\"{transport}\",family=\"{family}\"}}"
         )
     };
     let all = f64::from(MESSAGES * CLIENTS);
@@ -228,7 +263,7 @@ fn assert_families(server: &TestServer, ask: Ask, client: IpAddr, peer: IpAddr, 
     }
     let created = |family: &str| {
         server.metric(&format!(
-            "tern_allocations_created_total{{transport=\"udp\",family=\"{family}\"}}"
+            "tern_allocations_created_total{{transport=\"{transport}\",family=\"{family}\"}}"
         ))
     };
     let (v4, v6) = (created("ipv4"), created("ipv6"));
@@ -241,7 +276,7 @@ fn assert_families(server: &TestServer, ask: Ask, client: IpAddr, peer: IpAddr, 
             // LIFETIME 0, and went on in the other.
             let deleted = |family: &str| {
                 server.metric(&format!(
-                    "tern_allocations_ended_total{{reason=\"deleted\",transport=\"udp\",family=\"{family}\"}}"
+                    "tern_allocations_ended_total{{reason=\"deleted\",transport=\"{transport}\",family=\"{family}\"}}"
                 ))
             };
             assert!(deleted(other) > 0.0, "no {other} relayed address deleted");
