@@ -6,7 +6,8 @@
 //!   `listening-ip`, else — when tern listens on the family's unspecified address — the
 //!   machine's own address of that family toward the internet (found without sending a
 //!   packet), else for IPv4 and only for the embedded default 127.0.0.1. A family with
-//!   none is not relayed in.
+//!   none is not relayed in. As in coturn, once `relay-ip` or `external-ip` is set, only
+//!   the families they name are relayed in.
 //! - relay bind IP of a family: its first `relay-ip`, else the private part of its
 //!   `external-ip`, else its specific `listening-ip`, else the family's unspecified address.
 //! - own IPs: every address above.
@@ -128,36 +129,51 @@ fn family_addresses(
     let external = externals.first();
     let configured = external
         .map(|e| (e.public, RelayedIpSource::ExternalIp))
-        .or_else(|| relay_ips.first().map(|&ip| (ip, RelayedIpSource::RelayIp)))
-        .or(specific_listen.map(|ip| (ip, RelayedIpSource::ListeningIp)));
+        .or_else(|| relay_ips.first().map(|&ip| (ip, RelayedIpSource::RelayIp)));
     let unspecified = match family {
         Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
+    // As in coturn: once relay-ip or external-ip names any address, tern relays in exactly
+    // the families they name, and a listening-ip of another family adds none.
+    let named_elsewhere = !s.relay_ips.is_empty() || !s.external_ips.is_empty();
     let relayed = match configured {
         Some(chosen) => Some(chosen),
-        // Listening on the family's unspecified address: this host's address toward the
-        // internet in that family.
-        None if !listen.is_empty() => match (detect(unspecified), family) {
-            (Some(ip), _) => Some((ip, RelayedIpSource::Detected)),
-            (None, Family::V4) if allow_loopback => {
-                Some((Ipv4Addr::LOCALHOST.into(), RelayedIpSource::Loopback))
-            }
-            (None, _) => {
-                let (any, other) = match family {
-                    Family::V4 => ("0.0.0.0", "IPv6"),
-                    Family::V6 => ("::", "IPv4"),
-                };
+        None if named_elsewhere => {
+            if let Some(listen) = listen.first() {
                 warnings.push(format!(
-                    "tern listens on {any} but found no {name} address of this host to \
-                     advertise, so it does not relay in {name} (an Allocate asking for it \
-                     gets 440); set external-ip or relay-ip to an {name} address to relay in \
-                     it, or it relays in {other} only"
+                    "tern listens on {listen}, but relay-ip and external-ip name no {name} \
+                     address, so it does not relay in {name} (an Allocate asking for it gets \
+                     440); add relay-ip or external-ip of {name} to relay in it"
                 ));
-                None
             }
+            None
+        }
+        None => match specific_listen {
+            Some(ip) => Some((ip, RelayedIpSource::ListeningIp)),
+            // Listening on the family's unspecified address: this host's address toward the
+            // internet in that family.
+            None if !listen.is_empty() => match (detect(unspecified), family) {
+                (Some(ip), _) => Some((ip, RelayedIpSource::Detected)),
+                (None, Family::V4) if allow_loopback => {
+                    Some((Ipv4Addr::LOCALHOST.into(), RelayedIpSource::Loopback))
+                }
+                (None, _) => {
+                    let (any, other) = match family {
+                        Family::V4 => ("0.0.0.0", "IPv6"),
+                        Family::V6 => ("::", "IPv4"),
+                    };
+                    warnings.push(format!(
+                        "tern listens on {any} but found no {name} address of this host to \
+                         advertise, so it does not relay in {name} (an Allocate asking for it \
+                         gets 440); set external-ip or relay-ip to an {name} address to relay \
+                         in it, or it relays in {other} only"
+                    ));
+                    None
+                }
+            },
+            None => None,
         },
-        None => None,
     };
     let bind = relay_ips
         .first()

@@ -864,6 +864,22 @@ fn mapping_of_addresses_per_family() {
         m.relayed_ip_sources[V6.index()],
         Some(RelayedIpSource::ListeningIp)
     );
+    // As in coturn, relay-ip (or external-ip) names the families relayed in: an IPv6
+    // listener beside an IPv4 relay-ip adds no IPv6 relay, and a warning says so.
+    let m = map(
+        "listening-ip=127.0.0.1\nlistening-ip=::1\nrelay-ip=127.0.0.1\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), None);
+    assert_eq!(m.server.listen.len(), 2);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("tern listens on ::1") && w.contains("no IPv6 address")),
+        "{:#?}",
+        m.warnings
+    );
     // Without anything IPv6, tern relays in IPv4 only.
     let m = map("external-ip=203.0.113.10\n", &["2001:db8::99"]).unwrap();
     assert_eq!(m.server.core.relayed_ip(V6), None);
