@@ -1,5 +1,5 @@
 //! Real WebRTC stacks against the built tern: headless Chromium and aiortc, relay-only, on
-//! loopback over TURN/UDP, TURN/TCP and TURN/TLS; aiortc and Chromium behind NATs in network
+//! loopback over TURN/UDP, TURN/TCP and TURN/TLS, and aiortc over IPv6; aiortc and Chromium behind NATs in network
 //! namespaces, among them a client whose UDP is dropped entirely. The work is done by the
 //! Python scripts in `tests/webrtc/` (see their docstrings); this file runs them with the tern
 //! binary the other suites use, so `cargo test --workspace` covers them.
@@ -104,6 +104,18 @@ fn aiortc_relay_only_loopback() {
     let python = python();
     if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
         run_script(&python.unwrap(), "aiortc_test.py", &[]);
+    }
+}
+
+/// aiortc reaching tern at `[::1]` and relaying from `::1` (tern dual-stack,
+/// `allocation-default-address-family=keep`), over UDP and over TCP.
+#[test]
+fn aiortc_relay_only_ipv6_loopback() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
+        let python = python.unwrap();
+        run_script(&python, "aiortc_test.py", &["--ipv6"]);
+        run_script(&python, "aiortc_test.py", &["--ipv6", "--transport", "tcp"]);
     }
 }
 
