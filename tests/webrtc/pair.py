@@ -67,13 +67,16 @@ def run_pair(offer_servers: list[dict], answer_servers: list[dict], policy: str,
              offer_ns: str | None = None, answer_ns: str | None = None,
              messages: int = 20, timeout: float = 30.0,
              answer_script: str = "aiortc_peer.py",
-             answer_env: dict | None = None) -> tuple[dict, dict]:
+             answer_env: dict | None = None,
+             answer_policy: str | None = None) -> tuple[dict, dict]:
     """Returns (offerer result, answerer result). The offerer is always aiortc; the answerer
     is `answer_script` (aiortc_peer.py, or browser_peer.py for Chromium), with `answer_env`
-    added to its environment. Raises TestFailure if a peer broke down before producing a
+    added to its environment and `answer_policy` (default: `policy`). Raises TestFailure if
+    a peer broke down before producing a
     result (not if ICE merely failed: the results say that)."""
     offerer = _start("offer", offer_servers, policy, offer_ns, messages, timeout, "aiortc_peer.py", None)
-    answerer = _start("answer", answer_servers, policy, answer_ns, messages, timeout, answer_script, answer_env)
+    answerer = _start("answer", answer_servers, answer_policy or policy, answer_ns, messages, timeout,
+                      answer_script, answer_env)
     deadline = time.monotonic() + timeout + 20  # gathering, DTLS, result lines
     try:
         for src, dst, kind in ((offerer, answerer, "offer"), (answerer, offerer, "answer")):
