@@ -5,9 +5,8 @@
 //! (REQUESTED-ADDRESS-FAMILY IPv6), `-X` asks for IPv4 explicitly, `-Z` asks for a dual
 //! allocation (ADDITIONAL-ADDRESS-FAMILY, at the draft codepoint coturn uses; implies `-c`),
 //! `-s` relays with Send/Data indications instead of channels, `-t` reaches the server over
-//! TCP. The client reaches the
-//! server over IPv6 or IPv4 (the address it is given), the relay talks to a
-//! `turnutils_peer` on ::1 or 127.0.0.1, and every run must lose nothing.
+//! TCP. The client reaches the server over IPv6 or IPv4 (the address it is given), the relay
+//! talks to a `turnutils_peer` on ::1 or 127.0.0.1, and every run must lose nothing.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
@@ -272,24 +271,12 @@ fn assert_families(
         Ask::Ipv4 => assert!(v4 > 0.0 && v6 == 0.0, "ipv4 {v4}, ipv6 {v6}"),
         Ask::Dual => {
             assert!(v4 > 0.0 && v4 == v6, "ipv4 {v4}, ipv6 {v6}");
-            // uclient deleted the family it does not use with a Refresh naming it and
-            // LIFETIME 0, and went on in the other.
-            let deleted = |family: &str| {
-                server.metric(&format!(
-                    "tern_allocations_ended_total{{reason=\"deleted\",transport=\"{transport}\",family=\"{family}\"}}"
-                ))
-            };
-            assert!(deleted(other) > 0.0, "no {other} relayed address deleted");
             let log = server.output();
             assert!(
                 log.lines().any(|l| l.contains("allocation created")
                     && l.contains("ipv4+ipv6")
                     && l.contains("additional=[::1]")),
                 "no dual allocation logged"
-            );
-            assert!(
-                log.contains("relayed address ended"),
-                "the deleted family is not logged"
             );
         }
     }
