@@ -8,7 +8,7 @@
 //!
 //! How the `tern` binary is found and built: see [`tern_bin`].
 //!
-//! Network rule: everything here binds and sends to 127.0.0.1 only; relay ports are taken
+//! Network rule: everything here binds and sends to 127.0.0.1 or ::1 only; relay ports are taken
 //! from 20000–32767, below Linux's ephemeral range (32768–60999) where every client socket
 //! in these tests lives, so a client socket never steals a relay port.
 
@@ -21,6 +21,7 @@ mod process;
 mod raw;
 mod server;
 mod stun;
+mod uclient;
 
 pub use admin::http_get;
 pub use bin::{coturn_bin, tern_bin, turnutils_bin};
@@ -30,6 +31,7 @@ pub use process::{assert_probe_relayed, run_bounded, Output};
 pub use raw::RawClient;
 pub use server::{Auth, ServerKind, ServerOptions, TestServer};
 pub use stun::binding_request_once;
+pub use uclient::{EchoPeer, Summary};
 
 /// Generates one `#[test]` per server kind for each listed function `fn name(kind: ServerKind)`:
 /// `tern::name` and `coturn::name`. A `coturn::` test whose `turnserver` is not installed

@@ -2,7 +2,7 @@
 //! and a relay range, all below the Linux ephemeral range.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,8 +75,14 @@ impl PortBlock {
         let udp_free = |port| UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok();
         let tcp_free =
             |port| TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok();
+        // On ::1 too, for the suites that listen and relay there; a host without IPv6
+        // (nothing to bind) does not count against the block.
+        let udp6_free = |port| {
+            UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::LOCALHOST, port, 0, 0))
+                .map_or_else(|e| e.kind() != std::io::ErrorKind::AddrInUse, |_| true)
+        };
         // Probe one port at a time: binding releases on drop.
-        (self.base..self.base + BLOCK).all(udp_free)
+        (self.base..self.base + BLOCK).all(|p| udp_free(p) && udp6_free(p))
             && tcp_free(self.listen_port())
             && tcp_free(self.admin_port())
     }

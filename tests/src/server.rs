@@ -4,7 +4,7 @@ use crate::bin::{coturn_bin, tern_bin};
 use crate::ports::PortBlock;
 use crate::process::Capture;
 use crate::stun::binding_request_once;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -58,6 +58,9 @@ pub struct ServerOptions {
     /// Listen on TCP too. tern always does (its default); coturn is started with `--no-tcp`
     /// unless this is set.
     pub tcp: bool,
+    /// Dual-stack: listen and relay on `::1` too (`--listening-ip=::1`,
+    /// `--relay-ip=::1`), beside 127.0.0.1 ([`TestServer::addr6`]).
+    pub ipv6: bool,
     /// More `--key=value` or bare `--flag` arguments, passed to either kind as is.
     pub extra_args: Vec<String>,
     /// Environment variables for the server process (e.g. `RUST_LOG`).
@@ -73,6 +76,7 @@ impl ServerOptions {
             allow_loopback_peers: true,
             fingerprint: true,
             tcp: false,
+            ipv6: false,
             extra_args: Vec::new(),
             env: Vec::new(),
         }
@@ -118,7 +122,10 @@ impl TestServer {
             readers,
             command_line,
         };
-        server.wait_ready();
+        server.wait_ready(server.addr());
+        if opts.ipv6 {
+            server.wait_ready(server.addr6());
+        }
         server
     }
 
@@ -137,14 +144,17 @@ impl TestServer {
         self.readers = self.output.attach_more(&mut child);
         self.child = child;
         self.command_line = command_line;
-        self.wait_ready();
+        self.wait_ready(self.addr());
+        if self.options.ipv6 {
+            self.wait_ready(self.addr6());
+        }
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, addr: SocketAddr) {
         let start = Instant::now();
         let mut exited = None;
         while start.elapsed() < STARTUP_LIMIT {
-            if binding_request_once(self.addr(), Duration::from_millis(200)).is_ok() {
+            if binding_request_once(addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -156,7 +166,7 @@ impl TestServer {
         panic!(
             "{:?} did not answer a STUN Binding on {} within {:?} ({why})\ncommand: {}\noutput:\n{}",
             self.kind,
-            self.addr(),
+            addr,
             start.elapsed(),
             self.command_line,
             self.output()
@@ -177,6 +187,12 @@ impl TestServer {
     /// [`ServerOptions::tcp`]; 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.listen_port()))
+    }
+
+    /// The STUN/TURN listening address on `::1`, for a server started with
+    /// [`ServerOptions::ipv6`].
+    pub fn addr6(&self) -> SocketAddr {
+        SocketAddr::from((Ipv6Addr::LOCALHOST, self.ports.listen_port()))
     }
 
     /// tern's admin HTTP address (/metrics, /healthz, /readyz); loopback.
@@ -372,6 +388,10 @@ fn conf_args(ports: &PortBlock, opts: &ServerOptions) -> Vec<String> {
             args.push("--use-auth-secret".to_owned());
             args.push(format!("--static-auth-secret-file={}", path.display()));
         }
+    }
+    if opts.ipv6 {
+        args.push("--listening-ip=::1".to_owned());
+        args.push("--relay-ip=::1".to_owned());
     }
     if opts.allow_loopback_peers {
         args.push("--allow-loopback-peers".to_owned());

@@ -9,7 +9,12 @@ const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 /// Sends one Binding request to `server` and waits up to `wait` for a Binding success
 /// response carrying the same transaction ID. Returns the response bytes.
 pub fn binding_request_once(server: SocketAddr, wait: Duration) -> std::io::Result<Vec<u8>> {
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let local: SocketAddr = if server.is_ipv6() {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    } else {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    };
+    let sock = UdpSocket::bind(local)?;
     let txid = transaction_id();
     let mut req = Vec::with_capacity(20);
     req.extend_from_slice(&[0x00, 0x01, 0x00, 0x00]); // Binding request, no attributes

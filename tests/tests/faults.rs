@@ -63,7 +63,10 @@ fn kill_9_and_an_immediate_restart_serve_at_once() {
     server.kill_and_restart();
     let restarted = killed.elapsed();
     server.wait_healthy(Duration::from_secs(5));
-    server.wait_metric("tern_relay_ports_free", pool_size(&server));
+    server.wait_metric(
+        r#"tern_relay_ports_free{family="ipv4"}"#,
+        pool_size(&server),
+    );
     let out = server.output();
     let second_run = out.split("started again").nth(1).unwrap_or_default();
     for complaint in ["unavailable", "in use", "skipped", "ERROR"] {

@@ -164,10 +164,10 @@ fn an_allocation_over_a_proxied_connection_relays_and_ends_with_it() {
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     client.bind_channel(0x4000, peer.local_addr().unwrap());
     client.relay_over_channel(relayed, &peer, 20);
-    server.wait_metric("tern_allocations{transport=\"tcp\"}", 1.0);
+    server.wait_metric("tern_allocations{transport=\"tcp\",family=\"ipv4\"}", 1.0);
     drop(client);
     server.wait_metric(
-        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\"}",
+        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\",family=\"ipv4\"}",
         1.0,
     );
     server.wait_metric("tern_connections", 0.0);

@@ -61,9 +61,9 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
     assert_eq!(relayed.port(), port);
     tcp.bind_channel(0x4000, peer_addr);
     tcp.relay_over_channel(relayed, &peer_sock, 20);
-    server.wait_metric("tern_allocations{transport=\"tcp\"}", 1.0);
+    server.wait_metric("tern_allocations{transport=\"tcp\",family=\"ipv4\"}", 1.0);
     server.wait_metric(
-        "tern_relayed_packets_total{path=\"channel_data\",direction=\"to_peer\",transport=\"tcp\"}",
+        "tern_relayed_packets_total{path=\"channel_data\",direction=\"to_peer\",transport=\"tcp\",family=\"ipv4\"}",
         20.0,
     );
     // While the TCP allocation lives, the one port is taken.
@@ -87,12 +87,12 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
     };
     assert_eq!(again.port(), port);
     server.wait_metric(
-        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\"}",
+        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\",family=\"ipv4\"}",
         1.0,
     );
     server.wait_metric("tern_stream_closes_total{reason=\"peer_closed\"}", 1.0);
-    server.wait_metric("tern_allocations{transport=\"udp\"}", 1.0);
-    server.wait_metric("tern_allocations{transport=\"tcp\"}", 0.0);
+    server.wait_metric("tern_allocations{transport=\"udp\",family=\"ipv4\"}", 1.0);
+    server.wait_metric("tern_allocations{transport=\"tcp\",family=\"ipv4\"}", 0.0);
     server.wait_metric("tern_connections", 0.0);
     server.assert_alive();
 }
@@ -119,7 +119,10 @@ fn a_bad_stream_closes_its_connection_only() {
     server.wait_metric("tern_stream_closes_total{reason=\"bad_first_byte\"}", 1.0);
     // The other client's allocation keeps relaying, over the same worker or another.
     good.relay_over_channel(relayed, &peer_sock, 20);
-    assert_eq!(server.metric("tern_allocations{transport=\"tcp\"}"), 1.0);
+    assert_eq!(
+        server.metric("tern_allocations{transport=\"tcp\",family=\"ipv4\"}"),
+        1.0
+    );
     server.assert_alive();
 }
 
@@ -157,7 +160,10 @@ fn a_client_that_does_not_read_loses_relayed_data_not_its_connection() {
         let (ch, data) = slow.recv_relayed(peer_addr).expect("queued data arrives");
         assert_eq!((ch, data.len()), (0x4000, payload.len()));
     }
-    assert_eq!(server.metric("tern_allocations{transport=\"tcp\"}"), 1.0);
+    assert_eq!(
+        server.metric("tern_allocations{transport=\"tcp\",family=\"ipv4\"}"),
+        1.0
+    );
     server.assert_alive();
 }
 

@@ -66,7 +66,8 @@ fn probe_over_tls_passes_on_the_tls_port_and_the_plain_port() {
     let out = probe(server.addr(), "tcp", None);
     tern_e2e::assert_probe_relayed(&out, "probe --transport tcp to the listening port");
     // Two allocations over TLS and two over TCP, each counted under its own transport.
-    let created = |t: &str| format!("tern_allocations_created_total{{transport=\"{t}\"}} ");
+    let created =
+        |t: &str| format!("tern_allocations_created_total{{transport=\"{t}\",family=\"ipv4\"}} ");
     let start = std::time::Instant::now();
     loop {
         let text = http_get(server.admin_addr(), "/metrics").unwrap().1;
@@ -389,7 +390,11 @@ fn a_reload_swaps_the_certificate_of_new_connections_while_an_old_one_keeps_rela
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     client.bind_channel(0x4000, peer.local_addr().unwrap());
     client.relay_over_channel(relayed, &peer, 5);
-    wait_gauge(&server, "tern_allocations{transport=\"tls\"}", 1.0);
+    wait_gauge(
+        &server,
+        "tern_allocations{transport=\"tls\",family=\"ipv4\"}",
+        1.0,
+    );
 
     // A renewal by the same CA (new key, serial 2) renamed into place; SIGUSR2 reloads.
     let renewed = pki.issue("renewed", 2);
@@ -410,7 +415,11 @@ fn a_reload_swaps_the_certificate_of_new_connections_while_an_old_one_keeps_rela
     assert_eq!(leaf_of(&tls.borrow()), first);
     client.relay_over_channel(relayed, &peer, 300);
     assert_eq!(client.refresh(600), 0, "Refresh of the old allocation");
-    wait_gauge(&server, "tern_allocations{transport=\"tls\"}", 1.0);
+    wait_gauge(
+        &server,
+        "tern_allocations{transport=\"tls\",family=\"ipv4\"}",
+        1.0,
+    );
     wait_reloaded_by(&server, since, "file change");
     server.assert_alive();
 }

@@ -5,12 +5,12 @@
 //! default TURN channels; `-c` skips the extra RTCP allocations (one allocation per client
 //! instead of two); `-W` derives REST credentials from the shared secret and `-u`.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::Ipv4Addr;
+use std::process::Command;
 use std::time::Duration;
 use tern_e2e::{
-    for_each_server, http_get, run_bounded, turnutils_bin, Output, PortBlock, ServerKind,
-    ServerOptions, TestServer,
+    for_each_server, http_get, run_bounded, turnutils_bin, EchoPeer, PortBlock, ServerKind,
+    ServerOptions, Summary, TestServer,
 };
 
 mod tls_pki;
@@ -106,15 +106,6 @@ mod tern_tls {
     }
 }
 
-/// The summary turnutils_uclient prints at the end of a run.
-#[derive(Debug)]
-struct Summary {
-    sent: u64,
-    received: u64,
-    lost: u64,
-    transmit_time: u64,
-}
-
 fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: bool) {
     let (Some(uclient), Some(peer)) = (
         turnutils_bin("turnutils_uclient"),
@@ -147,7 +138,7 @@ fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: b
         ]);
     }
     let mut server = TestServer::start(kind, &options);
-    let _peer = Peer::start(&peer, server.peer_port());
+    let _peer = EchoPeer::start(&peer, Ipv4Addr::LOCALHOST.into(), server.peer_port());
     let mut cmd = Command::new(uclient);
     cmd.args(["-p", &server.addr().port().to_string()])
         .args(["-e", "127.0.0.1", "-r", &server.peer_port().to_string()])
@@ -178,7 +169,7 @@ fn uclient_run(kind: ServerKind, transport: ClientTransport, send_indications: b
         "turnutils_uclient did not finish within {RUN_LIMIT:?}; output:\n{}",
         out.text
     );
-    let summary = parse_summary(&out);
+    let summary = Summary::parse(&out);
     eprintln!(
         "{kind:?} uclient over {transport:?} (send indications: {send_indications}): {summary:?} in {:?}",
         out.elapsed
@@ -216,7 +207,8 @@ fn assert_counted_under(server: &TestServer, transport: ClientTransport) {
     let (code, text) = http_get(server.admin_addr(), "/metrics").expect("GET /metrics");
     assert_eq!(code, 200);
     let created = |t: &str| -> u64 {
-        let series = format!("tern_allocations_created_total{{transport=\"{t}\"}} ");
+        let series =
+            format!("tern_allocations_created_total{{transport=\"{t}\",family=\"ipv4\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&series)?.parse().ok())
             .unwrap_or_else(|| panic!("no {series} in {text}"))
@@ -228,85 +220,4 @@ fn assert_counted_under(server: &TestServer, transport: ClientTransport) {
             assert_eq!(created(t), 0, "allocations over {t}, not {label}");
         }
     }
-}
-
-/// Parses the last summary lines, e.g.
-/// `start_mclient: tot_send_msgs=100, tot_recv_msgs=100`,
-/// `Total transmit time is 5`, `Total lost packets 0 (0.000000%), total send dropped 0 (…)`.
-fn parse_summary(out: &Output) -> Summary {
-    let text = &out.text;
-    let fail = |what: &str| -> ! {
-        panic!(
-            "no {what} in turnutils_uclient output ({:?}):\n{text}",
-            out.status
-        )
-    };
-    let number_after = |line: &str, key: &str| -> Option<u64> {
-        let rest = &line[line.find(key)? + key.len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    };
-    let totals = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("tot_send_msgs=") && !l.contains("msz="))
-        .unwrap_or_else(|| fail("final message totals"));
-    let lost_line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("Total lost packets"))
-        .unwrap_or_else(|| fail("lost packets"));
-    let time_line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("Total transmit time is"))
-        .unwrap_or_else(|| fail("transmit time"));
-    Summary {
-        sent: number_after(totals, "tot_send_msgs=").unwrap_or_else(|| fail("tot_send_msgs")),
-        received: number_after(totals, "tot_recv_msgs=").unwrap_or_else(|| fail("tot_recv_msgs")),
-        lost: number_after(lost_line, "Total lost packets ").unwrap_or_else(|| fail("lost count")),
-        transmit_time: number_after(time_line, "Total transmit time is ")
-            .unwrap_or_else(|| fail("transmit time")),
-    }
-}
-
-/// `turnutils_peer`, a UDP echo peer on 127.0.0.1; killed on drop.
-struct Peer(Child);
-
-impl Peer {
-    fn start(bin: &Path, port: u16) -> Peer {
-        let child = Command::new(bin)
-            .args(["-L", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn turnutils_peer");
-        wait_echo(port);
-        Peer(child)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits (up to 5 s) until the echo peer on `127.0.0.1:port` echoes a probe.
-fn wait_echo(port: u16) {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("set timeout");
-    let mut buf = [0u8; 64];
-    for _ in 0..50 {
-        let _ = sock.send_to(b"probe", ("127.0.0.1", port));
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            if &buf[..n] == b"probe" {
-                return;
-            }
-        }
-    }
-    panic!("turnutils_peer on 127.0.0.1:{port} does not echo");
 }

@@ -1,6 +1,8 @@
 //! Real WebRTC stacks against the built tern: headless Chromium, headless Firefox and aiortc,
-//! relay-only, on loopback over TURN/UDP, TURN/TCP and TURN/TLS; aiortc, Chromium and Firefox
-//! behind NATs in network namespaces, among them a client whose UDP is dropped entirely. The work is done by the
+//! relay-only, on loopback over TURN/UDP, TURN/TCP and TURN/TLS, and aiortc over IPv6; an
+//! IPv6-only and an IPv4-only aiortc client through a dual-stack tern in network namespaces;
+//! aiortc, Chromium and Firefox behind NATs in network namespaces, among them a client whose
+//! UDP is dropped entirely. The work is done by the
 //! Python scripts in `tests/webrtc/` (see their docstrings); this file runs them with the tern
 //! binary the other suites use, so `cargo test --workspace` covers them.
 //!
@@ -118,6 +120,18 @@ fn aiortc_relay_only_loopback() {
     }
 }
 
+/// aiortc reaching tern at `[::1]` and relaying from `::1` (tern dual-stack,
+/// `allocation-default-address-family=keep`), over UDP and over TCP.
+#[test]
+fn aiortc_relay_only_ipv6_loopback() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL) {
+        let python = python.unwrap();
+        run_script(&python, "aiortc_test.py", &["--ipv6"]);
+        run_script(&python, "aiortc_test.py", &["--ipv6", "--transport", "tcp"]);
+    }
+}
+
 /// `kind` (chromium or firefox) relay-only through tern over `transport`: browser_test.py,
 /// with the test CA in a fresh NSS database for TLS (Chromium's `$HOME/.pki/nssdb`, Firefox's
 /// profile).
@@ -185,6 +199,22 @@ fn aiortc_behind_nats() {
         )
     {
         run_script(&python.unwrap(), "nat_test.py", &[]);
+    }
+}
+
+/// A dual-stack tern between an IPv6-only and an IPv4-only aiortc client, in namespaces with
+/// documentation prefixes and `allowed-peer-ip` (dualstack_test.py).
+#[test]
+fn ipv6_only_and_ipv4_only_clients_through_a_dual_stack_tern() {
+    let python = python();
+    if prerequisite(python.is_some(), "no Python venv with aiortc", VENV_INSTALL)
+        && prerequisite(
+            is_root(),
+            "not root: network namespaces need it",
+            "run as root (sudo -E cargo test)",
+        )
+    {
+        run_script(&python.unwrap(), "dualstack_test.py", &[]);
     }
 }
 

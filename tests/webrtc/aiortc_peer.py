@@ -66,6 +66,26 @@ def record_turn_failures(turn_log: TurnLog) -> None:
     aioice.turn.create_turn_endpoint = create_logged
 
 
+def accept_ipv6_literals() -> None:
+    """aiortc 1.16 parses `turn:HOST:PORT` with a host pattern that stops at the first colon,
+    so an IPv6 literal (`turn:[::1]:3478`, RFC 7065 §3.1 allows IP-literal hosts, and
+    browsers take it) is refused as malformed. Parse the bracketed host here and let aiortc
+    parse the rest, so the TURN server can be named by its IPv6 address."""
+    import aiortc.rtcicetransport as rtc
+
+    parse = rtc.parse_stun_turn_uri
+
+    def parse_literal(uri: str):
+        m = re.fullmatch(r"(turns?|stuns?):\[([0-9A-Fa-f:.]+)\](.*)", uri)
+        if not m:
+            return parse(uri)
+        parsed = parse(f"{m[1]}:ipv6-literal{m[3]}")
+        parsed["host"] = m[2]
+        return parsed
+
+    rtc.parse_stun_turn_uri = parse_literal
+
+
 def emit(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -122,13 +142,15 @@ def relay_leg(protocol) -> dict:
     else:
         relay_protocol = "udp"
     peer = link.get_extra_info("peername")
-    return {"relay_protocol": relay_protocol, "turn_server": f"{peer[0]}:{peer[1]}" if peer else None}
+    host = f"[{peer[0]}]" if peer and ":" in peer[0] else (peer[0] if peer else None)
+    return {"relay_protocol": relay_protocol, "turn_server": f"{host}:{peer[1]}" if peer else None}
 
 
 async def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     turn_log = TurnLog()
     record_turn_failures(turn_log)
+    accept_ipv6_literals()
     logging.getLogger("aioice").addHandler(turn_log)
     logging.getLogger("aioice").setLevel(logging.DEBUG)
 

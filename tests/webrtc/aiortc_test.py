@@ -3,13 +3,19 @@ two relay-only peers (iceTransportPolicy RELAY), REST credentials from `tern cre
 a data channel with ping/pong round trips. Checks that both sides selected a relay/relay
 pair on tern's relayed address and port range.
 
+--ipv6 runs tern dual-stack (127.0.0.1 and ::1, relaying in both families, with
+allocation-default-address-family=keep) and gives both peers `turn:[::1]:PORT`: each reaches
+tern over IPv6 and must relay from an IPv6 relayed address (aiortc asks for no family, as
+browsers do; `keep` answers in the family it came in). tern must log both allocations with
+family=ipv6.
+
 --transport picks the one ICE server URL both peers get: `turn:...?transport=udp` (the
 default), `turn:...?transport=tcp`, or `turns:...?transport=tcp` to tern's TLS port with a
 test CA made here and trusted through SSL_CERT_FILE (first checked to be refused without it).
 Each peer's relay candidate must reach tern over that transport (from aioice's own socket),
 and tern must log both allocations with that transport.
 
-  target/webrtc-venv/bin/python tests/webrtc/aiortc_test.py [--tern target/debug/tern] [--transport tls]
+  target/webrtc-venv/bin/python tests/webrtc/aiortc_test.py [--tern target/debug/tern] [--transport tls] [--ipv6]
 """
 
 from __future__ import annotations
@@ -73,21 +79,28 @@ def main() -> int:
     p.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp",
                    help="the one ICE server URL each peer gets: turn:...?transport=udp, "
                         "turn:...?transport=tcp or turns:...?transport=tcp")
+    p.add_argument("--ipv6", action="store_true",
+                   help="reach tern at [::1] and relay from ::1 (tern dual-stack, "
+                        "allocation-default-address-family=keep)")
     p.add_argument("--wrong-secret", action="store_true",
                    help="mint the credentials with another secret, to see a failure's diagnosis")
     args = p.parse_args()
 
-    base = free_port_block()
+    base = free_port_block(ipv6=args.ipv6)
     port, tls_port, relay = base, base + 4, range(base + 16, base + 64)
-    server = f"127.0.0.1:{tls_port if args.transport == 'tls' else port}"
+    host, uri_host = ("::1", "[::1]") if args.ipv6 else ("127.0.0.1", "127.0.0.1")
+    server = f"{uri_host}:{tls_port if args.transport == 'tls' else port}"
     secret, realm = secrets.token_hex(16), "webrtc.test"
-    pki = Pki(dns=["localhost"], ips=["127.0.0.1"]) if args.transport == "tls" else None
+    pki = Pki(dns=["localhost"], ips=["127.0.0.1", "::1"]) if args.transport == "tls" else None
     extra = ["--relay-ip", "127.0.0.1"] + (pki.tern_args(tls_port) if pki else [])
+    if args.ipv6:
+        extra += ["--listening-ip", "::1", "--relay-ip", "::1",
+                  "--allocation-default-address-family", "keep"]
     log(f"aiortc {aiortc.__version__} over {args.transport}: tern on {server}, "
         f"relay ports {relay.start}-{relay.stop - 1}")
     try:
         with Tern(args.tern, "127.0.0.1", port, relay.start, relay.stop - 1, secret, realm, extra=extra) as tern:
-            uri = f"turn:127.0.0.1:{port}"
+            uri = f"turn:{uri_host}:{port}"
             mint = secrets.token_hex(16) if args.wrong_secret else secret
             offer = credentials(args.tern, mint, "aiortc-offer", uri, transport=args.transport, tls_port=tls_port)
             answer = credentials(args.tern, mint, "aiortc-answer", uri, transport=args.transport, tls_port=tls_port)
@@ -100,11 +113,13 @@ def main() -> int:
                     log(f"without the CA trusted, aiortc refuses tern's certificate ({untrusted})")
                     os.environ["SSL_CERT_FILE"] = str(pki.ca)  # inherited by both peers
                 off, ans = run_pair([offer], [answer], "relay", messages=MESSAGES, timeout=30)
-                check_relay_pair(off, "127.0.0.1", relay, args.transport, server)
-                check_relay_pair(ans, "127.0.0.1", relay, args.transport, server)
+                check_relay_pair(off, host, relay, args.transport, server)
+                check_relay_pair(ans, host, relay, args.transport, server)
                 if off.get("round_trips") != MESSAGES:
                     raise TestFailure(f"{off.get('round_trips')} of {MESSAGES} round trips")
-                tern.require_allocations([offer["username"], answer["username"]], transport=args.transport)
+                family = "ipv6" if args.ipv6 else "ipv4"
+                tern.require_allocations([offer["username"], answer["username"]], transport=args.transport,
+                                         family=family)
             except TestFailure as e:
                 print(f"FAIL aiortc relay-only over {args.transport} through tern: {e}\n", file=sys.stderr)
                 for r in (off, ans):
@@ -116,7 +131,7 @@ def main() -> int:
             print(f"PASS aiortc {aiortc.__version__} relay-only over {args.transport} ({offer['urls'][0]}, "
                   f"REST secret{trust}): {MESSAGES} data-channel round trips, median {off.get('rtt_ms_median')} ms; "
                   f"offerer pair {off['selected_pair']}, answerer pair {ans['selected_pair']}; tern logged both "
-                  f"allocations with transport={args.transport}")
+                  f"allocations with transport={args.transport} family={family}")
     finally:
         if pki:
             pki.remove()

@@ -43,22 +43,27 @@ def default_tern() -> Path:
     return Path(env) if env else WORKSPACE / "target" / "debug" / "tern"
 
 
-def free_port_block(host: str = "127.0.0.1") -> int:
+def free_port_block(host: str = "127.0.0.1", ipv6: bool = False) -> int:
     """The first port of a block of 64 free UDP ports, with free TCP ports at +0 (TURN over
-    TCP), +3 (the admin listener) and +4 (TURN over TLS), at a random place in 20000-32767.
-    Bounded: tries every block once."""
+    TCP), +3 (the admin listener) and +4 (TURN over TLS), at a random place in 20000-32767;
+    with `ipv6`, free on ::1 too. Bounded: tries every block once."""
+    hosts = [host] + (["::1"] if ipv6 else [])
     blocks = (AREA_END - AREA_START) // BLOCK
     start = random.randrange(blocks)
     for i in range(blocks):
         base = AREA_START + ((start + i) % blocks) * BLOCK
-        if all(_udp_free(host, p) for p in range(base, base + BLOCK)) and \
-                all(_tcp_free(host, base + k) for k in (0, 3, 4)):
+        if all(_udp_free(h, p) for h in hosts for p in range(base, base + BLOCK)) and \
+                all(_tcp_free(h, base + k) for h in hosts for k in (0, 3, 4)):
             return base
-    raise TestFailure(f"no free block of {BLOCK} ports on {host}")
+    raise TestFailure(f"no free block of {BLOCK} ports on {', '.join(hosts)}")
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _udp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
         try:
             s.bind((host, port))
             return True
@@ -67,7 +72,7 @@ def _udp_free(host: str, port: int) -> bool:
 
 
 def _tcp_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
             return True
@@ -211,18 +216,21 @@ class Tern:
                 lines.append(line)
         return lines
 
-    def require_allocations(self, usernames: list[str], transport: str | None = None) -> None:
+    def require_allocations(self, usernames: list[str], transport: str | None = None,
+                            family: str | None = None) -> None:
         """Fails unless tern logged an allocation for each REST username (`<expiry>:<name>`),
-        and, with `transport` (udp, tcp or tls), only ones that came over that transport."""
+        and, with `transport` (udp, tcp or tls), only ones that came over that transport, and,
+        with `family` (ipv4, ipv6, ipv4+ipv6), only ones relayed in that family."""
         created = [l for l in self.log_text().splitlines() if "allocation created" in l]
         for user in usernames:
             mine = [l for l in created if f"username={user}" in l or f'username="{user}"' in l]
             if not mine:
                 raise TestFailure(f"tern logged no allocation for {user}; allocations: {created}")
-            if transport:
-                wrong = [l for l in mine if f"transport={transport} " not in l and f'transport="{transport}"' not in l]
-                if wrong:
-                    raise TestFailure(f"tern logged allocations for {user} not over {transport}: {wrong}")
+            for key, want in (("transport", transport), ("family", family)):
+                if want:
+                    wrong = [l for l in mine if f"{key}={want} " not in l and f'{key}="{want}"' not in l]
+                    if wrong:
+                        raise TestFailure(f"tern logged allocations for {user} not with {key}={want}: {wrong}")
 
     def metrics(self) -> dict[str, float]:
         """tern's /metrics from its admin port, as {series (name and labels): value}."""

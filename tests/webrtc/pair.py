@@ -65,14 +65,16 @@ def run_pair(offer_servers: list[dict], answer_servers: list[dict], policy: str,
              offer_ns: str | None = None, answer_ns: str | None = None,
              messages: int = 20, timeout: float = 30.0,
              answer_script: str = "aiortc_peer.py",
-             answer_args: list[str] | None = None) -> tuple[dict, dict]:
+             answer_args: list[str] | None = None,
+             answer_policy: str | None = None) -> tuple[dict, dict]:
     """Returns (offerer result, answerer result). The offerer is always aiortc; the answerer
     is `answer_script` (aiortc_peer.py, or browser_peer.py for a browser), with `answer_args`
-    added to its command line (browser_peer.py: `--browser firefox`, `--trust CA.pem`). Raises TestFailure if a peer broke down before producing a
-    result (not if ICE merely failed: the results say that)."""
+    added to its command line (browser_peer.py: `--browser firefox`, `--trust CA.pem`) and
+    `answer_policy` (default: `policy`). Raises TestFailure if a peer broke down before
+    producing a result (not if ICE merely failed: the results say that)."""
     offerer = _start("offer", offer_servers, policy, offer_ns, messages, timeout, "aiortc_peer.py", [])
-    answerer = _start("answer", answer_servers, policy, answer_ns, messages, timeout, answer_script,
-                      answer_args or [])
+    answerer = _start("answer", answer_servers, answer_policy or policy, answer_ns, messages, timeout,
+                      answer_script, answer_args or [])
     deadline = time.monotonic() + timeout + 20  # gathering, DTLS, result lines
     try:
         for src, dst, kind in ((offerer, answerer, "offer"), (answerer, offerer, "answer")):

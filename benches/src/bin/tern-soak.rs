@@ -118,7 +118,8 @@ fn sample(args: &Args) -> Sample {
     Sample {
         rss_kib: vm_rss_kib(args.pid).unwrap_or(0),
         fds: std::fs::read_dir(format!("/proc/{}/fd", args.pid)).map_or(0, |d| d.count() as u64),
-        ports_free: sum("tern_relay_ports_free "),
+        // One series, or one per family (`{family="ipv4"}`).
+        ports_free: sum("tern_relay_ports_free ") + sum("tern_relay_ports_free{"),
         allocations: sum("tern_allocations{"),
     }
 }

@@ -139,6 +139,9 @@ crate::label_enum! {
     }
 }
 
+/// A value kept per address family, by [`Family::index`].
+pub type PerFamily<T> = [T; Family::ALL.len()];
+
 impl Family {
     /// The family of `ip`.
     #[inline]
@@ -146,6 +149,24 @@ impl Family {
         match ip {
             IpAddr::V4(_) => Self::V4,
             IpAddr::V6(_) => Self::V6,
+        }
+    }
+
+    /// The family a REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY or ADDRESS-ERROR-CODE
+    /// byte names (RFC 8656 §18.6: 0x01 IPv4, 0x02 IPv6), if it names one.
+    pub fn from_wire(byte: u8) -> Option<Self> {
+        match byte {
+            tern_wire::attr::FAMILY_IPV4 => Some(Self::V4),
+            tern_wire::attr::FAMILY_IPV6 => Some(Self::V6),
+            _ => None,
+        }
+    }
+
+    /// Its byte in REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY and ADDRESS-ERROR-CODE.
+    pub fn to_wire(self) -> u8 {
+        match self {
+            Self::V4 => tern_wire::attr::FAMILY_IPV4,
+            Self::V6 => tern_wire::attr::FAMILY_IPV6,
         }
     }
 }
@@ -179,10 +200,32 @@ pub(crate) struct Relayed {
 
 impl Relayed {
     /// An allocation relayed on `endpoint` alone.
+    #[cfg(test)]
     pub fn one(endpoint: RelayEndpoint) -> Self {
         let mut r = Self::default();
-        r.ports[endpoint.family.index()] = Some(endpoint.port);
+        r.set(endpoint);
         r
+    }
+
+    /// Adds `endpoint`, replacing the one of its family.
+    pub fn set(&mut self, endpoint: RelayEndpoint) {
+        self.ports[endpoint.family.index()] = Some(endpoint.port);
+    }
+
+    /// Removes the endpoint of `family`; returns it if there was one.
+    pub fn remove(&mut self, family: Family) -> Option<RelayEndpoint> {
+        let port = self.ports[family.index()].take()?;
+        Some(RelayEndpoint { family, port })
+    }
+
+    /// How many endpoints (families) it holds.
+    pub fn len(&self) -> usize {
+        self.ports.iter().flatten().count()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The endpoint of `family`, if the allocation has one.
@@ -249,5 +292,20 @@ mod tests {
         assert_eq!(r.get(Family::V6), None);
         assert_eq!(r.first(), e);
         assert_eq!(r.iter().collect::<Vec<_>>(), vec![e]);
+        let v6 = RelayEndpoint::of("[2001:db8::1]:49160".parse().unwrap());
+        let mut dual = r;
+        dual.set(v6);
+        assert_eq!(dual.len(), 2);
+        assert_eq!(dual.iter().collect::<Vec<_>>(), vec![e, v6]);
+        assert_eq!(dual.remove(Family::V4), Some(e));
+        assert_eq!(dual.remove(Family::V4), None);
+        assert_eq!(dual.first(), v6);
+        assert_eq!(dual.remove(Family::V6), Some(v6));
+        assert!(dual.is_empty());
+        for f in Family::ALL {
+            assert_eq!(Family::from_wire(f.to_wire()), Some(f));
+        }
+        assert_eq!(Family::from_wire(0), None);
+        assert_eq!(Family::from_wire(3), None);
     }
 }

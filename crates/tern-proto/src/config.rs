@@ -2,6 +2,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::addr::{Family, PerFamily};
 use crate::guard::GuardConfig;
 use crate::peer_filter::PeerFilterConfig;
 
@@ -25,15 +26,24 @@ pub struct Config {
     pub channel_lifetime: Duration,
     /// How long a nonce stays valid (coturn's `stale-nonce`, default 600 s).
     pub nonce_lifetime: Duration,
-    /// The relay ports this core may hand out: those the I/O layer managed to bind.
-    pub relay_ports: Vec<u16>,
-    /// The configured relay port range (`min-port`..=`max-port`); `relay_ports` is a subset.
+    /// The relay ports this core may hand out in each family (by [`Family::index`]): those
+    /// the I/O layer managed to bind there. Each family has its own pool over the same
+    /// range; an allocation takes one port in each family it relays in.
+    pub relay_ports: PerFamily<Vec<u16>>,
+    /// The configured relay port range (`min-port`..=`max-port`); each of `relay_ports` is a
+    /// subset.
     pub relay_port_range: RangeInclusive<u16>,
-    /// The IP advertised in XOR-RELAYED-ADDRESS (coturn's `external-ip` public part, else the
-    /// relay IP).
-    pub relayed_ip: IpAddr,
+    /// The IP advertised in XOR-RELAYED-ADDRESS in each family (by [`Family::index`];
+    /// coturn's `external-ip` public part, else the relay IP). A family without one is not
+    /// relayed in: asking for it gets 440 Address Family not Supported. Set with
+    /// [`Config::relay_in`], which keeps each IP in its family's slot.
+    pub relayed_ips: PerFamily<Option<IpAddr>>,
+    /// The family of the relayed address of an Allocate that names none (coturn's
+    /// `allocation-default-address-family`; RFC 8656 §7.2 says IPv4).
+    pub default_family: DefaultFamily,
     /// Other IPs that are this server's own relay addresses (the private part of
-    /// `external-ip`, `relay-ip`); peers there are always allowed on relay ports.
+    /// `external-ip`, `relay-ip`); peers there are always allowed on relay ports, as are the
+    /// relayed IPs.
     pub own_ips: Vec<IpAddr>,
     /// Which peers may be reached.
     pub peer_filter: PeerFilterConfig,
@@ -65,6 +75,31 @@ pub struct Config {
     pub guard: GuardConfig,
 }
 
+/// The relayed address family of an Allocate without REQUESTED-ADDRESS-FAMILY and without
+/// ADDITIONAL-ADDRESS-FAMILY (browsers send neither): coturn's
+/// `allocation-default-address-family`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DefaultFamily {
+    /// IPv4, as RFC 8656 §7.2 says (the default).
+    #[default]
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+    /// The family of the address the client reached the server on.
+    Keep,
+}
+
+impl DefaultFamily {
+    /// The family for a client that reached the server at `server`.
+    pub fn for_client(self, server: IpAddr) -> Family {
+        match self {
+            Self::Ipv4 => Family::V4,
+            Self::Ipv6 => Family::V6,
+            Self::Keep => Family::of(server.to_canonical()),
+        }
+    }
+}
+
 /// A static long-term credential.
 #[derive(Clone)]
 pub struct StaticUser {
@@ -92,14 +127,15 @@ impl std::fmt::Debug for StaticUser {
 }
 
 impl Config {
-    /// A config with RFC defaults, no credentials, the given relay IP and coturn-like
-    /// defaults elsewhere; callers fill in what their configuration says.
+    /// A config with RFC defaults, no credentials, the given relayed IP (relaying in its
+    /// family only; [`Config::relay_in`] adds the other) and coturn-like defaults elsewhere;
+    /// callers fill in what their configuration says.
     pub fn new(
         realm: impl Into<String>,
         relayed_ip: IpAddr,
         relay_ports: RangeInclusive<u16>,
     ) -> Self {
-        Self {
+        let mut config = Self {
             realm: realm.into(),
             auth_secrets: Vec::new(),
             users: Vec::new(),
@@ -108,9 +144,10 @@ impl Config {
             permission_lifetime: Duration::from_secs(300),
             channel_lifetime: Duration::from_secs(600),
             nonce_lifetime: Duration::from_secs(600),
-            relay_ports: relay_ports.clone().collect(),
+            relay_ports: [Vec::new(), Vec::new()],
             relay_port_range: relay_ports,
-            relayed_ip,
+            relayed_ips: [None, None],
+            default_family: DefaultFamily::Ipv4,
             own_ips: Vec::new(),
             peer_filter: PeerFilterConfig::default(),
             user_quota: 0,
@@ -123,7 +160,30 @@ impl Config {
             max_channels_per_allocation: 64,
             max_bps: 0,
             guard: GuardConfig::default(),
-        }
+        };
+        config.relay_in(relayed_ip);
+        config
+    }
+
+    /// Relays in `relayed_ip`'s family, advertising `relayed_ip` there, on every port of
+    /// `relay_port_range` (the I/O layer narrows `relay_ports` to what it bound).
+    pub fn relay_in(&mut self, relayed_ip: IpAddr) {
+        let family = Family::of(relayed_ip).index();
+        self.relayed_ips[family] = Some(relayed_ip);
+        self.relay_ports[family] = self.relay_port_range.clone().collect();
+    }
+
+    /// The advertised relayed IP of `family`, if the server relays in it.
+    #[inline]
+    pub fn relayed_ip(&self, family: Family) -> Option<IpAddr> {
+        self.relayed_ips[family.index()]
+    }
+
+    /// The families the server relays in, IPv4 first.
+    pub fn relay_families(&self) -> impl Iterator<Item = Family> + '_ {
+        Family::ALL
+            .into_iter()
+            .filter(|f| self.relayed_ip(*f).is_some())
     }
 }
 
@@ -142,8 +202,9 @@ impl std::fmt::Debug for Config {
             .field("channel_lifetime", &self.channel_lifetime)
             .field("nonce_lifetime", &self.nonce_lifetime)
             .field("relay_port_range", &self.relay_port_range)
-            .field("relay_ports", &self.relay_ports.len())
-            .field("relayed_ip", &self.relayed_ip)
+            .field("relay_ports", &self.relay_ports.each_ref().map(Vec::len))
+            .field("relayed_ips", &self.relayed_ips)
+            .field("default_family", &self.default_family)
             .field("own_ips", &self.own_ips)
             .field("peer_filter", &self.peer_filter)
             .field("user_quota", &self.user_quota)
@@ -173,5 +234,40 @@ mod tests {
         );
         assert!(!text.contains("swordfish"), "{text}");
         assert!(text.contains("<1 redacted>"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    #[test]
+    fn relayed_ips_stay_in_their_family() {
+        let mut c = Config::new("r", "192.0.2.1".parse().unwrap(), 1000..=1003);
+        assert_eq!(c.relay_families().collect::<Vec<_>>(), [Family::V4]);
+        assert_eq!(c.relay_ports[Family::V4.index()], [1000, 1001, 1002, 1003]);
+        assert!(c.relay_ports[Family::V6.index()].is_empty());
+        c.relay_in("2001:db8::1".parse().unwrap());
+        assert_eq!(
+            c.relayed_ip(Family::V6),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(c.relayed_ip(Family::V4), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(c.relay_families().count(), 2);
+        assert_eq!(c.relay_ports[Family::V6.index()].len(), 4);
+        let keep = DefaultFamily::Keep;
+        assert_eq!(keep.for_client("2001:db8::2".parse().unwrap()), Family::V6);
+        assert_eq!(
+            keep.for_client("::ffff:192.0.2.2".parse().unwrap()),
+            Family::V4
+        );
+        assert_eq!(
+            DefaultFamily::default().for_client("2001:db8::2".parse().unwrap()),
+            Family::V4
+        );
+        assert_eq!(
+            DefaultFamily::Ipv6.for_client("192.0.2.2".parse().unwrap()),
+            Family::V6
+        );
     }
 }

@@ -4,13 +4,17 @@
 
 use tern_wire::Method;
 
-use crate::addr::{Transport, TransportLabel};
+use crate::addr::{Family, PerFamily, Transport, TransportLabel};
 use crate::error::{AuthFailure, DropReason, RequestError, RequestResult};
 use crate::guard::LockoutTrigger;
 use crate::output::EndReason;
 
 /// A count kept per client transport, by [`TransportLabel::index`].
 pub type PerTransport<T> = [T; TransportLabel::ALL.len()];
+
+/// A count kept per client transport, then per relayed address family (by
+/// [`Family::index`]).
+pub type PerTransportFamily<T> = PerTransport<PerFamily<T>>;
 
 /// Packets and bytes of application data on one path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,10 +37,10 @@ impl PathCount {
         self.bytes += o.bytes;
     }
 
-    /// The sum over every transport.
-    pub fn total(counts: &PerTransport<PathCount>) -> PathCount {
+    /// The sum over every transport and family.
+    pub fn total(counts: &PerTransportFamily<PathCount>) -> PathCount {
         let mut sum = PathCount::default();
-        for c in counts {
+        for c in counts.as_flattened() {
             sum.merge(c);
         }
         sum
@@ -106,18 +110,20 @@ impl AuthFailureReason {
     }
 }
 
-/// Everything the core counts. Cumulative since the core started. Relayed data, requests
-/// and allocations are kept per client transport ([`PerTransport`]).
+/// Everything the core counts. Cumulative since the core started. Relayed data and
+/// allocations are kept per client transport and per relayed address family
+/// ([`PerTransportFamily`]: the family of the relayed endpoint the data went through), requests
+/// per client transport ([`PerTransport`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// ChannelData from clients relayed to peers.
-    pub channel_to_peer: PerTransport<PathCount>,
+    pub channel_to_peer: PerTransportFamily<PathCount>,
     /// Peer data relayed to clients as ChannelData.
-    pub channel_to_client: PerTransport<PathCount>,
+    pub channel_to_client: PerTransportFamily<PathCount>,
     /// Send indications from clients relayed to peers.
-    pub send_to_peer: PerTransport<PathCount>,
+    pub send_to_peer: PerTransportFamily<PathCount>,
     /// Peer data relayed to clients as Data indications.
-    pub data_to_client: PerTransport<PathCount>,
+    pub data_to_client: PerTransportFamily<PathCount>,
     /// Datagrams dropped, by [`DropReason::index`].
     pub dropped: [u64; DropReason::ALL.len()],
     /// Requests answered, by transport, then [`RequestMethod::index`], then
@@ -125,10 +131,12 @@ pub struct Counters {
     pub requests: PerTransport<[[u64; RequestResult::ALL.len()]; RequestMethod::ALL.len()]>,
     /// Authentication failures, by [`AuthFailureReason::index`].
     pub auth_failures: [u64; AuthFailureReason::ALL.len()],
-    /// Allocations created, by transport.
-    pub allocations_created: PerTransport<u64>,
-    /// Allocations ended, by transport, then [`EndReason::index`].
-    pub allocations_ended: PerTransport<[u64; EndReason::ALL.len()]>,
+    /// Relayed addresses created, by transport and family: one per allocation, two for a
+    /// dual allocation.
+    pub allocations_created: PerTransportFamily<u64>,
+    /// Relayed addresses ended, by transport, family, then [`EndReason::index`] (one
+    /// family of a dual allocation may end before the other).
+    pub allocations_ended: PerTransportFamily<[u64; EndReason::ALL.len()]>,
     /// Sources locked out after failed authentications, by [`LockoutTrigger::index`].
     pub lockouts: [u64; LockoutTrigger::ALL.len()],
 }
@@ -153,12 +161,12 @@ impl Counters {
         }
     }
 
-    pub(crate) fn created(&mut self, transport: Transport) {
-        self.allocations_created[transport.label().index()] += 1;
+    pub(crate) fn created(&mut self, transport: Transport, family: Family) {
+        self.allocations_created[transport.label().index()][family.index()] += 1;
     }
 
-    pub(crate) fn ended(&mut self, transport: Transport, reason: EndReason) {
-        self.allocations_ended[transport.label().index()][reason.index()] += 1;
+    pub(crate) fn ended(&mut self, transport: Transport, family: Family, reason: EndReason) {
+        self.allocations_ended[transport.label().index()][family.index()][reason.index()] += 1;
     }
 
     /// Requests of `method` answered with `result`, over every transport.
@@ -169,24 +177,25 @@ impl Counters {
             .sum()
     }
 
-    /// Allocations created, over every transport.
+    /// Relayed addresses created, over every transport and family.
     pub fn created_total(&self) -> u64 {
-        self.allocations_created.iter().sum()
+        self.allocations_created.as_flattened().iter().sum()
     }
 
-    /// Allocations ended for `reason`, over every transport.
+    /// Relayed addresses ended for `reason`, over every transport and family.
     pub fn ended_total(&self, reason: EndReason) -> u64 {
         self.allocations_ended
+            .as_flattened()
             .iter()
             .map(|t| t[reason.index()])
             .sum()
     }
 
-    /// Allocations live on `transport`: created less ended.
-    pub fn live(&self, transport: TransportLabel) -> u64 {
-        let t = transport.index();
-        let ended: u64 = self.allocations_ended[t].iter().sum();
-        self.allocations_created[t].saturating_sub(ended)
+    /// Relayed addresses live on `transport` in `family`: created less ended.
+    pub fn live(&self, transport: TransportLabel, family: Family) -> u64 {
+        let (t, f) = (transport.index(), family.index());
+        let ended: u64 = self.allocations_ended[t][f].iter().sum();
+        self.allocations_created[t][f].saturating_sub(ended)
     }
 
     /// Datagrams dropped for `reason`.
@@ -207,16 +216,21 @@ impl Counters {
     /// Adds `other` into `self` (summing workers).
     pub fn merge(&mut self, other: &Counters) {
         for t in 0..TransportLabel::ALL.len() {
-            self.channel_to_peer[t].merge(&other.channel_to_peer[t]);
-            self.channel_to_client[t].merge(&other.channel_to_client[t]);
-            self.send_to_peer[t].merge(&other.send_to_peer[t]);
-            self.data_to_client[t].merge(&other.data_to_client[t]);
+            for f in 0..Family::ALL.len() {
+                self.channel_to_peer[t][f].merge(&other.channel_to_peer[t][f]);
+                self.channel_to_client[t][f].merge(&other.channel_to_client[t][f]);
+                self.send_to_peer[t][f].merge(&other.send_to_peer[t][f]);
+                self.data_to_client[t][f].merge(&other.data_to_client[t][f]);
+                self.allocations_created[t][f] += other.allocations_created[t][f];
+                add_all(
+                    &mut self.allocations_ended[t][f],
+                    &other.allocations_ended[t][f],
+                );
+            }
             add_all(
                 self.requests[t].as_flattened_mut(),
                 other.requests[t].as_flattened(),
             );
-            self.allocations_created[t] += other.allocations_created[t];
-            add_all(&mut self.allocations_ended[t], &other.allocations_ended[t]);
         }
         add_all(&mut self.dropped, &other.dropped);
         add_all(&mut self.auth_failures, &other.auth_failures);

@@ -19,6 +19,14 @@ pub enum RequestError {
     UnknownMethod,
     /// RESERVATION-TOKEN together with EVEN-PORT (400).
     ReservationWithEvenPort,
+    /// RESERVATION-TOKEN together with REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY
+    /// (400, RFC 8656 §7.2): the reservation fixes the family.
+    ReservationWithAddressFamily,
+    /// REQUESTED-ADDRESS-FAMILY together with ADDITIONAL-ADDRESS-FAMILY (400, RFC 8656 §7.2).
+    BothAddressFamilies,
+    /// ADDITIONAL-ADDRESS-FAMILY naming anything but IPv6 (400, RFC 8656 §7.2: IPv4 is
+    /// implied and may not be asked for again).
+    AdditionalFamilyNotIpv6,
     /// No or wrong credentials (401).
     Unauthorized(AuthFailure),
     /// The peer address is refused by the peer filter (403).
@@ -29,13 +37,15 @@ pub enum RequestError {
     AllocationMismatch,
     /// The nonce is expired or not ours (438).
     StaleNonce,
-    /// REQUESTED-ADDRESS-FAMILY asks for a family this server does not relay (440).
+    /// REQUESTED-ADDRESS-FAMILY (or `allocation-default-address-family`) asks for a family
+    /// this server does not relay in (440).
     AddressFamilyNotSupported,
     /// A request on an allocation with another user's credentials (441).
     WrongCredentials,
     /// REQUESTED-TRANSPORT other than UDP (442).
     UnsupportedTransport,
-    /// XOR-PEER-ADDRESS of another family than the relayed address (443).
+    /// XOR-PEER-ADDRESS of a family the allocation has no relayed address in, or a Refresh
+    /// whose REQUESTED-ADDRESS-FAMILY names such a family (443).
     PeerAddressFamilyMismatch,
     /// `user-quota` or `total-quota` reached (486).
     QuotaReached,
@@ -80,7 +90,10 @@ impl RequestError {
             | Self::BadChannelNumber
             | Self::ChannelConflict
             | Self::UnknownMethod
-            | Self::ReservationWithEvenPort => RequestResult::BadRequest,
+            | Self::ReservationWithEvenPort
+            | Self::ReservationWithAddressFamily
+            | Self::BothAddressFamilies
+            | Self::AdditionalFamilyNotIpv6 => RequestResult::BadRequest,
             Self::Unauthorized(_) => RequestResult::Unauthorized,
             Self::Forbidden => RequestResult::Forbidden,
             Self::UnknownAttributes => RequestResult::UnknownAttribute,

@@ -1,9 +1,10 @@
 //! Time and endings: the timer wheel's expiries, and how an allocation ends (expired,
 //! deleted, its connection closed or shut down) with its outputs in order.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::addr::FiveTuple;
+use crate::addr::{Family, FiveTuple};
 use crate::output::{EndReason, Event, Output};
 use crate::server::{Server, Timer};
 use crate::slab::AllocationId;
@@ -27,11 +28,11 @@ impl Server {
 
     fn expire_one(&mut self, now: Instant, timer: Timer) {
         let id = match timer {
-            Timer::Allocation { id } | Timer::Permission { id, .. } | Timer::Channel { id, .. } => {
-                id
-            }
-            Timer::Reservation { port, token } => {
-                self.shared.expire_reservation(token, port);
+            Timer::Allocation { id, .. }
+            | Timer::Permission { id, .. }
+            | Timer::Channel { id, .. } => id,
+            Timer::Reservation { token } => {
+                self.shared.expire_reservation(token);
                 return;
             }
         };
@@ -40,11 +41,21 @@ impl Server {
         };
         match timer {
             Timer::Reservation { .. } => unreachable!("handled above"),
-            Timer::Allocation { .. } => {
-                if alloc.expires <= now {
+            Timer::Allocation { family, .. } => {
+                if alloc.relayed.get(family).is_none() {
+                    return; // That family was deleted before its time.
+                }
+                let at = alloc.expires[family.index()];
+                let all_due = alloc
+                    .relayed
+                    .iter()
+                    .all(|e| alloc.expires[e.family.index()] <= now);
+                if all_due {
+                    // Families that run out together end as one allocation.
                     self.end_allocation(id, now, EndReason::Expired);
+                } else if at <= now {
+                    self.end_relayed(id, family, now, EndReason::Expired);
                 } else {
-                    let at = alloc.expires;
                     self.timers.insert(at, timer);
                 }
             }
@@ -77,16 +88,68 @@ impl Server {
         }
     }
 
-    /// Ends allocation `id` and returns its port to the pool. Its channels are unbound, then
-    /// its relayed endpoints released, then the event says it ended: all after whatever it
-    /// queued before.
+    /// Ends the relayed endpoint of `family` of allocation `id`; when it is the last one, the
+    /// whole allocation ([`Server::end_allocation`]). Otherwise (one family of a dual
+    /// allocation) the permissions and channels of that family go with it, its channels are
+    /// unbound, its endpoint released and its port returned to its pool, then the event
+    /// says so; the other family relays on.
+    pub(crate) fn end_relayed(
+        &mut self,
+        id: AllocationId,
+        family: Family,
+        now: Instant,
+        reason: EndReason,
+    ) {
+        let Some(alloc) = self.allocations.get_mut(id) else {
+            return;
+        };
+        if alloc.relayed.len() <= 1 {
+            self.end_allocation(id, now, reason);
+            return;
+        }
+        let Some(endpoint) = alloc.relayed.get(family) else {
+            return;
+        };
+        let in_family = |ip: IpAddr| Family::of(ip) == family;
+        let permissions = alloc.permissions.len();
+        alloc.permissions.retain(|p| !in_family(p.ip));
+        self.permissions -= permissions - alloc.permissions.len();
+        let mut i = 0;
+        while i < alloc.channels.len() {
+            if in_family(alloc.channels[i].peer.ip()) {
+                let channel = alloc.channels.swap_remove(i);
+                self.channels -= 1;
+                self.out
+                    .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+            } else {
+                i += 1;
+            }
+        }
+        alloc.relayed.remove(family);
+        let (five_tuple, transport) = (alloc.five_tuple, alloc.five_tuple.transport);
+        self.index_relay(endpoint, None);
+        self.shared.release(endpoint);
+        self.counters.ended(transport, family, reason);
+        self.out.push(Output::Release {
+            relayed: endpoint,
+            allocation: id,
+        });
+        self.out.push(Output::Event(Event::RelayedAddressEnded {
+            five_tuple,
+            relayed: self.relayed_addr(endpoint),
+            reason,
+        }));
+    }
+
+    /// Ends allocation `id` and returns its ports to their pools. Its channels are unbound,
+    /// then its relayed endpoints released, then the event says it ended: all after
+    /// whatever it queued before.
     pub(crate) fn end_allocation(&mut self, id: AllocationId, now: Instant, reason: EndReason) {
         let Some(alloc) = self.allocations.remove(id) else {
             return;
         };
         self.by_five_tuple.remove(&alloc.five_tuple);
-        self.shared.end(&alloc.username, alloc.relayed.first().port);
-        self.counters.ended(alloc.five_tuple.transport, reason);
+        self.shared.end(&alloc.username, alloc.relayed);
         self.permissions -= alloc.permissions.len();
         self.channels -= alloc.channels.len();
         for &channel in &alloc.channels {
@@ -94,16 +157,19 @@ impl Server {
                 .push(Output::ChannelUnbound(alloc.bound(id, channel)));
         }
         for relayed in alloc.relayed.iter() {
+            self.counters
+                .ended(alloc.five_tuple.transport, relayed.family, reason);
             self.index_relay(relayed, None);
             self.out.push(Output::Release {
                 relayed,
                 allocation: id,
             });
         }
-        let relayed = self.relayed_addr(alloc.relayed.first());
+        let (relayed, additional) = self.advertised(alloc.relayed);
         self.out.push(Output::Event(Event::AllocationEnded {
             five_tuple: alloc.five_tuple,
             relayed,
+            additional,
             reason,
             duration: now.saturating_duration_since(alloc.created),
             traffic: alloc.traffic,

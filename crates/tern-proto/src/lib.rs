@@ -14,6 +14,16 @@
 //! [`AllocationId`], a generation-checked handle into the core's slab; a port is never the key
 //! of anything but the relay socket.
 //!
+//! # Address families
+//!
+//! The server relays in each family the config gives a relayed IP ([`Config::relay_in`]),
+//! with one port pool per family over the same range. An allocation relays in the family
+//! REQUESTED-ADDRESS-FAMILY names, else in [`DefaultFamily`]'s, or, asked with
+//! ADDITIONAL-ADDRESS-FAMILY, in both (a dual allocation: one [`RelayEndpoint`] per family,
+//! each with its own lifetime; a family it cannot get is named in ADDRESS-ERROR-CODE).
+//! Permissions, channels and relayed data belong to the family of their peer, and the
+//! counters keep them per family ([`PerTransportFamily`]).
+//!
 //! # The drive loop
 //!
 //! The I/O layer binds its listening sockets and one socket per relayed endpoint, then:
@@ -154,10 +164,12 @@ mod shared;
 mod slab;
 mod timer;
 
-pub use addr::{ConnId, Family, FiveTuple, ListenerId, RelayEndpoint, Transport, TransportLabel};
+pub use addr::{
+    ConnId, Family, FiveTuple, ListenerId, PerFamily, RelayEndpoint, Transport, TransportLabel,
+};
 pub use allocation::{footprint as allocation_footprint, Traffic};
-pub use config::{Config, StaticUser, UserSecret};
-pub use counters::{Counters, PathCount, PerTransport};
+pub use config::{Config, DefaultFamily, StaticUser, UserSecret};
+pub use counters::{Counters, PathCount, PerTransport, PerTransportFamily};
 pub use error::{AuthFailure, DropReason, RequestError, RequestResult};
 pub use guard::{GuardConfig, LockoutTrigger, UNAUTHORIZED_BURST_SECONDS};
 pub use output::{

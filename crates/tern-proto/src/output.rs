@@ -80,17 +80,23 @@ pub enum Event {
     AllocationCreated {
         /// Its 5-tuple.
         five_tuple: FiveTuple,
-        /// The advertised relayed transport address.
+        /// The advertised relayed transport address (of a dual allocation, the IPv4 one).
         relayed: SocketAddr,
+        /// Of a dual allocation (RFC 8656 ADDITIONAL-ADDRESS-FAMILY), the IPv6 relayed
+        /// transport address.
+        additional: Option<SocketAddr>,
         /// The username that authenticated it (never a password or key).
         username: String,
     },
-    /// An allocation ended and its relay port went back to the pool.
+    /// An allocation ended and its relay ports went back to their pools.
     AllocationEnded {
         /// Its 5-tuple.
         five_tuple: FiveTuple,
-        /// The advertised relayed transport address.
+        /// The advertised relayed transport address it held last (of a dual allocation, the
+        /// IPv4 one).
         relayed: SocketAddr,
+        /// Of an allocation that was still dual, the IPv6 relayed transport address.
+        additional: Option<SocketAddr>,
         /// Why.
         reason: EndReason,
         /// How long it lived.
@@ -112,6 +118,17 @@ pub enum Event {
         window: Duration,
         /// How long it lasts.
         duration: Duration,
+    },
+    /// One relayed address of a dual allocation ended (its lifetime ran out, or a Refresh
+    /// with REQUESTED-ADDRESS-FAMILY and LIFETIME 0 deleted it); the allocation relays on in
+    /// the other family.
+    RelayedAddressEnded {
+        /// The allocation's 5-tuple.
+        five_tuple: FiveTuple,
+        /// The relayed transport address that ended.
+        relayed: SocketAddr,
+        /// Why ([`EndReason::Expired`] or [`EndReason::Deleted`]).
+        reason: EndReason,
     },
 }
 

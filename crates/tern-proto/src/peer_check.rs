@@ -2,7 +2,7 @@
 //! peer filter ([`crate::PeerFilter`]) apply, for each way a peer is named.
 //!
 //! The rules differ between the three on purpose:
-//! - The server's own addresses (the relayed IP and `own_ips`) pass the filter at relay
+//! - The server's own addresses (the relayed IPs of both families and `own_ips`) pass the filter at relay
 //!   ports, so one allocation can reach another on the same server, and only there: on any
 //!   other port (an admin or database port on the same host) they are filtered like any
 //!   address, private or not.
@@ -45,9 +45,10 @@ impl Server {
         }
     }
 
-    /// Whether `ip` is one of this server's own addresses.
+    /// Whether `ip` is one of this server's own addresses: a relayed IP of either family,
+    /// or one of `own_ips`.
     pub(crate) fn is_own_ip(&self, ip: IpAddr) -> bool {
-        ip == self.config.relayed_ip || self.config.own_ips.contains(&ip)
+        self.config.relayed_ips.contains(&Some(ip)) || self.config.own_ips.contains(&ip)
     }
 }
 

@@ -10,7 +10,10 @@
 //!
 //! # Order of the checks
 //!
-//! 1. The address is canonicalised ([`canonicalize`]).
+//! 1. The address is canonicalised ([`canonicalize`]). An IPv6 address that stays IPv6 but
+//!    may reach an IPv4 address through a tunnel or translator (Teredo, the local-use NAT64
+//!    prefix: [`embedded_ipv4`]) is refused when any IPv4 address it may reach is refused,
+//!    whatever `allowed` says about the IPv6 address itself.
 //! 2. With `no_multicast`, multicast and everything above it in IPv4 (224.0.0.0 and up, as
 //!    coturn's `no-multicast-peers` says) and `ff00::/8` are refused, even if `allowed`
 //!    lists them.
@@ -221,21 +224,48 @@ impl fmt::Display for IpRange {
 /// - NAT64 well-known prefix `64:ff9b::/96` (RFC 6052 §2.1): a translator sends to the
 ///   IPv4 address in the last 32 bits.
 ///
+/// - IPv4-translated `::ffff:0:a.b.c.d` (RFC 2765 §2.1, SIIT): a translator sends to a.b.c.d.
+///
 /// The local-use NAT64 prefix `64:ff9b:1::/48` (RFC 8215) and Teredo `2001::/32` (RFC 4380)
-/// have no fixed place for the IPv4 address; they stay IPv6 and are refused as special
-/// purpose by [`PeerFilter`].
+/// have no single place for the IPv4 address; they stay IPv6, are refused as special
+/// purpose by default, and [`embedded_ipv4`] lists the IPv4 addresses they may reach.
 pub fn canonicalize(ip: IpAddr) -> IpAddr {
     let IpAddr::V6(v6) = ip else { return ip };
     let s = v6.segments();
     let low32 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, _, _] => IpAddr::V4(low32),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => IpAddr::V4(low32),
         [0, 0, 0, 0, 0, 0, 0, 0 | 1] => ip,
         [0, 0, 0, 0, 0, 0, _, _] => IpAddr::V4(low32),
         [0x2002, hi, lo, ..] => IpAddr::V4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => IpAddr::V4(low32),
         _ => ip,
     }
+}
+
+/// The IPv4 addresses an IPv6 address that [`canonicalize`] leaves alone may still reach:
+///
+/// - Teredo `2001::/32` (RFC 4380 §4): the Teredo server's IPv4 address in bits 32–63, and
+///   the client's public IPv4 address, every bit inverted, in bits 96–127. Both are listed.
+/// - The local-use NAT64 prefix `64:ff9b:1::/48` (RFC 8215): the last 32 bits, where a
+///   translator with a /96 prefix inside the block (the form of the well-known prefix)
+///   reads the IPv4 address. The block is refused by default; an operator who allows it
+///   (`allowed-peer-ip`) runs such a translator.
+///
+/// Empty for every other address. `ip` is taken as is, so pass a [`canonicalize`]d one.
+pub fn embedded_ipv4(ip: Ipv6Addr) -> impl Iterator<Item = Ipv4Addr> {
+    let o = ip.octets();
+    let v4 = |a: u8, b: u8, c: u8, d: u8| Some(Ipv4Addr::new(a, b, c, d));
+    let found: [Option<Ipv4Addr>; 2] = match ip.segments() {
+        [0x2001, 0, ..] => [
+            v4(o[4], o[5], o[6], o[7]),
+            v4(!o[12], !o[13], !o[14], !o[15]),
+        ],
+        [0x64, 0xff9b, 1, ..] => [v4(o[12], o[13], o[14], o[15]), None],
+        _ => [None; 2],
+    };
+    found.into_iter().flatten()
 }
 
 /// A special-purpose block: its first address, prefix length and registry name.
@@ -279,12 +309,16 @@ const V4_SPECIAL: [Block<Ipv4Addr>; 15] = [
 
 /// From the IANA IPv6 Special-Purpose Address Registry (RFC 6890) and RFC 4291.
 /// Loopback ::1 (RFC 4291 §2.5.3) is checked separately.
+/// Addresses outside global unicast `2000::/3` that no entry below names are refused as
+/// `V6_NOT_GLOBAL_UNICAST` says.
 #[rustfmt::skip]
-const V6_SPECIAL: [Block<Ipv6Addr>; 11] = [
+const V6_SPECIAL: [Block<Ipv6Addr>; 13] = [
     // RFC 4291 §2.5.2: "Unspecified Address".
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 128, "unspecified (RFC 4291)"),
     // RFC 4291 §2.5.5.2: "IPv4-mapped Address"; canonicalised to IPv4 before this table.
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96, "IPv4-mapped (RFC 4291)"),
+    // RFC 2765 §2.1: IPv4-translated addresses; canonicalised to IPv4 before this table.
+    (Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0), 96, "IPv4-translated (RFC 2765)"),
     // RFC 8215: "IPv4-IPv6 Translat." local-use prefix; the IPv4 part is not at a fixed place.
     (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48, "local-use IPv4/IPv6 translation (RFC 8215)"),
     // RFC 6666: "Discard-Only Address Block".
@@ -296,6 +330,8 @@ const V6_SPECIAL: [Block<Ipv6Addr>; 11] = [
     (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, "documentation (RFC 3849)"),
     // RFC 9637: "Documentation" (3fff::/20).
     (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20, "documentation (RFC 9637)"),
+    // RFC 9602: "Segment Routing (SRv6) SIDs", not globally reachable.
+    (Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0), 16, "SRv6 SIDs (RFC 9602)"),
     // RFC 4193: "Unique-Local"; holds the AWS metadata service fd00:ec2::254.
     (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "unique-local (RFC 4193)"),
     // RFC 4291 §2.5.6: "Link-Local Unicast".
@@ -321,14 +357,25 @@ pub fn special_purpose(ip: IpAddr) -> Option<&'static str> {
         .map(|b| b.2),
         IpAddr::V6(a) => {
             let x = u128::from(a);
-            V6_SPECIAL.iter().find(|(net, len, _)| {
+            let block = V6_SPECIAL.iter().find(|(net, len, _)| {
                 let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
                 x & mask == u128::from(*net)
-            })
+            });
+            match block {
+                Some(b) => Some(b.2),
+                // Only 2000::/3 is allocated for global unicast (RFC 4291 §2.4, IANA's IPv6
+                // Address Space registry); the rest is reserved by the IETF and routed
+                // nowhere on the internet.
+                None if x >> 125 != 0b001 => Some(V6_NOT_GLOBAL_UNICAST),
+                None => None,
+            }
         }
-        .map(|b| b.2),
     }
 }
+
+/// The name of the IPv6 space outside `2000::/3` that no special-purpose block names.
+const V6_NOT_GLOBAL_UNICAST: &str =
+    "reserved by the IETF, outside global unicast 2000::/3 (RFC 4291)";
 
 /// Why `ip` cannot be reached from the public internet, or `None` for an ordinary global
 /// unicast address: loopback, or the special-purpose block it lies in (private-use, shared
@@ -426,6 +473,12 @@ impl PeerFilter {
     /// Like [`PeerFilter::allows`], saying why a peer is refused.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
         let c = canonicalize(ip);
+        if let IpAddr::V6(v6) = c {
+            // A Teredo or local-use NAT64 address reaches what it embeds as well.
+            for v4 in embedded_ipv4(v6) {
+                self.check(IpAddr::V4(v4))?;
+            }
+        }
         let cfg = &self.config;
         if cfg.no_multicast && is_multicast_or_above(c) {
             return Err(Refusal::Multicast);
@@ -492,7 +545,8 @@ mod tests {
             :: ::1 64:ff9b:1::1 64:ff9b:1:ffff::a00:1 100::1 100::ffff:ffff:ffff:ffff 2001::1
             2001:0:4136:e378:8000:63bf:3fff:fdd2 2001:1ff:ffff::1 2001:20::1 2001:db8::1
             2001:db8:ffff::1 3fff::1 fc00::1 fdff:ffff::1 fd00:ec2::254 fe80::1 febf:ffff::1
-            fec0::1 feff::1 ff02::1 ff0e::1";
+            fec0::1 feff::1 ff02::1 ff0e::1 ::ffff:0:a00:1 ::ffff:0:7f00:1 5f00::1 fbff::1
+            1::1 ::1:0:0:1 4000::1 e000::1 1fff:ffff::1";
         for (a, x) in ips(refused) {
             assert!(!f.allows(x), "{a} should be refused by default");
         }
@@ -500,7 +554,8 @@ mod tests {
             126.255.255.255 128.0.0.0 169.253.255.255 169.255.0.0 172.15.255.255 172.32.0.0
             192.0.1.0 192.0.3.0 192.88.98.255 192.167.255.255 192.169.0.0 198.17.255.255
             198.20.0.0 198.51.99.255 203.0.112.255 223.255.255.255
-            2606:4700::1111 2001:200::1 2a00:1450::1 fbff::1";
+            2606:4700::1111 2001:200::1 2a00:1450::1 2000::1 2c0f:fb50::1 3ffe::1 3fef::1
+            3fff:ffff::1 ::ffff:0:102:304";
         for (a, x) in ips(allowed) {
             assert!(f.allows(x), "{a} should be allowed by default");
         }
@@ -531,6 +586,8 @@ mod tests {
             ("2002:a9fe:a9fe:1:2:3:4:5", "169.254.169.254"),
             ("64:ff9b::7f00:1", "127.0.0.1"),
             ("64:ff9b::a9fe:a9fe", "169.254.169.254"),
+            ("::ffff:0:7f00:1", "127.0.0.1"),
+            ("::ffff:0:a9fe:a9fe", "169.254.169.254"),
         ];
         for (from, to) in cases {
             assert_eq!(canonicalize(ip(from)), ip(to), "{from}");
@@ -539,6 +596,93 @@ mod tests {
         for (a, x) in ips(":: ::1 64:ff9b:1::7f00:1 2001:0:4136:e378::1 10.0.0.1 2606:4700::1111") {
             assert_eq!(canonicalize(x), x, "{a}");
         }
+    }
+
+    /// RFC 4380 §4: server IPv4 in bits 32–63, client IPv4 inverted in bits 96–127.
+    fn teredo(server: [u8; 4], client: [u8; 4]) -> IpAddr {
+        let c = client.map(|b| !b);
+        let seg = |a: u8, b: u8| u16::from(a) << 8 | u16::from(b);
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0,
+            seg(server[0], server[1]),
+            seg(server[2], server[3]),
+            0x8000,
+            0x63bf,
+            seg(c[0], c[1]),
+            seg(c[2], c[3]),
+        ))
+    }
+
+    #[test]
+    fn teredo_and_local_use_nat64_reach_what_they_embed() {
+        let public = [65, 54, 227, 120];
+        let t = teredo(public, [1, 2, 3, 4]);
+        let IpAddr::V6(v6) = t else { unreachable!() };
+        assert_eq!(
+            embedded_ipv4(v6).collect::<Vec<_>>(),
+            [Ipv4Addr::new(65, 54, 227, 120), Ipv4Addr::new(1, 2, 3, 4)]
+        );
+        let local = ip("64:ff9b:1:abcd::102:304");
+        let IpAddr::V6(l6) = local else {
+            unreachable!()
+        };
+        assert_eq!(
+            embedded_ipv4(l6).collect::<Vec<_>>(),
+            [Ipv4Addr::new(1, 2, 3, 4)]
+        );
+        let IpAddr::V6(plain) = ip("2606:4700::1111") else {
+            unreachable!()
+        };
+        assert_eq!(embedded_ipv4(plain).count(), 0);
+
+        // Refused by default, whatever they embed: not globally reachable.
+        let f = default_filter();
+        assert!(!f.allows(t));
+        assert!(!f.allows(local));
+        // An operator who allows both blocks still cannot reach a refused IPv4 address
+        // through them, in either Teredo position or through the translator.
+        let f = PeerFilter::new(PeerFilterConfig {
+            allowed: vec![range("2001::/32"), range("64:ff9b:1::/48")],
+            ..Default::default()
+        });
+        assert!(f.allows(t), "both embedded addresses are public");
+        assert!(f.allows(local));
+        let refused = [
+            (teredo(public, [127, 0, 0, 1]), Refusal::Loopback),
+            (
+                teredo(public, [169, 254, 169, 254]),
+                Refusal::SpecialPurpose("link-local (RFC 3927)"),
+            ),
+            (
+                teredo([10, 0, 0, 1], [1, 2, 3, 4]),
+                Refusal::SpecialPurpose("private-use (RFC 1918)"),
+            ),
+            (
+                teredo(public, [192, 168, 1, 1]),
+                Refusal::SpecialPurpose("private-use (RFC 1918)"),
+            ),
+            (ip("64:ff9b:1::7f00:1"), Refusal::Loopback),
+            (
+                ip("64:ff9b:1:ffff:1:2:a9fe:a9fe"),
+                Refusal::SpecialPurpose("link-local (RFC 3927)"),
+            ),
+            (
+                ip("64:ff9b:1::a00:1"),
+                Refusal::SpecialPurpose("private-use (RFC 1918)"),
+            ),
+        ];
+        for (x, why) in refused {
+            assert_eq!(f.check(x), Err(why), "{x}");
+        }
+        // A denied IPv4 range reaches through them too.
+        let f = PeerFilter::new(PeerFilterConfig {
+            allowed: vec![range("2001::/32"), range("64:ff9b:1::/48")],
+            denied: vec![range("1.2.3.0/24")],
+            ..Default::default()
+        });
+        assert_eq!(f.check(t), Err(Refusal::Denied));
+        assert_eq!(f.check(local), Err(Refusal::Denied));
     }
 
     #[test]

@@ -112,10 +112,10 @@ impl Server {
         }
         alloc.traffic.packets_to_peers += 1;
         alloc.traffic.bytes_to_peers += len as u64;
-        let t = alloc.transport.index();
+        let (t, f) = (alloc.transport.index(), relayed.family.index());
         match to {
-            Target::Channel(_) => self.counters.channel_to_peer[t].add(len),
-            Target::Peer(_) => self.counters.send_to_peer[t].add(len),
+            Target::Channel(_) => self.counters.channel_to_peer[t][f].add(len),
+            Target::Peer(_) => self.counters.send_to_peer[t][f].add(len),
         }
         ClientOutput::Relay {
             relayed,
@@ -164,7 +164,9 @@ impl Server {
         let Some(alloc) = id.and_then(|id| self.allocations.get_mut(id)) else {
             return PeerOutput::Drop(DropReason::NoAllocation);
         };
-        if !alloc.has_permission(peer.ip()) {
+        // Permissions are per family: a peer reaches the endpoint of its own family only
+        // (a dual-stack socket would show an IPv4 peer on the IPv6 endpoint as mapped).
+        if Family::of(peer.ip()) != relayed.family || !alloc.has_permission(peer.ip()) {
             return PeerOutput::Drop(DropReason::NoPermission);
         }
         // A Data indication carries less than ChannelData (whose limit is u16::MAX), so its
@@ -178,14 +180,14 @@ impl Server {
         alloc.traffic.packets_to_client += 1;
         alloc.traffic.bytes_to_client += len as u64;
         let five_tuple = alloc.five_tuple;
-        let t = alloc.transport.index();
+        let (t, f) = (alloc.transport.index(), relayed.family.index());
         if let Some(channel) = alloc.channel_by_peer(peer) {
             let start = PEER_HEADROOM - CHANNEL_DATA_HEADER_LEN;
             let header: &mut [u8; CHANNEL_DATA_HEADER_LEN] = (&mut buf[start..PEER_HEADROOM])
                 .try_into()
                 .expect("4 bytes");
             ChannelData::write_header(channel.number, len as u16, header);
-            self.counters.channel_to_client[t].add(len);
+            self.counters.channel_to_client[t][f].add(len);
             return PeerOutput::Forward {
                 five_tuple,
                 range: start..PEER_HEADROOM + len,
@@ -194,7 +196,7 @@ impl Server {
         let tid = self.data_indication_tid();
         let payload = PEER_HEADROOM..PEER_HEADROOM + len;
         let range = frame_data_indication(buf, payload, peer, &tid, always_fingerprint);
-        self.counters.data_to_client[t].add(len);
+        self.counters.data_to_client[t][f].add(len);
         PeerOutput::Forward { five_tuple, range }
     }
 

@@ -1,7 +1,6 @@
 //! STUN requests and indications from clients: authentication, then one handler per method
 //! (Allocate and Refresh in `allocate.rs`, CreatePermission and ChannelBind in `bind.rs`).
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use tern_wire::{attr, Class, Integrity, Message, Method};
@@ -94,8 +93,12 @@ impl Server {
                     self.write_response(reply, wall, five_tuple, msg, result);
                 });
                 self.out = out;
-                if let Some(id) = self.ending.take() {
-                    self.end_allocation(id, now, crate::EndReason::Deleted);
+                if let Some((id, family)) = self.ending.take() {
+                    let reason = crate::EndReason::Deleted;
+                    match family {
+                        Some(family) => self.end_relayed(id, family, now, reason),
+                        None => self.end_allocation(id, now, reason),
+                    }
                 }
                 ClientOutput::Reply
             }
@@ -221,19 +224,13 @@ impl Server {
     }
 }
 
-/// REQUESTED-ADDRESS-FAMILY, if the request carries it.
-pub(crate) fn requested_family(msg: &Message<'_>) -> Result<Option<u8>, RequestError> {
-    msg.get(attr::REQUESTED_ADDRESS_FAMILY)
+/// The family byte of REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY (`typ`), if the
+/// request carries it; a value of the wrong length is malformed (400).
+pub(crate) fn requested_family(msg: &Message<'_>, typ: u16) -> Result<Option<u8>, RequestError> {
+    msg.get(typ)
         .map(|a| attr::decode_address_family(a.value, a.typ))
         .transpose()
-        .map_err(|_| RequestError::MalformedAttribute(attr::REQUESTED_ADDRESS_FAMILY))
-}
-
-pub(crate) fn family_of(ip: IpAddr) -> u8 {
-    match ip {
-        IpAddr::V4(_) => attr::FAMILY_IPV4,
-        IpAddr::V6(_) => attr::FAMILY_IPV6,
-    }
+        .map_err(|_| RequestError::MalformedAttribute(typ))
 }
 
 impl Candidates {

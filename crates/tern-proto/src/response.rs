@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use tern_wire::{attr, Class, Message, MessageType, MessageWriter};
 
-use crate::addr::FiveTuple;
-use crate::error::RequestError;
+use crate::addr::{Family, FiveTuple, PerFamily};
+use crate::error::{RequestError, RequestResult};
 use crate::request::Unknown;
 use crate::server::Server;
 
@@ -17,7 +17,12 @@ pub(crate) enum Success {
         mapped: SocketAddr,
     },
     Allocate {
-        relayed: SocketAddr,
+        /// The relayed addresses by family: one, or two for a dual allocation.
+        relayed: PerFamily<Option<SocketAddr>>,
+        /// The family a dual allocation could not get, and why (440 or 508).
+        address_error: Option<(Family, RequestResult)>,
+        /// The attribute type to name it with (RFC 8656's, or coturn's draft one).
+        address_error_type: u16,
         mapped: SocketAddr,
         lifetime: u32,
         reservation_token: Option<u64>,
@@ -94,12 +99,22 @@ impl Server {
             }
             Ok(Success::Allocate {
                 relayed,
+                address_error,
+                address_error_type,
                 mapped,
                 lifetime,
                 reservation_token,
                 key,
             }) => {
-                w.xor_address(attr::XOR_RELAYED_ADDRESS, relayed);
+                // IPv4 first: a client that reads one XOR-RELAYED-ADDRESS gets the one it
+                // asked for when it did not ask for two.
+                for addr in relayed.into_iter().flatten() {
+                    w.xor_address(attr::XOR_RELAYED_ADDRESS, addr);
+                }
+                if let Some((family, error)) = address_error {
+                    let (code, reason) = (error.code(), error.reason());
+                    w.address_error_code_as(address_error_type, family.to_wire(), code, reason);
+                }
                 w.u32(attr::LIFETIME, lifetime);
                 if let Some(token) = reservation_token {
                     w.attr(attr::RESERVATION_TOKEN, &token.to_be_bytes());

@@ -43,8 +43,11 @@ const _: () = assert!(
 /// a timer that outlives its allocation finds nothing, even when the slot was reused.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Timer {
+    /// The relayed endpoint of `family` of allocation `id` (each family of a dual
+    /// allocation has its own lifetime).
     Allocation {
         id: AllocationId,
+        family: Family,
     },
     Permission {
         id: AllocationId,
@@ -54,9 +57,8 @@ pub(crate) enum Timer {
         id: AllocationId,
         number: u16,
     },
-    /// A port held for a RESERVATION-TOKEN (a pool matter: no allocation holds it yet).
+    /// The ports held for a RESERVATION-TOKEN (a pool matter: no allocation holds them yet).
     Reservation {
-        port: u16,
         token: u64,
     },
 }
@@ -95,8 +97,9 @@ pub struct Server {
     pub(crate) timers: TimerWheel<Timer>,
     pub(crate) expired: Vec<Timer>,
     pub(crate) out: OutputQueue,
-    /// An allocation a Refresh with LIFETIME 0 deletes once its reply is queued.
-    pub(crate) ending: Option<AllocationId>,
+    /// An allocation a Refresh with LIFETIME 0 deletes once its reply is queued: all of it,
+    /// or the relayed endpoint of one family (REQUESTED-ADDRESS-FAMILY).
+    pub(crate) ending: Option<(AllocationId, Option<Family>)>,
     pub(crate) rng: SplitMix64,
     pub(crate) counters: Counters,
     /// `Some` while draining: new allocations are refused, with 300 and this alternate
@@ -109,14 +112,15 @@ pub struct Server {
 impl Server {
     /// A server with `config`, whose clock starts at `now`, seeded with 32 secret random
     /// bytes (nonce key, hash keys, port order, transaction ids of Data indications). It owns
-    /// its port pool: the ports in `config.relay_ports`.
+    /// its port pools: the ports in `config.relay_ports`.
     pub fn new(config: Config, now: Instant, seed: [u8; 32]) -> Self {
-        let ports = config
-            .relay_ports
-            .iter()
-            .copied()
-            .filter(|p| config.relay_port_range.contains(p))
-            .collect();
+        let ports = config.relay_ports.each_ref().map(|ports| {
+            ports
+                .iter()
+                .copied()
+                .filter(|p| config.relay_port_range.contains(p))
+                .collect()
+        });
         let shared = SharedState::new(ports, seed_word(&seed, 2) ^ 0x5bd1_e995);
         Self::with_shared(config, now, seed, shared, 0)
     }
@@ -145,9 +149,9 @@ impl Server {
         let hasher = ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3));
         let base_port = *config.relay_port_range.start();
         let span = usize::from(*config.relay_port_range.end() - base_port) + 1;
-        // Only the relayed IP's family has relay ports today.
+        // Only the families the server relays in have relay ports.
         let by_relay = Family::ALL.map(|f| {
-            let len = if f == Family::of(config.relayed_ip) {
+            let len = if config.relayed_ip(f).is_some() {
                 span
             } else {
                 0
@@ -307,14 +311,13 @@ impl Server {
         self.allocations.get_mut(id).expect("allocation exists")
     }
 
-    /// The family of the relayed addresses this server hands out.
-    pub(crate) fn relay_family(&self) -> Family {
-        Family::of(self.config.relayed_ip)
-    }
-
-    /// The advertised relayed transport address of `relayed`.
+    /// The advertised relayed transport address of `relayed`, one of this server's.
     pub(crate) fn relayed_addr(&self, relayed: RelayEndpoint) -> SocketAddr {
-        SocketAddr::new(self.config.relayed_ip, relayed.port)
+        let ip = self
+            .config
+            .relayed_ip(relayed.family)
+            .expect("endpoints exist only in families with a relayed IP");
+        SocketAddr::new(ip, relayed.port)
     }
 }
 

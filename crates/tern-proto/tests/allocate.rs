@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use tern_proto::{Config, EndReason, Event};
+use tern_proto::{Config, EndReason, Event, Family};
 use tern_wire::{attr, Integrity, Method};
 
 fn udp(w: &mut tern_wire::MessageWriter) {
@@ -39,6 +39,7 @@ fn challenge_then_success() {
         vec![Event::AllocationCreated {
             five_tuple: c.five,
             relayed,
+            additional: None,
             username: c.username.clone(),
         }]
     );
@@ -232,7 +233,7 @@ fn pool_exhaustion_and_reuse() {
 #[test]
 fn only_bound_ports_are_handed_out() {
     let mut cfg = small_pool(50000..=50009);
-    cfg.relay_ports = vec![50007, 50003, 60000];
+    cfg.relay_ports[Family::V4.index()] = vec![50007, 50003, 60000];
     let mut h = Harness::new(cfg);
     assert_eq!(
         h.stats().pool_size,

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
-use tern_proto::{DropReason, PathCount, RequestResult, TransportLabel};
+use tern_proto::{DropReason, Family, PathCount, RequestResult, TransportLabel};
 
 fn request_count(h: &Harness, method: &str, result: u16) -> u64 {
     let m = RequestMethod::ALL
@@ -34,21 +34,22 @@ fn relayed_packets_and_bytes_by_path() {
         h.peer_datagram(relayed.port(), peer_b(), &[4u8; 30]);
     }
     let k = h.server.counters().clone();
-    // Every count is under UDP, the client's transport; TCP and TLS have none.
-    let udp = TransportLabel::Udp.index();
+    // Every count is under UDP, the client's transport, and IPv4, the relayed address's
+    // family; TCP, TLS and IPv6 have none.
+    let (udp, v4) = (TransportLabel::Udp.index(), Family::V4.index());
     let pc = |packets, bytes| PathCount { packets, bytes };
-    assert_eq!(k.channel_to_peer[udp], pc(5, 10 + 11 + 12 + 13 + 14));
-    assert_eq!(k.channel_to_client[udp], pc(5, 35));
-    assert_eq!(k.send_to_peer[udp], pc(3, 60));
-    assert_eq!(k.data_to_client[udp], pc(3, 90));
-    assert_eq!(k.allocations_created, [1, 0, 0]);
+    assert_eq!(k.channel_to_peer[udp][v4], pc(5, 10 + 11 + 12 + 13 + 14));
+    assert_eq!(k.channel_to_client[udp][v4], pc(5, 35));
+    assert_eq!(k.send_to_peer[udp][v4], pc(3, 60));
+    assert_eq!(k.data_to_client[udp][v4], pc(3, 90));
+    assert_eq!(k.allocations_created, [[1, 0], [0, 0], [0, 0]]);
     for path in [
         k.channel_to_peer,
         k.channel_to_client,
         k.send_to_peer,
         k.data_to_client,
     ] {
-        assert_eq!(PathCount::total(&path), path[udp]);
+        assert_eq!(PathCount::total(&path), path[udp][v4]);
     }
     assert_eq!(request_count(&h, "allocate", 401), 1, "the challenge");
     assert_eq!(request_count(&h, "allocate", 0), 1);
@@ -91,10 +92,10 @@ fn drops_auth_failures_and_ends_by_reason() {
     assert!(d.refresh(&mut h, Some(0)).is_success());
     h.advance(601);
     assert_eq!(h.server.counters().created_total(), 2);
-    assert_eq!(h.server.counters().live(TransportLabel::Udp), 0);
+    assert_eq!(h.server.counters().live(TransportLabel::Udp, Family::V4), 0);
     assert_eq!(
         h.server.counters().allocations_ended[TransportLabel::Udp.index()],
-        [1, 1, 0, 0],
+        [[1, 1, 0, 0], [0; 4]],
         "expired, deleted, shutdown, connection_closed"
     );
 }

@@ -15,27 +15,6 @@ fn allocated(config: tern_proto::Config) -> (Harness, Client, u16) {
     (h, c, port)
 }
 
-/// Parses a Data indication and returns its XOR-PEER-ADDRESS and DATA.
-fn data_indication(framed: &[u8]) -> (SocketAddr, Vec<u8>) {
-    assert_eq!(framed.len() % 4, 0, "STUN messages are padded to 4 bytes");
-    let msg = Message::parse(framed).expect("a valid Data indication");
-    assert_eq!(
-        (msg.method(), msg.class()),
-        (Method::DATA, Class::Indication)
-    );
-    let tid = msg.transaction_id();
-    let peer = msg.get(attr::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
-    let peer = attr::decode_xor_address(peer.value, attr::XOR_PEER_ADDRESS, &tid).unwrap();
-    let data = msg.get(attr::DATA).expect("DATA");
-    let end = data.offset + 4 + data.value.len();
-    let pad = (4 - data.value.len() % 4) % 4;
-    assert!(
-        framed[end..end + pad].iter().all(|&b| b == 0),
-        "zero padding"
-    );
-    (peer, data.value.to_vec())
-}
-
 #[test]
 fn create_permission_installs_every_peer() {
     let (mut h, mut c, port) = allocated(config());
@@ -367,7 +346,11 @@ fn ipv6_relay() {
         );
     });
     assert_eq!(r.code(), 440);
-    let relayed = c.allocate(&mut h);
+    // Without REQUESTED-ADDRESS-FAMILY the family is IPv4 (RFC 8656 §7.2): 440 too.
+    assert_eq!(c.allocate_with(&mut h, None).code(), 440);
+    let r = c.allocate_families(&mut h, Some(attr::FAMILY_IPV6), None);
+    assert!(r.is_success(), "{r:?}");
+    let relayed = r.xor_address(attr::XOR_RELAYED_ADDRESS).unwrap();
     assert_eq!(relayed.ip().to_string(), "2001:db8::1");
     let v6: SocketAddr = "[2606:4700::1111]:443".parse().unwrap();
     assert_eq!(c.create_permission(&mut h, &[peer_a()]).code(), 443);

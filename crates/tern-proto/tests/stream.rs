@@ -83,7 +83,7 @@ fn channel_data_and_send_relay_over_a_stream() {
 fn a_closed_connection_ends_its_allocation_at_once_and_frees_the_port() {
     let mut cfg = config();
     cfg.relay_port_range = 50000..=50000;
-    cfg.relay_ports = vec![50000];
+    cfg.relay_ports[tern_proto::Family::V4.index()] = vec![50000];
     let mut h = Harness::new(cfg);
     let mut c = stream_client("192.0.2.10:40000", "alice", 1);
     let port = c.allocate(&mut h).port();
@@ -145,20 +145,21 @@ fn counters_keep_each_transport_apart() {
     }
     let k = h.server.counters().clone();
     let [u, t, s] = TransportLabel::ALL.map(TransportLabel::index);
-    assert_eq!(k.allocations_created, [1, 1, 1]);
+    let v4 = tern_proto::Family::V4.index();
+    assert_eq!(k.allocations_created, [[1, 0], [1, 0], [1, 0]]);
     assert_eq!(
         [
-            k.send_to_peer[u].packets,
-            k.send_to_peer[t].packets,
-            k.send_to_peer[s].packets
+            k.send_to_peer[u][v4].packets,
+            k.send_to_peer[t][v4].packets,
+            k.send_to_peer[s][v4].packets
         ],
         [0, 1, 2]
     );
     assert_eq!(
         [
-            k.data_to_client[u].bytes,
-            k.data_to_client[t].bytes,
-            k.data_to_client[s].bytes
+            k.data_to_client[u][v4].bytes,
+            k.data_to_client[t][v4].bytes,
+            k.data_to_client[s][v4].bytes
         ],
         [0, 20, 40]
     );
@@ -170,11 +171,11 @@ fn counters_keep_each_transport_apart() {
     h.server.handle_connection_closed(h.now, tls.five);
     let k = h.server.counters();
     assert_eq!(
-        k.allocations_ended[s][EndReason::ConnectionClosed.index()],
+        k.allocations_ended[s][v4][EndReason::ConnectionClosed.index()],
         1
     );
     assert_eq!(
-        TransportLabel::ALL.map(|l| k.live(l)),
+        TransportLabel::ALL.map(|l| k.live(l, tern_proto::Family::V4)),
         [1, 1, 0],
         "the TLS allocation ended with its connection"
     );

@@ -20,7 +20,7 @@ fn two_workers(config: tern_proto::Config) -> (Harness, Harness) {
 
 fn small_pool(ports: std::ops::RangeInclusive<u16>) -> tern_proto::Config {
     let mut c = config();
-    c.relay_ports = ports.collect();
+    c.relay_ports[tern_proto::Family::V4.index()] = ports.collect();
     c
 }
 

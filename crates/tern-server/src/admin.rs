@@ -265,7 +265,7 @@ mod tests {
             snapshots: Arc::new(vec![Mutex::new(snapshot)]),
             commands: Vec::new(),
             wakers: Vec::new(),
-            shared: SharedState::new(vec![50000, 50001], 1),
+            shared: SharedState::new([vec![50000, 50001], Vec::new()], 1),
         })
     }
 

@@ -179,10 +179,12 @@ pub struct Totals {
     pub permissions: usize,
     /// Live channel bindings over all workers.
     pub channels: usize,
-    /// Relay ports free.
+    /// Relay ports free, over both families.
     pub free_ports: usize,
-    /// Relay ports in the pool.
+    /// Relay ports in the pools, over both families.
     pub pool_size: usize,
+    /// Relay ports free and in the pool, by family (by [`tern_proto::Family::index`]).
+    pub ports_by_family: tern_proto::PerFamily<(usize, usize)>,
 }
 
 impl Workers {
@@ -206,8 +208,9 @@ impl Workers {
             t.permissions += s.stats.permissions;
             t.channels += s.stats.channels;
         }
-        t.free_ports = self.shared.free_ports();
-        t.pool_size = self.shared.pool_size();
+        t.ports_by_family = self.shared.ports_by_family();
+        t.free_ports = t.ports_by_family.iter().map(|p| p.0).sum();
+        t.pool_size = t.ports_by_family.iter().map(|p| p.1).sum();
         t
     }
 

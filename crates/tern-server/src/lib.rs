@@ -31,14 +31,14 @@ mod worker;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use tern_proto::SharedState;
+use tern_proto::{Family, PerFamily, SharedState};
 use tracing::{info, warn};
 
 use crate::conn_limits::ConnLimits;
@@ -116,11 +116,14 @@ pub struct ServerConfig {
     /// TCP addresses to listen on for STUN/TURN over TCP (the same, unless `no-tcp`). Port 0
     /// takes the port the UDP listener of the same IP got, if there is one.
     pub tcp_listen: Vec<SocketAddr>,
-    /// The IP relay sockets bind to (`relay-ip`, else the private part of `external-ip`,
-    /// else the unspecified address).
-    pub relay_bind_ip: IpAddr,
-    /// The core's configuration. `core.relay_port_range` is the range to bind; the server
-    /// fills `core.relay_ports` with the ports it managed to bind.
+    /// The IP relay sockets bind to in each family (by [`tern_proto::Family::index`]):
+    /// `relay-ip`, else the private part of `external-ip`, else a specific `listening-ip`,
+    /// else `None`, the family's unspecified address. Only the families the core relays in
+    /// (those with a relayed IP) are bound.
+    pub relay_bind_ips: PerFamily<Option<IpAddr>>,
+    /// The core's configuration. `core.relay_port_range` is the range to bind in each
+    /// family of `core.relayed_ips`; the server fills `core.relay_ports` with the ports it
+    /// managed to bind.
     pub core: tern_proto::Config,
     /// Worker threads (coturn's `relay-threads`); 0 means one per available CPU.
     pub workers: usize,
@@ -156,12 +159,14 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// A config with one worker per CPU, batched I/O, the default listening buffers and no
-    /// TCP listener.
+    /// TCP listener, whose relay sockets of `relay_bind_ip`'s family bind to it.
     pub fn new(listen: Vec<SocketAddr>, relay_bind_ip: IpAddr, core: tern_proto::Config) -> Self {
+        let mut relay_bind_ips = [None, None];
+        relay_bind_ips[Family::of(relay_bind_ip).index()] = Some(relay_bind_ip);
         Self {
             listen,
             tcp_listen: Vec::new(),
-            relay_bind_ip,
+            relay_bind_ips,
             core,
             workers: 0,
             batched_io: true,
@@ -174,6 +179,15 @@ impl ServerConfig {
             max_connections_per_ip: Self::DEFAULT_MAX_CONNECTIONS_PER_IP,
             tls: None,
         }
+    }
+
+    /// The address relay sockets of `family` bind to: the configured one, else the
+    /// family's unspecified address.
+    pub fn relay_bind_ip(&self, family: Family) -> IpAddr {
+        self.relay_bind_ips[family.index()].unwrap_or(match family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        })
     }
 
     /// The default [`ServerConfig::tcp_idle_timeout`]: 30 s.
@@ -283,8 +297,19 @@ impl RunningServer {
     }
 }
 
+/// A socket of `addr`'s family; an IPv6 one is IPv6-only (`IPV6_V6ONLY`), so `::` and
+/// `0.0.0.0` on one port are two sockets, each for its own family, as on a host where the
+/// kernel's default (`net.ipv6.bindv6only`) says otherwise.
+fn socket_for(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    Ok(sock)
+}
+
 fn listener(addr: SocketAddr, buffers: &SocketBuffers, report: bool) -> io::Result<UdpSocket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let sock = socket_for(addr, Type::DGRAM, Protocol::UDP)?;
     sock.set_reuse_port(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())
@@ -296,7 +321,7 @@ fn listener(addr: SocketAddr, buffers: &SocketBuffers, report: bool) -> io::Resu
 
 /// A TCP listening socket of one worker, in the `SO_REUSEPORT` group of `addr`.
 fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let sock = socket_for(addr, Type::STREAM, Protocol::TCP)?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     sock.set_nonblocking(true)?;
@@ -366,8 +391,9 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     }
     let range = config.core.relay_port_range.clone();
     let listeners = (listen.len() + tcp_ports.len()) * workers;
+    let relay_families = config.core.relay_families().count() as u64;
     let max_connections = fit_connections(
-        u64::from(*range.end()) - u64::from(*range.start()) + 1,
+        (u64::from(*range.end()) - u64::from(*range.start()) + 1) * relay_families,
         listeners as u64,
         config.max_connections,
     )?;
@@ -375,13 +401,9 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         max_connections,
         config.max_connections_per_ip,
     ));
-    let family = tern_proto::Family::of(config.core.relayed_ip);
-    let relays = Arc::new(RelayTable::bind(
-        config.relay_bind_ip,
-        range.clone(),
-        family,
-    )?);
-    config.core.relay_ports = relays.ports();
+    let bind_ips = Family::ALL.map(|f| config.core.relayed_ip(f).map(|_| config.relay_bind_ip(f)));
+    let relays = Arc::new(RelayTable::bind(bind_ips, range.clone())?);
+    config.core.relay_ports = Family::ALL.map(|f| relays.ports(f));
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
     }
@@ -397,14 +419,17 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         max_connections_per_ip = config.max_connections_per_ip,
         "stream connection limits"
     );
-    info!(
-        relay_ip = %config.relay_bind_ip,
-        advertised = %config.core.relayed_ip,
-        ports = config.core.relay_ports.len(),
-        min_port = range.start(),
-        max_port = range.end(),
-        "relay ports bound"
-    );
+    for family in config.core.relay_families() {
+        info!(
+            family = family.label(),
+            relay_ip = %config.relay_bind_ip(family),
+            advertised = ?config.core.relayed_ip(family),
+            ports = config.core.relay_ports[family.index()].len(),
+            min_port = range.start(),
+            max_port = range.end(),
+            "relay ports bound"
+        );
+    }
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
     let shared = SharedState::new(

@@ -13,7 +13,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tern_proto::counters::{AuthFailureReason, RequestMethod};
 use tern_proto::{
-    DropReason, EndReason, LockoutTrigger, PathCount, PerTransport, RequestResult, TransportLabel,
+    DropReason, EndReason, Family, LockoutTrigger, PathCount, PerFamily, PerTransport,
+    PerTransportFamily, RequestResult, TransportLabel,
 };
 
 use crate::control::{IoErrorKind, StreamClose, TlsFailure, Totals};
@@ -86,8 +87,8 @@ fn counter_family(
     registry.register(name, help, CounterSeries(values.into_iter().collect()));
 }
 
-/// The four relay paths: (path, direction, counts by transport).
-fn paths(t: &Totals) -> [(&'static str, &'static str, PerTransport<PathCount>); 4] {
+/// The four relay paths: (path, direction, counts by transport and family).
+fn paths(t: &Totals) -> [(&'static str, &'static str, PerTransportFamily<PathCount>); 4] {
     let c = &t.counters;
     [
         ("channel_data", "to_peer", c.channel_to_peer),
@@ -113,6 +114,38 @@ fn per_transport<T: Copy>(
         })
 }
 
+/// `values` (one per transport and family) as series labelled `labels`, `transport` and
+/// `family`.
+fn per_transport_family<T: Copy>(
+    labels: &[(&'static str, &str)],
+    values: PerTransportFamily<T>,
+) -> impl Iterator<Item = (Labels, T)> {
+    let labels = self::labels(labels);
+    TransportLabel::ALL
+        .into_iter()
+        .zip(values)
+        .flat_map(move |(transport, by_family)| {
+            let labels = labels.clone();
+            Family::ALL
+                .into_iter()
+                .zip(by_family)
+                .map(move |(family, v)| {
+                    let mut l = labels.clone();
+                    l.push(("transport", transport.label().to_owned()));
+                    l.push(("family", family.label().to_owned()));
+                    (l, v)
+                })
+        })
+}
+
+/// `values` (one per family) as series labelled `family`.
+fn per_family<T: Copy>(values: PerFamily<T>) -> impl Iterator<Item = (Labels, T)> {
+    Family::ALL
+        .into_iter()
+        .zip(values)
+        .map(|(family, v)| (labels(&[("family", family.label())]), v))
+}
+
 /// Gauge series of one metric with their labels, in the order given.
 #[derive(Debug)]
 struct GaugeSeries(Vec<(Labels, i64)>);
@@ -134,13 +167,15 @@ impl EncodeMetric for GaugeSeries {
 pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     let mut r = Registry::with_prefix("tern");
     let c = &t.counters;
-    // Live allocations by transport: created less ended, from the same snapshot as the
-    // counters (their sum is the workers' own count, `Totals::allocations`).
-    let live = TransportLabel::ALL.map(|l| i64::try_from(c.live(l)).unwrap_or(i64::MAX));
+    // Live relayed addresses by transport and family: created less ended, from the same
+    // snapshot as the counters (over single-family allocations, their sum is the workers'
+    // own count, `Totals::allocations`; a dual allocation counts in both families).
+    let live = TransportLabel::ALL
+        .map(|l| Family::ALL.map(|f| i64::try_from(c.live(l, f)).unwrap_or(i64::MAX)));
     r.register(
         "allocations",
-        "Live allocations, by client transport (udp, tcp, tls)",
-        GaugeSeries(per_transport(&[], live).collect()),
+        "Live allocations, by client transport (udp, tcp, tls) and relayed address family (ipv4, ipv6; a dual allocation counts in both)",
+        GaugeSeries(per_transport_family(&[], live).collect()),
     );
     gauge(
         &mut r,
@@ -154,32 +189,34 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         "Live channel bindings over all allocations",
         t.channels,
     );
-    gauge(
-        &mut r,
+    let gauge_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    r.register(
         "relay_ports_in_use",
-        "Relay ports held by an allocation or a reservation",
-        t.pool_size.saturating_sub(t.free_ports),
+        "Relay ports held by an allocation or a reservation, by family (each family has its own pool)",
+        GaugeSeries(
+            per_family(t.ports_by_family.map(|(free, size)| gauge_i64(size.saturating_sub(free))))
+                .collect(),
+        ),
     );
-    gauge(
-        &mut r,
+    r.register(
         "relay_ports_free",
-        "Relay ports free for new allocations",
-        t.free_ports,
+        "Relay ports free for new allocations, by family",
+        GaugeSeries(per_family(t.ports_by_family.map(|(free, _)| gauge_i64(free))).collect()),
     );
     counter_family(
         &mut r,
         "allocations_created",
-        "Allocations created, by client transport",
-        per_transport(&[], c.allocations_created),
+        "Allocations created, by client transport and relayed address family (a dual allocation counts in both)",
+        per_transport_family(&[], c.allocations_created),
     );
     let ended = EndReason::ALL.into_iter().flat_map(|reason| {
-        let by_transport = c.allocations_ended.map(|t| t[reason.index()]);
-        per_transport(&[("reason", reason.label())], by_transport)
+        let by_transport = c.allocations_ended.map(|t| t.map(|f| f[reason.index()]));
+        per_transport_family(&[("reason", reason.label())], by_transport)
     });
     counter_family(
         &mut r,
         "allocations_ended",
-        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed) and client transport",
+        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed), client transport and relayed address family (each family of a dual allocation ends apart)",
         ended,
     );
     let requests = RequestMethod::ALL.into_iter().flat_map(|method| {
@@ -223,19 +260,19 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     let relayed = |count: fn(&PathCount) -> u64| {
         paths(t).into_iter().flat_map(move |(path, direction, n)| {
             let l = [("path", path), ("direction", direction)];
-            per_transport(&l, n.map(|n| count(&n)))
+            per_transport_family(&l, n.map(|t| t.map(|n| count(&n))))
         })
     };
     counter_family(
         &mut r,
         "relayed_packets",
-        "Application datagrams relayed, by path (channel_data, indication), direction and client transport",
+        "Application datagrams relayed, by path (channel_data, indication), direction, client transport and relayed address family",
         relayed(|n| n.packets),
     );
     counter_family(
         &mut r,
         "relayed_bytes",
-        "Application payload bytes relayed (without TURN framing), by path, direction and client transport",
+        "Application payload bytes relayed (without TURN framing), by path, direction, client transport and relayed address family",
         relayed(|n| n.bytes),
     );
     counter_family(
@@ -338,16 +375,19 @@ mod tests {
     fn names_labels_and_values() {
         let mut t = Totals {
             allocations: 3,
-            pool_size: 10,
-            free_ports: 6,
+            pool_size: 10 + 8,
+            free_ports: 6 + 8,
+            ports_by_family: [(6, 10), (8, 8)],
             ..Default::default()
         };
         let [udp, tcp, tls] = TransportLabel::ALL.map(TransportLabel::index);
-        t.counters.allocations_created = [3, 1, 2];
-        t.counters.allocations_ended[tls][EndReason::ConnectionClosed.index()] = 2;
-        t.counters.channel_to_peer[udp].packets = 5;
-        t.counters.channel_to_peer[udp].bytes = 500;
-        t.counters.channel_to_peer[tls].bytes = 70;
+        let [v4, v6] = Family::ALL.map(Family::index);
+        t.counters.allocations_created = [[3, 1], [1, 0], [2, 0]];
+        t.counters.allocations_ended[tls][v4][EndReason::ConnectionClosed.index()] = 2;
+        t.counters.channel_to_peer[udp][v4].packets = 5;
+        t.counters.channel_to_peer[udp][v4].bytes = 500;
+        t.counters.channel_to_peer[udp][v6].bytes = 9;
+        t.counters.channel_to_peer[tls][v4].bytes = 70;
         let i508 = RequestResult::InsufficientCapacity.index();
         let allocate = RequestMethod::Allocate.index();
         t.counters.requests[udp][allocate][i508] = 2;
@@ -363,32 +403,59 @@ mod tests {
         };
         let text = encode(&t, &p, false);
         assert_eq!(
-            ["udp", "tcp", "tls"]
-                .map(|t| sample(&text, &format!(r#"tern_allocations{{transport="{t}"}}"#))),
+            ["udp", "tcp", "tls"].map(|t| sample(
+                &text,
+                &format!(r#"tern_allocations{{transport="{t}",family="ipv4"}}"#)
+            )),
             [Some(3), Some(1), Some(0)]
+        );
+        assert_eq!(
+            sample(&text, r#"tern_allocations{transport="udp",family="ipv6"}"#),
+            Some(1)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"tern_allocations_ended_total{reason="connection_closed",transport="tls"}"#
+                r#"tern_allocations_ended_total{reason="connection_closed",transport="tls",family="ipv4"}"#
             ),
             Some(2)
         );
         assert_eq!(
             sample(
                 &text,
-                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="tls"}"#
+                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="tls",family="ipv4"}"#
             ),
             Some(70)
         );
-        assert_eq!(sample(&text, "tern_relay_ports_in_use"), Some(4));
-        assert_eq!(sample(&text, "tern_relay_ports_free"), Some(6));
+        assert_eq!(
+            sample(&text, r#"tern_relay_ports_in_use{family="ipv4"}"#),
+            Some(4)
+        );
+        assert_eq!(
+            sample(&text, r#"tern_relay_ports_free{family="ipv4"}"#),
+            Some(6)
+        );
+        assert_eq!(
+            sample(&text, r#"tern_relay_ports_in_use{family="ipv6"}"#),
+            Some(0)
+        );
+        assert_eq!(
+            sample(&text, r#"tern_relay_ports_free{family="ipv6"}"#),
+            Some(8)
+        );
         assert_eq!(
             sample(
                 &text,
-                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="udp"}"#
+                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="udp",family="ipv4"}"#
             ),
             Some(500)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_relayed_bytes_total{path="channel_data",direction="to_peer",transport="udp",family="ipv6"}"#
+            ),
+            Some(9)
         );
         assert_eq!(
             sample(
@@ -465,15 +532,16 @@ mod tests {
     fn series_count_is_fixed() {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
-        // 3 transports: 3 allocation gauges + 4 other gauges + 3 created + 3x4 end reasons
-        // + 3x6x14 requests + 508s + 4 auth + 2 lockouts + 3x(4 + 4) paths + 11 drops
-        // + 3 I/O errors + 13 stream closes + 5 TLS handshake failures + connections
-        // + draining + 2 reloads + 2 worker gauges.
+        // 3 transports x 2 families: 6 allocation gauges + 2 gauges (permissions, channels)
+        // + 2x2 relay port gauges + 6 created + 6x4 end reasons + 3x6x14 requests + 508s
+        // + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 3 I/O errors + 13 stream
+        // closes + 5 TLS handshake failures + connections + draining + 2 reloads + 2 worker
+        // gauges.
         assert_eq!(
             series,
-            3 + 4 + 3 + 12 + 252 + 1 + 4 + 2 + 24 + 11 + 3 + 13 + 5 + 1 + 1 + 2 + 2
+            6 + 2 + 4 + 6 + 24 + 252 + 1 + 4 + 2 + 48 + 11 + 3 + 13 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 343, "the figure in README.md's Metrics section");
+        assert_eq!(series, 387, "the figure in README.md's Metrics section");
     }
 
     #[test]

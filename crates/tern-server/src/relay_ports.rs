@@ -1,6 +1,7 @@
-//! The relay port range, bound up front: one UDP socket per port, held for the life of the
-//! process, so a port is reusable the moment its allocation ends and no other process can
-//! take it meanwhile. A port already held by someone else is skipped with a warning.
+//! The relay port range, bound up front: one UDP socket per port and family the server
+//! relays in (an IPv6 socket is IPv6-only), held for the life of the process, so a port is
+//! reusable the moment its allocation ends and no other process can take it meanwhile. A
+//! port already held by someone else is skipped with a warning.
 //!
 //! Each socket is read by exactly one worker: the one whose core owns the allocation on it.
 //! A worker claims a port when its core creates an allocation there and starts watching the
@@ -13,114 +14,147 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tern_proto::{Family, RelayEndpoint};
+use socket2::{Domain, Protocol, Socket, Type};
+use tern_proto::{Family, PerFamily, RelayEndpoint};
 use tern_sys::Gso;
 use tracing::warn;
 
 /// No worker has claimed the port yet.
 const UNCLAIMED: u32 = u32::MAX;
 
-/// The relay sockets of one family, by port, and which worker reads each.
+/// The relay sockets of every family the server relays in, by family and port, and which
+/// worker reads each.
 #[derive(Debug)]
 pub struct RelayTable {
-    family: Family,
     base: u16,
-    /// Each socket with its own GSO state (shared by the workers that send from it).
-    sockets: Vec<Option<(UdpSocket, Gso)>>,
-    owners: Vec<AtomicU32>,
+    /// Per family: each port's socket with its own GSO state (shared by the workers that
+    /// send from it), and its reader. Empty for a family the server does not relay in.
+    families: PerFamily<Vec<Slot>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    socket: Option<(UdpSocket, Gso)>,
+    owner: AtomicU32,
+}
+
+/// One relay socket on `addr`. An IPv6 one is IPv6-only (`IPV6_V6ONLY`), so the IPv4 and
+/// IPv6 endpoints of a port stay two sockets even on `::`, each reached only by its own
+/// family.
+fn relay_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
 }
 
 impl RelayTable {
-    /// Binds every port of `range` on `ip` that can be bound, as the relayed endpoints of
-    /// `family` (the family of the advertised relayed address, which a dual-stack `ip` may
-    /// not share).
-    pub fn bind(ip: IpAddr, range: RangeInclusive<u16>, family: Family) -> io::Result<Self> {
+    /// Binds every port of `range` that can be bound on the bind IP of each family (by
+    /// [`Family::index`]; `None`: the server does not relay in that family).
+    pub fn bind(ips: PerFamily<Option<IpAddr>>, range: RangeInclusive<u16>) -> io::Result<Self> {
         let base = *range.start();
-        let wanted = u64::from(*range.end() - base) + 1;
-        let mut sockets = Vec::with_capacity(wanted as usize);
-        let mut skipped = 0usize;
-        for port in range.clone() {
-            match UdpSocket::bind(SocketAddr::new(ip, port)) {
-                Ok(s) => {
-                    s.set_nonblocking(true)?;
-                    sockets.push(Some((s, Gso::new())));
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::AddrInUse
-                        || e.raw_os_error() == Some(libc::EACCES) =>
-                {
-                    skipped += 1;
-                    warn!(port, error = %e, "relay port unavailable (held by another process?); skipped");
-                    sockets.push(None);
-                }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    warn!(port, error = %e, "out of file descriptors: relay ports from here on are not bound");
-                    break;
-                }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot bind relay port {ip}:{port}: {e}"),
-                    ));
-                }
-            }
+        let mut families: PerFamily<Vec<Slot>> = [Vec::new(), Vec::new()];
+        for family in Family::ALL {
+            let Some(ip) = ips[family.index()] else {
+                continue;
+            };
+            let sockets = bind_family(ip, range.clone())?;
+            families[family.index()] = sockets
+                .into_iter()
+                .map(|socket| Slot {
+                    socket,
+                    owner: AtomicU32::new(UNCLAIMED),
+                })
+                .collect();
         }
-        sockets.resize_with(wanted as usize, || None);
-        if sockets.iter().all(Option::is_none) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "no relay port in {}..={} could be bound on {ip}",
-                    range.start(),
-                    range.end()
-                ),
-            ));
-        }
-        if skipped > 0 {
-            warn!(skipped, "some relay ports were skipped");
-        }
-        let owners = (0..wanted).map(|_| AtomicU32::new(UNCLAIMED)).collect();
-        Ok(Self {
-            family,
-            base,
-            sockets,
-            owners,
-        })
+        Ok(Self { base, families })
     }
 
-    /// The ports that were bound.
-    pub fn ports(&self) -> Vec<u16> {
+    /// The ports that were bound in `family`.
+    pub fn ports(&self, family: Family) -> Vec<u16> {
         (self.base..)
-            .zip(&self.sockets)
-            .filter(|(_, s)| s.is_some())
+            .zip(&self.families[family.index()])
+            .filter(|(_, s)| s.socket.is_some())
             .map(|(p, _)| p)
             .collect()
     }
 
     #[inline]
-    fn index(&self, relayed: RelayEndpoint) -> Option<usize> {
+    fn slot(&self, relayed: RelayEndpoint) -> Option<&Slot> {
         let i = usize::from(relayed.port.wrapping_sub(self.base));
-        (relayed.family == self.family && i < self.sockets.len()).then_some(i)
+        self.families[relayed.family.index()].get(i)
     }
 
     /// The socket of `relayed`, if bound, and its GSO state.
     #[inline]
     pub fn socket(&self, relayed: RelayEndpoint) -> Option<(&UdpSocket, &Gso)> {
-        let (s, gso) = self.sockets[self.index(relayed)?].as_ref()?;
+        let (s, gso) = self.slot(relayed)?.socket.as_ref()?;
         Some((s, gso))
     }
 
     /// Makes `worker` the reader of `relayed`'s socket.
     pub fn claim(&self, relayed: RelayEndpoint, worker: u32) {
-        if let Some(i) = self.index(relayed) {
-            self.owners[i].store(worker, Ordering::Relaxed);
+        if let Some(slot) = self.slot(relayed) {
+            slot.owner.store(worker, Ordering::Relaxed);
         }
     }
 
     /// Whether `worker` reads `relayed`'s socket.
     #[inline]
     pub fn is_owner(&self, relayed: RelayEndpoint, worker: u32) -> bool {
-        self.index(relayed)
-            .is_some_and(|i| self.owners[i].load(Ordering::Relaxed) == worker)
+        self.slot(relayed)
+            .is_some_and(|s| s.owner.load(Ordering::Relaxed) == worker)
     }
+}
+
+/// The sockets of one family's relay ports on `ip`, `None` where the port could not be
+/// bound (held by another process); an error when none could.
+fn bind_family(
+    ip: IpAddr,
+    range: RangeInclusive<u16>,
+) -> io::Result<Vec<Option<(UdpSocket, Gso)>>> {
+    let wanted = usize::from(*range.end() - *range.start()) + 1;
+    let mut sockets = Vec::with_capacity(wanted);
+    let mut skipped = 0usize;
+    for port in range.clone() {
+        match relay_socket(SocketAddr::new(ip, port)) {
+            Ok(s) => sockets.push(Some((s, Gso::new()))),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    || e.raw_os_error() == Some(libc::EACCES) =>
+            {
+                skipped += 1;
+                warn!(%ip, port, error = %e, "relay port unavailable (held by another process?); skipped");
+                sockets.push(None);
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                warn!(%ip, port, error = %e, "out of file descriptors: relay ports from here on are not bound");
+                break;
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot bind relay port {}: {e}", SocketAddr::new(ip, port)),
+                ));
+            }
+        }
+    }
+    sockets.resize_with(wanted, || None);
+    if sockets.iter().all(Option::is_none) {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "no relay port in {}..={} could be bound on {ip}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    if skipped > 0 {
+        warn!(%ip, skipped, "some relay ports were skipped");
+    }
+    Ok(sockets)
 }

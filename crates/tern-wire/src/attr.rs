@@ -54,6 +54,13 @@ pub const USE_CANDIDATE: u16 = 0x0025;
 pub const ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8000;
 /// ADDRESS-ERROR-CODE (RFC 8656 §18.12).
 pub const ADDRESS_ERROR_CODE: u16 = 0x8001;
+/// ADDITIONAL-ADDRESS-FAMILY at the codepoint coturn uses (0x8032, from the draft that
+/// became RFC 8656, before IANA assigned 0x8000); its `turnutils_uclient -Z` sends it and its
+/// `turnserver` reads it. Same value layout as [`ADDITIONAL_ADDRESS_FAMILY`].
+pub const ADDITIONAL_ADDRESS_FAMILY_DRAFT: u16 = 0x8032;
+/// ADDRESS-ERROR-CODE at the codepoint coturn uses (0x8033; RFC 8656 assigned 0x8001). Same
+/// value layout as [`ADDRESS_ERROR_CODE`].
+pub const ADDRESS_ERROR_CODE_DRAFT: u16 = 0x8033;
 /// PASSWORD-ALGORITHMS (RFC 8489 §14.11).
 pub const PASSWORD_ALGORITHMS: u16 = 0x8002;
 /// SOFTWARE (RFC 8489 §14.14).
@@ -197,7 +204,9 @@ pub fn decode_requested_transport(value: &[u8]) -> Result<u8, WireError> {
     }
 }
 
-/// Decodes REQUESTED-ADDRESS-FAMILY: the family in the first byte.
+/// Decodes REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18.6, §18.11):
+/// the family byte, then three bytes RFFU. The byte is returned as sent, so the caller can
+/// answer a family it does not know (RFC 8656: 440) apart from a malformed attribute (400).
 pub fn decode_address_family(value: &[u8], attr_type: u16) -> Result<u8, WireError> {
     match value {
         [f, _, _, _] => Ok(*f),
@@ -206,6 +215,30 @@ pub fn decode_address_family(value: &[u8], attr_type: u16) -> Result<u8, WireErr
             len: value.len(),
         }),
     }
+}
+
+/// The value of REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY for `family`
+/// ([`FAMILY_IPV4`] or [`FAMILY_IPV6`]).
+pub fn encode_address_family(family: u8) -> [u8; 4] {
+    [family, 0, 0, 0]
+}
+
+/// Decodes ADDRESS-ERROR-CODE (RFC 8656 §18.12) into (family, code, reason phrase): the
+/// family byte, then an ERROR-CODE-shaped class and number, then the reason.
+pub fn decode_address_error_code(value: &[u8]) -> Result<(u8, u16, &str), WireError> {
+    if value.len() < 4 {
+        return Err(WireError::BadAttributeLength {
+            attr_type: ADDRESS_ERROR_CODE,
+            len: value.len(),
+        });
+    }
+    let class = u16::from(value[2] & 0x07);
+    let number = u16::from(value[3]);
+    if !(3..=6).contains(&class) || number > 99 {
+        return Err(WireError::BadErrorCode);
+    }
+    let reason = decode_str(&value[4..], ADDRESS_ERROR_CODE)?;
+    Ok((value[0], class * 100 + number, reason))
 }
 
 /// Decodes ERROR-CODE into (code, reason phrase).

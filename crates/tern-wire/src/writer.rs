@@ -81,12 +81,37 @@ impl<'b> MessageWriter<'b> {
 
     /// Appends ERROR-CODE with `code` (300..=699) and a reason phrase.
     pub fn error_code(&mut self, code: u16, reason: &str) -> &mut Self {
+        self.coded(attr::ERROR_CODE, 0, code, reason)
+    }
+
+    /// Appends ADDRESS-ERROR-CODE (RFC 8656 §18.12): why no relayed address of `family`
+    /// ([`attr::FAMILY_IPV4`] or [`attr::FAMILY_IPV6`]) was allocated, as `code` (440 or
+    /// 508) and a reason phrase.
+    pub fn address_error_code(&mut self, family: u8, code: u16, reason: &str) -> &mut Self {
+        self.coded(attr::ADDRESS_ERROR_CODE, family, code, reason)
+    }
+
+    /// Appends an ADDRESS-ERROR-CODE-shaped attribute of type `typ`: [`attr::ADDRESS_ERROR_CODE`],
+    /// or [`attr::ADDRESS_ERROR_CODE_DRAFT`] for a client that asked at the draft codepoint.
+    pub fn address_error_code_as(
+        &mut self,
+        typ: u16,
+        family: u8,
+        code: u16,
+        reason: &str,
+    ) -> &mut Self {
+        self.coded(typ, family, code, reason)
+    }
+
+    /// An ERROR-CODE-shaped attribute: `first` (reserved, or the family), zero, class,
+    /// number, reason, padding.
+    fn coded(&mut self, typ: u16, first: u8, code: u16, reason: &str) -> &mut Self {
         let start = self.buf.len();
-        self.buf.extend_from_slice(&attr::ERROR_CODE.to_be_bytes());
+        self.buf.extend_from_slice(&typ.to_be_bytes());
         self.buf
             .extend_from_slice(&((4 + reason.len()) as u16).to_be_bytes());
         self.buf
-            .extend_from_slice(&[0, 0, (code / 100) as u8, (code % 100) as u8]);
+            .extend_from_slice(&[first, 0, (code / 100) as u8, (code % 100) as u8]);
         self.buf.extend_from_slice(reason.as_bytes());
         let pad = (4 - (self.buf.len() - start) % 4) % 4;
         self.buf.extend_from_slice(&[0u8; 3][..pad]);

@@ -19,6 +19,8 @@ enum Attr {
     Address(u16, SocketAddr),
     U32(u16, u32),
     ErrorCode(u16, String),
+    AddressErrorCode(u8, u16, String),
+    AddressFamily(u16, u8),
     Unknown(Vec<u16>),
 }
 
@@ -27,6 +29,8 @@ impl Attr {
         match self {
             Attr::Raw(t, _) | Attr::XorAddress(t, _) | Attr::Address(t, _) | Attr::U32(t, _) => *t,
             Attr::ErrorCode(..) => attr::ERROR_CODE,
+            Attr::AddressErrorCode(..) => attr::ADDRESS_ERROR_CODE,
+            Attr::AddressFamily(t, _) => *t,
             Attr::Unknown(_) => attr::UNKNOWN_ATTRIBUTES,
         }
     }
@@ -38,6 +42,10 @@ impl Attr {
             Attr::Address(t, a) => w.address(*t, *a),
             Attr::U32(t, v) => w.u32(*t, *v),
             Attr::ErrorCode(code, reason) => w.error_code(*code, reason),
+            Attr::AddressErrorCode(family, code, reason) => {
+                w.address_error_code(*family, *code, reason)
+            }
+            Attr::AddressFamily(t, f) => w.attr(*t, &attr::encode_address_family(*f)),
             Attr::Unknown(types) => w.unknown_attributes(types),
         };
     }
@@ -57,6 +65,15 @@ impl Attr {
                     attr::decode_error_code(value).unwrap(),
                     (*code, reason.as_str())
                 );
+            }
+            Attr::AddressErrorCode(family, code, reason) => {
+                prop_assert_eq!(
+                    attr::decode_address_error_code(value).unwrap(),
+                    (*family, *code, reason.as_str())
+                );
+            }
+            Attr::AddressFamily(t, f) => {
+                prop_assert_eq!(attr::decode_address_family(value, *t).unwrap(), *f);
             }
             Attr::Unknown(types) => {
                 prop_assert_eq!(
@@ -100,6 +117,16 @@ fn attribute() -> impl Strategy<Value = Attr> {
         (plain_type(), socket_addr()).prop_map(|(t, a)| Attr::Address(t, a)),
         (plain_type(), any::<u32>()).prop_map(|(t, v)| Attr::U32(t, v)),
         (300u16..=699, "\\PC{0,40}").prop_map(|(c, r)| Attr::ErrorCode(c, r)),
+        (any::<u8>(), 300u16..=699, "\\PC{0,40}")
+            .prop_map(|(f, c, r)| Attr::AddressErrorCode(f, c, r)),
+        (
+            prop_oneof![
+                Just(attr::REQUESTED_ADDRESS_FAMILY),
+                Just(attr::ADDITIONAL_ADDRESS_FAMILY)
+            ],
+            any::<u8>()
+        )
+            .prop_map(|(t, f)| Attr::AddressFamily(t, f)),
         prop::collection::vec(any::<u16>(), 0..20).prop_map(Attr::Unknown),
     ]
 }
@@ -208,6 +235,7 @@ fn decode_everything(value: &[u8], typ: u16, tid: &TransactionId) {
     let _ = attr::decode_requested_transport(value);
     let _ = attr::decode_address_family(value, typ);
     let _ = attr::decode_error_code(value);
+    let _ = attr::decode_address_error_code(value);
     let _ = attr::decode_unknown_attributes(value).count();
 }
 
@@ -547,5 +575,94 @@ fn message_integrity_sha256_round_trips() {
     assert_eq!(
         Message::parse(&bad).unwrap().check_integrity(key),
         Integrity::Invalid
+    );
+}
+
+/// The RFC 8656 §18.11 and §18.12 layouts, byte for byte, and the IPv6 XOR address of
+/// §18.5 (the address XORed with the magic cookie and the transaction id).
+#[test]
+fn dual_allocation_attributes_have_their_rfc_layout() {
+    let tid = TransactionId([0xA0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xBB]);
+    let mut buf = Vec::new();
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(Method::ALLOCATE, Class::Success),
+        tid,
+    );
+    w.attr(
+        attr::ADDITIONAL_ADDRESS_FAMILY,
+        &attr::encode_address_family(attr::FAMILY_IPV6),
+    );
+    w.address_error_code(attr::FAMILY_IPV6, 440, "Address Family not Supported");
+    let v6: SocketAddr = "[2001:db8::1]:49152".parse().unwrap();
+    w.xor_address(attr::XOR_RELAYED_ADDRESS, v6);
+    let len = w.finish();
+    let body = &buf[HEADER_LEN..len];
+    // ADDITIONAL-ADDRESS-FAMILY: type 0x8000, length 4, family 0x02 and three RFFU bytes.
+    assert_eq!(&body[..8], &[0x80, 0x00, 0, 4, 0x02, 0, 0, 0]);
+    // ADDRESS-ERROR-CODE: type 0x8001, length 4 + 28, family, reserved, class 4, number 40.
+    assert_eq!(&body[8..16], &[0x80, 0x01, 0, 32, 0x02, 0, 4, 40]);
+    assert_eq!(&body[16..44], b"Address Family not Supported");
+    // XOR-RELAYED-ADDRESS of an IPv6 address: family 2, the port XOR 0x2112, the address
+    // XOR the cookie and the transaction id.
+    let x = &body[44..];
+    assert_eq!(&x[..4], &[0x00, 0x16, 0, 20]);
+    let port = (49152u16 ^ 0x2112).to_be_bytes();
+    assert_eq!(&x[4..8], &[0, 0x02, port[0], port[1]]);
+    let octets = match v6.ip() {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(_) => unreachable!(),
+    };
+    let pad = 0x2112_A442u32.to_be_bytes().into_iter().chain(tid.0);
+    let want: Vec<u8> = octets.iter().zip(pad).map(|(a, b)| a ^ b).collect();
+    assert_eq!(&x[8..24], &want[..]);
+
+    let msg = Message::parse(&buf[..len]).unwrap();
+    let aaf = msg.get(attr::ADDITIONAL_ADDRESS_FAMILY).unwrap();
+    assert_eq!(
+        attr::decode_address_family(aaf.value, aaf.typ),
+        Ok(attr::FAMILY_IPV6)
+    );
+    let aec = msg.get(attr::ADDRESS_ERROR_CODE).unwrap();
+    assert_eq!(
+        attr::decode_address_error_code(aec.value),
+        Ok((attr::FAMILY_IPV6, 440, "Address Family not Supported"))
+    );
+    let relayed = msg.get(attr::XOR_RELAYED_ADDRESS).unwrap();
+    assert_eq!(
+        attr::decode_xor_address(relayed.value, relayed.typ, &tid),
+        Ok(v6)
+    );
+}
+
+#[test]
+fn malformed_dual_allocation_attributes_are_errors() {
+    assert_eq!(
+        attr::decode_address_family(&[2, 0, 0], attr::ADDITIONAL_ADDRESS_FAMILY),
+        Err(WireError::BadAttributeLength {
+            attr_type: attr::ADDITIONAL_ADDRESS_FAMILY,
+            len: 3
+        })
+    );
+    assert_eq!(
+        attr::decode_address_error_code(&[2, 0, 4]),
+        Err(WireError::BadAttributeLength {
+            attr_type: attr::ADDRESS_ERROR_CODE,
+            len: 3
+        })
+    );
+    assert_eq!(
+        attr::decode_address_error_code(&[2, 0, 7, 0]),
+        Err(WireError::BadErrorCode)
+    );
+    assert_eq!(
+        attr::decode_address_error_code(&[2, 0, 5, 100]),
+        Err(WireError::BadErrorCode)
+    );
+    assert_eq!(
+        attr::decode_address_error_code(&[2, 0, 5, 8, 0xff]),
+        Err(WireError::NotUtf8 {
+            attr_type: attr::ADDRESS_ERROR_CODE
+        })
     );
 }

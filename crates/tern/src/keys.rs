@@ -125,6 +125,8 @@ pub const IMPLEMENTED: &[Key] = &[
     key("auth-failure-limit", Value),
     key("auth-failure-window", Value),
     key("auth-lockout-duration", Value),
+    key("allocation-default-address-family", Value),
+    key("keep-address-family", Flag),
 ];
 
 /// Keys that only shape logging and operations (admin port, drain): giving them does not
@@ -147,8 +149,6 @@ pub const UNIMPLEMENTED: &[(&str, Arity)] = &[
     ("relay-device", Value),
     ("aux-server", Value),
     ("udp-self-balance", Flag),
-    ("allocation-default-address-family", Value),
-    ("keep-address-family", Flag),
     ("max-allocate-timeout", Value),
     ("bps-capacity", Value),
     ("no-auth", Flag),

@@ -153,8 +153,13 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
         tcp_listen = ?server.tcp_listen,
         proxy_listen = ?server.proxy_listen,
         proxy_protocol = server.proxy_protocol,
-        relayed_ip = %server.core.relayed_ip,
-        relay_bind_ip = %server.relay_bind_ip,
+        relayed_ips = ?server.core.relayed_ips.iter().flatten().collect::<Vec<_>>(),
+        relay_bind_ips = ?server
+            .core
+            .relay_families()
+            .map(|f| server.relay_bind_ip(f))
+            .collect::<Vec<_>>(),
+        default_family = ?server.core.default_family,
         relay_ports = ?server.core.relay_port_range,
         realm = %server.core.realm,
         secrets = server.core.auth_secrets.len(),

@@ -1,11 +1,15 @@
-//! From [`Settings`] to the server's and the core's configuration.
+//! From [`Settings`] to the server's and the core's configuration, one address family at a
+//! time (IPv4, then IPv6):
 //!
-//! - relayed IP (advertised in XOR-RELAYED-ADDRESS): the public part of the first
-//!   `external-ip`, else the first `relay-ip`, else the first specific `listening-ip`, else
-//!   the machine's own address toward the internet (found without sending a packet), else —
-//!   only for the embedded default — 127.0.0.1.
-//! - relay bind IP: the first `relay-ip`, else the private part of `external-ip`, else a
-//!   specific `listening-ip`, else the unspecified address.
+//! - relayed IP of a family (advertised in XOR-RELAYED-ADDRESS): the public part of the
+//!   first `external-ip` of that family, else its first `relay-ip`, else its first specific
+//!   `listening-ip`, else — when tern listens on the family's unspecified address — the
+//!   machine's own address of that family toward the internet (found without sending a
+//!   packet), else for IPv4 and only for the embedded default 127.0.0.1. A family with
+//!   none is not relayed in. As in coturn, once `relay-ip` or `external-ip` is set, only
+//!   the families they name are relayed in.
+//! - relay bind IP of a family: its first `relay-ip`, else the private part of its
+//!   `external-ip`, else its specific `listening-ip`, else the family's unspecified address.
 //! - own IPs: every address above.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -13,11 +17,12 @@ use std::time::Duration;
 
 use anyhow::bail;
 use tern_proto::peer_filter::{not_publicly_routable, PeerFilterConfig};
-use tern_proto::{Config, GuardConfig};
+use tern_proto::{Config, DefaultFamily, Family, GuardConfig, PerFamily};
 use tern_server::tls::{CertStore, TlsSettings};
 use tern_server::{ServerConfig, SocketBuffers};
 
 use crate::settings::Settings;
+use crate::values::ExternalIp;
 
 /// How the relayed IP was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,17 +78,120 @@ pub fn unreachable_relayed_ip_warning(ip: IpAddr, source: RelayedIpSource) -> Op
 pub struct Mapped {
     /// What `tern_server::run` takes.
     pub server: ServerConfig,
-    /// How `server.core.relayed_ip` was chosen.
+    /// How the relayed IP of the first family relayed in (IPv4 when there is one) was
+    /// chosen.
     pub relayed_ip_source: RelayedIpSource,
+    /// How each family's relayed IP was chosen, by [`Family::index`]; `None` for a family
+    /// tern does not relay in.
+    pub relayed_ip_sources: PerFamily<Option<RelayedIpSource>>,
     /// Things worth a warning.
     pub warnings: Vec<String>,
 }
 
+/// "IPv4" or "IPv6", for messages.
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
+}
+
+/// One family's addresses, chosen from the settings as the module docs say.
+struct FamilyAddresses {
+    relayed: Option<(IpAddr, RelayedIpSource)>,
+    bind: Option<IpAddr>,
+}
+
+fn family_addresses(
+    s: &Settings,
+    family: Family,
+    listening: &[IpAddr],
+    detect: &mut impl FnMut(IpAddr) -> Option<IpAddr>,
+    allow_loopback: bool,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<FamilyAddresses> {
+    let of = |ip: &IpAddr| Family::of(*ip) == family;
+    let name = family_name(family);
+    let externals: Vec<&ExternalIp> = s.external_ips.iter().filter(|e| of(&e.public)).collect();
+    let relay_ips: Vec<IpAddr> = s.relay_ips.iter().copied().filter(of).collect();
+    let listen: Vec<IpAddr> = listening.iter().copied().filter(of).collect();
+    let specific_listen = listen.iter().copied().find(|ip| !ip.is_unspecified());
+    if externals.len() > 1 {
+        warnings.push(format!(
+            "only the first {name} external-ip is advertised; the others count as own addresses"
+        ));
+    }
+    if relay_ips.len() > 1 {
+        warnings.push(format!(
+            "{name} relay sockets bind to the first {name} relay-ip only; the others count as own addresses"
+        ));
+    }
+    let external = externals.first();
+    let configured = external
+        .map(|e| (e.public, RelayedIpSource::ExternalIp))
+        .or_else(|| relay_ips.first().map(|&ip| (ip, RelayedIpSource::RelayIp)));
+    let unspecified = match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    // As in coturn: once relay-ip or external-ip names any address, tern relays in exactly
+    // the families they name, and a listening-ip of another family adds none.
+    let named_elsewhere = !s.relay_ips.is_empty() || !s.external_ips.is_empty();
+    let relayed = match configured {
+        Some(chosen) => Some(chosen),
+        None if named_elsewhere => {
+            if let Some(listen) = listen.first() {
+                warnings.push(format!(
+                    "tern listens on {listen}, but relay-ip and external-ip name no {name} \
+                     address, so it does not relay in {name} (an Allocate asking for it gets \
+                     440); add relay-ip or external-ip of {name} to relay in it"
+                ));
+            }
+            None
+        }
+        None => match specific_listen {
+            Some(ip) => Some((ip, RelayedIpSource::ListeningIp)),
+            // Listening on the family's unspecified address: this host's address toward the
+            // internet in that family.
+            None if !listen.is_empty() => match (detect(unspecified), family) {
+                (Some(ip), _) => Some((ip, RelayedIpSource::Detected)),
+                (None, Family::V4) if allow_loopback => {
+                    Some((Ipv4Addr::LOCALHOST.into(), RelayedIpSource::Loopback))
+                }
+                (None, _) => {
+                    let (any, other) = match family {
+                        Family::V4 => ("0.0.0.0", "IPv6"),
+                        Family::V6 => ("::", "IPv4"),
+                    };
+                    warnings.push(format!(
+                        "tern listens on {any} but found no {name} address of this host to \
+                         advertise, so it does not relay in {name} (an Allocate asking for it \
+                         gets 440); set external-ip or relay-ip to an {name} address to relay \
+                         in it, or it relays in {other} only"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        },
+    };
+    let bind = relay_ips
+        .first()
+        .copied()
+        .or_else(|| external.and_then(|e| e.private))
+        .or(specific_listen);
+    Ok(FamilyAddresses { relayed, bind })
+}
+
 /// Maps settings. `detect` returns this host's address toward the internet for the given
 /// family (see [`detect_local_ip`]); `allow_loopback` permits the last-resort 127.0.0.1.
+///
+/// Each family (IPv4, IPv6) is relayed in when something names an address of it:
+/// `external-ip`, `relay-ip` or `listening-ip` (`::` counts: the relayed IPv6 address is
+/// then detected). Without any `listening-ip` tern listens on `0.0.0.0` and relays in IPv4.
 pub fn map(
     s: &Settings,
-    detect: impl FnOnce(IpAddr) -> Option<IpAddr>,
+    mut detect: impl FnMut(IpAddr) -> Option<IpAddr>,
     allow_loopback: bool,
 ) -> anyhow::Result<Mapped> {
     let mut warnings = Vec::new();
@@ -92,56 +200,50 @@ pub fn map(
     } else {
         s.listening_ips.clone()
     };
-    let specific_listen = listening.iter().copied().find(|ip| !ip.is_unspecified());
-    if s.external_ips.len() > 1 {
-        warnings.push(
-            "only the first external-ip is advertised; the others count as own addresses".into(),
+    let mut addresses = Vec::new();
+    for family in Family::ALL {
+        let a = family_addresses(
+            s,
+            family,
+            &listening,
+            &mut detect,
+            allow_loopback,
+            &mut warnings,
+        )?;
+        addresses.push(a);
+    }
+    let relayed_ip_sources: PerFamily<Option<RelayedIpSource>> =
+        Family::ALL.map(|f| addresses[f.index()].relayed.map(|r| r.1));
+    let Some((first_ip, relayed_ip_source)) = addresses.iter().find_map(|a| a.relayed) else {
+        bail!(
+            "cannot tell which address to advertise for relayed transport addresses: set \
+             external-ip or relay-ip"
         );
-    }
-    if s.relay_ips.len() > 1 {
-        warnings.push(
-            "relay sockets bind to the first relay-ip only; the others count as own addresses"
-                .into(),
-        );
-    }
-    let external = s.external_ips.first();
-    let configured = external
-        .map(|e| (e.public, RelayedIpSource::ExternalIp))
-        .or_else(|| {
-            s.relay_ips
-                .first()
-                .map(|&ip| (ip, RelayedIpSource::RelayIp))
-        })
-        .or(specific_listen.map(|ip| (ip, RelayedIpSource::ListeningIp)));
-    let (relayed_ip, relayed_ip_source) = match configured {
-        Some(chosen) => chosen,
-        None => match detect(listening[0]) {
-            Some(ip) => (ip, RelayedIpSource::Detected),
-            None if allow_loopback => (Ipv4Addr::LOCALHOST.into(), RelayedIpSource::Loopback),
-            None => bail!(
-                "cannot tell which address to advertise for relayed transport addresses: \
-                 set external-ip or relay-ip"
-            ),
-        },
     };
-    // The embedded default (`allow_loopback`) says this in its banner instead.
-    if !allow_loopback {
-        warnings.extend(unreachable_relayed_ip_warning(
-            relayed_ip,
-            relayed_ip_source,
-        ));
+    for (family, a) in Family::ALL.into_iter().zip(&addresses) {
+        // The embedded default (`allow_loopback`) says this in its banner instead.
+        if let (Some((ip, source)), false) = (a.relayed, allow_loopback) {
+            warnings.extend(unreachable_relayed_ip_warning(ip, source));
+        }
+        let default = s.allocation_default_address_family;
+        let by_default = match default {
+            DefaultFamily::Ipv4 => Family::V4,
+            DefaultFamily::Ipv6 => Family::V6,
+            DefaultFamily::Keep => continue,
+        };
+        if by_default == family && a.relayed.is_none() {
+            let other = Family::ALL[1 - family.index()].label();
+            let name = family_name(family);
+            warnings.push(format!(
+                "allocation-default-address-family is {} but tern has no {name} relayed \
+                 address: an Allocate without REQUESTED-ADDRESS-FAMILY (every browser's) gets \
+                 440; relay in {name} too, or set allocation-default-address-family={other} \
+                 or keep",
+                family.label(),
+            ));
+        }
     }
-    let unspecified = match relayed_ip {
-        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
-    let relay_bind_ip = s
-        .relay_ips
-        .first()
-        .copied()
-        .or_else(|| external.and_then(|e| e.private))
-        .or(specific_listen)
-        .unwrap_or(unspecified);
+    let relay_bind_ips: PerFamily<Option<IpAddr>> = Family::ALL.map(|f| addresses[f.index()].bind);
 
     let mut own_ips = Vec::new();
     let candidates = s
@@ -152,14 +254,21 @@ pub fn map(
     let candidates = candidates
         .chain(s.relay_ips.iter().copied())
         .chain(listening.iter().copied())
-        .chain([relay_bind_ip, relayed_ip]);
+        .chain(relay_bind_ips.iter().flatten().copied())
+        .chain(addresses.iter().filter_map(|a| a.relayed.map(|r| r.0)));
     for ip in candidates {
         if !ip.is_unspecified() && !own_ips.contains(&ip) {
             own_ips.push(ip);
         }
     }
 
-    let mut core = Config::new(s.realm.clone(), relayed_ip, s.min_port..=s.max_port);
+    let mut core = Config::new(s.realm.clone(), first_ip, s.min_port..=s.max_port);
+    for a in &addresses {
+        if let Some((ip, _)) = a.relayed {
+            core.relay_in(ip);
+        }
+    }
+    core.default_family = s.allocation_default_address_family;
     if s.use_auth_secret {
         core.auth_secrets = s
             .static_auth_secrets
@@ -221,7 +330,8 @@ pub fn map(
     };
     let plain_ports = [Some(s.listening_port), s.alt_listening_port];
     let udp = if s.no_udp { &[][..] } else { &plain_ports[..] };
-    let mut server = ServerConfig::new(on_every_ip(udp), relay_bind_ip, core);
+    let mut server = ServerConfig::new(on_every_ip(udp), first_ip, core);
+    server.relay_bind_ips = relay_bind_ips;
     let mut tcp_ports = if s.no_tcp {
         Vec::new()
     } else {
@@ -256,6 +366,7 @@ pub fn map(
     Ok(Mapped {
         server,
         relayed_ip_source,
+        relayed_ip_sources,
         warnings,
     })
 }

@@ -247,10 +247,14 @@ fn differences(
             a.max_connections != b.max_connections
                 || a.max_connections_per_ip != b.max_connections_per_ip,
         ),
-        ("relay-ip", a.relay_bind_ip != b.relay_bind_ip),
+        ("relay-ip", a.relay_bind_ips != b.relay_bind_ips),
         (
             "external-ip",
-            ac.relayed_ip != bc.relayed_ip || ac.own_ips != bc.own_ips,
+            ac.relayed_ips != bc.relayed_ips || ac.own_ips != bc.own_ips,
+        ),
+        (
+            "allocation-default-address-family",
+            ac.default_family != bc.default_family,
         ),
         (
             "min-port/max-port",

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use tern_proto::peer_filter::IpRange;
-use tern_proto::StaticUser;
+use tern_proto::{DefaultFamily, StaticUser};
 
 use crate::conf::{Entry, Origin};
 use crate::keys::{self, Arity, Known};
@@ -135,6 +135,9 @@ pub struct Settings {
     pub no_multicast_peers: bool,
     /// `rfc5766-channel-numbers` (tern's own key): accept channels 0x5000..=0x7FFF.
     pub rfc5766_channel_numbers: bool,
+    /// `allocation-default-address-family` (`ipv4`): the relayed family of an Allocate that
+    /// names none; `keep-address-family` is coturn's older spelling of `keep`.
+    pub allocation_default_address_family: DefaultFamily,
     /// `no-udp`: no UDP listening sockets.
     pub no_udp: bool,
     /// `no-tcp`: no TCP listening sockets (`listening-port` is otherwise UDP and TCP).
@@ -226,6 +229,7 @@ impl Default for Settings {
             listening_port: 3478,
             relay_ips: Vec::new(),
             external_ips: Vec::new(),
+            allocation_default_address_family: DefaultFamily::Ipv4,
             min_port: 49152,
             max_port: 49252,
             realm: "tern".into(),
@@ -381,6 +385,14 @@ impl Builder {
             "listening-port" => s.listening_port = values::port(value()?)?,
             "relay-ip" => s.relay_ips.push(values::ip(value()?)?),
             "external-ip" => s.external_ips.push(values::external_ip(value()?)?),
+            "allocation-default-address-family" => {
+                s.allocation_default_address_family = values::default_family(value()?)?
+            }
+            "keep-address-family" => {
+                if values::flag(raw)? {
+                    s.allocation_default_address_family = DefaultFamily::Keep;
+                }
+            }
             "min-port" => s.min_port = values::port(value()?)?,
             "max-port" => s.max_port = values::port(value()?)?,
             "realm" => s.realm = non_empty(value()?)?.to_owned(),

@@ -84,7 +84,14 @@ pub fn banner(mapped: &Mapped, secret: &Secret, now: u64) -> String {
     }
     let cred = rest_credential(secret.0.as_bytes(), now + 24 * 3600, Some("tern"));
     let range = &server.core.relay_port_range;
-    let relayed = server.core.relayed_ip;
+    let relayed = server
+        .core
+        .relayed_ips
+        .iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ");
     let relayed_note = match mapped.relayed_ip_source {
         RelayedIpSource::Loopback => {
             " (no better address known: only local clients can use it; set external-ip)"

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use tern_proto::peer_filter::IpRange;
-use tern_proto::{StaticUser, UserSecret};
+use tern_proto::{DefaultFamily, StaticUser, UserSecret};
 
 /// `external-ip`: the advertised public IP and, optionally, the private IP it maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +96,24 @@ pub fn external_ip(value: &str) -> Result<ExternalIp, String> {
         Some((public, private)) => (public.trim(), Some(ip(private.trim())?)),
         None => (value, None),
     };
-    Ok(ExternalIp {
-        public: ip(public)?,
-        private,
-    })
+    let public = ip(public)?;
+    if let Some(private) = private.filter(|p| p.is_ipv4() != public.is_ipv4()) {
+        return Err(format!(
+            "`{value}` maps {public} to {private}, of the other address family; give one \
+             external-ip per family, each PUBLIC/PRIVATE of one family"
+        ));
+    }
+    Ok(ExternalIp { public, private })
+}
+
+/// `allocation-default-address-family`: `ipv4`, `ipv6` or `keep`.
+pub fn default_family(value: &str) -> Result<DefaultFamily, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "ipv4" => Ok(DefaultFamily::Ipv4),
+        "ipv6" => Ok(DefaultFamily::Ipv6),
+        "keep" => Ok(DefaultFamily::Keep),
+        _ => Err(format!("`{value}` is not ipv4, ipv6 or keep")),
+    }
 }
 
 /// coturn's peer range forms: one IP, `first-last`, or CIDR `net/len`.

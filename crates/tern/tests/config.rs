@@ -10,6 +10,7 @@ use tern::mapping::{self, RelayedIpSource};
 use tern::overrides::{env_entries, parse_serve_args};
 use tern::settings::{from_entries, Loaded, LogTarget, Verbosity};
 use tern::startup;
+use tern_proto::Family::{V4, V6};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -104,8 +105,8 @@ fn k8s_fixture_loads_with_only_warnings() {
         m.server.listen,
         vec!["10.42.0.17:3478".parse::<SocketAddr>().unwrap()]
     );
-    assert_eq!(m.server.core.relayed_ip, ip("203.0.113.10"));
-    assert_eq!(m.server.relay_bind_ip, ip("10.42.0.17"));
+    assert_eq!(m.server.core.relayed_ip(V4).unwrap(), ip("203.0.113.10"));
+    assert_eq!(m.server.relay_bind_ip(V4), ip("10.42.0.17"));
     assert_eq!(
         m.server.core.own_ips,
         vec![ip("203.0.113.10"), ip("10.42.0.17")]
@@ -277,12 +278,12 @@ fn embedded_default_without_any_configuration() {
 
     let m = mapping::map(s, no_detect, true).unwrap();
     assert_eq!(m.relayed_ip_source, RelayedIpSource::Loopback);
-    assert_eq!(m.server.core.relayed_ip, ip("127.0.0.1"));
+    assert_eq!(m.server.core.relayed_ip(V4).unwrap(), ip("127.0.0.1"));
     assert_eq!(
         m.server.listen,
         vec!["0.0.0.0:3478".parse::<SocketAddr>().unwrap()]
     );
-    assert_eq!(m.server.relay_bind_ip, ip("0.0.0.0"));
+    assert_eq!(m.server.relay_bind_ip(V4), ip("0.0.0.0"));
     let banner = startup::banner(&m, &secret, 1_700_000_000);
     assert!(banner.contains(&format!("static-auth-secret: {}", secret.0)));
     assert!(
@@ -301,7 +302,10 @@ fn embedded_default_without_any_configuration() {
 
     let detected = mapping::map(s, |_| Some(ip("192.0.2.44")), true).unwrap();
     assert_eq!(detected.relayed_ip_source, RelayedIpSource::Detected);
-    assert_eq!(detected.server.core.relayed_ip, ip("192.0.2.44"));
+    assert_eq!(
+        detected.server.core.relayed_ip(V4).unwrap(),
+        ip("192.0.2.44")
+    );
 }
 
 #[test]
@@ -350,13 +354,19 @@ fn mapping_of_addresses() {
     // PUBLIC only: advertise it, bind relays on the listening IP.
     let m = map("external-ip=198.51.100.1\nlistening-ip=10.0.0.2\n").unwrap();
     assert_eq!(
-        (m.server.core.relayed_ip, m.server.relay_bind_ip),
+        (
+            m.server.core.relayed_ip(V4).unwrap(),
+            m.server.relay_bind_ip(V4)
+        ),
         (ip("198.51.100.1"), ip("10.0.0.2"))
     );
     // PUBLIC/PRIVATE: advertise public, bind private.
     let m = map("external-ip=198.51.100.1/10.0.0.3\n").unwrap();
     assert_eq!(
-        (m.server.core.relayed_ip, m.server.relay_bind_ip),
+        (
+            m.server.core.relayed_ip(V4).unwrap(),
+            m.server.relay_bind_ip(V4)
+        ),
         (ip("198.51.100.1"), ip("10.0.0.3"))
     );
     assert_eq!(
@@ -366,12 +376,15 @@ fn mapping_of_addresses() {
     // relay-ip only.
     let m = map("relay-ip=10.0.0.4\n").unwrap();
     assert_eq!(
-        (m.server.core.relayed_ip, m.server.relay_bind_ip),
+        (
+            m.server.core.relayed_ip(V4).unwrap(),
+            m.server.relay_bind_ip(V4)
+        ),
         (ip("10.0.0.4"), ip("10.0.0.4"))
     );
     // A specific listening-ip only.
     let m = map("listening-ip=10.0.0.5\nlistening-ip=::1\n").unwrap();
-    assert_eq!(m.server.core.relayed_ip, ip("10.0.0.5"));
+    assert_eq!(m.server.core.relayed_ip(V4).unwrap(), ip("10.0.0.5"));
     assert_eq!(m.server.listen.len(), 2);
     // Nothing known and no loopback fallback: a clear error.
     let e = map("").unwrap_err().to_string();
@@ -877,4 +890,161 @@ fn flood_and_brute_force_keys_reach_the_core_and_bad_values_name_key_and_line() 
         err("auth-lockout-duration=forever\n"),
         "turnserver.conf:3: auth-lockout-duration: `forever` is not a positive number of seconds"
     );
+}
+
+#[test]
+fn mapping_of_addresses_per_family() {
+    let map = |text: &str, detect: &[&str]| {
+        let l = load(&format!("static-auth-secret=s\n{text}"), &[], &[]).unwrap();
+        let detected: Vec<IpAddr> = detect.iter().map(|a| ip(a)).collect();
+        mapping::map(
+            &l.settings,
+            |family| {
+                detected
+                    .iter()
+                    .copied()
+                    .find(|d| d.is_ipv4() == family.is_ipv4())
+            },
+            false,
+        )
+    };
+    // Both families, one external-ip each, listening on both unspecified addresses.
+    let m = map(
+        "listening-ip=0.0.0.0\nlistening-ip=::\nexternal-ip=203.0.113.10\nexternal-ip=2001:db8::10/fd00::10\n",
+        &[],
+    )
+    .unwrap();
+    let core = &m.server.core;
+    assert_eq!(core.relayed_ip(V4), Some(ip("203.0.113.10")));
+    assert_eq!(core.relayed_ip(V6), Some(ip("2001:db8::10")));
+    assert_eq!(m.server.relay_bind_ip(V4), ip("0.0.0.0"));
+    assert_eq!(m.server.relay_bind_ip(V6), ip("fd00::10"));
+    assert_eq!(
+        m.relayed_ip_sources,
+        [
+            Some(RelayedIpSource::ExternalIp),
+            Some(RelayedIpSource::ExternalIp)
+        ]
+    );
+    assert_eq!(m.server.listen.len(), 2);
+    assert!(m.server.core.own_ips.contains(&ip("fd00::10")));
+    // relay-ip per family; a specific IPv6 listening-ip otherwise.
+    let m = map("relay-ip=10.0.0.4\nrelay-ip=2001:db8::4\n", &[]).unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), Some(ip("2001:db8::4")));
+    assert_eq!(m.server.relay_bind_ip(V6), ip("2001:db8::4"));
+    let m = map("listening-ip=10.0.0.5\nlistening-ip=2001:db8::5\n", &[]).unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), Some(ip("2001:db8::5")));
+    assert_eq!(
+        m.relayed_ip_sources[V6.index()],
+        Some(RelayedIpSource::ListeningIp)
+    );
+    // As in coturn, relay-ip (or external-ip) names the families relayed in: an IPv6
+    // listener beside an IPv4 relay-ip adds no IPv6 relay, and a warning says so.
+    let m = map(
+        "listening-ip=127.0.0.1\nlistening-ip=::1\nrelay-ip=127.0.0.1\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), None);
+    assert_eq!(m.server.listen.len(), 2);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("tern listens on ::1") && w.contains("no IPv6 address")),
+        "{:#?}",
+        m.warnings
+    );
+    // Without anything IPv6, tern relays in IPv4 only.
+    let m = map("external-ip=203.0.113.10\n", &["2001:db8::99"]).unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), None);
+    assert_eq!(m.relayed_ip_sources[V6.index()], None);
+    // `::` alone: the host's IPv6 address, detected; IPv4 is not relayed in, and the
+    // default family (IPv4) would answer every browser 440, which a warning says.
+    let m = map("listening-ip=::\n", &["2001:db8::99", "192.0.2.7"]).unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), Some(ip("2001:db8::99")));
+    assert_eq!(m.server.core.relayed_ip(V4), None);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("allocation-default-address-family is ipv4") && w.contains("440")),
+        "{:#?}",
+        m.warnings
+    );
+    let m = map(
+        "listening-ip=::\nallocation-default-address-family=keep\n",
+        &["2001:db8::99"],
+    )
+    .unwrap();
+    assert_eq!(
+        m.server.core.default_family,
+        tern_proto::DefaultFamily::Keep
+    );
+    assert!(!m
+        .warnings
+        .iter()
+        .any(|w| w.contains("allocation-default-address-family")));
+    // `::` beside 0.0.0.0 with no IPv6 address found: IPv4 only, and a warning says why.
+    let m = map("listening-ip=0.0.0.0\nlistening-ip=::\n", &["192.0.2.7"]).unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), None);
+    assert!(
+        m.warnings
+            .iter()
+            .any(|w| w.contains("found no IPv6 address")),
+        "{:#?}",
+        m.warnings
+    );
+    // Only `::` and nothing found: no family to relay in.
+    let e = map("listening-ip=::\n", &[]).unwrap_err().to_string();
+    assert!(e.contains("set external-ip or relay-ip"), "{e}");
+    // Two external-ips of one family: the first is advertised, with a warning.
+    let m = map(
+        "external-ip=2001:db8::1\nexternal-ip=2001:db8::2\nexternal-ip=203.0.113.1\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(m.server.core.relayed_ip(V6), Some(ip("2001:db8::1")));
+    assert!(m
+        .warnings
+        .iter()
+        .any(|w| w.contains("only the first IPv6 external-ip")));
+}
+
+#[test]
+fn address_family_keys() {
+    let family = |text: &str| {
+        load(text, &[], &[])
+            .map(|l| l.settings.allocation_default_address_family)
+            .map_err(|e| e.to_string())
+    };
+    use tern_proto::DefaultFamily;
+    assert_eq!(family(""), Ok(DefaultFamily::Ipv4));
+    assert_eq!(
+        family("allocation-default-address-family=ipv6\n"),
+        Ok(DefaultFamily::Ipv6)
+    );
+    assert_eq!(
+        family("allocation-default-address-family=KEEP\n"),
+        Ok(DefaultFamily::Keep)
+    );
+    assert_eq!(family("keep-address-family\n"), Ok(DefaultFamily::Keep));
+    let e = family("\nallocation-default-address-family=ipv5\n").unwrap_err();
+    assert!(
+        e.contains("turnserver.conf:2")
+            && e.contains("allocation-default-address-family")
+            && e.contains("ipv5"),
+        "{e}"
+    );
+    // PUBLIC/PRIVATE of two families is refused at start, naming the key and the line.
+    let e = load("external-ip=203.0.113.1/fd00::1\n", &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("turnserver.conf:1")
+            && e.contains("external-ip")
+            && e.contains("other address family"),
+        "{e}"
+    );
+    // Neither key draws the "not implemented" warning any more.
+    let l = load("allocation-default-address-family=ipv4\n", &[], &[]).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tern_proto::{
-    AllocationId, BoundChannel, ClientOutput, Config, Destination, Event, Family, FiveTuple,
-    ListenerId, Output, PeerOutput, RelayEndpoint, Server, Stats, PEER_HEADROOM, PEER_TAILROOM,
+    AllocationId, BoundChannel, ClientOutput, Config, Destination, Event, FiveTuple, ListenerId,
+    Output, PeerOutput, RelayEndpoint, Server, Stats, PEER_HEADROOM, PEER_TAILROOM,
 };
 use tern_wire::{
     attr, Class, Integrity, Message, MessageType, MessageWriter, Method, TransactionId,
@@ -213,10 +213,15 @@ impl Harness {
         (out, reply)
     }
 
-    /// The relayed endpoint of `port` in the relayed IP's family.
+    /// The relayed endpoint of `port` in the first family the server relays in.
     pub fn relayed(&self, port: u16) -> RelayEndpoint {
         RelayEndpoint {
-            family: Family::of(self.server.config().relayed_ip),
+            family: self
+                .server
+                .config()
+                .relay_families()
+                .next()
+                .expect("a relay family"),
             port,
         }
     }
@@ -230,9 +235,20 @@ impl Harness {
         peer: SocketAddr,
         payload: &[u8],
     ) -> (PeerOutput, Vec<u8>) {
+        let relayed = self.relayed(relay_port);
+        self.peer_datagram_to(relayed, peer, payload)
+    }
+
+    /// A datagram from `peer` to the relayed endpoint `relayed` (of either family), as
+    /// [`Harness::peer_datagram`].
+    pub fn peer_datagram_to(
+        &mut self,
+        relayed: RelayEndpoint,
+        peer: SocketAddr,
+        payload: &[u8],
+    ) -> (PeerOutput, Vec<u8>) {
         let mut buf = vec![0xEE; PEER_HEADROOM + payload.len() + PEER_TAILROOM];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
-        let relayed = self.relayed(relay_port);
         let out =
             self.server
                 .handle_peer_datagram(self.now, relayed, peer, &mut buf, payload.len());
@@ -299,6 +315,20 @@ impl Response {
     pub fn address(&self, typ: u16) -> Option<SocketAddr> {
         let a = self.msg().get(typ)?;
         Some(attr::decode_address(a.value, typ).expect("valid address"))
+    }
+    /// Every XOR-RELAYED-ADDRESS, in order.
+    pub fn relayed_addresses(&self) -> Vec<SocketAddr> {
+        let m = self.msg();
+        m.attributes()
+            .filter(|a| a.typ == attr::XOR_RELAYED_ADDRESS)
+            .map(|a| attr::decode_xor_address(a.value, a.typ, &m.transaction_id()).expect("valid"))
+            .collect()
+    }
+    /// ADDRESS-ERROR-CODE as (family byte, code).
+    pub fn address_error(&self) -> Option<(u8, u16)> {
+        let a = self.msg().get(attr::ADDRESS_ERROR_CODE)?;
+        let (family, code, _) = attr::decode_address_error_code(a.value).expect("valid");
+        Some((family, code))
     }
     pub fn lifetime(&self) -> Option<u32> {
         let a = self.msg().get(attr::LIFETIME)?;
@@ -373,8 +403,19 @@ impl Client {
 
     pub fn fresh_tid(&mut self) -> TransactionId {
         self.next_tid += 1;
+        self.tid(self.next_tid)
+    }
+
+    /// The transaction id of the last request built with [`Client::fresh_tid`] (to
+    /// retransmit it).
+    pub fn last_tid(&self) -> TransactionId {
+        self.tid(self.next_tid)
+    }
+
+    fn tid(&self, n: u64) -> TransactionId {
+        let next_tid = n;
         let mut t = [0u8; 12];
-        t[..8].copy_from_slice(&self.next_tid.to_be_bytes());
+        t[..8].copy_from_slice(&next_tid.to_be_bytes());
         let port = self.five.client.port().to_be_bytes();
         t[8..10].copy_from_slice(&port);
         t[10] = 0x7e;
@@ -488,6 +529,43 @@ impl Client {
         })
     }
 
+    /// Allocate with REQUESTED-TRANSPORT UDP and, when given, REQUESTED-ADDRESS-FAMILY and
+    /// ADDITIONAL-ADDRESS-FAMILY with these family bytes.
+    pub fn allocate_families(
+        &mut self,
+        h: &mut Harness,
+        requested: Option<u8>,
+        additional: Option<u8>,
+    ) -> Response {
+        self.request(h, Method::ALLOCATE, &|w| {
+            w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
+            if let Some(f) = requested {
+                w.attr(
+                    attr::REQUESTED_ADDRESS_FAMILY,
+                    &attr::encode_address_family(f),
+                );
+            }
+            if let Some(f) = additional {
+                w.attr(
+                    attr::ADDITIONAL_ADDRESS_FAMILY,
+                    &attr::encode_address_family(f),
+                );
+            }
+        })
+    }
+
+    /// A dual allocation (ADDITIONAL-ADDRESS-FAMILY IPv6) that must succeed in both
+    /// families: its IPv4 and IPv6 relayed addresses.
+    pub fn allocate_dual(&mut self, h: &mut Harness) -> (SocketAddr, SocketAddr) {
+        let r = self.allocate_families(h, None, Some(attr::FAMILY_IPV6));
+        assert!(r.is_success(), "dual Allocate failed: {r:?}");
+        assert!(!r.has(attr::ADDRESS_ERROR_CODE), "{:?}", r.address_error());
+        match r.relayed_addresses()[..] {
+            [v4, v6] => (v4, v6),
+            ref other => panic!("two XOR-RELAYED-ADDRESS expected: {other:?}"),
+        }
+    }
+
     /// Allocates and returns the relayed address; panics on failure.
     pub fn allocate(&mut self, h: &mut Harness) -> SocketAddr {
         let r = self.allocate_with(h, None);
@@ -566,4 +644,25 @@ impl Rng {
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
+}
+
+/// Parses a Data indication and returns its XOR-PEER-ADDRESS and DATA.
+pub fn data_indication(framed: &[u8]) -> (SocketAddr, Vec<u8>) {
+    assert_eq!(framed.len() % 4, 0, "STUN messages are padded to 4 bytes");
+    let msg = Message::parse(framed).expect("a valid Data indication");
+    assert_eq!(
+        (msg.method(), msg.class()),
+        (Method::DATA, Class::Indication)
+    );
+    let tid = msg.transaction_id();
+    let peer = msg.get(attr::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
+    let peer = attr::decode_xor_address(peer.value, attr::XOR_PEER_ADDRESS, &tid).unwrap();
+    let data = msg.get(attr::DATA).expect("DATA");
+    let end = data.offset + 4 + data.value.len();
+    let pad = (4 - data.value.len() % 4) % 4;
+    assert!(
+        framed[end..end + pad].iter().all(|&b| b == 0),
+        "zero padding"
+    );
+    (peer, data.value.to_vec())
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use tern_proto::{Destination, Event, Output, RelayEndpoint, Transport};
+use tern_proto::{Destination, Event, Family, Output, RelayEndpoint, Transport};
 use tern_sys::{send_to, Epoll, Interest};
 use tracing::{debug, info, warn};
 
@@ -96,21 +96,33 @@ impl Worker {
             Event::AllocationCreated {
                 five_tuple,
                 relayed,
+                additional,
                 username,
             } => {
                 let transport = five_tuple.transport.label().label();
-                info!(client = %five_tuple.client, transport, %relayed, %username, worker = self.id, "allocation created");
+                let family = family_label(relayed, additional);
+                match additional {
+                    Some(additional) => {
+                        info!(client = %five_tuple.client, transport, family, %relayed, %additional, %username, worker = self.id, "allocation created")
+                    }
+                    None => {
+                        info!(client = %five_tuple.client, transport, family, %relayed, %username, worker = self.id, "allocation created")
+                    }
+                }
             }
             Event::AllocationEnded {
                 five_tuple,
                 relayed,
+                additional,
                 reason,
                 duration,
                 traffic,
             } => {
                 info!(
                     client = %five_tuple.client,
+                    family = family_label(relayed, additional),
                     %relayed,
+                    additional = additional.map(tracing::field::display),
                     reason = reason.label(),
                     duration_s = duration.as_secs(),
                     bytes_to_peers = traffic.bytes_to_peers,
@@ -137,8 +149,30 @@ impl Worker {
                     "authentication lockout: too many failed integrity checks; requests from this address are dropped"
                 );
             }
+            Event::RelayedAddressEnded {
+                five_tuple,
+                relayed,
+                reason,
+            } => {
+                info!(
+                    client = %five_tuple.client,
+                    family = family_label(relayed, None),
+                    %relayed,
+                    reason = reason.label(),
+                    "relayed address ended; the allocation relays on in the other family"
+                );
+            }
             _ => {}
         }
+    }
+}
+
+/// The `family` of an allocation's log lines: `ipv4`, `ipv6`, or `ipv4+ipv6` for a dual
+/// allocation.
+fn family_label(relayed: SocketAddr, additional: Option<SocketAddr>) -> &'static str {
+    match (Family::of(relayed.ip()), additional) {
+        (_, Some(_)) => "ipv4+ipv6",
+        (f, None) => f.label(),
     }
 }
 

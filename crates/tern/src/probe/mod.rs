@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tern_proto::peer_filter::not_publicly_routable;
+use tern_proto::Family;
 use tern_wire::{attr, Method};
 
 use client::{Credentials, Session};
@@ -80,9 +81,31 @@ pub struct ProbeArgs {
     /// to 60).
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub timeout: f64,
-    /// Local IP of the socket that plays the peer (default: the client socket's IP).
+    /// Local IP of the socket that plays the peer (default: this host's address toward the
+    /// relayed address, of its family).
     #[arg(long, value_name = "IP")]
     pub peer_bind: Option<IpAddr>,
+    /// The relayed address family to ask for with REQUESTED-ADDRESS-FAMILY: 4 or 6 (RFC
+    /// 8656 §7.2). Default: ask for none, as browsers do, and get the server's default.
+    #[arg(long, value_name = "4|6", value_parser = parse_family)]
+    pub family: Option<Family>,
+}
+
+/// `--family`: 4 or 6 (`ipv4`/`ipv6` too).
+fn parse_family(s: &str) -> Result<Family, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "4" | "ipv4" => Ok(Family::V4),
+        "6" | "ipv6" => Ok(Family::V6),
+        _ => Err(format!("`{s}` is not an address family: give 4 or 6")),
+    }
+}
+
+/// "IPv4" or "IPv6".
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
+    }
 }
 
 /// Runs the probe, printing one `[ok]`/`[warn]`/`[FAIL]` line per step. Exit code 0 when
@@ -130,19 +153,112 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
         println!("       (pass --secret, or --user and --password, to test relaying too)");
         return Ok(report.exit());
     }
-    let Some(relayed) = allocate(&mut session, &mut report) else {
+    let Some(relayed) = allocate(&mut session, &mut report, args.family) else {
         return Ok(report.exit());
     };
-    let peer_ip = args.peer_bind.unwrap_or(local_ip);
+    // The peer speaks the relayed address's family: the relay reaches peers of its own
+    // family only (RFC 8656 §9: 443 otherwise).
+    let peer_ip = match args.peer_bind {
+        Some(ip) => ip,
+        None if relayed.is_ipv4() == local_ip.is_ipv4() => local_ip,
+        None => target::local_ip_toward(relayed)
+            .context("no local address of the relayed address's family to play the peer")?,
+    };
     let stun_port = args.stun_port.unwrap_or(match target.transport {
         Transport::Tls => target::TURN_PORT,
         Transport::Udp | Transport::Tcp => target.addr.port(),
     });
+    // The peer asks the server how it sees it at the address the client reached, when that
+    // is of the peer's family.
     let stun = SocketAddr::new(target.addr.ip(), stun_port);
+    let stun = (stun.is_ipv4() == peer_ip.is_ipv4()).then_some(stun);
     relay::exchange(&mut session, &mut report, relayed, peer_ip, stun);
     refresh_zero(&mut session, &mut report);
+    if args.family.is_none() && target.addr.is_ipv6() && relayed.is_ipv4() {
+        ipv6_relay_check(&target, &tls, timeout, creds, &mut report)?;
+    }
     Ok(report.exit())
 }
+
+/// Reached over IPv6, the server handed out an IPv4 relayed address by default: asks, on a
+/// second connection, whether it relays in IPv6 at all (REQUESTED-ADDRESS-FAMILY IPv6), and
+/// says what an IPv4-only relay means for IPv6 clients and peers.
+fn ipv6_relay_check(
+    target: &target::Target,
+    tls: &tls::TlsOptions<'_>,
+    timeout: Duration,
+    creds: Option<Credentials>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let step = "ipv6";
+    let Some(link) = connect::open(target, tls, timeout, report)? else {
+        return Ok(());
+    };
+    let mut session = Session::new(link, timeout, creds);
+    let build = |w: &mut tern_wire::MessageWriter<'_>| {
+        w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
+        w.attr(
+            attr::REQUESTED_ADDRESS_FAMILY,
+            &attr::encode_address_family(attr::FAMILY_IPV6),
+        );
+    };
+    let reply = match session.request(Method::ALLOCATE, &build) {
+        Ok(reply) => reply,
+        Err(e) => {
+            report.no_answer(step, e);
+            return Ok(());
+        }
+    };
+    match (
+        reply.answer.error(),
+        reply.answer.xor_address(attr::XOR_RELAYED_ADDRESS),
+    ) {
+        // A warning, not a failure: relaying works, for peers that have IPv4.
+        (Some((440, _)), _) => report.warn(
+            step,
+            format!(
+                "the server listens on IPv6 but its relayed addresses are IPv4 only: an \
+                 Allocate asking for IPv6 gets 440 Address Family not Supported. \
+                 {V4_ONLY_RELAY_CAP}"
+            ),
+        ),
+        (Some((code, reason)), _) => {
+            report.error_response(step, code, &reason, reply.with_credentials)
+        }
+        (None, Some(v6)) if v6.is_ipv6() => {
+            report.ok(
+                step,
+                format!(
+                    "asked for IPv6 (REQUESTED-ADDRESS-FAMILY), the server relays from {v6} too; \
+                     clients that ask for nothing (browsers) get IPv4 \
+                     (allocation-default-address-family; keep gives an IPv6 client IPv6)"
+                ),
+            );
+            refresh_zero(&mut session, report);
+        }
+        (None, other) => report.fail(
+            step,
+            format!(
+                "asked for IPv6 (REQUESTED-ADDRESS-FAMILY), the server answered with the \
+                 relayed address {}",
+                other.map_or_else(|| "none".to_owned(), |a| a.to_string())
+            ),
+            "the server ignores REQUESTED-ADDRESS-FAMILY",
+        ),
+    }
+    Ok(())
+}
+
+/// What an IPv6 listener with IPv4-only relayed addresses means, and the fix.
+const V4_ONLY_RELAY: &str = "clients on IPv6-only networks (mobile carriers, NAT64) reach \
+    the server, but their peers that have only IPv6 cannot be reached through it. On tern, \
+    give the relay an IPv6 address (relay-ip=IPv6, or external-ip=IPv6[/PRIVATE] beside the \
+    IPv4 one); on coturn, relay-ip or external-ip for IPv6";
+/// [`V4_ONLY_RELAY`] as a sentence of its own.
+const V4_ONLY_RELAY_CAP: &str = "Clients on IPv6-only networks (mobile carriers, NAT64) \
+    reach the server, but their peers that have only IPv6 cannot be reached through it. On \
+    tern, give the relay an IPv6 address (relay-ip=IPv6, or external-ip=IPv6[/PRIVATE] beside \
+    the IPv4 one); on coturn, relay-ip or external-ip for IPv6";
 
 /// Step 1: Binding request; returns the reflexive address.
 fn binding(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
@@ -195,11 +311,21 @@ fn binding(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
     Some(reflexive)
 }
 
-/// Step 2: Allocate a UDP relay; returns the relayed address.
-fn allocate(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
+/// Step 2: Allocate a UDP relay, of `family` when given; returns the relayed address.
+fn allocate(
+    session: &mut Session,
+    report: &mut Report,
+    family: Option<Family>,
+) -> Option<SocketAddr> {
     let step = "allocate";
     let build = |w: &mut tern_wire::MessageWriter<'_>| {
         w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
+        if let Some(f) = family {
+            w.attr(
+                attr::REQUESTED_ADDRESS_FAMILY,
+                &attr::encode_address_family(f.to_wire()),
+            );
+        }
     };
     let reply = match session.request(Method::ALLOCATE, &build) {
         Ok(reply) => reply,
@@ -209,15 +335,43 @@ fn allocate(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
         }
     };
     let answer = &reply.answer;
-    if let Some((code, reason)) = answer.error() {
-        report.error_response(step, code, &reason, reply.with_credentials);
-        return None;
+    match (answer.error(), family) {
+        (Some((440, reason)), Some(f)) => {
+            let what = format!(
+                "asked for an {} relayed address (--family), the server answered 440 {reason}",
+                family_name(f)
+            );
+            let diagnosis = match f {
+                Family::V6 if session.link.to().is_ipv6() => {
+                    format!("the server listens on IPv6 but relays in IPv4 only: {V4_ONLY_RELAY}")
+                }
+                Family::V6 => format!("the server relays in IPv4 only: {V4_ONLY_RELAY}"),
+                Family::V4 => "the server relays in IPv6 only: give it an IPv4 relay address \
+                    (relay-ip or external-ip), or let clients ask for IPv6"
+                    .to_owned(),
+            };
+            report.fail(step, what, diagnosis);
+            return None;
+        }
+        (Some((code, reason)), _) => {
+            report.error_response(step, code, &reason, reply.with_credentials);
+            return None;
+        }
+        (None, _) => {}
     }
     let Some(relayed) = answer.xor_address(attr::XOR_RELAYED_ADDRESS) else {
         let diagnosis = "the server is not a TURN server, or something rewrote its answer";
         report.fail(step, "the answer has no XOR-RELAYED-ADDRESS", diagnosis);
         return None;
     };
+    if let Some(f) = family.filter(|f| *f != Family::of(relayed.ip())) {
+        let what = format!(
+            "asked for an {} relayed address, the server gave {relayed}",
+            family_name(f)
+        );
+        report.fail(step, what, "the server ignores REQUESTED-ADDRESS-FAMILY");
+        return None;
+    }
     let msg = answer.msg();
     let lifetime = msg
         .get(attr::LIFETIME)
@@ -233,6 +387,14 @@ fn allocate(session: &mut Session, report: &mut Report) -> Option<SocketAddr> {
     );
     if let Some(what) = unreachable_relayed_address(session.link.to().ip(), relayed.ip()) {
         report.warn(step, what);
+    }
+    if family.is_none() && session.link.to().is_ipv6() && relayed.is_ipv4() {
+        report.warn(
+            step,
+            "the server was reached over IPv6 and, asked for no family (as browsers ask), \
+             relays from IPv4: the peers of this client must have IPv4 (checked below whether \
+             it relays in IPv6 when asked)",
+        );
     }
     Some(relayed)
 }
@@ -273,6 +435,13 @@ fn refresh_zero(session: &mut Session, report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn family_argument() {
+        assert_eq!(parse_family("4"), Ok(Family::V4));
+        assert_eq!(parse_family("IPv6"), Ok(Family::V6));
+        assert!(parse_family("5").unwrap_err().contains("give 4 or 6"));
+    }
 
     #[test]
     fn private_relayed_address_behind_a_public_server_is_flagged() {

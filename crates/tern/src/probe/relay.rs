@@ -30,13 +30,14 @@ const NEVER_ARRIVED: &str = "data sent by the peer to the relayed address never 
 
 /// Runs the relay steps for an allocation at `relayed`, with the peer socket on `peer_ip`.
 /// `stun` is the server's UDP address the peer sends a Binding request to, to learn how the
-/// server sees it. Stops at the first failure.
+/// server sees it (`None`: the server was reached in another family than the peer's).
+/// Stops at the first failure.
 pub(super) fn exchange(
     session: &mut Session,
     report: &mut Report,
     relayed: SocketAddr,
     peer_ip: IpAddr,
-    stun: SocketAddr,
+    stun: Option<SocketAddr>,
 ) {
     let peer = match UdpSocket::bind((peer_ip, 0)) {
         Ok(peer) => peer,
@@ -65,15 +66,22 @@ fn steps(
     report: &mut Report,
     relayed: SocketAddr,
     peer: &UdpSocket,
-    stun: SocketAddr,
+    stun: Option<SocketAddr>,
 ) -> io::Result<()> {
     let peer_local = peer.local_addr()?;
-    let seen = seen_by_server(peer, stun, session.timeout)?;
-    let how = match seen {
-        Some(seen) => format!("the server sees it as {seen}"),
-        None => format!(
+    let seen = match stun {
+        Some(stun) => seen_by_server(peer, stun, session.timeout)?,
+        None => None,
+    };
+    let how = match (seen, stun) {
+        (Some(seen), _) => format!("the server sees it as {seen}"),
+        (None, Some(stun)) => format!(
             "its Binding request to UDP {stun} got no answer (--stun-port), so the server is \
              assumed to see it as {peer_local}"
+        ),
+        (None, None) => format!(
+            "the server was reached in the other address family, so the server is assumed to \
+             see it as {peer_local}"
         ),
     };
     report.ok(
