@@ -1,10 +1,12 @@
 """Checks on the rendered Kubernetes manifests, the Terraform module and the Dockerfiles.
 
-Run with the CI venv: `target/venv/bin/python -m pytest k8s/tests` (needs kubectl, pyyaml,
+Run with the CI venv: `target/k8s-venv/bin/python -m pytest k8s/tests` (needs kubectl, pyyaml,
 kubernetes-validate, checkov, python-hcl2, terraform; .ci/run installs them).
 """
 
 import ipaddress
+import json
+import os
 import posixpath
 import re
 import shutil
@@ -18,7 +20,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-OVERLAYS = ["base", "overlays/metallb", "overlays/multi-replica"]
+OVERLAYS = ["base", "overlays/metallb", "overlays/metallb-dual-stack", "overlays/multi-replica"]
+# The overlays built with components/dual-stack: a Service of both families, tern on both.
+DUAL_STACK = {"overlays/metallb-dual-stack"}
+# The overlays whose one address (one per family) is written in their kustomization.yaml.
+METALLB = ["overlays/metallb", "overlays/metallb-dual-stack"]
+LB_IPS = "metallb.io/loadBalancerIPs"
 PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 KUBERNETES_VERSION = "1.30.0"
 # Checks checkov may fail, each justified in README.md ("checkov findings").
@@ -319,6 +326,12 @@ def test_the_documented_443_patch_renders(tmp_path):
     (tls,) = [p for p in svc["spec"]["ports"] if p["name"] == "turn-tls"]
     assert (tls["port"], tls["targetPort"], tls["protocol"]) == (443, 5349, "TCP")
     assert kubernetes_validate([write_docs(tmp_path / "443.yaml", docs)]).returncode == 0
+    # The dual-stack overlay, built on overlays/metallb, gets the same port.
+    out = subprocess.run(["kubectl", "kustomize", str(copy / "overlays" / "metallb-dual-stack")],
+                         check=True, capture_output=True, text=True).stdout
+    (svc,) = lb_services([d for d in yaml.safe_load_all(out) if d])
+    (tls,) = [p for p in svc["spec"]["ports"] if p["name"] == "turn-tls"]
+    assert (tls["port"], tls["targetPort"], svc["spec"]["ipFamilyPolicy"]) == (443, 5349, "PreferDualStack")
 
 
 def test_workload_shape(rendered):
@@ -362,20 +375,35 @@ def configmap(docs, prefix):
     return cm
 
 
-def test_address_written_once_metallb():
-    docs = render("overlays/metallb")
-    (svc,) = [s for s in by_kind(docs, "Service") if s["spec"].get("type") == "LoadBalancer"]
-    public = configmap(docs, "tern-public")
-    (deploy,) = by_kind(docs, "Deployment")
+def tern_list(value):
+    """A TERN_* variable's value the way tern reads a multi-valued key from it: one entry per
+    comma-separated item, blanks trimmed, empty items skipped (crates/tern/src/overrides.rs)."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def external_ips_from_env(docs, deploy):
+    """The external-ip entries the Deployment's pod gets: TERN_EXTERNAL_IP from tern-public."""
     (env,) = [e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]
               if e["name"] == "TERN_EXTERNAL_IP"]
     ref = env["valueFrom"]["configMapKeyRef"]
+    public = configmap(docs, "tern-public")
     assert ref["name"] == public["metadata"]["name"]
-    ip = public["data"][ref["key"]]
-    ipaddress.ip_address(ip)
-    assert svc["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == ip
-    text = (K8S / "overlays" / "metallb" / "kustomization.yaml").read_text()
-    assert text.count(ip) == 1, "the address must be written once in the overlay"
+    return public["data"][ref["key"]], tern_list(public["data"][ref["key"]])
+
+
+@pytest.mark.parametrize("overlay", METALLB)
+def test_address_written_once_metallb(overlay):
+    docs = render(overlay)
+    (svc,) = lb_services(docs)
+    (deploy,) = by_kind(docs, "Deployment")
+    value, ips = external_ips_from_env(docs, deploy)
+    # One address per family of the Service, in its order: tern reads one external-ip each.
+    assert [family(ip) for ip in ips] == svc["spec"]["ipFamilies"], (overlay, value)
+    # The same value is MetalLB's list (comma-separated, one per family), never retyped.
+    assert svc["metadata"]["annotations"][LB_IPS] == value == ",".join(ips)
+    text = (K8S / overlay / "kustomization.yaml").read_text()
+    for ip in ips:
+        assert text.count(ip) == 1, f"{overlay}: {ip} must be written once in the overlay"
 
 
 def test_multi_replica_one_service_and_address_per_pod():
@@ -398,6 +426,123 @@ def test_multi_replica_one_service_and_address_per_pod():
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert c["args"] == ["-c", "/etc/tern/pods/$(POD_NAME).conf"]
     assert not any(e["name"] == "TERN_EXTERNAL_IP" for e in c.get("env", []))
+
+
+# --- IPv6 and dual-stack ---------------------------------------------------------------------
+
+
+def family(ip):
+    return {4: "IPv4", 6: "IPv6"}[ipaddress.ip_address(ip).version]
+
+
+def container_env(workload):
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def test_service_ip_families(rendered):
+    overlay, docs = rendered
+    for s in lb_services(docs):
+        spec, name = s["spec"], s["metadata"]["name"]
+        if overlay in DUAL_STACK:
+            # Both families when the cluster has them, IPv4 first (the ClusterIP's family).
+            assert (spec["ipFamilyPolicy"], spec["ipFamilies"]) == ("PreferDualStack", ["IPv4", "IPv6"])
+        else:
+            assert (spec["ipFamilyPolicy"], spec["ipFamilies"]) == ("SingleStack", ["IPv4"]), name
+        annotations = s["metadata"].get("annotations", {})
+        assert not any(a.startswith("metallb.universe.tf/") for a in annotations), "deprecated prefix"
+        if LB_IPS in annotations:
+            # MetalLB refuses addresses whose families are not the Service's (one per family).
+            ips = annotations[LB_IPS].split(",")
+            assert [family(ip) for ip in ips] == spec["ipFamilies"], (overlay, name, ips)
+            assert ips == [str(ipaddress.ip_address(ip)) for ip in ips], "no blanks, canonical"
+
+
+def test_tern_advertises_an_address_per_family_of_its_service(rendered):
+    overlay, docs = rendered
+    lbs = {s["spec"]["selector"].get("statefulset.kubernetes.io/pod-name"): s for s in lb_services(docs)}
+    for w in workloads(docs):
+        if w["kind"] == "Deployment":
+            (svc,) = lbs.values()
+            _, ips = external_ips_from_env(docs, w)
+            pairs = [(svc, ips)]
+        else:
+            pods = configmap(docs, "tern-pods")["data"]
+            pairs = [(lbs[f.removesuffix(".conf")], re.findall(r"^external-ip=(.*)$", conf, re.M))
+                     for f, conf in pods.items()]
+        for svc, ips in pairs:
+            # A relayed address of a family the Service does not carry is unreachable, and a
+            # family the Service carries without an external-ip would advertise the pod's.
+            assert [family(ip) for ip in ips] == svc["spec"]["ipFamilies"], (overlay, ips)
+            if LB_IPS in svc["metadata"].get("annotations", {}):
+                assert svc["metadata"]["annotations"][LB_IPS].split(",") == ips
+
+
+def implemented_keys():
+    """tern's keys (crates/tern/src/keys.rs): name -> whether it may be given more than once."""
+    text = (REPO / "crates" / "tern" / "src" / "keys.rs").read_text()
+    table = text[text.index("pub const IMPLEMENTED"):]
+    table = table[:table.index("];")]
+    keys = {name: False for name in re.findall(r'\bkey\("([a-z0-9-]+)"', table)}
+    keys.update({name: True for name in re.findall(r'multi\(key\("([a-z0-9-]+)"', table)})
+    assert {"listening-ip", "relay-ip", "external-ip", "admin-listen"} <= set(keys), "keys.rs moved?"
+    return keys
+
+
+def test_tern_variables_name_keys_tern_reads(rendered):
+    overlay, docs = rendered
+    keys = implemented_keys()
+    by_var = {"TERN_" + k.upper().replace("-", "_"): k for k in keys}
+    for w in workloads(docs):
+        for name, e in container_env(w).items():
+            if not name.startswith("TERN_"):
+                continue
+            assert name in by_var, f"{overlay}: tern ignores {name}"
+            if "," in e.get("value", "") or name == "TERN_EXTERNAL_IP":
+                # A list (or a ConfigMap value that may be one) needs a repeatable key.
+                assert keys[by_var[name]], f"{overlay}: {by_var[name]} takes one value"
+
+
+def test_dual_stack_tern_listens_and_relays_on_both_families(rendered):
+    overlay, docs = rendered
+    for w in workloads(docs):
+        env = container_env(w)
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        admin_port = {p["name"]: p["containerPort"] for p in c["ports"]}["admin"]
+        if overlay not in DUAL_STACK:
+            # IPv4 only, as the Service: the file's default listening-ip and relay-ip.
+            assert not {"TERN_LISTENING_IP", "TERN_RELAY_IP", "TERN_ADMIN_LISTEN"} & set(env)
+            assert "listening-ip" not in conf_values() and "relay-ip" not in conf_values()
+            continue
+        for var in ("TERN_LISTENING_IP", "TERN_RELAY_IP"):
+            ips = [ipaddress.ip_address(v) for v in tern_list(env[var]["value"])]
+            # One wildcard per family: every address of the pod, whichever the CNI gives.
+            assert sorted(ip.version for ip in ips) == [4, 6], (var, ips)
+            assert all(ip.is_unspecified for ip in ips), (var, ips)
+        # The kubelet probes the pod's first address (IPv6 on an IPv6-first cluster): the admin
+        # port on [::] (which takes IPv4 too), replacing the image's TERN_ADMIN_LISTEN.
+        host, _, port = env["TERN_ADMIN_LISTEN"]["value"].rpartition(":")
+        assert host == "[::]" and int(port) == admin_port
+
+
+def test_the_dual_stack_overlay_only_adds_to_metallb():
+    """Apart from the address, the family fields and the variables, the dual-stack overlay
+    renders exactly what overlays/metallb does: the same ports, policy, probes and volumes."""
+    def normalized(overlay):
+        docs = render(overlay)
+        for d in docs:
+            d["metadata"]["name"] = re.sub(r"^(tern-(config|public))-[a-z0-9]{10}$", r"\1", d["metadata"]["name"])
+            d["metadata"].get("annotations", {}).pop(LB_IPS, None)
+            d["data"] = {} if d["metadata"]["name"] == "tern-public" else d.get("data")
+            if d["kind"] == "Service" and d["spec"].get("type") == "LoadBalancer":
+                del d["spec"]["ipFamilyPolicy"], d["spec"]["ipFamilies"]
+            for w in workloads([d]):
+                (c,) = w["spec"]["template"]["spec"]["containers"]
+                c["env"] = [e for e in c["env"] if e["name"] not in
+                            ("TERN_LISTENING_IP", "TERN_RELAY_IP", "TERN_ADMIN_LISTEN")]
+                c["env"][0]["valueFrom"]["configMapKeyRef"]["name"] = "tern-public"
+        return sorted(json.dumps(d, sort_keys=True) for d in docs)
+    assert normalized("overlays/metallb-dual-stack") == normalized("overlays/metallb")
 
 
 # --- external validators --------------------------------------------------------------------
@@ -453,8 +598,9 @@ def test_kubernetes_validate_strict(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     # Every built-in object was checked against a schema: none was passed unseen.
     assert "find schema" not in r.stdout + r.stderr, r.stdout + r.stderr
-    # The custom resources, against their schemas above: the Certificate is the only one.
-    assert [(d["kind"], d["metadata"]["name"]) for d in custom] == [("Certificate", "tern-tls")]
+    # The custom resources, against their schemas above: the Certificate is the only one (in
+    # overlays/metallb and in the dual-stack overlay built on it).
+    assert [(d["kind"], d["metadata"]["name"]) for d in custom] == [("Certificate", "tern-tls")] * 2
     for doc in custom:
         assert schema_errors(doc) == [], doc["metadata"]["name"]
     # ... and that schema refuses what it should: a misspelt field, a wrong enum value.
