@@ -642,11 +642,13 @@ def test_checkov_no_unjustified_failure(tmp_path):
 
 
 TF = REPO / "terraform" / "tern"
+# No version check against checkpoint-api.hashicorp.com: the tests contact nothing outside.
+TF_ENV = {**os.environ, "CHECKPOINT_DISABLE": "1"}
 
 
 def test_terraform_fmt():
     r = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(TF)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=TF_ENV)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -720,6 +722,113 @@ def test_terraform_port_range_matches_the_manifests():
     opened = [strip(one(d["ports"]["content"])["port"]) for rule in policy["ingress"]
               for d in rule.get("dynamic", []) if strip(d["ports"]["for_each"]) == "${local.tls}"]
     assert opened == ["${tostring(var.tls_port)}"]
+
+
+def tf_block(path, header):
+    """A top-level block of a .tf file, from `header {` to its closing brace at column 0."""
+    lines = path.read_text().splitlines()
+    start = lines.index(header + " {")
+    return "\n".join(lines[start:lines.index("}", start) + 1]) + "\n"
+
+
+def tf_console(tmp_path, expression, **variables):
+    """Evaluates an expression with `terraform console` on a copy of the module holding only
+    its variables.tf and its locals: no resource and no provider, so nothing to download.
+    Returns (the value or None, terraform's output)."""
+    module = tmp_path / "tf"
+    module.mkdir(exist_ok=True)
+    (module / "variables.tf").write_text((TF / "variables.tf").read_text())
+    (module / "locals.tf").write_text(tf_block(TF / "main.tf", "locals"))
+    variables = {"namespace": "turn", "static_auth_secret": "s", **variables}
+    args = [a for k, v in variables.items() for a in ("-var", f"{k}={v}")]
+    r = subprocess.run(["terraform", "console", *args], input=f"jsonencode({expression})\n",
+                       cwd=module, capture_output=True, text=True, env=TF_ENV, timeout=60)
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        return None, out
+    return json.loads(json.loads(r.stdout.strip().splitlines()[-1])), out
+
+
+# What the resources take from the locals (test_terraform_resources_use_the_locals).
+TF_LOCALS = "[local.turnserver_conf, local.ip_family_policy, local.ip_families, " \
+    "local.service_annotations, local.admin_listen, local.ice_server_uris]"
+
+
+def conf_lines(conf, key):
+    return re.findall(rf"^{re.escape(key)}=(.*)$", conf, re.M)
+
+
+def test_terraform_ipv4_only_by_default(tmp_path):
+    value, out = tf_console(tmp_path, TF_LOCALS, external_ip="192.168.1.240")
+    assert value is not None, out
+    conf, policy, families, annotations, admin, uris = value
+    # As k8s/base and overlays/metallb: IPv4 only, the same listening and admin addresses.
+    assert (policy, families) == ("SingleStack", ["IPv4"])
+    assert annotations == {LB_IPS: "192.168.1.240"}
+    assert conf_lines(conf, "external-ip") == ["192.168.1.240"]
+    assert conf_lines(conf, "listening-ip") == conf_lines(conf, "relay-ip") == []
+    assert admin == conf_values()["admin-listen"] == "0.0.0.0:9641"
+    assert uris == ["turn:192.168.1.240:3478?transport=udp", "turn:192.168.1.240:3478?transport=tcp"]
+    value, out = tf_console(tmp_path, "local.service_annotations", external_ip="192.168.1.240",
+                            metallb="false", service_annotations='{"a"="b"}')
+    assert value == {"a": "b"}, out
+
+
+def test_terraform_dual_stack_follows_the_overlay(tmp_path):
+    value, out = tf_console(tmp_path, TF_LOCALS, external_ip="192.168.1.240",
+                            external_ipv6="2001:db8::240")
+    assert value is not None, out
+    conf, policy, families, annotations, admin, uris = value
+    # The Service, MetalLB's list and tern's external-ip lines as overlays/metallb-dual-stack
+    # renders them, and each address written once (as a variable).
+    docs = render("overlays/metallb-dual-stack")
+    (svc,) = lb_services(docs)
+    (deploy,) = by_kind(docs, "Deployment")
+    _, ips = external_ips_from_env(docs, deploy)
+    assert (policy, families) == (svc["spec"]["ipFamilyPolicy"], svc["spec"]["ipFamilies"])
+    assert annotations == {LB_IPS: "192.168.1.240,2001:db8::240"}
+    assert conf_lines(conf, "external-ip") == ["192.168.1.240", "2001:db8::240"]
+    assert [family(ip) for ip in conf_lines(conf, "external-ip")] == [family(ip) for ip in ips]
+    # Listening, relay and admin addresses: what the component's variables give tern.
+    env = container_env(deploy)
+    assert conf_lines(conf, "listening-ip") == tern_list(env["TERN_LISTENING_IP"]["value"])
+    assert conf_lines(conf, "relay-ip") == tern_list(env["TERN_RELAY_IP"]["value"])
+    assert admin == env["TERN_ADMIN_LISTEN"]["value"]
+    assert uris[2:] == ["turn:[2001:db8::240]:3478?transport=udp",
+                        "turn:[2001:db8::240]:3478?transport=tcp"]
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"external_ip": "2001:db8::240"}, "external_ip must be an IPv4 address"),
+    ({"external_ip": "192.168.1.300"}, "external_ip must be an IPv4 address"),
+    ({"external_ip": "192.168.1.240", "external_ipv6": "192.168.1.241"}, "external_ipv6 must be an IPv6"),
+    ({"external_ip": "192.168.1.240", "external_ipv6": "2001:db8::24g"}, "external_ipv6 must be an IPv6"),
+])
+def test_terraform_refuses_an_address_of_the_wrong_family(tmp_path, variables, message):
+    value, out = tf_console(tmp_path, "local.external_ips", **variables)
+    assert value is None and message in out, out
+
+
+def test_terraform_resources_use_the_locals():
+    """The values the tests above evaluate are the ones the resources take."""
+    resources = {}
+    for block in load_tf("main.tf")["resource"]:
+        for kind, named in block.items():
+            for name, body in named.items():
+                resources[(strip(kind), strip(name))] = body
+    svc = resources[("kubernetes_service_v1", "tern")]
+    assert strip(one(svc["metadata"])["annotations"]) == "${local.service_annotations}"
+    spec = one(svc["spec"])
+    assert strip(spec["ip_family_policy"]) == "${local.ip_family_policy}"
+    assert strip(spec["ip_families"]) == "${local.ip_families}"
+    config = resources[("kubernetes_config_map_v1", "config")]
+    assert strip(one(config["data"])["turnserver.conf"]) == "${local.turnserver_conf}"
+    pod = one(one(one(resources[("kubernetes_deployment_v1", "tern")]["spec"])["template"])["spec"])
+    env = one(one(pod["container"])["env"])
+    # A variable: the image's TERN_ADMIN_LISTEN would win over an admin-listen in the file.
+    assert (strip(env["name"]), strip(env["value"])) == ("TERN_ADMIN_LISTEN", "${local.admin_listen}")
+    outputs = {k: v for block in load_tf("outputs.tf")["output"] for k, v in block.items()}
+    assert strip(outputs["ice_server_uris"]["value"]) == "${local.ice_server_uris}"
 
 
 # --- Dockerfiles ---------------------------------------------------------------------------
