@@ -512,7 +512,8 @@ def test_dual_stack_tern_listens_and_relays_on_both_families(rendered):
         if overlay not in DUAL_STACK:
             # IPv4 only, as the Service: the file's default listening-ip and relay-ip.
             assert not {"TERN_LISTENING_IP", "TERN_RELAY_IP", "TERN_ADMIN_LISTEN"} & set(env)
-            assert "listening-ip" not in conf_values() and "relay-ip" not in conf_values()
+            for key in ("listening-ip", "relay-ip"):
+                assert ipaddress.ip_address(conf_values().get(key, "0.0.0.0")).version == 4, key
             continue
         for var in ("TERN_LISTENING_IP", "TERN_RELAY_IP"):
             ips = [ipaddress.ip_address(v) for v in tern_list(env[var]["value"])]
