@@ -1,10 +1,12 @@
 """Checks on the rendered Kubernetes manifests, the Terraform module and the Dockerfiles.
 
-Run with the CI venv: `target/venv/bin/python -m pytest k8s/tests` (needs kubectl, pyyaml,
+Run with the CI venv: `target/k8s-venv/bin/python -m pytest k8s/tests` (needs kubectl, pyyaml,
 kubernetes-validate, checkov, python-hcl2, terraform; .ci/run installs them).
 """
 
 import ipaddress
+import json
+import os
 import posixpath
 import re
 import shutil
@@ -18,7 +20,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-OVERLAYS = ["base", "overlays/metallb", "overlays/multi-replica"]
+OVERLAYS = ["base", "overlays/metallb", "overlays/metallb-dual-stack", "overlays/multi-replica"]
+# The overlays built with components/dual-stack: a Service of both families, tern on both.
+DUAL_STACK = {"overlays/metallb-dual-stack"}
+# The overlays whose one address (one per family) is written in their kustomization.yaml.
+METALLB = ["overlays/metallb", "overlays/metallb-dual-stack"]
+LB_IPS = "metallb.io/loadBalancerIPs"
 PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 KUBERNETES_VERSION = "1.30.0"
 # Checks checkov may fail, each justified in README.md ("checkov findings").
@@ -319,6 +326,12 @@ def test_the_documented_443_patch_renders(tmp_path):
     (tls,) = [p for p in svc["spec"]["ports"] if p["name"] == "turn-tls"]
     assert (tls["port"], tls["targetPort"], tls["protocol"]) == (443, 5349, "TCP")
     assert kubernetes_validate([write_docs(tmp_path / "443.yaml", docs)]).returncode == 0
+    # The dual-stack overlay, built on overlays/metallb, gets the same port.
+    out = subprocess.run(["kubectl", "kustomize", str(copy / "overlays" / "metallb-dual-stack")],
+                         check=True, capture_output=True, text=True).stdout
+    (svc,) = lb_services([d for d in yaml.safe_load_all(out) if d])
+    (tls,) = [p for p in svc["spec"]["ports"] if p["name"] == "turn-tls"]
+    assert (tls["port"], tls["targetPort"], svc["spec"]["ipFamilyPolicy"]) == (443, 5349, "PreferDualStack")
 
 
 def test_workload_shape(rendered):
@@ -362,20 +375,35 @@ def configmap(docs, prefix):
     return cm
 
 
-def test_address_written_once_metallb():
-    docs = render("overlays/metallb")
-    (svc,) = [s for s in by_kind(docs, "Service") if s["spec"].get("type") == "LoadBalancer"]
-    public = configmap(docs, "tern-public")
-    (deploy,) = by_kind(docs, "Deployment")
+def tern_list(value):
+    """A TERN_* variable's value the way tern reads a multi-valued key from it: one entry per
+    comma-separated item, blanks trimmed, empty items skipped (crates/tern/src/overrides.rs)."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def external_ips_from_env(docs, deploy):
+    """The external-ip entries the Deployment's pod gets: TERN_EXTERNAL_IP from tern-public."""
     (env,) = [e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]
               if e["name"] == "TERN_EXTERNAL_IP"]
     ref = env["valueFrom"]["configMapKeyRef"]
+    public = configmap(docs, "tern-public")
     assert ref["name"] == public["metadata"]["name"]
-    ip = public["data"][ref["key"]]
-    ipaddress.ip_address(ip)
-    assert svc["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == ip
-    text = (K8S / "overlays" / "metallb" / "kustomization.yaml").read_text()
-    assert text.count(ip) == 1, "the address must be written once in the overlay"
+    return public["data"][ref["key"]], tern_list(public["data"][ref["key"]])
+
+
+@pytest.mark.parametrize("overlay", METALLB)
+def test_address_written_once_metallb(overlay):
+    docs = render(overlay)
+    (svc,) = lb_services(docs)
+    (deploy,) = by_kind(docs, "Deployment")
+    value, ips = external_ips_from_env(docs, deploy)
+    # One address per family of the Service, in its order: tern reads one external-ip each.
+    assert [family(ip) for ip in ips] == svc["spec"]["ipFamilies"], (overlay, value)
+    # The same value is MetalLB's list (comma-separated, one per family), never retyped.
+    assert svc["metadata"]["annotations"][LB_IPS] == value == ",".join(ips)
+    text = (K8S / overlay / "kustomization.yaml").read_text()
+    for ip in ips:
+        assert text.count(ip) == 1, f"{overlay}: {ip} must be written once in the overlay"
 
 
 def test_multi_replica_one_service_and_address_per_pod():
@@ -398,6 +426,124 @@ def test_multi_replica_one_service_and_address_per_pod():
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert c["args"] == ["-c", "/etc/tern/pods/$(POD_NAME).conf"]
     assert not any(e["name"] == "TERN_EXTERNAL_IP" for e in c.get("env", []))
+
+
+# --- IPv6 and dual-stack ---------------------------------------------------------------------
+
+
+def family(ip):
+    return {4: "IPv4", 6: "IPv6"}[ipaddress.ip_address(ip).version]
+
+
+def container_env(workload):
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def test_service_ip_families(rendered):
+    overlay, docs = rendered
+    for s in lb_services(docs):
+        spec, name = s["spec"], s["metadata"]["name"]
+        if overlay in DUAL_STACK:
+            # Both families when the cluster has them, IPv4 first (the ClusterIP's family).
+            assert (spec["ipFamilyPolicy"], spec["ipFamilies"]) == ("PreferDualStack", ["IPv4", "IPv6"])
+        else:
+            assert (spec["ipFamilyPolicy"], spec["ipFamilies"]) == ("SingleStack", ["IPv4"]), name
+        annotations = s["metadata"].get("annotations", {})
+        assert not any(a.startswith("metallb.universe.tf/") for a in annotations), "deprecated prefix"
+        if LB_IPS in annotations:
+            # MetalLB refuses addresses whose families are not the Service's (one per family).
+            ips = annotations[LB_IPS].split(",")
+            assert [family(ip) for ip in ips] == spec["ipFamilies"], (overlay, name, ips)
+            assert ips == [str(ipaddress.ip_address(ip)) for ip in ips], "no blanks, canonical"
+
+
+def test_tern_advertises_an_address_per_family_of_its_service(rendered):
+    overlay, docs = rendered
+    lbs = {s["spec"]["selector"].get("statefulset.kubernetes.io/pod-name"): s for s in lb_services(docs)}
+    for w in workloads(docs):
+        if w["kind"] == "Deployment":
+            (svc,) = lbs.values()
+            _, ips = external_ips_from_env(docs, w)
+            pairs = [(svc, ips)]
+        else:
+            pods = configmap(docs, "tern-pods")["data"]
+            pairs = [(lbs[f.removesuffix(".conf")], re.findall(r"^external-ip=(.*)$", conf, re.M))
+                     for f, conf in pods.items()]
+        for svc, ips in pairs:
+            # A relayed address of a family the Service does not carry is unreachable, and a
+            # family the Service carries without an external-ip would advertise the pod's.
+            assert [family(ip) for ip in ips] == svc["spec"]["ipFamilies"], (overlay, ips)
+            if LB_IPS in svc["metadata"].get("annotations", {}):
+                assert svc["metadata"]["annotations"][LB_IPS].split(",") == ips
+
+
+def implemented_keys():
+    """tern's keys (crates/tern/src/keys.rs): name -> whether it may be given more than once."""
+    text = (REPO / "crates" / "tern" / "src" / "keys.rs").read_text()
+    table = text[text.index("pub const IMPLEMENTED"):]
+    table = table[:table.index("];")]
+    keys = {name: False for name in re.findall(r'\bkey\("([a-z0-9-]+)"', table)}
+    keys.update({name: True for name in re.findall(r'multi\(key\("([a-z0-9-]+)"', table)})
+    assert {"listening-ip", "relay-ip", "external-ip", "admin-listen"} <= set(keys), "keys.rs moved?"
+    return keys
+
+
+def test_tern_variables_name_keys_tern_reads(rendered):
+    overlay, docs = rendered
+    keys = implemented_keys()
+    by_var = {"TERN_" + k.upper().replace("-", "_"): k for k in keys}
+    for w in workloads(docs):
+        for name, e in container_env(w).items():
+            if not name.startswith("TERN_"):
+                continue
+            assert name in by_var, f"{overlay}: tern ignores {name}"
+            if "," in e.get("value", "") or name == "TERN_EXTERNAL_IP":
+                # A list (or a ConfigMap value that may be one) needs a repeatable key.
+                assert keys[by_var[name]], f"{overlay}: {by_var[name]} takes one value"
+
+
+def test_dual_stack_tern_listens_and_relays_on_both_families(rendered):
+    overlay, docs = rendered
+    for w in workloads(docs):
+        env = container_env(w)
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        admin_port = {p["name"]: p["containerPort"] for p in c["ports"]}["admin"]
+        if overlay not in DUAL_STACK:
+            # IPv4 only, as the Service: the file's default listening-ip and relay-ip.
+            assert not {"TERN_LISTENING_IP", "TERN_RELAY_IP", "TERN_ADMIN_LISTEN"} & set(env)
+            for key in ("listening-ip", "relay-ip"):
+                assert ipaddress.ip_address(conf_values().get(key, "0.0.0.0")).version == 4, key
+            continue
+        for var in ("TERN_LISTENING_IP", "TERN_RELAY_IP"):
+            ips = [ipaddress.ip_address(v) for v in tern_list(env[var]["value"])]
+            # One wildcard per family: every address of the pod, whichever the CNI gives.
+            assert sorted(ip.version for ip in ips) == [4, 6], (var, ips)
+            assert all(ip.is_unspecified for ip in ips), (var, ips)
+        # The kubelet probes the pod's first address (IPv6 on an IPv6-first cluster): the admin
+        # port on [::] (which takes IPv4 too), replacing the image's TERN_ADMIN_LISTEN.
+        host, _, port = env["TERN_ADMIN_LISTEN"]["value"].rpartition(":")
+        assert host == "[::]" and int(port) == admin_port
+
+
+def test_the_dual_stack_overlay_only_adds_to_metallb():
+    """Apart from the address, the family fields and the variables, the dual-stack overlay
+    renders exactly what overlays/metallb does: the same ports, policy, probes and volumes."""
+    def normalized(overlay):
+        docs = render(overlay)
+        for d in docs:
+            d["metadata"]["name"] = re.sub(r"^(tern-(config|public))-[a-z0-9]{10}$", r"\1", d["metadata"]["name"])
+            d["metadata"].get("annotations", {}).pop(LB_IPS, None)
+            d["data"] = {} if d["metadata"]["name"] == "tern-public" else d.get("data")
+            if d["kind"] == "Service" and d["spec"].get("type") == "LoadBalancer":
+                del d["spec"]["ipFamilyPolicy"], d["spec"]["ipFamilies"]
+            for w in workloads([d]):
+                (c,) = w["spec"]["template"]["spec"]["containers"]
+                c["env"] = [e for e in c["env"] if e["name"] not in
+                            ("TERN_LISTENING_IP", "TERN_RELAY_IP", "TERN_ADMIN_LISTEN")]
+                c["env"][0]["valueFrom"]["configMapKeyRef"]["name"] = "tern-public"
+        return sorted(json.dumps(d, sort_keys=True) for d in docs)
+    assert normalized("overlays/metallb-dual-stack") == normalized("overlays/metallb")
 
 
 # --- external validators --------------------------------------------------------------------
@@ -453,8 +599,9 @@ def test_kubernetes_validate_strict(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     # Every built-in object was checked against a schema: none was passed unseen.
     assert "find schema" not in r.stdout + r.stderr, r.stdout + r.stderr
-    # The custom resources, against their schemas above: the Certificate is the only one.
-    assert [(d["kind"], d["metadata"]["name"]) for d in custom] == [("Certificate", "tern-tls")]
+    # The custom resources, against their schemas above: the Certificate is the only one (in
+    # overlays/metallb and in the dual-stack overlay built on it).
+    assert [(d["kind"], d["metadata"]["name"]) for d in custom] == [("Certificate", "tern-tls")] * 2
     for doc in custom:
         assert schema_errors(doc) == [], doc["metadata"]["name"]
     # ... and that schema refuses what it should: a misspelt field, a wrong enum value.
@@ -496,11 +643,13 @@ def test_checkov_no_unjustified_failure(tmp_path):
 
 
 TF = REPO / "terraform" / "tern"
+# No version check against checkpoint-api.hashicorp.com: the tests contact nothing outside.
+TF_ENV = {**os.environ, "CHECKPOINT_DISABLE": "1"}
 
 
 def test_terraform_fmt():
     r = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(TF)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=TF_ENV)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -574,6 +723,113 @@ def test_terraform_port_range_matches_the_manifests():
     opened = [strip(one(d["ports"]["content"])["port"]) for rule in policy["ingress"]
               for d in rule.get("dynamic", []) if strip(d["ports"]["for_each"]) == "${local.tls}"]
     assert opened == ["${tostring(var.tls_port)}"]
+
+
+def tf_block(path, header):
+    """A top-level block of a .tf file, from `header {` to its closing brace at column 0."""
+    lines = path.read_text().splitlines()
+    start = lines.index(header + " {")
+    return "\n".join(lines[start:lines.index("}", start) + 1]) + "\n"
+
+
+def tf_console(tmp_path, expression, **variables):
+    """Evaluates an expression with `terraform console` on a copy of the module holding only
+    its variables.tf and its locals: no resource and no provider, so nothing to download.
+    Returns (the value or None, terraform's output)."""
+    module = tmp_path / "tf"
+    module.mkdir(exist_ok=True)
+    (module / "variables.tf").write_text((TF / "variables.tf").read_text())
+    (module / "locals.tf").write_text(tf_block(TF / "main.tf", "locals"))
+    variables = {"namespace": "turn", "static_auth_secret": "s", **variables}
+    args = [a for k, v in variables.items() for a in ("-var", f"{k}={v}")]
+    r = subprocess.run(["terraform", "console", *args], input=f"jsonencode({expression})\n",
+                       cwd=module, capture_output=True, text=True, env=TF_ENV, timeout=60)
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        return None, out
+    return json.loads(json.loads(r.stdout.strip().splitlines()[-1])), out
+
+
+# What the resources take from the locals (test_terraform_resources_use_the_locals).
+TF_LOCALS = "[local.turnserver_conf, local.ip_family_policy, local.ip_families, " \
+    "local.service_annotations, local.admin_listen, local.ice_server_uris]"
+
+
+def conf_lines(conf, key):
+    return re.findall(rf"^{re.escape(key)}=(.*)$", conf, re.M)
+
+
+def test_terraform_ipv4_only_by_default(tmp_path):
+    value, out = tf_console(tmp_path, TF_LOCALS, external_ip="192.168.1.240")
+    assert value is not None, out
+    conf, policy, families, annotations, admin, uris = value
+    # As k8s/base and overlays/metallb: IPv4 only, the same listening and admin addresses.
+    assert (policy, families) == ("SingleStack", ["IPv4"])
+    assert annotations == {LB_IPS: "192.168.1.240"}
+    assert conf_lines(conf, "external-ip") == ["192.168.1.240"]
+    assert conf_lines(conf, "listening-ip") == conf_lines(conf, "relay-ip") == []
+    assert admin == conf_values()["admin-listen"] == "0.0.0.0:9641"
+    assert uris == ["turn:192.168.1.240:3478?transport=udp", "turn:192.168.1.240:3478?transport=tcp"]
+    value, out = tf_console(tmp_path, "local.service_annotations", external_ip="192.168.1.240",
+                            metallb="false", service_annotations='{"a"="b"}')
+    assert value == {"a": "b"}, out
+
+
+def test_terraform_dual_stack_follows_the_overlay(tmp_path):
+    value, out = tf_console(tmp_path, TF_LOCALS, external_ip="192.168.1.240",
+                            external_ipv6="2001:db8::240")
+    assert value is not None, out
+    conf, policy, families, annotations, admin, uris = value
+    # The Service, MetalLB's list and tern's external-ip lines as overlays/metallb-dual-stack
+    # renders them, and each address written once (as a variable).
+    docs = render("overlays/metallb-dual-stack")
+    (svc,) = lb_services(docs)
+    (deploy,) = by_kind(docs, "Deployment")
+    _, ips = external_ips_from_env(docs, deploy)
+    assert (policy, families) == (svc["spec"]["ipFamilyPolicy"], svc["spec"]["ipFamilies"])
+    assert annotations == {LB_IPS: "192.168.1.240,2001:db8::240"}
+    assert conf_lines(conf, "external-ip") == ["192.168.1.240", "2001:db8::240"]
+    assert [family(ip) for ip in conf_lines(conf, "external-ip")] == [family(ip) for ip in ips]
+    # Listening, relay and admin addresses: what the component's variables give tern.
+    env = container_env(deploy)
+    assert conf_lines(conf, "listening-ip") == tern_list(env["TERN_LISTENING_IP"]["value"])
+    assert conf_lines(conf, "relay-ip") == tern_list(env["TERN_RELAY_IP"]["value"])
+    assert admin == env["TERN_ADMIN_LISTEN"]["value"]
+    assert uris[2:] == ["turn:[2001:db8::240]:3478?transport=udp",
+                        "turn:[2001:db8::240]:3478?transport=tcp"]
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"external_ip": "2001:db8::240"}, "external_ip must be an IPv4 address"),
+    ({"external_ip": "192.168.1.300"}, "external_ip must be an IPv4 address"),
+    ({"external_ip": "192.168.1.240", "external_ipv6": "192.168.1.241"}, "external_ipv6 must be an IPv6"),
+    ({"external_ip": "192.168.1.240", "external_ipv6": "2001:db8::24g"}, "external_ipv6 must be an IPv6"),
+])
+def test_terraform_refuses_an_address_of_the_wrong_family(tmp_path, variables, message):
+    value, out = tf_console(tmp_path, "local.external_ips", **variables)
+    assert value is None and message in out, out
+
+
+def test_terraform_resources_use_the_locals():
+    """The values the tests above evaluate are the ones the resources take."""
+    resources = {}
+    for block in load_tf("main.tf")["resource"]:
+        for kind, named in block.items():
+            for name, body in named.items():
+                resources[(strip(kind), strip(name))] = body
+    svc = resources[("kubernetes_service_v1", "tern")]
+    assert strip(one(svc["metadata"])["annotations"]) == "${local.service_annotations}"
+    spec = one(svc["spec"])
+    assert strip(spec["ip_family_policy"]) == "${local.ip_family_policy}"
+    assert strip(spec["ip_families"]) == "${local.ip_families}"
+    config = resources[("kubernetes_config_map_v1", "config")]
+    assert strip(one(config["data"])["turnserver.conf"]) == "${local.turnserver_conf}"
+    pod = one(one(one(resources[("kubernetes_deployment_v1", "tern")]["spec"])["template"])["spec"])
+    env = one(one(pod["container"])["env"])
+    # A variable: the image's TERN_ADMIN_LISTEN would win over an admin-listen in the file.
+    assert (strip(env["name"]), strip(env["value"])) == ("TERN_ADMIN_LISTEN", "${local.admin_listen}")
+    outputs = {k: v for block in load_tf("outputs.tf")["output"] for k, v in block.items()}
+    assert strip(outputs["ice_server_uris"]["value"]) == "${local.ice_server_uris}"
 
 
 # --- Dockerfiles ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 # tern on Kubernetes without hostNetwork: the equivalent of k8s/base (one replica, Recreate,
 # a LoadBalancer Service with externalTrafficPolicy Local carrying TURN over UDP, TCP and TLS
 # and every relay port with port == targetPort, a NetworkPolicy, an admin Service), for
-# Terraform users.
+# Terraform users. With external_ipv6 set, the equivalent of k8s/overlays/metallb-dual-stack:
+# a dual-stack Service and tern on both families.
 
 locals {
   labels = {
@@ -10,6 +11,35 @@ locals {
   }
   selector    = { "app.kubernetes.io/name" = "tern" }
   relay_ports = range(var.min_port, var.max_port + 1)
+  # The advertised address of each family, IPv4 first: one external-ip line each, and (with
+  # metallb) the same list, comma-separated, in the Service's loadBalancerIPs.
+  external_ips = var.external_ipv6 == null ? [var.external_ip] : [var.external_ip, var.external_ipv6]
+  dual_stack   = length(local.external_ips) == 2
+  # Only for dual-stack clusters: on a single-stack one PreferDualStack quietly gives an
+  # IPv4-only Service, and MetalLB then refuses the IPv6 address (the families must match).
+  ip_family_policy = local.dual_stack ? "PreferDualStack" : "SingleStack"
+  ip_families      = local.dual_stack ? ["IPv4", "IPv6"] : ["IPv4"]
+  service_annotations = merge(
+    var.service_annotations,
+    var.metallb ? { "metallb.io/loadBalancerIPs" = join(",", local.external_ips) } : {},
+  )
+  # Listening and relay sockets on both families (tern keeps them apart with IPV6_V6ONLY).
+  dual_stack_config = [
+    "listening-ip=0.0.0.0",
+    "listening-ip=::",
+    "relay-ip=0.0.0.0",
+    "relay-ip=::",
+  ]
+  # Dual-stack: the admin port on [::], which takes IPv4 too (net.ipv6.bindv6only is 0 in a
+  # pod), since the kubelet probes the pod's first address, IPv6 on an IPv6-first cluster.
+  admin_listen = local.dual_stack ? "[::]:9641" : "0.0.0.0:9641"
+  # turn: URIs over UDP and TCP for each address, an IPv6 one in brackets.
+  ice_server_uris = flatten([
+    for host in concat([var.external_ip], var.external_ipv6 == null ? [] : ["[${var.external_ipv6}]"]) : [
+      "turn:${host}:${var.listening_port}?transport=udp",
+      "turn:${host}:${var.listening_port}?transport=tcp",
+    ]
+  ])
   # TURN over TLS when a certificate Secret is named: one element to iterate over, or none.
   tls = var.tls_secret_name == null ? [] : [var.tls_secret_name]
   tls_config = [
@@ -17,20 +47,27 @@ locals {
     "cert=/etc/tern/tls/tls.crt",
     "pkey=/etc/tern/tls/tls.key",
   ]
-  turnserver_conf = join("\n", concat([
-    "listening-port=${var.listening_port}",
-    "min-port=${var.min_port}",
-    "max-port=${var.max_port}",
-    "realm=${var.realm}",
-    "use-auth-secret",
-    "static-auth-secret-file=/etc/tern/secret/static-auth-secret",
-    "external-ip=${var.external_ip}",
-    "admin-listen=0.0.0.0:9641",
-    "drain-timeout=${var.drain_timeout}",
-    "relay-threads=${var.relay_threads}",
-    "fingerprint",
-    "log-format=json",
-  ], length(local.tls) > 0 ? local.tls_config : [], var.extra_config, [""]))
+  # admin-listen is the container's TERN_ADMIN_LISTEN (the image sets that variable, and a
+  # variable wins over the file).
+  turnserver_conf = join("\n", concat(
+    [
+      "listening-port=${var.listening_port}",
+      "min-port=${var.min_port}",
+      "max-port=${var.max_port}",
+      "realm=${var.realm}",
+      "use-auth-secret",
+      "static-auth-secret-file=/etc/tern/secret/static-auth-secret",
+      "drain-timeout=${var.drain_timeout}",
+      "relay-threads=${var.relay_threads}",
+      "fingerprint",
+      "log-format=json",
+    ],
+    [for ip in local.external_ips : "external-ip=${ip}"],
+    local.dual_stack ? local.dual_stack_config : [],
+    length(local.tls) > 0 ? local.tls_config : [],
+    var.extra_config,
+    [""],
+  ))
 }
 
 resource "kubernetes_config_map_v1" "config" {
@@ -97,6 +134,10 @@ resource "kubernetes_deployment_v1" "tern" {
           image             = var.image
           image_pull_policy = "IfNotPresent"
           args              = ["-c", "/etc/tern/conf/turnserver.conf"]
+          env {
+            name  = "TERN_ADMIN_LISTEN"
+            value = local.admin_listen
+          }
           port {
             name           = "turn-udp"
             container_port = var.listening_port
@@ -211,13 +252,10 @@ resource "kubernetes_deployment_v1" "tern" {
 
 resource "kubernetes_service_v1" "tern" {
   metadata {
-    name      = var.name
-    namespace = var.namespace
-    labels    = local.labels
-    annotations = merge(
-      var.service_annotations,
-      var.metallb ? { "metallb.io/loadBalancerIPs" = var.external_ip } : {},
-    )
+    name        = var.name
+    namespace   = var.namespace
+    labels      = local.labels
+    annotations = local.service_annotations
   }
   spec {
     type = "LoadBalancer"
@@ -226,8 +264,8 @@ resource "kubernetes_service_v1" "tern" {
     allocate_load_balancer_node_ports = false
     # Keep routing to the pod while it drains (its allocations still relay).
     publish_not_ready_addresses = true
-    ip_family_policy            = "SingleStack"
-    ip_families                 = ["IPv4"]
+    ip_family_policy            = local.ip_family_policy
+    ip_families                 = local.ip_families
     selector                    = local.selector
     port {
       name        = "turn-udp"

@@ -14,9 +14,6 @@ output "ice_server_uri" {
 }
 
 output "ice_server_uris" {
-  description = "TURN URIs over UDP and TCP; with TLS on, add turns:NAME:<tls_service_port>?transport=tcp with the certificate's DNS name."
-  value = [
-    "turn:${var.external_ip}:${var.listening_port}?transport=udp",
-    "turn:${var.external_ip}:${var.listening_port}?transport=tcp",
-  ]
+  description = "TURN URIs over UDP and TCP, for each address (IPv6 in brackets); with TLS on, add turns:NAME:<tls_service_port>?transport=tcp with the certificate's DNS name."
+  value       = local.ice_server_uris
 }

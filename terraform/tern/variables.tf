@@ -16,12 +16,28 @@ variable "image" {
 }
 
 variable "external_ip" {
-  description = "The LoadBalancer's address: tern advertises it (external-ip) and, with metallb = true, MetalLB assigns it. Written once."
+  description = "The LoadBalancer's IPv4 address: tern advertises it (external-ip) and, with metallb = true, MetalLB assigns it. Written once."
   type        = string
+
+  validation {
+    condition     = can(regex("^[0-9.]+$", var.external_ip)) && can(cidrhost("${var.external_ip}/32", 0))
+    error_message = "external_ip must be an IPv4 address (the IPv6 one goes in external_ipv6)."
+  }
+}
+
+variable "external_ipv6" {
+  description = "The LoadBalancer's IPv6 address, on a dual-stack cluster: the Service becomes dual-stack (PreferDualStack, IPv4 and IPv6), tern listens and relays on both families and advertises it as its IPv6 external-ip, and with metallb = true MetalLB assigns it too. Written once. null: IPv4 only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.external_ipv6 == null || can(regex(":", var.external_ipv6)) && can(cidrhost("${var.external_ipv6}/128", 0))
+    error_message = "external_ipv6 must be an IPv6 address (or null for IPv4 only)."
+  }
 }
 
 variable "metallb" {
-  description = "Annotate the Service with metallb.io/loadBalancerIPs = external_ip."
+  description = "Annotate the Service with metallb.io/loadBalancerIPs = external_ip (and external_ipv6, comma-separated)."
   type        = bool
   default     = true
 }
