@@ -287,3 +287,56 @@ fn datagrams_too_big_to_relay_or_malformed_are_dropped_and_counted() {
     assert_eq!((from, &buf[..n]), (relayed, &b"back"[..]));
     other.relay_over_channel(other_relayed, &other_peer, 5);
 }
+
+/// A peer that is gone: every datagram relayed to it draws an ICMP port unreachable, which
+/// tern reads from the relay socket's error queue and counts
+/// (`tern_io_errors_total{kind="icmp_port_unreachable"}`), logging nothing per packet. The
+/// allocation survives, and a live peer of the same allocation, sent to in between, gets
+/// every datagram (the error an ICMP leaves pending on the socket costs no other datagram).
+#[test]
+fn a_peer_answering_icmp_port_unreachable_is_counted_and_the_allocation_survives() {
+    let server = tern(&[]);
+    let (client, relayed, live) = session(&server, false);
+    let gone = peer();
+    let dead = gone.local_addr().unwrap();
+    drop(gone);
+    let mut client = client;
+    client.bind_channel(0x4001, dead);
+
+    let icmp = r#"tern_io_errors_total{kind="icmp_port_unreachable"}"#;
+    let lines_before = server.output().lines().count();
+    let mut buf = [0u8; 64];
+    for i in 0..20u8 {
+        client.send_channel(0x4001, &[i; 8]);
+        client.send_channel(0x4000, &[i; 12]);
+        let (n, from) = live
+            .recv_from(&mut buf)
+            .expect("the live peer gets every datagram");
+        assert_eq!((from, &buf[..n]), (relayed, &[i; 12][..]), "datagram {i}");
+        // Linux rate-limits ICMP errors to a host (about one every 1000/HZ·net.ipv4.icmp_ratelimit
+        // ms, with a burst); pacing keeps each one answered.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    while server.metric(icmp) < 3.0 && start.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counted = server.metric(icmp);
+    assert!(
+        counted >= 3.0,
+        "{counted} ICMP port unreachable counted for 20 datagrams to a closed port"
+    );
+    assert!(counted <= 20.0, "{counted}");
+    let receive_errors = server.metric(r#"tern_io_errors_total{kind="receive"}"#);
+    assert_eq!(
+        receive_errors, 0.0,
+        "an ICMP report counted as a failed receive"
+    );
+    // The allocation relays on, both ways, and nothing was logged per datagram.
+    client.relay_over_channel(relayed, &live, 5);
+    let new_lines = server.output().lines().count() - lines_before;
+    assert!(
+        new_lines < 40,
+        "{new_lines} log lines for 45 datagrams (debug level included)"
+    );
+}

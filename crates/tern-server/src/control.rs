@@ -54,6 +54,16 @@ tern_proto::label_enum! {
         SendToClient => "send_to_client",
         /// A failed receive on a listening or relay socket.
         Receive => "receive",
+        /// A datagram to a peer or a client dropped because the socket's send buffer was
+        /// full (EAGAIN; ENOBUFS from a full device queue counts as a refusal of its kind).
+        SendBufferFull => "send_buffer_full",
+        /// An ICMP port unreachable a peer's host answered a relayed datagram with (the peer
+        /// is gone); the allocation goes on.
+        IcmpPortUnreachable => "icmp_port_unreachable",
+        /// Any other ICMP destination unreachable for a relayed datagram.
+        IcmpUnreachable => "icmp_unreachable",
+        /// Any other error the kernel queued for a relay socket (time exceeded, ...).
+        IcmpOther => "icmp_other",
     }
 }
 

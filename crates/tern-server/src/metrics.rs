@@ -287,7 +287,7 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     counter_family(
         &mut r,
         "io_errors",
-        "System calls of the workers that failed, by kind (send_to_peer, send_to_client, receive)",
+        "Datagrams the workers could not send or receive, and ICMP errors peers answered with, by kind (send_to_peer, send_to_client, receive, send_buffer_full, icmp_port_unreachable, icmp_unreachable, icmp_other)",
         IoErrorKind::ALL
             .into_iter()
             .zip(t.io_errors)
@@ -534,14 +534,14 @@ mod tests {
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 3 transports x 2 families: 6 allocation gauges + 2 gauges (permissions, channels)
         // + 2x2 relay port gauges + 6 created + 6x4 end reasons + 3x6x14 requests + 508s
-        // + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 3 I/O errors + 13 stream
+        // + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 7 I/O errors + 13 stream
         // closes + 5 TLS handshake failures + connections + draining + 2 reloads + 2 worker
         // gauges.
         assert_eq!(
             series,
-            6 + 2 + 4 + 6 + 24 + 252 + 1 + 4 + 2 + 48 + 11 + 3 + 13 + 5 + 1 + 1 + 2 + 2
+            6 + 2 + 4 + 6 + 24 + 252 + 1 + 4 + 2 + 48 + 11 + 7 + 13 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 387, "the figure in README.md's Metrics section");
+        assert_eq!(series, 391, "the figure in README.md's Metrics section");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -47,6 +48,9 @@ fn relay_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
         sock.set_only_v6(true)?;
     }
     sock.set_nonblocking(true)?;
+    // ICMP errors from peers (a peer gone: port unreachable) are queued and counted by the
+    // worker instead of vanishing (tern_sys::drain_icmp_errors).
+    tern_sys::enable_icmp_errors(sock.as_fd(), addr.is_ipv6());
     sock.bind(&addr.into())?;
     Ok(sock.into())
 }

@@ -16,6 +16,7 @@
 //! to many clients in one `sendmmsg` (see the `send` module).
 
 mod epoll;
+mod errqueue;
 mod limits;
 mod mmsg;
 mod ring;
@@ -24,6 +25,7 @@ mod sockopt;
 mod wake;
 
 pub use epoll::{Epoll, Interest, Ready};
+pub use errqueue::{drain_icmp_errors, enable_icmp_errors, is_icmp_report, IcmpErrors};
 pub use limits::{clock_ticks_per_second, precise_timers, raise_nofile_limit};
 pub use ring::{RecvMeta, RecvRing};
 pub use send::{send_many, send_to, Gso, SendReport};

@@ -69,15 +69,17 @@ impl Default for Gso {
     }
 }
 
-/// What a [`send_many`] did: datagrams the kernel took, and those it refused (no route, an
-/// address of the wrong family, ...), each lost while the others still went. A full socket
-/// buffer is not a refusal: the rest of the batch is dropped, as the network would.
+/// What a [`send_many`] did: datagrams the kernel took, those it refused (no route, an
+/// address of the wrong family, ...), each lost while the others still went, and those a full
+/// socket buffer left unsent (EAGAIN: the rest of the batch is dropped, as the network would).
 #[derive(Debug, Default)]
 pub struct SendReport {
     /// Datagrams the kernel took.
     pub sent: usize,
     /// Datagrams refused.
     pub refused: u64,
+    /// Datagrams dropped because the socket buffer was full.
+    pub unsent: u64,
     /// The error of the last refusal, for the log.
     pub last_error: Option<io::Error>,
 }
@@ -89,9 +91,15 @@ impl SendReport {
     }
 
     fn send_one(&mut self, fd: BorrowedFd<'_>, data: &[u8], to: SocketAddr) {
-        match try_send_to(fd, data, to) {
+        let mut sent = try_send_to(fd, data, to);
+        if sent.as_ref().is_err_and(crate::is_icmp_report) {
+            // The error of an earlier datagram's ICMP answer, not of this one (see
+            // `crate::errqueue`): reading it cleared it, so this one goes now.
+            sent = try_send_to(fd, data, to);
+        }
+        match sent {
             Ok(true) => self.sent += 1,
-            Ok(false) => {}
+            Ok(false) => self.unsent += 1,
             Err(e) => self.refuse(1, e),
         }
     }
@@ -100,7 +108,11 @@ impl SendReport {
 /// Sends `data` to `to` from `fd` without blocking. A full socket buffer drops the datagram,
 /// as the network would; that is not an error.
 pub fn send_to(fd: BorrowedFd<'_>, data: &[u8], to: SocketAddr) -> io::Result<()> {
-    try_send_to(fd, data, to).map(drop)
+    match try_send_to(fd, data, to) {
+        // An earlier datagram's ICMP answer, reported here once (`crate::errqueue`).
+        Err(e) if crate::is_icmp_report(&e) => try_send_to(fd, data, to).map(drop),
+        sent => sent.map(drop),
+    }
 }
 
 /// [`send_to`], saying whether the kernel took the datagram.
@@ -209,14 +221,21 @@ fn send_chunk(
         );
     }
     let mut done = 0;
+    let mut icmp_retried = false;
     while done < h {
         match headers.send(fd.as_raw_fd(), done) {
             Ok(k) => {
                 report.sent += groups_of[done..done + k].iter().map(|g| g.1).sum::<usize>();
                 done += k;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                report.unsent += groups_of[done..h].iter().map(|g| g.1 as u64).sum::<u64>();
+                break;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The pending error of an earlier datagram's ICMP answer (`crate::errqueue`),
+            // cleared by this report: send the same datagrams again, once.
+            Err(e) if !icmp_retried && crate::is_icmp_report(&e) => icmp_retried = true,
             Err(e) => {
                 let (first, count) = groups_of[done];
                 if count > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {

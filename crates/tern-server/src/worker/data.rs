@@ -92,9 +92,22 @@ impl Worker {
         }
     }
 
+    /// Reads the ICMP errors queued for the relay socket of `relayed` (at most 64 a call) and
+    /// counts them: never logged, as a peer that is gone draws one per datagram sent to it.
+    fn count_icmp(&mut self, relayed: RelayEndpoint) {
+        let Some((sock, _)) = self.relays.socket(relayed) else {
+            return;
+        };
+        let found = tern_sys::drain_icmp_errors(sock.as_fd(), 64);
+        self.io_errors[IoErrorKind::IcmpPortUnreachable.index()] += found.port_unreachable;
+        self.io_errors[IoErrorKind::IcmpUnreachable.index()] += found.unreachable;
+        self.io_errors[IoErrorKind::IcmpOther.index()] += found.other;
+    }
+
     /// Reads peer datagrams from the relay socket of `relayed`, frames each for its client
-    /// in place, and queues it for the next sendmmsg.
-    pub(super) fn drain_relay(&mut self, relayed: RelayEndpoint, now: Instant) {
+    /// in place, and queues it for the next sendmmsg. With `errors` (epoll's EPOLLERR), first
+    /// reads the ICMP errors queued for the socket and counts them.
+    pub(super) fn drain_relay(&mut self, relayed: RelayEndpoint, now: Instant, errors: bool) {
         let Some((sock, _)) = self.relays.socket(relayed) else {
             return;
         };
@@ -103,6 +116,10 @@ impl Worker {
             let _ = self.epoll.delete(sock);
             return;
         }
+        if errors {
+            self.count_icmp(relayed);
+        }
+        let mut icmp_reports = 0;
         let mut read = 0;
         while read < FAIR_SHARE {
             if self.peer_used == PEER_RING {
@@ -114,11 +131,21 @@ impl Worker {
                 break;
             };
             let received = self.peer_bufs.recv(sock.as_fd(), start, room, self.batched);
-            let n = received.unwrap_or_else(|e| {
-                self.io_errors[IoErrorKind::Receive.index()] += 1;
-                debug!(port = relayed.port, error = %e, "recv on relay socket");
-                0
-            });
+            let n = match received {
+                Ok(n) => n,
+                // A peer's ICMP answer, reported once (tern_sys::errqueue): count what is
+                // queued and read on.
+                Err(e) if tern_sys::is_icmp_report(&e) && icmp_reports < 4 => {
+                    icmp_reports += 1;
+                    self.count_icmp(relayed);
+                    continue;
+                }
+                Err(e) => {
+                    self.io_errors[IoErrorKind::Receive.index()] += 1;
+                    debug!(port = relayed.port, error = %e, "recv on relay socket");
+                    0
+                }
+            };
             if n == 0 {
                 break;
             }

@@ -215,7 +215,7 @@ impl Worker {
             // answers that are already framed.
             for r in &ready {
                 if let Some(Token::Relay(relayed)) = Token::decode(r.token()) {
-                    self.drain_relay(relayed, now);
+                    self.drain_relay(relayed, now, r.is_error());
                 }
             }
             self.flush_forwards();
@@ -287,8 +287,10 @@ impl Worker {
     }
 }
 
-/// Counts the datagrams a send lost to errors, and logs the last error at debug level.
+/// Counts the datagrams a send lost to errors (logging the last at debug level) and to a full
+/// socket buffer.
 fn count_refused(io_errors: &mut IoErrors, kind: IoErrorKind, report: SendReport) {
+    io_errors[IoErrorKind::SendBufferFull.index()] += report.unsent;
     if let Some(e) = report.last_error {
         io_errors[kind.index()] += report.refused;
         debug!(error = %e, datagrams = report.refused, "{}", kind.label());
