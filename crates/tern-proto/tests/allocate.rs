@@ -351,6 +351,7 @@ fn even_port_and_reservations() {
         1,
         "one allocated, one reserved, one in use"
     );
+    assert_eq!(h.server.shared().reserved_ports(), 1);
 
     // EVEN-PORT with RESERVATION-TOKEN is a bad request; an unknown token gets nothing.
     let mut c = Client::rest("192.0.2.12:1", "carol");
@@ -374,6 +375,7 @@ fn even_port_and_reservations() {
         even + 1
     );
     assert_eq!(h.stats().free_ports, 1);
+    assert_eq!(h.server.shared().reserved_ports(), 0, "redeemed");
     // The token is spent.
     let mut d = Client::rest("192.0.2.13:1", "dave");
     let r = d.request(&mut h, Method::ALLOCATE, &|w| {
@@ -404,6 +406,7 @@ fn unused_reservations_lapse() {
         1,
         "the reserved port is back after ~30 s"
     );
+    assert_eq!(h.server.shared().reserved_ports(), 0, "lapsed");
     assert_eq!(
         Client::rest("192.0.2.12:1", "c").allocate(&mut h).port(),
         50001
