@@ -28,7 +28,10 @@ pub fn conf(data: &[u8]) {
                 panic!("a file's syntax error comes from the file: {e}");
             };
             assert!((1..=lines).contains(&line), "{e}");
-            assert!(e.to_string().starts_with(&format!("{NAME}:{line}: ")), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("{NAME}:{line}: ")),
+                "{e}"
+            );
             return;
         }
     };
@@ -38,7 +41,10 @@ pub fn conf(data: &[u8]) {
             panic!("an entry of the file comes from the file: {e:?}");
         };
         assert!((1..=lines).contains(&line), "{e:?}");
-        assert!(!e.key.is_empty() && !e.key.contains(char::is_whitespace), "{e:?}");
+        assert!(
+            !e.key.is_empty() && !e.key.contains(char::is_whitespace),
+            "{e:?}"
+        );
         assert!(!e.key.starts_with('#'), "a comment is not a key: {e:?}");
         if let (Known::Implemented(k), Some(value)) = (lookup(&e.key), &e.value) {
             let secret = match k.name {
@@ -75,7 +81,10 @@ pub fn conf(data: &[u8]) {
         Ok(mapped) => {
             no_secret("the mapped configuration", &format!("{mapped:?}"));
             let core = &mapped.server.core;
-            assert!(core.relay_ports.iter().all(|p| core.relay_port_range.contains(p)));
+            assert!(core
+                .relay_ports
+                .iter()
+                .all(|p| core.relay_port_range.contains(p)));
         }
         Err(e) => no_secret("a mapping error", &format!("{e:#}")),
     }

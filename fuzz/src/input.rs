@@ -123,7 +123,12 @@ mod tests {
     #[test]
     fn what_is_written_reads_back() {
         let mut w = Writer::default();
-        w.u8(7).u16(0x4001).u32(600).u64(u64::MAX - 1).bytes(b"hello").raw(&[1, 2]);
+        w.u8(7)
+            .u16(0x4001)
+            .u32(600)
+            .u64(u64::MAX - 1)
+            .bytes(b"hello")
+            .raw(&[1, 2]);
         let mut r = Reader::new(&w.out);
         assert_eq!(r.u8(), 7);
         assert_eq!(r.u16(), 0x4001);
@@ -132,7 +137,11 @@ mod tests {
         assert_eq!(r.bytes(), b"hello");
         assert_eq!(r.array::<2>(), [1, 2]);
         assert!(r.is_empty());
-        assert_eq!((r.u8(), r.u32(), r.bytes()), (0, 0, &[][..]), "zeros past the end");
+        assert_eq!(
+            (r.u8(), r.u32(), r.bytes()),
+            (0, 0, &[][..]),
+            "zeros past the end"
+        );
     }
 
     #[test]

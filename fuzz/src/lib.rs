@@ -22,6 +22,7 @@ pub mod conf;
 pub mod core;
 pub mod input;
 pub mod proxy;
+pub mod seeds;
 
 pub mod stream;
 pub mod wire;

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use tern_wire::proxy::{
-    decode_header, Command, Decoded, Family, Limits, ProxyError, ProxyHeader, Transport,
-    Version, V1_MAX_LEN, V2_FIXED_LEN, V2_SIGNATURE,
+    decode_header, Command, Decoded, Family, Limits, ProxyError, ProxyHeader, Transport, Version,
+    V1_MAX_LEN, V2_FIXED_LEN, V2_SIGNATURE,
 };
 
 /// Two bytes of limit (the longest version 2 header accepted), then what a connection
@@ -48,11 +48,21 @@ fn check_header(buf: &[u8], limits: Limits, h: &ProxyHeader) {
     assert!(h.consumed <= buf.len());
     assert!(h.tlvs.start <= h.tlvs.end && h.tlvs.end <= h.consumed);
     if h.command == Command::Local {
-        assert_eq!((h.family, h.transport, h.addresses), (Family::Unspecified, Transport::Unspecified, None));
+        assert_eq!(
+            (h.family, h.transport, h.addresses),
+            (Family::Unspecified, Transport::Unspecified, None)
+        );
     }
     if let Some(a) = h.addresses {
         assert_eq!(a.source.is_ipv4(), a.destination.is_ipv4());
-        assert_eq!(h.family, if a.source.is_ipv4() { Family::Inet } else { Family::Inet6 });
+        assert_eq!(
+            h.family,
+            if a.source.is_ipv4() {
+                Family::Inet
+            } else {
+                Family::Inet6
+            }
+        );
         assert_ne!(h.transport, Transport::Unspecified);
     }
     match h.version {

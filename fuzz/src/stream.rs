@@ -117,11 +117,15 @@ fn check_frame(buf: &[u8], framing: Framing, frame: Frame) {
             assert_eq!(buf[0] & 0xC0, 0);
             assert_eq!(frame.len, HEADER_LEN + length);
             assert_eq!(frame.padding(), 0);
-            assert_eq!(u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]), MAGIC_COOKIE);
+            assert_eq!(
+                u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+                MAGIC_COOKIE
+            );
             // The framer checked the header; only the attributes can be wrong now.
             match Message::parse(message) {
                 Ok(_)
-                | Err(WireError::AttributeOverrun { .. } | WireError::BadAttributeLength { .. }) => {}
+                | Err(WireError::AttributeOverrun { .. } | WireError::BadAttributeLength { .. }) => {
+                }
                 Err(e) => panic!("a framed STUN message fails its header check: {e:?}"),
             }
         }
@@ -136,7 +140,10 @@ fn check_frame(buf: &[u8], framing: Framing, frame: Frame) {
             assert!(framing.rfc5766_channels || strict);
             let mut padded = message.to_vec();
             padded.extend_from_slice(&[0xEE; 3]);
-            assert_eq!(stream::pad_channel_data(&mut padded, length), frame.consumed);
+            assert_eq!(
+                stream::pad_channel_data(&mut padded, length),
+                frame.consumed
+            );
             assert!(padded[frame.len..frame.consumed].iter().all(|&b| b == 0));
         }
     }

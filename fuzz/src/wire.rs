@@ -44,7 +44,10 @@ pub fn stun_message(data: &[u8]) {
         assert!(a.offset >= HEADER_LEN && a.offset % 4 == 0, "{a:?}");
         let end = a.offset + 4 + a.value.len();
         assert!(end <= data.len(), "{a:?}");
-        assert_eq!(u16::from_be_bytes([data[a.offset], data[a.offset + 1]]), a.typ);
+        assert_eq!(
+            u16::from_be_bytes([data[a.offset], data[a.offset + 1]]),
+            a.typ
+        );
         assert_eq!(&data[a.offset + 4..end], a.value);
         assert!(
             !is_trailer(a.typ),
@@ -63,11 +66,16 @@ pub fn stun_message(data: &[u8]) {
     let integrity = msg.integrity_offset();
     let sha256 = msg.integrity_sha256_offset();
     if let Some(at) = integrity {
-        assert_eq!(msg.get(attr::MESSAGE_INTEGRITY).map(|a| a.value.len()), Some(20));
+        assert_eq!(
+            msg.get(attr::MESSAGE_INTEGRITY).map(|a| a.value.len()),
+            Some(20)
+        );
         assert_eq!(msg.get(attr::MESSAGE_INTEGRITY).map(|a| a.offset), Some(at));
     }
     if let Some(at) = sha256 {
-        let a = msg.get(attr::MESSAGE_INTEGRITY_SHA256).expect("found at its offset");
+        let a = msg
+            .get(attr::MESSAGE_INTEGRITY_SHA256)
+            .expect("found at its offset");
         assert_eq!(a.offset, at);
         assert!((16..=32).contains(&a.value.len()) && a.value.len() % 4 == 0);
     }
@@ -125,7 +133,11 @@ pub fn attribute(data: &[u8]) {
         return;
     }
     let mut buf = Vec::new();
-    let mut w = MessageWriter::new(&mut buf, MessageType::new(Method::BINDING, Class::Request), tid);
+    let mut w = MessageWriter::new(
+        &mut buf,
+        MessageType::new(Method::BINDING, Class::Request),
+        tid,
+    );
     w.attr(typ, value);
     w.finish();
     let parsed = Message::parse(&buf);
@@ -153,8 +165,14 @@ fn decode_all(typ: u16, value: &[u8], tid: &TransactionId) {
     }
     assert_eq!(attr::decode_u32(value, typ).is_ok(), value.len() == 4);
     assert_eq!(attr::decode_channel_number(value).is_ok(), value.len() == 4);
-    assert_eq!(attr::decode_requested_transport(value).is_ok(), value.len() == 4);
-    assert_eq!(attr::decode_address_family(value, typ).is_ok(), value.len() == 4);
+    assert_eq!(
+        attr::decode_requested_transport(value).is_ok(),
+        value.len() == 4
+    );
+    assert_eq!(
+        attr::decode_address_family(value, typ).is_ok(),
+        value.len() == 4
+    );
     assert_eq!(
         attr::decode_str(value, typ).is_ok(),
         std::str::from_utf8(value).is_ok()
@@ -176,7 +194,10 @@ fn decode_all(typ: u16, value: &[u8], tid: &TransactionId) {
             assert_eq!(attr::decode_error_code(a.value), Ok((code, reason)));
         }
     }
-    assert_eq!(attr::decode_unknown_attributes(value).count(), value.len() / 2);
+    assert_eq!(
+        attr::decode_unknown_attributes(value).count(),
+        value.len() / 2
+    );
     if let Ok(n) = attr::decode_channel_number(value) {
         assert_eq!(
             ChannelNumber::new(n).is_ok(),
@@ -204,7 +225,10 @@ pub fn channel_data(data: &[u8]) {
     let number = u16::from_be_bytes([data[0], data[1]]);
     let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
     assert_eq!(cd.channel.get(), number);
-    assert_eq!(cd.payload, &data[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + len]);
+    assert_eq!(
+        cd.payload,
+        &data[CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + len]
+    );
     assert_eq!(strict.is_ok(), number <= ChannelNumber::MAX);
 
     let mut header = [0u8; CHANNEL_DATA_HEADER_LEN];
@@ -268,7 +292,11 @@ pub fn writer(data: &[u8]) {
         let signed = flags & 3 != 0;
         assert_eq!(
             msg.check_integrity(KEY),
-            if signed { Integrity::Valid } else { Integrity::Absent }
+            if signed {
+                Integrity::Valid
+            } else {
+                Integrity::Absent
+            }
         );
         assert_eq!(msg.check_fingerprint(), (flags & 4 != 0).then_some(true));
     }
@@ -282,7 +310,10 @@ pub fn writer(data: &[u8]) {
     if w.finish() <= MAX_MESSAGE {
         let msg = Message::parse(&buf).expect("an ERROR-CODE message parses");
         let a = msg.get(attr::ERROR_CODE).expect("ERROR-CODE");
-        assert_eq!(attr::decode_error_code(a.value), Ok((code, reason.as_str())));
+        assert_eq!(
+            attr::decode_error_code(a.value),
+            Ok((code, reason.as_str()))
+        );
     }
 
     // A Data indication framed around a payload in place, as the relay does.
@@ -301,7 +332,10 @@ pub fn writer(data: &[u8]) {
             fingerprint,
         );
         let msg = Message::parse(&frame[range]).expect("a Data indication parses");
-        assert_eq!(msg.message_type(), MessageType::new(Method::DATA, Class::Indication));
+        assert_eq!(
+            msg.message_type(),
+            MessageType::new(Method::DATA, Class::Indication)
+        );
         let a = msg.get(attr::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
         assert_eq!(attr::decode_xor_address(a.value, a.typ, &tid), Ok(peer));
         assert_eq!(msg.get(attr::DATA).map(|a| a.value), Some(payload));

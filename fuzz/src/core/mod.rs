@@ -42,12 +42,17 @@ mod model;
 pub mod ops;
 mod world;
 
-pub use world::{Config, World, CLIENTS, CREDENTIALS};
+pub use world::{Config, Tally, World, CLIENTS, CREDENTIALS};
 
 use crate::input::Reader;
 
 /// Runs one input; see the module docs.
 pub fn core(data: &[u8]) {
+    run(data);
+}
+
+/// Runs one input and says what happened in it.
+pub fn run(data: &[u8]) -> Tally {
     let mut r = Reader::new(data);
     let config = Config::read(&mut r);
     let mut world = World::new(config);
@@ -59,4 +64,5 @@ pub fn core(data: &[u8]) {
         world.apply(&op);
     }
     world.finish();
+    world.tally
 }

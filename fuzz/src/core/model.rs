@@ -42,8 +42,9 @@ pub(crate) struct Held {
 pub(crate) struct Model {
     /// Relay ports claimed and not released, with their allocations.
     pub claimed: BTreeMap<u16, Held>,
-    /// Channels bound and not unbound.
-    pub channels: Vec<BoundChannel>,
+    /// Channels bound and not unbound, with their workers (allocation handles are each
+    /// worker's own).
+    pub channels: Vec<(usize, BoundChannel)>,
     /// RESERVATION-TOKENs handed out.
     pub tokens: Vec<[u8; 8]>,
 }
@@ -104,7 +105,10 @@ impl World {
     /// Whether data may go to `peer`: the filter allows it, or it is the server's own
     /// address on a relay port.
     fn relay_ok(&self, peer: SocketAddr) -> bool {
-        let relay_port = self.workers[0].config().relay_port_range.contains(&peer.port());
+        let relay_port = self.workers[0]
+            .config()
+            .relay_port_range
+            .contains(&peer.port());
         self.filter.allows(peer.ip()) || (self.is_own(peer.ip()) && relay_port)
     }
 
@@ -130,7 +134,11 @@ impl World {
             match seen {
                 Seen::Transmit(to, bytes) => {
                     assert!(request, "a transmit after {step:?}: {to:?}");
-                    assert_eq!(to, Destination::Client(five.unwrap()), "a reply goes to the requester");
+                    assert_eq!(
+                        to,
+                        Destination::Client(five.unwrap()),
+                        "a reply goes to the requester"
+                    );
                     assert!(reply.is_none(), "one reply per request");
                     reply = Some((k, bytes));
                 }
@@ -140,9 +148,18 @@ impl World {
                     let port = relayed.port;
                     assert_eq!(relayed.family, Family::of(self.relayed_ip));
                     let pool = self.workers[w].config();
-                    assert!(pool.relay_ports.contains(&port), "port {port} is not in the pool");
-                    assert!(!self.model.claimed.contains_key(&port), "port {port} claimed twice");
-                    assert!(self.model.held_by(&five).is_none(), "a second allocation for {five:?}");
+                    assert!(
+                        pool.relay_ports.contains(&port),
+                        "port {port} is not in the pool"
+                    );
+                    assert!(
+                        !self.model.claimed.contains_key(&port),
+                        "port {port} claimed twice"
+                    );
+                    assert!(
+                        self.model.held_by(&five).is_none(),
+                        "a second allocation for {five:?}"
+                    );
                     let held = Held {
                         five,
                         allocation,
@@ -154,43 +171,68 @@ impl World {
                     claims.push((k, port));
                 }
                 Seen::Release(relayed, allocation) => {
-                    let held = self
-                        .model
-                        .claimed
-                        .remove(&relayed.port)
-                        .unwrap_or_else(|| panic!("release of port {} nobody holds", relayed.port));
+                    let held =
+                        self.model.claimed.remove(&relayed.port).unwrap_or_else(|| {
+                            panic!("release of port {} nobody holds", relayed.port)
+                        });
                     assert_eq!((held.allocation, held.worker), (allocation, w));
                     if let Some(five) = five {
                         assert_eq!(held.five, five, "{step:?} ends another client's allocation");
                     }
                     assert!(
-                        !self.model.channels.iter().any(|c| c.allocation == allocation),
+                        !self
+                            .model
+                            .channels
+                            .iter()
+                            .any(|(cw, c)| *cw == w && c.allocation == allocation),
                         "released before its channels were unbound"
                     );
                     released.push(k);
+                    self.tally.released += 1;
                 }
                 Seen::Bound(b) => {
                     assert!(request, "a channel bound after {step:?}");
                     assert_eq!(Some(b.five_tuple), five);
-                    let held = self.model.claimed.get(&b.relayed.port).expect("a held port");
+                    let held = self
+                        .model
+                        .claimed
+                        .get(&b.relayed.port)
+                        .expect("a held port");
                     assert_eq!((held.allocation, held.five), (b.allocation, b.five_tuple));
-                    assert!(self.relay_ok(b.peer), "a channel to refused peer {}", b.peer);
-                    let top = if self.config.flags & 2 != 0 { 0x7FFF } else { 0x4FFF };
+                    assert!(
+                        self.relay_ok(b.peer),
+                        "a channel to refused peer {}",
+                        b.peer
+                    );
+                    let top = if self.config.flags & 2 != 0 {
+                        0x7FFF
+                    } else {
+                        0x4FFF
+                    };
                     assert!((0x4000..=top).contains(&b.number.get()));
                     assert!(
-                        !self.model.channels.iter().any(|c| c.allocation == b.allocation
+                        !self.model.channels.iter().any(|(cw, c)| *cw == w
+                            && c.allocation == b.allocation
                             && (c.number == b.number || c.peer == b.peer)),
                         "a channel number or peer bound twice: {b:?}"
                     );
-                    self.model.channels.push(b);
+                    self.model.channels.push((w, b));
                     bound.push(k);
                 }
                 Seen::Unbound(b) => {
-                    let i = self.model.channels.iter().position(|c| *c == b);
+                    let i = self
+                        .model
+                        .channels
+                        .iter()
+                        .position(|(cw, c)| *cw == w && *c == b);
                     let i = i.unwrap_or_else(|| panic!("unbinding a channel never bound: {b:?}"));
                     self.model.channels.swap_remove(i);
+                    self.tally.unbound += 1;
                     if let Some(five) = five {
-                        assert_eq!(b.five_tuple, five, "{step:?} unbinds another client's channel");
+                        assert_eq!(
+                            b.five_tuple, five,
+                            "{step:?} unbinds another client's channel"
+                        );
                     }
                 }
                 Seen::Event(Event::AllocationCreated {
@@ -200,7 +242,11 @@ impl World {
                 }) => {
                     assert_eq!(Some(five_tuple), five);
                     assert_eq!(relayed.ip(), self.relayed_ip);
-                    let held = self.model.claimed.get_mut(&relayed.port()).expect("claimed");
+                    let held = self
+                        .model
+                        .claimed
+                        .get_mut(&relayed.port())
+                        .expect("claimed");
                     held.username = username;
                 }
                 Seen::Event(_) => {}
@@ -211,10 +257,16 @@ impl World {
         };
         let reply_at = reply.as_ref().map(|r| r.0);
         for k in claims.iter().map(|c| &c.0).chain(&bound) {
-            assert!(reply_at.is_some_and(|r| *k < r), "a claim or binding comes before the reply");
+            assert!(
+                reply_at.is_some_and(|r| *k < r),
+                "a claim or binding comes before the reply"
+            );
         }
         for k in &released {
-            assert!(reply_at.is_some_and(|r| *k > r), "a release comes after the reply");
+            assert!(
+                reply_at.is_some_and(|r| *k > r),
+                "a release comes after the reply"
+            );
         }
         let (_, bytes) = reply?;
         self.check_reply(*index, data, &bytes, &claims);
@@ -230,22 +282,35 @@ impl World {
         assert_eq!(msg.transaction_id(), req.transaction_id());
         assert_eq!(msg.method(), req.method());
         if self.config.flags & 1 != 0 || req.check_fingerprint().is_some() {
-            assert_eq!(msg.check_fingerprint(), Some(true), "a reply with FINGERPRINT");
+            assert_eq!(
+                msg.check_fingerprint(),
+                Some(true),
+                "a reply with FINGERPRINT"
+            );
         } else {
             assert_eq!(msg.check_fingerprint(), None);
         }
         match msg.class() {
             Class::Error => {
-                let a = msg.get(attr::ERROR_CODE).expect("an error carries ERROR-CODE");
+                let a = msg
+                    .get(attr::ERROR_CODE)
+                    .expect("an error carries ERROR-CODE");
                 let (code, _) = attr::decode_error_code(a.value).expect("a valid ERROR-CODE");
+                self.tally.error(code);
                 if matches!(code, 401 | 438) {
                     if let Some(nonce) = msg.get(attr::NONCE) {
                         self.clients[i].nonce = Some(nonce.value.to_vec());
                     }
                 }
-                assert!(claims.is_empty(), "a relay port claimed for a failed Allocate");
+                assert!(
+                    claims.is_empty(),
+                    "a relay port claimed for a failed Allocate"
+                );
             }
-            Class::Success => self.check_success(&five, &req, &msg, claims),
+            Class::Success => {
+                self.tally.success(msg.method());
+                self.check_success(&five, &req, &msg, claims);
+            }
             class => panic!("a reply of class {class:?}"),
         }
     }
@@ -260,8 +325,13 @@ impl World {
         let tid = req.transaction_id();
         let method = req.method();
         if method == Method::BINDING {
-            let a = msg.get(attr::XOR_MAPPED_ADDRESS).expect("XOR-MAPPED-ADDRESS");
-            assert_eq!(attr::decode_xor_address(a.value, a.typ, &tid), Ok(five.client));
+            let a = msg
+                .get(attr::XOR_MAPPED_ADDRESS)
+                .expect("XOR-MAPPED-ADDRESS");
+            assert_eq!(
+                attr::decode_xor_address(a.value, a.typ, &tid),
+                Ok(five.client)
+            );
             assert!(claims.is_empty());
             return;
         }
@@ -271,7 +341,11 @@ impl World {
                 method.name()
             )
         });
-        assert_eq!(msg.check_integrity(&key), Integrity::Valid, "signed with the request's key");
+        assert_eq!(
+            msg.check_integrity(&key),
+            Integrity::Valid,
+            "signed with the request's key"
+        );
         let username = req.get(attr::USERNAME).expect("authenticated").value;
         let username = std::str::from_utf8(username).expect("authenticated");
         if method != Method::ALLOCATE {
@@ -279,10 +353,15 @@ impl World {
         }
         match method {
             Method::ALLOCATE => {
-                let a = msg.get(attr::XOR_RELAYED_ADDRESS).expect("XOR-RELAYED-ADDRESS");
+                let a = msg
+                    .get(attr::XOR_RELAYED_ADDRESS)
+                    .expect("XOR-RELAYED-ADDRESS");
                 let relayed = attr::decode_xor_address(a.value, a.typ, &tid).expect("valid");
                 assert_eq!(relayed.ip(), self.relayed_ip);
-                let (port, held) = self.model.held_by(five).expect("an allocation after success");
+                let (port, held) = self
+                    .model
+                    .held_by(five)
+                    .expect("an allocation after success");
                 assert_eq!(port, relayed.port());
                 match claims {
                     [(_, claimed)] => {
@@ -302,7 +381,11 @@ impl World {
                 let a = msg.get(attr::LIFETIME).expect("LIFETIME");
                 let lifetime = attr::decode_u32(a.value, a.typ).expect("valid");
                 let held = self.model.held_by(five).is_some();
-                assert_eq!(held, lifetime != 0, "a Refresh to 0 ends the allocation, others keep it");
+                assert_eq!(
+                    held,
+                    lifetime != 0,
+                    "a Refresh to 0 ends the allocation, others keep it"
+                );
             }
             Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
                 assert!(self.model.held_by(five).is_some());
@@ -356,7 +439,7 @@ impl World {
     /// A client datagram's decision: relayed only from the client's own allocation, to a
     /// peer it may reach, with the payload where the message has it.
     pub(crate) fn check_client_output(
-        &self,
+        &mut self,
         i: usize,
         data: &[u8],
         out: &ClientOutput,
@@ -371,24 +454,41 @@ impl World {
         else {
             return;
         };
+        self.tally.relayed += 1;
         let five = self.clients[i].five;
-        let (port, held) = self.model.held_by(&five).expect("relayed without an allocation");
-        assert_eq!(*relayed, RelayEndpoint { family: Family::of(self.relayed_ip), port });
+        let (port, held) = self
+            .model
+            .held_by(&five)
+            .expect("relayed without an allocation");
+        assert_eq!(
+            *relayed,
+            RelayEndpoint {
+                family: Family::of(self.relayed_ip),
+                port
+            }
+        );
         assert!(self.relay_ok(*peer), "relayed to refused peer {peer}");
         assert!(payload.start <= payload.end && payload.end <= data.len());
         match classify(data) {
             PacketKind::ChannelData => {
                 let number = u16::from_be_bytes([data[0], data[1]]);
                 let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
-                let bound = self.model.channels.iter().find(|c| {
-                    c.allocation == held.allocation && c.number.get() == number
+                let bound = self.model.channels.iter().find(|(w, c)| {
+                    *w == held.worker && c.allocation == held.allocation && c.number.get() == number
                 });
-                assert_eq!(bound.map(|c| c.peer), Some(*peer), "ChannelData to its channel's peer");
+                assert_eq!(
+                    bound.map(|c| c.1.peer),
+                    Some(*peer),
+                    "ChannelData to its channel's peer"
+                );
                 assert_eq!(*payload, 4..4 + len);
             }
             PacketKind::Stun => {
                 let msg = Message::parse(data).expect("relayed from a valid message");
-                assert_eq!((msg.method(), msg.class()), (Method::SEND, Class::Indication));
+                assert_eq!(
+                    (msg.method(), msg.class()),
+                    (Method::SEND, Class::Indication)
+                );
                 let d = msg.get(attr::DATA).expect("DATA");
                 assert_eq!(*payload, d.offset + 4..d.offset + 4 + d.value.len());
                 let a = msg.get(attr::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
@@ -402,7 +502,7 @@ impl World {
     /// A peer datagram's decision: forwarded only to the client holding the port, from a
     /// peer it may hear from, framed as its channel or as a Data indication.
     pub(crate) fn check_peer_output(
-        &self,
+        &mut self,
         relayed: RelayEndpoint,
         peer: SocketAddr,
         payload: &[u8],
@@ -412,8 +512,13 @@ impl World {
         let PeerOutput::Forward { five_tuple, range } = out else {
             return;
         };
+        self.tally.forwarded += 1;
         assert_eq!(relayed.family, Family::of(self.relayed_ip));
-        let held = self.model.claimed.get(&relayed.port).expect("forwarded from a port nobody holds");
+        let held = self
+            .model
+            .claimed
+            .get(&relayed.port)
+            .expect("forwarded from a port nobody holds");
         assert_eq!(held.five, *five_tuple, "forwarded to another client");
         let peer = canonical(peer);
         assert!(
@@ -425,7 +530,8 @@ impl World {
             .model
             .channels
             .iter()
-            .find(|c| c.allocation == held.allocation && c.peer == peer);
+            .find(|(w, c)| *w == held.worker && c.allocation == held.allocation && c.peer == peer)
+            .map(|(_, c)| c);
         match channel {
             Some(c) => {
                 let [hi, lo] = c.number.get().to_be_bytes();
@@ -435,7 +541,10 @@ impl World {
             }
             None => {
                 let msg = Message::parse(framed).expect("a Data indication parses");
-                assert_eq!((msg.method(), msg.class()), (Method::DATA, Class::Indication));
+                assert_eq!(
+                    (msg.method(), msg.class()),
+                    (Method::DATA, Class::Indication)
+                );
                 let a = msg.get(attr::XOR_PEER_ADDRESS).expect("XOR-PEER-ADDRESS");
                 let from = attr::decode_xor_address(a.value, a.typ, &msg.transaction_id());
                 assert_eq!(from, Ok(peer));

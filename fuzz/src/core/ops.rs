@@ -36,8 +36,9 @@ pub enum Op {
     },
     /// A datagram from a peer to a relayed endpoint.
     Peer {
-        /// Below 0x80: one of the relay ports held now, by rank; else the pool's first port
-        /// plus `port & 0x7F`, which may be held or not, or outside the pool.
+        /// Below 0x80: the relay port of client `port` modulo the clients, the victim
+        /// included, if it holds one; otherwise the pool's first port plus `port & 0x7F`,
+        /// which may be held or not, or outside the pool.
         port: u8,
         /// Which peer (modulo the table of peers).
         peer: u8,

@@ -187,12 +187,29 @@ fn clients() -> Vec<Client> {
 
 /// Addresses the default peer filter must refuse, whatever else it does.
 const MUST_REFUSE: &[&str] = &[
-    "127.0.0.1", "10.1.2.3", "192.168.1.1", "172.16.0.1", "169.254.169.254", "0.0.0.0",
-    "255.255.255.255", "100.64.0.1", "::1", "::", "::ffff:127.0.0.1", "::ffff:10.1.2.3",
-    "fe80::1", "fc00::1", "2001:db8::5",
+    "127.0.0.1",
+    "10.1.2.3",
+    "192.168.1.1",
+    "172.16.0.1",
+    "169.254.169.254",
+    "0.0.0.0",
+    "255.255.255.255",
+    "100.64.0.1",
+    "::1",
+    "::",
+    "::ffff:127.0.0.1",
+    "::ffff:10.1.2.3",
+    "fe80::1",
+    "fc00::1",
+    "2001:db8::5",
 ];
 /// Public addresses it must allow.
-const MUST_ALLOW: &[&str] = &["93.184.216.34", "151.101.1.69", "2606:4700:4700::1111", "::ffff:93.184.216.34"];
+const MUST_ALLOW: &[&str] = &[
+    "93.184.216.34",
+    "151.101.1.69",
+    "2606:4700:4700::1111",
+    "::ffff:93.184.216.34",
+];
 
 /// The peers: public ones (index 1 is the victim's over IPv4, 2 over IPv6), refused ones,
 /// and the server's own relayed address on a relay port and on another port.
@@ -227,6 +244,57 @@ fn peers(relayed_ip: IpAddr) -> Vec<SocketAddr> {
     peers
 }
 
+/// What happened in a run, besides the victim's traffic: what the scripts in the seed
+/// corpus are checked to reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Success responses, by method.
+    pub successes: Vec<(Method, u32)>,
+    /// Error responses, by code.
+    pub errors: Vec<(u16, u32)>,
+    /// Client datagrams relayed to a peer.
+    pub relayed: u32,
+    /// Peer datagrams forwarded to a client.
+    pub forwarded: u32,
+    /// Allocations that ended, and channels unbound.
+    pub released: u32,
+    /// Channels unbound.
+    pub unbound: u32,
+}
+
+fn bump<K: PartialEq>(counts: &mut Vec<(K, u32)>, key: K) {
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((key, 1)),
+    }
+}
+
+impl Tally {
+    pub(crate) fn success(&mut self, method: Method) {
+        bump(&mut self.successes, method);
+    }
+
+    pub(crate) fn error(&mut self, code: u16) {
+        bump(&mut self.errors, code);
+    }
+
+    /// Successes of `method`.
+    pub fn successes(&self, method: Method) -> u32 {
+        self.successes
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map_or(0, |c| c.1)
+    }
+
+    /// Errors with `code`.
+    pub fn errors(&self, code: u16) -> u32 {
+        self.errors
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(0, |c| c.1)
+    }
+}
+
 /// The victim's allocation, as set up before the input runs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Victim {
@@ -254,6 +322,8 @@ pub struct World {
     pub(crate) peers: Vec<SocketAddr>,
     pub(crate) model: Model,
     pub(crate) victim: Victim,
+    /// What the input did (the victim's setup and upkeep not counted).
+    pub tally: Tally,
 }
 
 impl World {
@@ -282,10 +352,16 @@ impl World {
         core.max_channels_per_allocation = 4;
         let filter = PeerFilter::new(core.peer_filter.clone());
         for ip in MUST_REFUSE {
-            assert!(!filter.allows(ip.parse().unwrap()), "the filter lets {ip} through");
+            assert!(
+                !filter.allows(ip.parse().unwrap()),
+                "the filter lets {ip} through"
+            );
         }
         for ip in MUST_ALLOW {
-            assert!(filter.allows(ip.parse().unwrap()), "the filter refuses {ip}");
+            assert!(
+                filter.allows(ip.parse().unwrap()),
+                "the filter refuses {ip}"
+            );
         }
         let shared = SharedState::new(core.relay_ports.clone(), 0x5eed);
         #[allow(clippy::disallowed_methods)] // The one real clock reading: the origin.
@@ -318,6 +394,7 @@ impl World {
                 refreshed: t0,
                 alive: false,
             },
+            tally: Tally::default(),
         };
         world.victim_request(Method::ALLOCATE, vec![Attr::Transport(attr::TRANSPORT_UDP)]);
         let held = world
@@ -328,6 +405,7 @@ impl World {
         world.victim_request(Method::CHANNEL_BIND, world.victim_binding());
         world.victim.alive = true;
         world.check();
+        world.tally = Tally::default();
         world
     }
 
@@ -408,7 +486,10 @@ impl World {
             self.advance(2 * 3600 + 2 * TIME_STEP, false);
         }
         self.check();
-        assert!(self.model.claimed.is_empty(), "allocations outlived their lifetime");
+        assert!(
+            self.model.claimed.is_empty(),
+            "allocations outlived their lifetime"
+        );
         assert!(self.model.channels.is_empty());
         assert_eq!(self.shared.reserved_ports(), 0);
         assert_eq!(self.shared.free_ports(), self.shared.pool_size());
@@ -433,11 +514,11 @@ impl World {
     }
 
     fn peer_datagram(&mut self, port: u8, peer: u8, flags: u8, payload: &[u8]) {
-        let held: Vec<u16> = self.model.claimed.keys().copied().collect();
-        let port = if port < 0x80 && !held.is_empty() {
-            held[usize::from(port) % held.len()]
-        } else {
-            FIRST_PORT + u16::from(port & 0x7F)
+        let client = self.clients[usize::from(port) % self.clients.len()].five;
+        let held = self.model.held_by(&client).map(|(p, _)| p);
+        let port = match held {
+            Some(p) if port < 0x80 => p,
+            _ => FIRST_PORT + u16::from(port & 0x7F),
         };
         let worker = self
             .model
@@ -455,10 +536,18 @@ impl World {
         let tailroom = if flags & 4 != 0 { 0 } else { PEER_TAILROOM };
         let mut buf = vec![0xEE; PEER_HEADROOM + payload.len() + tailroom];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
-        let out =
-            self.workers[worker].handle_peer_datagram(self.now, relayed, peer, &mut buf, payload.len());
+        let out = self.workers[worker].handle_peer_datagram(
+            self.now,
+            relayed,
+            peer,
+            &mut buf,
+            payload.len(),
+        );
         if tailroom == 0 {
-            assert!(matches!(out, PeerOutput::Drop(_)), "framed without room: {out:?}");
+            assert!(
+                matches!(out, PeerOutput::Drop(_)),
+                "framed without room: {out:?}"
+            );
         }
         self.check_peer_output(relayed, peer, payload, &buf, &out);
     }
@@ -489,12 +578,16 @@ impl World {
     }
 
     fn victim_binding(&self) -> Vec<Attr> {
-        let peer = self.peers.iter().position(|p| *p == self.victim.peer).expect("a peer");
+        let peer = self
+            .peers
+            .iter()
+            .position(|p| *p == self.victim.peer)
+            .expect("a peer");
         vec![Attr::Channel(VICTIM_CHANNEL), Attr::Peer(peer as u8)]
     }
 
-    /// A request of the victim's, as a client sends it: retried once after a 401 or 438
-    /// with the nonce that came back. It must succeed.
+    /// A request of the victim's, as a client sends it: challenged first while it holds no
+    /// nonce, retried once after a 401 or 438 with the nonce that came back. It must succeed.
     fn victim_request(&mut self, method: Method, attrs: Vec<Attr>) {
         let req = Request {
             client: VICTIM as u8,
@@ -508,6 +601,21 @@ impl World {
             nonce: 0,
             raw_nonce: Vec::new(),
         };
+        let tally = self.tally.clone();
+        self.victim_exchange(method, req);
+        self.tally = tally;
+    }
+
+    fn victim_exchange(&mut self, method: Method, req: Request) {
+        if self.clients[VICTIM].nonce.is_none() {
+            // The first request goes unsigned: its 401 brings the nonce.
+            let challenge = Request {
+                auth: 0,
+                ..req.clone()
+            };
+            let data = self.build(VICTIM, &challenge);
+            self.client_datagram(VICTIM, &data).expect("a 401");
+        }
         let mut code = None;
         for _ in 0..2 {
             let data = self.build(VICTIM, &req);
@@ -527,8 +635,12 @@ impl World {
 
     /// The bytes of a request built by client `i`.
     fn build(&mut self, i: usize, req: &Request) -> Vec<u8> {
-        let class = [Class::Request, Class::Indication, Class::Success, Class::Error]
-            [usize::from(req.class & 3)];
+        let class = [
+            Class::Request,
+            Class::Indication,
+            Class::Success,
+            Class::Error,
+        ][usize::from(req.class & 3)];
         let client = &mut self.clients[i];
         if !req.same_tid {
             client.sent += 1;
@@ -591,7 +703,10 @@ impl World {
     fn write_attr(&self, w: &mut MessageWriter<'_>, a: &Attr) {
         match a {
             Attr::Peer(p) => {
-                w.xor_address(attr::XOR_PEER_ADDRESS, self.peers[usize::from(*p) % self.peers.len()]);
+                w.xor_address(
+                    attr::XOR_PEER_ADDRESS,
+                    self.peers[usize::from(*p) % self.peers.len()],
+                );
             }
             Attr::Address { v6, port, ip } => {
                 let ip: IpAddr = if *v6 {
