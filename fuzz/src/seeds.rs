@@ -677,7 +677,7 @@ fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
         send(0, 0),
         signed(0, 0, M::REFRESH, vec![Attr::Lifetime(0)]),
     ]);
-    scripts.push(("session".to_owned(), script(0, 0, &session)));
+    scripts.push(("session".to_owned(), script(0, 1, &session)));
 
     // After a while the nonce is stale: the first try brings a fresh one (438).
     let twice = |op: Op| [op.clone(), op];
@@ -692,7 +692,7 @@ fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
     expiry.extend(twice(signed(1, 0, M::REFRESH, vec![])));
     expiry.push(ask(0, M::ALLOCATE, vec![udp()]));
     expiry.push(signed(0, 6, M::ALLOCATE, vec![udp()]));
-    scripts.push(("rest-expiry".to_owned(), script(0, 0, &expiry)));
+    scripts.push(("rest-expiry".to_owned(), script(0, 1, &expiry)));
 
     let reservation = vec![
         ask(0, M::ALLOCATE, vec![udp()]),
@@ -709,7 +709,7 @@ fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
         signed(5, 3, M::ALLOCATE, vec![udp(), Attr::EvenPort(0)]),
         Op::Advance { secs: 40 },
     ];
-    scripts.push(("reservation".to_owned(), script(0, 1, &reservation)));
+    scripts.push(("reservation".to_owned(), script(0, 0, &reservation)));
 
     let mut streams = allocate(3, 2);
     streams.extend(allocate(4, 3));
@@ -725,7 +725,7 @@ fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
         peer(3, 1, b"closed"),
         Op::Close { client: 4 },
     ]);
-    scripts.push(("streams".to_owned(), script(0x01, 0, &streams)));
+    scripts.push(("streams".to_owned(), script(0x01, 1, &streams)));
 
     let mut quota = Vec::new();
     for (client, cred) in [(0, 0), (1, 2), (2, 3), (3, 4), (4, 2), (5, 2)] {
@@ -747,7 +747,7 @@ fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
     exhaust.push(Op::Advance { secs: 31 });
     exhaust.push(signed(0, 2, M::REFRESH, vec![Attr::Lifetime(0)]));
     exhaust.push(signed(5, 2, M::ALLOCATE, vec![udp()]));
-    scripts.push(("exhaust".to_owned(), script(0, 0, &exhaust)));
+    scripts.push(("exhaust".to_owned(), script(0, 1, &exhaust)));
 
     let mut drain = allocate(0, 2);
     drain.extend([

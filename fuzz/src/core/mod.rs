@@ -36,7 +36,7 @@
 //!   counts agree with what the outputs said.
 //! - The victim's allocation survives: its ChannelData reaches its peer and its peer's
 //!   datagrams reach it, after every step.
-//! - At the end every allocation expires (or the server shuts down) and the pool is whole.
+//! - At the end the server shuts down (or every allocation expires) and the pool is whole.
 
 mod model;
 pub mod ops;
