@@ -49,6 +49,11 @@ impl Server {
         if let Some(&id) = self.by_five_tuple.get(&five_tuple) {
             let a = self.allocation(id);
             if a.allocate_tid == msg.transaction_id() {
+                // A retransmission is a request for the existing allocation, so it must come
+                // from the allocation's user (RFC 8656 §5), like every other request on it.
+                if &*a.username != username {
+                    return Err(RequestError::WrongCredentials);
+                }
                 let (lifetime, token) = (a.granted_lifetime, a.reservation_token);
                 let relayed = a.relayed.first();
                 return Ok(self.allocate_success(relayed, five_tuple, lifetime, token, key));
