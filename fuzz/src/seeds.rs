@@ -5,7 +5,9 @@
 //!   talking to tern (`tools/record.sh`), committed as they came;
 //! - `gen-*`: what [`generate`] writes, built with the codec's own encoder as clients and
 //!   servers send them, the four RFC 5769 test vectors, PROXY headers, configuration files,
-//!   and scripts for the core target, some of them wrapping the recorded datagrams.
+//!   and scripts for the core target, some of them wrapping the recorded datagrams;
+//! - `crash-*`: inputs on which a target found a bug, kept once the bug was fixed (each
+//!   also has a regression test in the crate where the bug was).
 //!
 //! `examples/seeds.rs` writes the `gen-*` files; the main workspace's corpus test replays
 //! every seed and fails if the committed `gen-*` files differ from what [`generate`] gives.
