@@ -33,11 +33,16 @@ pub(crate) const VICTIM: usize = CLIENTS;
 /// Credentials the input signs with.
 pub const CREDENTIALS: usize = 8;
 const VICTIM_CRED: u8 = 4;
-/// The victim's channel, and how often it refreshes (well inside every lifetime).
+/// The victim's channel. It binds it again once this old, which keeps its permission (300 s)
+/// and the channel (600 s) alive whatever the time steps, and refreshes its allocation
+/// (3,600 s) once this old.
 const VICTIM_CHANNEL: u16 = 0x4000;
-const VICTIM_REFRESH: Duration = Duration::from_secs(120);
-/// Time moves in steps of at most this, so the victim can keep up.
-const TIME_STEP: u64 = 60;
+const VICTIM_REBIND: Duration = Duration::from_secs(150);
+const VICTIM_REFRESH: Duration = Duration::from_secs(1800);
+/// Time moves in steps of at most this while the victim keeps up: with [`VICTIM_REBIND`],
+/// under the permission lifetime.
+const TIME_STEP: u64 = 120;
+const _: () = assert!(TIME_STEP + VICTIM_REBIND.as_secs() < 300);
 
 /// The two configuration bytes at the front of an input.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -301,6 +306,7 @@ impl Tally {
 pub(crate) struct Victim {
     pub relayed: RelayEndpoint,
     pub peer: SocketAddr,
+    bound: Instant,
     refreshed: Instant,
     /// Cleared for the ending, when everything is let expire.
     pub alive: bool,
@@ -392,12 +398,14 @@ impl World {
                     port: 0,
                 },
                 peer: victim_peer,
+                bound: t0,
                 refreshed: t0,
                 alive: false,
             },
             tally: Tally::default(),
         };
-        world.victim_request(Method::ALLOCATE, vec![Attr::Transport(attr::TRANSPORT_UDP)]);
+        let allocate = vec![Attr::Transport(attr::TRANSPORT_UDP), Attr::Lifetime(3600)];
+        world.victim_request(Method::ALLOCATE, allocate);
         let held = world
             .model
             .held_by(&world.clients[VICTIM].five)
@@ -554,8 +562,8 @@ impl World {
     }
 
     /// Moves both clocks `secs` forward, running the timers and checking after each step;
-    /// with `maintain`, in steps of a minute after each of which the victim refreshes as a
-    /// client would when its last refresh is two minutes old.
+    /// with `maintain`, in steps of [`TIME_STEP`] after each of which the victim binds its
+    /// channel again and refreshes its allocation as a client would when they are due.
     fn advance(&mut self, secs: u64, maintain: bool) {
         let mut left = secs;
         // Without the victim's upkeep, one step: the timer wheel takes a long jump at once.
@@ -571,9 +579,12 @@ impl World {
             }
             self.check();
             if maintain && self.now - self.victim.refreshed >= VICTIM_REFRESH {
-                self.victim_request(Method::REFRESH, vec![Attr::Lifetime(600)]);
-                self.victim_request(Method::CHANNEL_BIND, self.victim_binding());
+                self.victim_request(Method::REFRESH, vec![Attr::Lifetime(3600)]);
                 self.victim.refreshed = self.now;
+            }
+            if maintain && self.now - self.victim.bound >= VICTIM_REBIND {
+                self.victim_request(Method::CHANNEL_BIND, self.victim_binding());
+                self.victim.bound = self.now;
             }
             if left == 0 {
                 break;
