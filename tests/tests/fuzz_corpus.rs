@@ -136,6 +136,12 @@ fn core_scripts_reach_their_states() {
         2,
         "SHA-256 and its retransmission: {t:?}"
     );
+    let (_, _, crash) = files
+        .iter()
+        .find(|(t, n, _)| t == "core" && n == "crash-retransmit-other-user")
+        .expect("the input that found the retransmission bug");
+    let t = run(crash);
+    assert_eq!(t.errors(441), 1, "another user's retransmission: {t:?}");
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),
