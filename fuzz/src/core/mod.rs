@@ -38,11 +38,17 @@
 //!   datagrams reach it, after every step.
 //! - At the end the server shuts down (or every allocation expires) and the pool is whole.
 
+mod build;
+mod cast;
 mod model;
 pub mod ops;
+mod tally;
+mod victim;
 mod world;
 
-pub use world::{Config, Tally, World, CLIENTS, CREDENTIALS};
+pub use cast::{Config, CLIENTS, CREDENTIALS};
+pub use tally::Tally;
+pub use world::World;
 
 use crate::input::Reader;
 

@@ -11,7 +11,8 @@ use tern_proto::{
 };
 use tern_wire::{attr, classify, Class, Integrity, Message, Method, PacketKind};
 
-use super::world::{World, REALM};
+use super::cast::REALM;
+use super::world::World;
 
 /// Where a batch of outputs came from.
 #[derive(Debug)]
