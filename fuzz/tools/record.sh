@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Records real client traffic for the fuzz seeds: coturn's turnutils_uclient (channels, then
-# Send indications) and turnutils_stunclient talk to tern through tools/record.py on loopback.
+# Send indications), turnutils_stunclient and two aiortc peers (if target/webrtc-venv, or
+# TERN_WEBRTC_PYTHON, exists) talk to tern through tools/record.py on loopback.
 # The recordings land in $1 (default: target/fuzz-recordings); pick.py copies a varied few
 # into seeds/. Needs target/debug/tern (cargo build -p tern) and coturn's turnutils_* tools.
 set -euo pipefail
@@ -22,10 +23,10 @@ sleep 1
 record() { # name, then the client's command line
     local name=$1
     shift
-    python3 fuzz/tools/record.py $front $listen "$out/$name" 15 &
+    python3 fuzz/tools/record.py $front $listen "$out/$name" 40 &
     local rec=$!
     sleep 0.5
-    timeout 20 "$@" >"$out/$name.log" 2>&1 || true
+    timeout 35 "$@" >"$out/$name.log" 2>&1 || true
     sleep 0.5
     kill $rec 2>/dev/null || true
     wait $rec 2>/dev/null || true
@@ -34,4 +35,9 @@ uclient=(turnutils_uclient -p $front -e 127.0.0.1 -r $peer -n 5 -m 1 -l 60 -u fu
 record uclient-channels "${uclient[@]}" 127.0.0.1
 record uclient-send "${uclient[@]}" -s 127.0.0.1
 record stunclient turnutils_stunclient -p $front 127.0.0.1
+# aiortc (the e2e suites' WebRTC stack), two relay-only peers, when its venv is there.
+venv=${TERN_WEBRTC_PYTHON:-target/webrtc-venv/bin/python}
+if [ -x "$venv" ]; then
+    record aiortc "$venv" fuzz/tools/aiortc_pair.py "$tern" $front
+fi
 python3 fuzz/tools/pick.py "$out" fuzz/seeds

@@ -33,22 +33,22 @@ pub(super) fn stream(
         &mut rfc5766,
     );
     rfc5766.extend_from_slice(&stun("send-indication"));
-    // What turnutils_uclient sent, framed for a stream.
-    let mut uclient = vec![5u8 | 8];
+    // What the recorded clients sent, framed for a stream.
+    let mut sent = vec![5u8 | 8];
     for r in recorded.iter().filter(|r| r.name.contains("-c-")) {
         match r.target.as_str() {
             "channel_data" => {
                 let cd = tern_wire::ChannelData::parse_rfc5766(&r.data).expect("recorded");
-                write_channel_data(cd.channel, cd.payload, &mut uclient);
+                write_channel_data(cd.channel, cd.payload, &mut sent);
             }
-            _ => uclient.extend_from_slice(&r.data),
+            _ => sent.extend_from_slice(&r.data),
         }
     }
     vec![
         ("session", session),
         ("partial", partial),
         ("rfc5766", rfc5766),
-        ("uclient", uclient),
+        ("recorded", sent),
     ]
 }
 

@@ -285,7 +285,7 @@ pub(super) fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
     ]);
     scripts.push(("rfc5766".to_owned(), script(0x02, 0, &rfc5766)));
 
-    // What turnutils_uclient sent, replayed as raw datagrams from client 0.
+    // What the recorded clients sent, each replayed as a raw datagram from client 0.
     for r in recorded.iter().filter(|r| r.name.contains("-c-")) {
         let raw = Op::Raw {
             client: 0,

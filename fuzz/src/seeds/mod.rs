@@ -1,8 +1,9 @@
 //! The seed corpus: what each target starts from before libFuzzer mutates it.
 //!
 //! Three kinds of seed live in `seeds/<target>/`:
-//! - `rec-*`: datagrams recorded from coturn's `turnutils_uclient` and `turnutils_stunclient`
-//!   talking to tern (`tools/record.sh`), committed as they came;
+//! - `rec-*`: datagrams recorded from clients of the e2e suites, coturn's
+//!   `turnutils_uclient` and `turnutils_stunclient` and two aiortc peers, talking to tern
+//!   (`tools/record.sh`), committed as they came;
 //! - `gen-*`: what [`generate`] writes, built with the codec's own encoder as clients and
 //!   servers send them, the four RFC 5769 test vectors, PROXY headers, configuration files,
 //!   and scripts for the core target, some of them wrapping the recorded datagrams;
