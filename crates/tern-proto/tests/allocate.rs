@@ -148,7 +148,12 @@ fn retransmitted_allocate_from_another_user_is_441() {
 
     // A new transaction from alice is a second allocation on the 5-tuple: 437, as for carol.
     let other = alice.fresh_tid();
-    assert_eq!(alice.request_once(&mut h, Method::ALLOCATE, other, &udp).code(), 437);
+    assert_eq!(
+        alice
+            .request_once(&mut h, Method::ALLOCATE, other, &udp)
+            .code(),
+        437
+    );
 
     // Carol's own retransmission still gets her answer.
     let mine = carol.request_once(&mut h, Method::ALLOCATE, tid, &udp);
