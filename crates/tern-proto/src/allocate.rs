@@ -140,6 +140,11 @@ impl Server {
         if let Some(&id) = self.by_five_tuple.get(&five_tuple) {
             let a = self.allocation(id);
             if a.allocate_tid == msg.transaction_id() {
+                // A retransmission is a request for the existing allocation, so it must come
+                // from the allocation's user (RFC 8656 §5), like every other request on it.
+                if &*a.username != username {
+                    return Err(RequestError::WrongCredentials);
+                }
                 return Ok(self.allocate_success(a, key));
             }
             return Err(RequestError::AllocationMismatch);

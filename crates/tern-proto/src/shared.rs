@@ -209,6 +209,12 @@ impl SharedState {
         })
     }
 
+    /// Relay ports held for a RESERVATION-TOKEN: out of the free pool, and no allocation's
+    /// yet. With the ports allocations hold and the free ones, they make up the pool.
+    pub fn reserved_ports(&self) -> usize {
+        self.lock().reservations.len()
+    }
+
     /// Live allocations over all workers.
     pub fn allocations(&self) -> usize {
         self.lock().allocations

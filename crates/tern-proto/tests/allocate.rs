@@ -121,6 +121,48 @@ fn retransmitted_allocate_gets_the_same_answer() {
     assert_eq!(h.stats().allocations, 1);
 }
 
+/// Found by the `core` fuzz target (fuzz/seeds/core/crash-retransmit-other-user): carol
+/// allocates, then the same 5-tuple repeats her Allocate's transaction signed as alice, a
+/// valid REST user. That is a request for carol's allocation from another user: 441, as for
+/// every other request on it (RFC 8656 §5), not a success signed with alice's key. It was
+/// answered as a retransmission.
+#[test]
+fn retransmitted_allocate_from_another_user_is_441() {
+    let mut c = config();
+    c.users = vec![tern_proto::StaticUser {
+        name: "carol".into(),
+        secret: tern_proto::UserSecret::Password("carol-pw".into()),
+    }];
+    let mut h = Harness::new(c);
+    let mut carol = Client::password("192.0.2.10:40000", "carol", "carol-pw");
+    carol.challenge(&mut h, Method::ALLOCATE);
+    let tid = carol.fresh_tid();
+    let first = carol.request_once(&mut h, Method::ALLOCATE, tid, &udp);
+    assert!(first.is_success(), "{first:?}");
+
+    let (username, key) = rest_credential(SECRET, WALL + 3600, "alice");
+    let mut alice = carol.as_user(&username, key);
+    alice.nonce = carol.nonce.clone();
+    let again = alice.request_once(&mut h, Method::ALLOCATE, tid, &udp);
+    assert_eq!(again.code(), 441, "{again:?}");
+    assert_eq!(again.integrity(&key), Integrity::Valid);
+
+    // A new transaction from alice is a second allocation on the 5-tuple: 437, as for carol.
+    let other = alice.fresh_tid();
+    assert_eq!(
+        alice
+            .request_once(&mut h, Method::ALLOCATE, other, &udp)
+            .code(),
+        437
+    );
+
+    // Carol's own retransmission still gets her answer.
+    let mine = carol.request_once(&mut h, Method::ALLOCATE, tid, &udp);
+    assert!(mine.is_success(), "{mine:?}");
+    assert_eq!(mine.integrity(&carol.key), Integrity::Valid);
+    assert_eq!(h.stats().allocations, 1);
+}
+
 #[test]
 fn ipv6_family_on_an_ipv4_relay_is_440() {
     let mut h = Harness::new(config());
@@ -352,6 +394,7 @@ fn even_port_and_reservations() {
         1,
         "one allocated, one reserved, one in use"
     );
+    assert_eq!(h.server.shared().reserved_ports(), 1);
 
     // EVEN-PORT with RESERVATION-TOKEN is a bad request; an unknown token gets nothing.
     let mut c = Client::rest("192.0.2.12:1", "carol");
@@ -375,6 +418,7 @@ fn even_port_and_reservations() {
         even + 1
     );
     assert_eq!(h.stats().free_ports, 1);
+    assert_eq!(h.server.shared().reserved_ports(), 0, "redeemed");
     // The token is spent.
     let mut d = Client::rest("192.0.2.13:1", "dave");
     let r = d.request(&mut h, Method::ALLOCATE, &|w| {
@@ -405,6 +449,7 @@ fn unused_reservations_lapse() {
         1,
         "the reserved port is back after ~30 s"
     );
+    assert_eq!(h.server.shared().reserved_ports(), 0, "lapsed");
     assert_eq!(
         Client::rest("192.0.2.12:1", "c").allocate(&mut h).port(),
         50001
