@@ -60,7 +60,7 @@ TERN=$!
 cleanup() { kill "$TERN" 2>/dev/null || true; wait "$TERN" 2>/dev/null || true; }
 trap cleanup EXIT
 for _ in $(seq 100); do
-    grep -q "admin port listening" "$OUT/tern.log" && break
+    grep -qs "admin port listening" "$OUT/tern.log" && break
     kill -0 "$TERN" 2>/dev/null || { cat "$OUT/tern.log"; echo "tern exited at start" >&2; exit 1; }
     sleep 0.1
 done
