@@ -55,7 +55,8 @@ tern_proto::label_enum! {
         /// A failed receive on a listening or relay socket.
         Receive => "receive",
         /// A datagram to a peer or a client dropped because the socket's send buffer was
-        /// full (EAGAIN; ENOBUFS from a full device queue counts as a refusal of its kind).
+        /// full (EAGAIN) or the device's queue was (ENOBUFS, which the kernel reports on the
+        /// relay sockets, as they set `IP_RECVERR`).
         SendBufferFull => "send_buffer_full",
         /// An ICMP port unreachable a peer's host answered a relayed datagram with (the peer
         /// is gone); the allocation goes on.

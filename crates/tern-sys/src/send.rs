@@ -71,14 +71,16 @@ impl Default for Gso {
 
 /// What a [`send_many`] did: datagrams the kernel took, those it refused (no route, an
 /// address of the wrong family, ...), each lost while the others still went, and those a full
-/// socket buffer left unsent (EAGAIN: the rest of the batch is dropped, as the network would).
+/// buffer left unsent: the socket's (EAGAIN: the rest of the batch is dropped, as the network
+/// would) or the device's queue (ENOBUFS, reported on sockets with `IP_RECVERR`: that
+/// datagram is dropped and the others still go).
 #[derive(Debug, Default)]
 pub struct SendReport {
     /// Datagrams the kernel took.
     pub sent: usize,
     /// Datagrams refused.
     pub refused: u64,
-    /// Datagrams dropped because the socket buffer was full.
+    /// Datagrams dropped because the socket buffer or the device queue was full.
     pub unsent: u64,
     /// The error of the last refusal, for the log.
     pub last_error: Option<io::Error>,
@@ -100,6 +102,7 @@ impl SendReport {
         match sent {
             Ok(true) => self.sent += 1,
             Ok(false) => self.unsent += 1,
+            Err(e) if is_queue_full(&e) => self.unsent += 1,
             Err(e) => self.refuse(1, e),
         }
     }
@@ -113,6 +116,13 @@ pub fn send_to(fd: BorrowedFd<'_>, data: &[u8], to: SocketAddr) -> io::Result<()
         Err(e) if crate::is_icmp_report(&e) => try_send_to(fd, data, to).map(drop),
         sent => sent.map(drop),
     }
+}
+
+/// Whether a send failed because the device's queue was full (ENOBUFS: the qdisc dropped
+/// the datagram; the kernel reports it only on sockets with `IP_RECVERR`/`IPV6_RECVERR`).
+/// Like a full socket buffer, a congestion drop, not a refusal.
+fn is_queue_full(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// [`send_to`], saying whether the kernel took the datagram.
@@ -233,6 +243,12 @@ fn send_chunk(
                 break;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The device queue dropped the first datagram of the next group: count it (and
+            // its group) as unsent and go on with the rest.
+            Err(e) if is_queue_full(&e) => {
+                report.unsent += groups_of[done].1 as u64;
+                done += 1;
+            }
             // The pending error of an earlier datagram's ICMP answer (`crate::errqueue`),
             // cleared by this report: send the same datagrams again, once.
             Err(e) if !icmp_retried && crate::is_icmp_report(&e) => icmp_retried = true,
