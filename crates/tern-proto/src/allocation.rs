@@ -53,6 +53,9 @@ pub(crate) struct Allocation {
     pub username: Box<str>,
     pub key: [u8; 16],
     pub created: Instant,
+    /// The latest of its creation, its last authenticated request and its last relayed
+    /// packet (either way): the sessions API's idle time.
+    pub last_activity: Instant,
     /// When each relayed endpoint expires, by family (RFC 8656 §8: a Refresh with
     /// REQUESTED-ADDRESS-FAMILY refreshes one family of a dual allocation); meaningful for
     /// the families in `relayed`.

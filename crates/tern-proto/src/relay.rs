@@ -111,6 +111,7 @@ impl Server {
             return ClientOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_peers += 1;
+        alloc.last_activity = now;
         alloc.traffic.bytes_to_peers += len as u64;
         let (t, f) = (alloc.transport.index(), relayed.family.index());
         match to {
@@ -178,6 +179,7 @@ impl Server {
             return PeerOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_client += 1;
+        alloc.last_activity = now;
         alloc.traffic.bytes_to_client += len as u64;
         let five_tuple = alloc.five_tuple;
         let (t, f) = (alloc.transport.index(), relayed.family.index());
