@@ -190,7 +190,7 @@ impl Server {
 
     /// Ends the allocations `selector` names at once, through the normal end path (channels
     /// unbound, relayed endpoints released, then [`crate::Event::AllocationEnded`] with
-    /// [`EndReason::Revoked`]); returns their handles. With `refuse_for`, new Allocates by the
+    /// [`EndReason::Revoked`]); returns their handles and usernames. With `refuse_for`, new Allocates by the
     /// user are answered 403 until `now + refuse_for`: the user the selector names, or for
     /// an id or a client IP the users of the allocations that ended (by their REST name, or
     /// their full static username). The refusal outlives [`Server::reload`].
@@ -199,8 +199,8 @@ impl Server {
         selector: Revoke<'_>,
         now: Instant,
         refuse_for: Option<Duration>,
-    ) -> Vec<AllocationId> {
-        let ids: Vec<(AllocationId, Box<str>)> = self
+    ) -> Vec<(AllocationId, String)> {
+        let ids: Vec<(AllocationId, String)> = self
             .allocations
             .iter_after(None)
             .filter(|(id, a)| match selector {
@@ -210,7 +210,7 @@ impl Server {
                     a.five_tuple.client.ip().to_canonical() == ip.to_canonical()
                 }
             })
-            .map(|(id, a)| (id, a.username.clone()))
+            .map(|(id, a)| (id, a.username.to_string()))
             .collect();
         for (id, _) in &ids {
             self.end_allocation(*id, now, EndReason::Revoked);
@@ -226,7 +226,14 @@ impl Server {
                 }
             }
         }
-        ids.into_iter().map(|(id, _)| id).collect()
+        ids
+    }
+
+    /// Refuses new Allocates by `name` (a full username, or a REST `<name>`) until `until`,
+    /// as [`Server::revoke`] does with a period; for an I/O layer whose workers each hold a
+    /// core, so that all of them refuse the users one of them revoked.
+    pub fn refuse(&mut self, name: &str, until: Instant, now: Instant) {
+        self.refused.insert(name, until, now);
     }
 
     /// Whether a new Allocate by `username` is refused at `now` (a revocation's period).

@@ -207,7 +207,10 @@ fn revoke_by_id_and_by_client_ip() {
     let [(_, p1), (_, p2), (_, pb), (_, pc)] = four(&mut h);
     let list = all(&h, SessionFilter::default());
     let bob = list.iter().find(|s| s.relayed.port() == pb).unwrap().id;
-    assert_eq!(h.server.revoke(Revoke::Id(bob), h.now, None), vec![bob]);
+    assert_eq!(
+        h.server.revoke(Revoke::Id(bob), h.now, None),
+        vec![(bob, list[2].username.clone())]
+    );
     assert_eq!(ended(&h.events()), vec![(pb, EndReason::Revoked)]);
     assert!(h.server.revoke(Revoke::Id(bob), h.now, None).is_empty());
 
