@@ -216,11 +216,11 @@ fn revoke_by_id_and_by_client_ip() {
 
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
     assert_eq!(h.server.revoke(Revoke::ClientIp(ip), h.now, None).len(), 2);
-    let mut gone = ended(&h.events());
-    gone.sort();
-    let mut want = vec![(p1, EndReason::Revoked), (pc, EndReason::Revoked)];
-    want.sort();
-    assert_eq!(gone, want);
+    let gone = ended(&h.events());
+    assert_eq!(gone.len(), 2);
+    for port in [p1, pc] {
+        assert!(gone.contains(&(port, EndReason::Revoked)), "{gone:?}");
+    }
     let left = all(&h, SessionFilter::default());
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].relayed.port(), p2);
