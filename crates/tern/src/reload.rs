@@ -52,6 +52,8 @@ pub struct Reloaded {
     pub warnings: Vec<String>,
     /// The certificates new TLS connections get now, when TLS is on.
     pub tls: Option<Arc<Generation>>,
+    /// The sessions API's token (`admin-token-file`), or `None` when unset.
+    pub admin_token: Option<Vec<u8>>,
 }
 
 /// Re-reads and re-validates the configuration; remembers what is in force. (No `Debug`:
@@ -89,6 +91,7 @@ fn watch_list(
     args.config
         .iter()
         .chain(&s.static_auth_secret_files)
+        .chain(&s.admin_token_file)
         .chain(&tls_files)
         .map(|p| {
             let print = seen
@@ -192,6 +195,7 @@ impl Reloader {
             "the configuration no longer configures anything"
         );
         let s = plan.loaded.settings;
+        let admin_token = crate::settings::load_admin_token(&s)?;
         let mapped = mapping::map(&s, mapping::detect_local_ip, false)?;
         let restart_needed = differences(&self.started, &self.started_server, &s, &mapped.server);
         // The certificates were read, parsed and checked with the rest (mapping loaded them,
@@ -215,6 +219,7 @@ impl Reloader {
             restart_needed,
             warnings: plan.loaded.warnings,
             tls,
+            admin_token,
         })
     }
 }

@@ -302,9 +302,11 @@ impl Worker {
     fn answer_sessions(&mut self, q: SessionsQuery) {
         let worker = self.port.index as u32;
         let after = match q.after {
-            Some(a) if a.worker > worker => None,
+            // A cursor in an earlier worker: all of this one's come after it.
+            Some(a) if a.worker < worker => None,
             // The API refuses a cursor without a handle (generation 0).
             Some(a) if a.worker == worker => a.allocation(),
+            // A cursor in a later worker: none of this one's come after it.
             Some(_) => {
                 let _ = q.reply.try_send(WorkerSessions {
                     worker,
