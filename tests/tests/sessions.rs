@@ -21,7 +21,13 @@ const REALM: &str = "tern.test";
 const TOKEN: &str = "sessions-token-5d2e9b";
 
 /// `method path` with an optional bearer token and form body; status and body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -50,7 +56,13 @@ fn client(server: &TestServer, name: &str) -> RawClient {
 }
 
 fn list(server: &TestServer, query: &str, token: Option<&str>) -> Value {
-    let (code, body) = http(server.admin_addr(), "GET", &format!("/allocations{query}"), token, "");
+    let (code, body) = http(
+        server.admin_addr(),
+        "GET",
+        &format!("/allocations{query}"),
+        token,
+        "",
+    );
     assert_eq!(code, 200, "{body}");
     json(&body)
 }
@@ -90,9 +102,18 @@ fn without_a_token_the_listing_is_open_and_revocation_absent() {
     let v = list(&server, "", None);
     assert_eq!(names(&v), vec!["alice"]);
     assert!(v["next_cursor"].is_null());
-    let (code, body) = http(server.admin_addr(), "POST", "/allocations/revoke", None, "user=alice");
+    let (code, body) = http(
+        server.admin_addr(),
+        "POST",
+        "/allocations/revoke",
+        None,
+        "user=alice",
+    );
     assert_eq!(code, 404);
-    assert!(json(&body)["error"].as_str().unwrap().contains("admin-token-file"));
+    assert!(json(&body)["error"]
+        .as_str()
+        .unwrap()
+        .contains("admin-token-file"));
     let (code, body) = http(server.admin_addr(), "GET", "/allocations?limit=0", None, "");
     assert_eq!(code, 400);
     assert!(json(&body)["error"].as_str().unwrap().contains("limit"));
@@ -106,7 +127,11 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let peer_addr = peer.local_addr().unwrap();
-    let mut clients = [client(&server, "alice"), client(&server, "alice"), client(&server, "bob")];
+    let mut clients = [
+        client(&server, "alice"),
+        client(&server, "alice"),
+        client(&server, "bob"),
+    ];
     let mut relayed = Vec::new();
     for c in &mut clients {
         relayed.push(c.allocate_ok());
@@ -119,8 +144,15 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     assert_eq!(code, 401, "{body}");
     assert!(json(&body)["error"].is_string());
     assert_eq!(http(admin, "GET", "/allocations", Some("wrong"), "").0, 401);
-    assert_eq!(http(admin, "POST", "/allocations/revoke", None, "user=alice").0, 401);
-    assert_eq!(http_get(admin, "/metrics").unwrap().0, 200, "/metrics stays open");
+    assert_eq!(
+        http(admin, "POST", "/allocations/revoke", None, "user=alice").0,
+        401
+    );
+    assert_eq!(
+        http_get(admin, "/metrics").unwrap().0,
+        200,
+        "/metrics stays open"
+    );
 
     let t = Some(TOKEN);
     let v = list(&server, "", t);
@@ -129,7 +161,10 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     assert_eq!(got, vec!["alice", "alice", "bob"]);
     for a in v["allocations"].as_array().unwrap() {
         assert_eq!(a["transport"], "udp");
-        assert_eq!((a["permissions"].as_u64(), a["channels"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(
+            (a["permissions"].as_u64(), a["channels"].as_u64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(a["bytes_to_peers"], 0);
         assert!(a["expires_at"].as_i64() > a["created_at"].as_i64());
     }
@@ -138,7 +173,13 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     let bob = list(&server, "?user=bob", t);
     let b = &bob["allocations"][0];
     assert_eq!(names(&bob), vec!["bob"]);
-    assert_eq!((b["packets_to_peers"].as_u64(), b["packets_to_client"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (
+            b["packets_to_peers"].as_u64(),
+            b["packets_to_client"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
     assert!(b["bytes_to_peers"].as_u64().unwrap() > 0);
     assert_eq!(b["relayed"][0], relayed[2].to_string());
     assert_eq!(b["client"], clients[2].local_addr().to_string());
@@ -164,14 +205,21 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     // The CLI lists the same allocations.
     let cli = |args: &[&str]| {
         let mut cmd = Command::new(tern_bin());
-        cmd.args(args)
-            .args(["--admin", &admin.to_string(), "--token-file", &tf.display().to_string()]);
+        cmd.args(args).args([
+            "--admin",
+            &admin.to_string(),
+            "--token-file",
+            &tf.display().to_string(),
+        ]);
         let out = run_bounded(&mut cmd, Duration::from_secs(10));
         assert!(out.success(), "{}", out.text);
         out.text
     };
     let out = cli(&["sessions", "--json"]);
-    let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
     let mut ids: Vec<String> = json(line)["allocations"]
         .as_array()
         .unwrap()
@@ -195,9 +243,11 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     clients[2].relay_over_channel(relayed[2], &peer, 3);
     let metrics = http_get(admin, "/metrics").unwrap().1;
     assert!(
-        metrics.lines().any(|l| l.starts_with("tern_allocations_ended_total")
-            && l.contains("reason=\"revoked\"")
-            && l.ends_with(" 2")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tern_allocations_ended_total")
+                && l.contains("reason=\"revoked\"")
+                && l.ends_with(" 2")),
         "{metrics}"
     );
 
@@ -209,14 +259,23 @@ fn list_filter_page_authenticate_revoke_and_refuse() {
     back.allocate_ok();
 
     // By id through the API, with the JSON it answers.
-    let id = list(&server, "?user=alice", t)["allocations"][0]["id"].as_str().unwrap().to_owned();
+    let id = list(&server, "?user=alice", t)["allocations"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (code, body) = http(admin, "POST", "/allocations/revoke", t, &format!("id={id}"));
     assert_eq!(code, 200, "{body}");
     let v = json(&body);
-    assert_eq!((v["count"].as_u64(), v["revoked"][0].as_str()), (Some(1), Some(id.as_str())));
+    assert_eq!(
+        (v["count"].as_u64(), v["revoked"][0].as_str()),
+        (Some(1), Some(id.as_str()))
+    );
     assert!(v["refused_until"].is_null());
     let (code, body) = http(admin, "POST", "/allocations/revoke", t, "");
     assert_eq!(code, 400, "{body}");
-    assert!(!server.output().contains(TOKEN), "the token is never logged");
+    assert!(
+        !server.output().contains(TOKEN),
+        "the token is never logged"
+    );
     let _ = std::fs::remove_file(tf);
 }

@@ -174,10 +174,17 @@ mod tests {
         assert_eq!(s.get_mut(a), None);
         assert_eq!(s.ids(), vec![c, b]);
         let after: Vec<_> = s.iter_after(Some(a)).map(|(id, v)| (id, *v)).collect();
-        assert_eq!(after, vec![(c, 'c'), (b, 'b')], "c reuses a's slot at a later generation");
+        assert_eq!(
+            after,
+            vec![(c, 'c'), (b, 'b')],
+            "c reuses a's slot at a later generation"
+        );
         let after: Vec<_> = s.iter_after(Some(c)).map(|(_, v)| *v).collect();
         assert_eq!(after, vec!['b']);
-        assert_eq!(AllocationId::from_parts(c.slot() as u32, c.generation()), Some(c));
+        assert_eq!(
+            AllocationId::from_parts(c.slot() as u32, c.generation()),
+            Some(c)
+        );
         assert_eq!(AllocationId::from_parts(0, 0), None);
     }
 }

@@ -120,7 +120,11 @@ fn filters_and_cursor_pages() {
         .collect()
     };
     assert_eq!(by("alice"), vec![a1.username.clone(), a2.username.clone()]);
-    assert_eq!(by(&b.username), vec![b.username.clone()], "the full username");
+    assert_eq!(
+        by(&b.username),
+        vec![b.username.clone()],
+        "the full username"
+    );
     assert_eq!(by("carol"), vec!["carol".to_owned()]);
     assert!(by("ali").is_empty());
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
@@ -155,12 +159,8 @@ fn filters_and_cursor_pages() {
     let mut rest = Vec::new();
     let alloc_ids: Vec<_> = everyone.iter().map(|s| s.id).collect();
     h.server.revoke(Revoke::Id(alloc_ids[1]), h.now, None);
-    h.server.sessions(
-        &SessionFilter::default(),
-        Some(alloc_ids[1]),
-        10,
-        &mut rest,
-    );
+    h.server
+        .sessions(&SessionFilter::default(), Some(alloc_ids[1]), 10, &mut rest);
     let rest: Vec<_> = rest.iter().map(|s| s.id).collect();
     assert_eq!(rest, alloc_ids[2..].to_vec());
 }
@@ -198,7 +198,10 @@ fn revoke_by_user_ends_exactly_hers_and_others_keep_relaying() {
     // Without a refusal period she may come back at once.
     let mut again = Client::rest("192.0.2.10:40000", "alice");
     again.allocate(&mut h);
-    assert!(h.server.revoke(Revoke::User("nobody"), h.now, None).is_empty());
+    assert!(h
+        .server
+        .revoke(Revoke::User("nobody"), h.now, None)
+        .is_empty());
 }
 
 #[test]

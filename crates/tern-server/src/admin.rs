@@ -36,7 +36,11 @@ struct AdminToken(std::sync::RwLock<Option<Arc<[u8]>>>);
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set = self.0.read().map(|t| t.is_some()).unwrap_or(false);
-        write!(f, "AdminToken({})", if set { "<redacted>" } else { "unset" })
+        write!(
+            f,
+            "AdminToken({})",
+            if set { "<redacted>" } else { "unset" }
+        )
     }
 }
 
@@ -89,7 +93,11 @@ impl AdminState {
     }
 
     fn admin_token(&self) -> Option<Arc<[u8]>> {
-        self.token.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.token
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn count_revocation(&self) {

@@ -232,7 +232,11 @@ impl Workers {
             all.truncate(limit);
             more = true;
         }
-        let next = if more { all.last().map(|(id, _)| *id) } else { None };
+        let next = if more {
+            all.last().map(|(id, _)| *id)
+        } else {
+            None
+        };
         Ok(SessionsPage {
             sessions: all,
             next,

@@ -196,7 +196,11 @@ fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    println!("revoked {} allocation(s){}", ids.len(), if ids.is_empty() { "" } else { ":" });
+    println!(
+        "revoked {} allocation(s){}",
+        ids.len(),
+        if ids.is_empty() { "" } else { ":" }
+    );
     for id in &ids {
         println!("  {id}");
     }

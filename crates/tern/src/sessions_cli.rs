@@ -84,10 +84,15 @@ impl AdminClient {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .context("the admin port's answer has no status")?;
-        let chunked = head
-            .lines()
-            .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-        let body = if chunked { dechunk(body)? } else { body.to_owned() };
+        let chunked = head.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("transfer-encoding: chunked")
+        });
+        let body = if chunked {
+            dechunk(body)?
+        } else {
+            body.to_owned()
+        };
         let json: Value = serde_json::from_str(&body)
             .with_context(|| format!("HTTP {status}: not JSON: {}", body.trim()))?;
         if status != 200 {
@@ -123,7 +128,11 @@ impl AdminClient {
 
     /// Revokes by `selector` (`("user", name)`, `("id", id)`, `("client_ip", ip)`),
     /// refusing for `refuse_for` (`90s`, `1h`) when given.
-    pub fn revoke(&self, selector: (&str, &str), refuse_for: Option<&str>) -> anyhow::Result<Value> {
+    pub fn revoke(
+        &self,
+        selector: (&str, &str),
+        refuse_for: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let mut body = format!("{}={}", selector.0, encode(selector.1));
         if let Some(f) = refuse_for {
             body.push_str(&format!("&for={}", encode(f)));
@@ -188,7 +197,15 @@ fn bytes(n: u64) -> String {
 /// The table `tern sessions` prints, with times relative to `now` (Unix seconds).
 pub fn render_table(allocations: &[Value], now: i64) -> String {
     let header = [
-        "ID", "AGE", "USER", "CLIENT", "TRANSPORT", "RELAYED", "PEERS", "TO PEERS", "TO CLIENT",
+        "ID",
+        "AGE",
+        "USER",
+        "CLIENT",
+        "TRANSPORT",
+        "RELAYED",
+        "PEERS",
+        "TO PEERS",
+        "TO CLIENT",
         "IDLE",
     ];
     let rows: Vec<[String; 10]> = allocations
@@ -227,10 +244,7 @@ pub fn render_table(allocations: &[Value], now: i64) -> String {
     }
     let mut out = String::new();
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let cells: Vec<String> = cells
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let cells: Vec<String> = cells.zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     };
@@ -290,9 +304,15 @@ mod tests {
 
     #[test]
     fn units_and_encoding() {
-        assert_eq!((age(59), age(60), age(7200), age(90_000)), ("59s".into(), "1m".into(), "2h".into(), "1d".into()));
+        assert_eq!(
+            (age(59), age(60), age(7200), age(90_000)),
+            ("59s".into(), "1m".into(), "2h".into(), "1d".into())
+        );
         assert_eq!(bytes(3 << 20), "3.0M");
         assert_eq!(encode("1700000000:al ice"), "1700000000%3Aal%20ice");
-        assert_eq!(dechunk("5\r\nhello\r\n3\r\n ok\r\n0\r\n\r\n").unwrap(), "hello ok");
+        assert_eq!(
+            dechunk("5\r\nhello\r\n3\r\n ok\r\n0\r\n\r\n").unwrap(),
+            "hello ok"
+        );
     }
 }

@@ -6,6 +6,9 @@
 //! open and revocation does not exist (404). Every error is a JSON object `{"error": ...}`
 //! naming the problem. The token is never logged.
 
+// An error here is the HTTP response itself, built once per request on the admin port.
+#![allow(clippy::result_large_err)]
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,7 +38,10 @@ pub(super) fn handles(path: &str) -> bool {
 }
 
 /// Answers a request to one of this module's paths.
-pub(super) async fn respond(state: Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn respond(
+    state: Arc<AdminState>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let token = state.admin_token();
@@ -56,7 +62,8 @@ pub(super) async fn respond(state: Arc<AdminState>, req: Request<Incoming>) -> R
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{path} takes {allow} only"),
         );
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
         return r;
     }
     if let Some(token) = token {
@@ -93,9 +100,15 @@ pub(super) async fn respond(state: Arc<AdminState>, req: Request<Incoming>) -> R
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<String, Response<Full<Bytes>>> {
-    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect());
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    );
     match collected.await {
-        Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "the request body took too long")),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body took too long",
+        )),
         Ok(Err(_)) => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the request body is over {MAX_BODY} bytes or broken"),
@@ -153,11 +166,15 @@ async fn list_request(
         },
     };
     let workers = state.workers().clone();
-    let page = tokio::task::spawn_blocking(move || workers.sessions(user, client_ip, cursor, limit))
-        .await
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"))?
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
-    Ok(json_response(StatusCode::OK, &page_json(&page, Clock::now())))
+    let page =
+        tokio::task::spawn_blocking(move || workers.sessions(user, client_ip, cursor, limit))
+            .await
+            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"))?
+            .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &page_json(&page, Clock::now()),
+    ))
 }
 
 async fn revoke_request(
@@ -176,9 +193,7 @@ async fn revoke_request(
         selectors.push(RevokeSelector::User(u.to_owned()));
     }
     if let Some(v) = param(params, "id") {
-        let id = v
-            .parse::<SessionId>()
-            .map_err(bad)?;
+        let id = v.parse::<SessionId>().map_err(bad)?;
         selectors.push(RevokeSelector::Id(id));
     }
     if let Some(v) = param(params, "client_ip") {

@@ -28,9 +28,9 @@ use crate::control::{
 };
 use crate::relay_ports::RelayTable;
 use crate::sessions::{RevokeOrder, RevokeSelector, SessionsQuery, WorkerRevoked, WorkerSessions};
-use tern_proto::{Revoke, SessionFilter};
 use crate::tls::CertStore;
 use crate::token::Token;
+use tern_proto::{Revoke, SessionFilter};
 use tern_sys::{Epoll, Gso, Interest, Ready, RecvRing, SendReport};
 
 /// Largest UDP payload.
