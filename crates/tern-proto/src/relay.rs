@@ -107,11 +107,11 @@ impl Server {
             return ClientOutput::Drop(DropReason::NoPermission);
         };
         let len = payload.len();
+        alloc.last_activity = now;
         if !alloc.within_rate(Direction::ToPeers, now, len) {
             return ClientOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_peers += 1;
-        alloc.last_activity = now;
         alloc.traffic.bytes_to_peers += len as u64;
         let (t, f) = (alloc.transport.index(), relayed.family.index());
         match to {
@@ -175,11 +175,11 @@ impl Server {
         if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > DATA_INDICATION_MAX_PAYLOAD {
             return PeerOutput::Drop(DropReason::TooBig);
         }
+        alloc.last_activity = now;
         if !alloc.within_rate(Direction::ToClient, now, len) {
             return PeerOutput::Drop(DropReason::RateLimited);
         }
         alloc.traffic.packets_to_client += 1;
-        alloc.last_activity = now;
         alloc.traffic.bytes_to_client += len as u64;
         let five_tuple = alloc.five_tuple;
         let (t, f) = (alloc.transport.index(), relayed.family.index());
