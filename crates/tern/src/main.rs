@@ -207,8 +207,7 @@ fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     if let Some(until) = answer["refused_until"].as_i64() {
         let left = until - sessions_cli::unix_now();
         println!(
-            "{}={} is refused new allocations until {until} (unix; {left}s from now)",
-            selector.0, selector.1
+            "new allocations by the revoked user(s) are refused (403) until {until} (unix; {left}s from now)"
         );
     }
     Ok(ExitCode::SUCCESS)
