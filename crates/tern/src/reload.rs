@@ -340,6 +340,46 @@ mod tests {
     }
 
     #[test]
+    fn admin_token_file_is_watched_and_reloads() {
+        let d = dir("admin-token");
+        let (conf, token) = (d.join("tern.conf"), d.join("token"));
+        std::fs::write(
+            &token,
+            "# the sessions API
+first-token
+",
+        )
+        .unwrap();
+        let text = format!(
+            "static-auth-secret=s\nexternal-ip=203.0.113.5\nadmin-token-file={}\n",
+            token.display()
+        );
+        std::fs::write(&conf, &text).unwrap();
+        let mut r = start(&conf);
+        assert_eq!(r.watched().count(), 2, "the config and the token file");
+        assert_eq!(
+            r.reload().unwrap().admin_token,
+            Some(b"first-token".to_vec())
+        );
+        std::fs::write(&token, "second-token\n").unwrap();
+        assert!(r.files_changed());
+        assert_eq!(
+            r.reload().unwrap().admin_token,
+            Some(b"second-token".to_vec())
+        );
+        // A file without a token is refused, naming the key, never quoting the file.
+        std::fs::write(&token, "# nothing\n\n").unwrap();
+        let err = format!("{:#}", r.reload().err().expect("refused"));
+        assert!(
+            err.contains("admin-token-file") && err.contains("holds no token"),
+            "{err}"
+        );
+        std::fs::remove_file(&token).unwrap();
+        let err = format!("{:#}", r.reload().err().expect("refused"));
+        assert!(err.contains("admin-token-file: cannot read"), "{err}");
+    }
+
+    #[test]
     fn secret_file_rotation_and_invalid_files() {
         let d = dir("rotation");
         let (conf, secrets) = (d.join("tern.conf"), d.join("secrets"));
