@@ -155,6 +155,9 @@ impl Server {
                 None => RequestError::InsufficientCapacity,
             });
         }
+        if self.refused(username, now) {
+            return Err(RequestError::UserRefused);
+        }
         let transport = msg
             .get(attr::REQUESTED_TRANSPORT)
             .ok_or(RequestError::MissingAttribute(attr::REQUESTED_TRANSPORT))?;
@@ -203,6 +206,7 @@ impl Server {
             username: username.into(),
             key,
             created: now,
+            last_activity: now,
             expires: [now + lifetime; Family::ALL.len()],
             allocate_tid: msg.transaction_id(),
             granted_lifetime: granted,

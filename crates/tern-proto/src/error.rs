@@ -31,6 +31,9 @@ pub enum RequestError {
     Unauthorized(AuthFailure),
     /// The peer address is refused by the peer filter (403).
     Forbidden,
+    /// An Allocate by a user an operator revoked with a refusal period that has not passed
+    /// (403, [`crate::Server::revoke`]).
+    UserRefused,
     /// Unknown comprehension-required attributes (420).
     UnknownAttributes,
     /// An Allocate on a 5-tuple that has an allocation, or a request on one that has none (437).
@@ -95,7 +98,7 @@ impl RequestError {
             | Self::BothAddressFamilies
             | Self::AdditionalFamilyNotIpv6 => RequestResult::BadRequest,
             Self::Unauthorized(_) => RequestResult::Unauthorized,
-            Self::Forbidden => RequestResult::Forbidden,
+            Self::Forbidden | Self::UserRefused => RequestResult::Forbidden,
             Self::UnknownAttributes => RequestResult::UnknownAttribute,
             Self::AllocationMismatch => RequestResult::AllocationMismatch,
             Self::StaleNonce => RequestResult::StaleNonce,

@@ -160,6 +160,7 @@ mod relay;
 mod request;
 mod response;
 mod server;
+mod sessions;
 mod shared;
 mod slab;
 mod timer;
@@ -178,6 +179,7 @@ pub use output::{
 pub use peer_filter::{IpRange, PeerFilter, PeerFilterConfig};
 pub use pool::PortPool;
 pub use server::{Server, Stats, PEER_HEADROOM, PEER_TAILROOM};
+pub use sessions::{Revoke, Session, SessionFilter, MAX_REFUSED};
 pub use shared::SharedState;
 pub use slab::AllocationId;
 pub use timer::TimerWheel;

@@ -69,6 +69,9 @@ crate::label_enum! {
         /// The stream connection (TCP or TLS) that carried its 5-tuple closed (RFC 8656
         /// §3.1: the allocation lives no longer than its connection).
         ConnectionClosed => "connection_closed",
+        /// An operator revoked it ([`crate::Server::revoke`]: the admin API's
+        /// `POST /allocations/revoke`).
+        Revoked => "revoked",
     }
 }
 

@@ -107,6 +107,7 @@ impl Server {
             return ClientOutput::Drop(DropReason::NoPermission);
         };
         let len = payload.len();
+        alloc.last_activity = now;
         if !alloc.within_rate(Direction::ToPeers, now, len) {
             return ClientOutput::Drop(DropReason::RateLimited);
         }
@@ -174,6 +175,7 @@ impl Server {
         if buf.len() < PEER_HEADROOM + len + PEER_TAILROOM || len > DATA_INDICATION_MAX_PAYLOAD {
             return PeerOutput::Drop(DropReason::TooBig);
         }
+        alloc.last_activity = now;
         if !alloc.within_rate(Direction::ToClient, now, len) {
             return PeerOutput::Drop(DropReason::RateLimited);
         }

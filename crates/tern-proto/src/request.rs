@@ -155,6 +155,7 @@ impl Server {
         if &*self.allocation(id).username != username {
             return Err(fail(RequestError::WrongCredentials));
         }
+        self.allocation_mut(id).last_activity = now;
         match method {
             Method::REFRESH => self.refresh(now, id, msg, key).map_err(fail),
             Method::CREATE_PERMISSION => self.create_permission(now, id, msg, key).map_err(fail),

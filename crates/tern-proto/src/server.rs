@@ -14,6 +14,7 @@ use crate::nonce::NonceKey;
 use crate::output::{ClientOutput, Output, OutputQueue};
 use crate::peer_filter::PeerFilter;
 use crate::pool::SplitMix64;
+use crate::sessions::RefusedUsers;
 use crate::shared::SharedState;
 use crate::slab::{AllocationId, Slab};
 use crate::timer::TimerWheel;
@@ -107,6 +108,8 @@ pub struct Server {
     pub(crate) draining: Option<Option<SocketAddr>>,
     pub(crate) permissions: usize,
     pub(crate) channels: usize,
+    /// Users an operator revoked with a refusal period ([`Server::revoke`]).
+    pub(crate) refused: RefusedUsers,
 }
 
 impl Server {
@@ -164,7 +167,8 @@ impl Server {
             filter: PeerFilter::new(config.peer_filter.clone()),
             shared,
             allocations: Slab::new(),
-            by_five_tuple: Map::with_hasher(hasher),
+            by_five_tuple: Map::with_hasher(hasher.clone()),
+            refused: RefusedUsers::new(hasher),
             by_relay,
             base_port,
             timers: TimerWheel::new(now),

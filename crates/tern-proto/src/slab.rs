@@ -5,8 +5,9 @@
 use std::num::NonZeroU32;
 
 /// An allocation's handle: its slot in the core and that slot's generation. It says nothing
-/// about ports or addresses; a handle outlives its allocation harmlessly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// about ports or addresses; a handle outlives its allocation harmlessly. Handles order by
+/// slot, then generation: the order of [`crate::Server::sessions`] and its cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AllocationId {
     index: u32,
     generation: NonZeroU32,
@@ -17,6 +18,21 @@ impl AllocationId {
     /// its allocation ends; compare whole handles to tell allocations apart.
     pub fn slot(self) -> usize {
         self.index as usize
+    }
+
+    /// The slot's generation: with the slot, it names this allocation and no other for the
+    /// life of the core (an API's stable id).
+    pub fn generation(self) -> u32 {
+        self.generation.get()
+    }
+
+    /// The handle of `slot` at `generation` (an API's id read back); `None` for generation
+    /// 0, which no handle has. It may name nothing: every lookup checks the generation.
+    pub fn from_parts(slot: u32, generation: u32) -> Option<Self> {
+        Some(Self {
+            index: slot,
+            generation: NonZeroU32::new(generation)?,
+        })
     }
 }
 
@@ -114,6 +130,25 @@ impl<T> Slab<T> {
             .collect()
     }
 
+    /// The values after `after` (all without it), in handle order.
+    pub fn iter_after(
+        &self,
+        after: Option<AllocationId>,
+    ) -> impl Iterator<Item = (AllocationId, &T)> + '_ {
+        let start = after.map_or(0, |a| a.index as usize);
+        (0u32..)
+            .zip(&self.entries)
+            .skip(start)
+            .filter_map(|(index, e)| {
+                let id = AllocationId {
+                    index,
+                    generation: e.generation,
+                };
+                e.value.as_ref().map(|v| (id, v))
+            })
+            .filter(move |(id, _)| after.is_none_or(|a| *id > a))
+    }
+
     /// Values stored.
     pub fn len(&self) -> usize {
         self.len
@@ -138,5 +173,18 @@ mod tests {
         assert_eq!((s.get(a), s.get(c)), (None, Some(&'c')));
         assert_eq!(s.get_mut(a), None);
         assert_eq!(s.ids(), vec![c, b]);
+        let after: Vec<_> = s.iter_after(Some(a)).map(|(id, v)| (id, *v)).collect();
+        assert_eq!(
+            after,
+            vec![(c, 'c'), (b, 'b')],
+            "c reuses a's slot at a later generation"
+        );
+        let after: Vec<_> = s.iter_after(Some(c)).map(|(_, v)| *v).collect();
+        assert_eq!(after, vec!['b']);
+        assert_eq!(
+            AllocationId::from_parts(c.slot() as u32, c.generation()),
+            Some(c)
+        );
+        assert_eq!(AllocationId::from_parts(0, 0), None);
     }
 }

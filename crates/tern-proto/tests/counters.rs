@@ -95,7 +95,7 @@ fn drops_auth_failures_and_ends_by_reason() {
     assert_eq!(h.server.counters().live(TransportLabel::Udp, Family::V4), 0);
     assert_eq!(
         h.server.counters().allocations_ended[TransportLabel::Udp.index()],
-        [[1, 1, 0, 0], [0; 4]],
-        "expired, deleted, shutdown, connection_closed"
+        [[1, 1, 0, 0, 0], [0; 5]],
+        "expired, deleted, shutdown, connection_closed, revoked"
     );
 }

@@ -26,6 +26,24 @@ use tracing::{debug, info};
 use crate::control::Workers;
 use crate::metrics::{self, ProcessState};
 
+mod sessions;
+pub use sessions::parse_duration;
+
+/// The admin token (`admin-token-file`); its `Debug` output leaves it out.
+#[derive(Default)]
+struct AdminToken(std::sync::RwLock<Option<Arc<[u8]>>>);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = self.0.read().map(|t| t.is_some()).unwrap_or(false);
+        write!(
+            f,
+            "AdminToken({})",
+            if set { "<redacted>" } else { "unset" }
+        )
+    }
+}
+
 /// A worker that has not published for this long makes `/healthz` fail.
 pub const HEALTH_LIMIT: Duration = Duration::from_secs(2);
 /// Admin connections served at once; more wait in the listen backlog.
@@ -44,6 +62,10 @@ pub struct AdminState {
     reloads_failed: AtomicU64,
     /// notAfter for the expiry gauge; [`NO_TLS`] until TLS is set up.
     tls_expiry: AtomicI64,
+    /// The bearer token of the sessions API, when `admin-token-file` is set.
+    token: AdminToken,
+    /// `POST /allocations/revoke` calls that were carried out.
+    revocations: AtomicU64,
 }
 
 /// `tls_expiry` without TLS.
@@ -58,7 +80,33 @@ impl AdminState {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             tls_expiry: AtomicI64::new(NO_TLS),
+            token: AdminToken::default(),
+            revocations: AtomicU64::new(0),
         }
+    }
+
+    /// Sets (or, with `None`, clears) the sessions API's bearer token: at start and after
+    /// every reload that applied.
+    pub fn set_admin_token(&self, token: Option<Vec<u8>>) {
+        let mut t = self.token.0.write().unwrap_or_else(|e| e.into_inner());
+        *t = token.map(Arc::from);
+    }
+
+    fn admin_token(&self) -> Option<Arc<[u8]>> {
+        self.token
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn count_revocation(&self) {
+        self.revocations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `POST /allocations/revoke` calls carried out so far.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Relaxed)
     }
 
     /// The workers' handle.
@@ -170,7 +218,7 @@ impl AdminState {
             },
             "/" => plain(
                 StatusCode::OK,
-                "tern admin: /metrics /healthz /readyz\n".into(),
+                "tern admin: /metrics /healthz /readyz /allocations\n".into(),
             ),
             _ => plain(
                 StatusCode::NOT_FOUND,
@@ -232,6 +280,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) -> io::Result<
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 async move {
+                    if sessions::handles(req.uri().path()) {
+                        return Ok(sessions::respond(state, req).await);
+                    }
                     let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
                     Ok::<_, Infallible>(state.respond(req.method(), req.uri().path(), accept))
                 }

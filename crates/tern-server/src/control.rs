@@ -18,6 +18,17 @@ pub enum Command {
     Drain(Option<SocketAddr>),
     /// Replace credentials and peer filter; live allocations keep their keys.
     Reload(Reload),
+    /// List live allocations (the sessions API); each worker answers on the query's channel.
+    Sessions(crate::sessions::SessionsQuery),
+    /// End allocations (the sessions API); each worker answers on the order's channel.
+    Revoke(crate::sessions::RevokeOrder),
+    /// Refuse new Allocates by these users (full usernames or REST names) until then.
+    Refuse {
+        /// The names.
+        names: Vec<String>,
+        /// Until when.
+        until: Instant,
+    },
 }
 
 /// The settings a live reload replaces. Its `Debug` output leaves out the secrets.

@@ -25,6 +25,7 @@ mod conn_limits;
 mod control;
 pub mod metrics;
 mod relay_ports;
+pub mod sessions;
 pub mod tls;
 mod token;
 mod worker;

@@ -533,15 +533,15 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 3 transports x 2 families: 6 allocation gauges + 2 gauges (permissions, channels)
-        // + 2x2 relay port gauges + 6 created + 6x4 end reasons + 3x6x14 requests + 508s
+        // + 2x2 relay port gauges + 6 created + 6x5 end reasons + 3x6x14 requests + 508s
         // + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 7 I/O errors + 13 stream
         // closes + 5 TLS handshake failures + connections + draining + 2 reloads + 2 worker
         // gauges.
         assert_eq!(
             series,
-            6 + 2 + 4 + 6 + 24 + 252 + 1 + 4 + 2 + 48 + 11 + 7 + 13 + 5 + 1 + 1 + 2 + 2
+            6 + 2 + 4 + 6 + 30 + 252 + 1 + 4 + 2 + 48 + 11 + 7 + 13 + 5 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 391, "the figure in README.md's Metrics section");
+        assert_eq!(series, 397, "the figure in README.md's Metrics section");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod mapping;
 pub mod overrides;
 pub mod reload;
+pub mod sessions_cli;
 pub mod settings;
 pub mod startup;
 pub mod values;

@@ -27,11 +27,16 @@ const DRAIN_CHECK: Duration = Duration::from_millis(100);
 pub async fn run(
     config: ServerConfig,
     admin_listen: Option<SocketAddr>,
+    admin_token: Option<Vec<u8>>,
     mut reloader: Reloader,
 ) -> anyhow::Result<()> {
     let admin_listener = admin_listen.map(admin::bind).transpose()?;
     let server = tern_server::start(config)?;
     let state = Arc::new(AdminState::new(server.workers().clone()));
+    if admin_token.is_some() {
+        info!("admin-token-file set: the sessions API needs its bearer token; revocation is on");
+    }
+    state.set_admin_token(admin_token);
     if let Some(listener) = admin_listener {
         let state = state.clone();
         tokio::spawn(async move {
@@ -142,6 +147,7 @@ fn reload(reloader: &mut Reloader, state: &AdminState, trigger: &str) {
                 state.set_tls_certificate_expiry(generation.earliest_expiry());
             }
             state.workers().send(Command::Reload(r.reload));
+            state.set_admin_token(r.admin_token);
             state.record_reload(true);
             info!(
                 trigger,

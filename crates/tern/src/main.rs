@@ -12,6 +12,7 @@ use tern::credentials::{
     ice_urls, render, rest_credential, turns_ip_literal_note, turns_ip_literals, Transport,
 };
 use tern::reload::Reloader;
+use tern::sessions_cli::{self, render_table, AdminClient};
 use tern::{lifecycle, logging, mapping, overrides, startup};
 
 #[derive(Parser)]
@@ -35,6 +36,52 @@ enum Command {
     Credentials(CredentialsArgs),
     /// Check a STUN/TURN server from the outside: Binding, and with credentials, relaying.
     Probe(probe::ProbeArgs),
+    /// List the live allocations (the admin port's GET /allocations).
+    Sessions(SessionsArgs),
+    /// End allocations at once, optionally refusing the user for a while
+    /// (POST /allocations/revoke; needs admin-token-file on the server).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The admin port (admin-listen).
+    #[arg(long, value_name = "HOST:PORT", default_value_t = tern::settings::DEFAULT_ADMIN_LISTEN.to_string())]
+    admin: String,
+    /// A file holding the bearer token (the server's admin-token-file).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct SessionsArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Only this user (full username, or the REST `<name>`).
+    #[arg(long)]
+    user: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("selector").required(true).args(["user", "id", "client_ip"])))]
+struct RevokeArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// Every allocation of this user (full username, or the REST `<name>`).
+    #[arg(long)]
+    user: Option<String>,
+    /// One allocation, by the id `tern sessions` shows.
+    #[arg(long)]
+    id: Option<String>,
+    /// Every allocation of this client IP.
+    #[arg(long)]
+    client_ip: Option<String>,
+    /// Also refuse the user's new allocations (403) this long: 90s, 10m, 1h, 2d.
+    #[arg(long = "for", value_name = "DURATION")]
+    refuse_for: Option<String>,
 }
 
 #[derive(Args)]
@@ -85,6 +132,8 @@ fn main() -> ExitCode {
         Command::Serve { args } => serve(args),
         Command::Credentials(args) => credentials(&args),
         Command::Probe(args) => probe::run(&args),
+        Command::Sessions(args) => sessions(&args),
+        Command::Revoke(args) => revoke(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("tern: {e:#}");
@@ -118,6 +167,48 @@ fn credentials(args: &CredentialsArgs) -> anyhow::Result<ExitCode> {
     print!("{}", render(&cred, &urls));
     for url in turns_ip_literals(&urls) {
         eprintln!("{}", turns_ip_literal_note(url));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sessions(args: &SessionsArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&args.admin.admin, args.admin.token_file.as_deref())?;
+    let list = client.sessions(args.user.as_deref())?;
+    if args.json {
+        let json = serde_json::json!({ "allocations": list, "next_cursor": null });
+        println!("{json}");
+    } else {
+        print!("{}", render_table(&list, sessions_cli::unix_now()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&args.admin.admin, args.admin.token_file.as_deref())?;
+    let selector = match (&args.user, &args.id, &args.client_ip) {
+        (Some(u), _, _) => ("user", u.as_str()),
+        (_, Some(i), _) => ("id", i.as_str()),
+        (_, _, Some(ip)) => ("client_ip", ip.as_str()),
+        _ => anyhow::bail!("give --user, --id or --client-ip"),
+    };
+    let answer = client.revoke(selector, args.refuse_for.as_deref())?;
+    let ids: Vec<&str> = answer["revoked"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    println!(
+        "revoked {} allocation(s){}",
+        ids.len(),
+        if ids.is_empty() { "" } else { ":" }
+    );
+    for id in &ids {
+        println!("  {id}");
+    }
+    if let Some(until) = answer["refused_until"].as_i64() {
+        let left = until - sessions_cli::unix_now();
+        println!(
+            "new allocations by the revoked user(s) are refused (403) until {until} (unix; {left}s from now)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -177,7 +268,13 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(lifecycle::run(server, settings.admin_listen, reloader))?;
+    let admin_token = tern::settings::load_admin_token(settings)?;
+    runtime.block_on(lifecycle::run(
+        server,
+        settings.admin_listen,
+        admin_token,
+        reloader,
+    ))?;
     tracing::info!("tern stopped");
     Ok(ExitCode::SUCCESS)
 }

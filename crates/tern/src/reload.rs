@@ -52,6 +52,8 @@ pub struct Reloaded {
     pub warnings: Vec<String>,
     /// The certificates new TLS connections get now, when TLS is on.
     pub tls: Option<Arc<Generation>>,
+    /// The sessions API's token (`admin-token-file`), or `None` when unset.
+    pub admin_token: Option<Vec<u8>>,
 }
 
 /// Re-reads and re-validates the configuration; remembers what is in force. (No `Debug`:
@@ -89,6 +91,7 @@ fn watch_list(
     args.config
         .iter()
         .chain(&s.static_auth_secret_files)
+        .chain(&s.admin_token_file)
         .chain(&tls_files)
         .map(|p| {
             let print = seen
@@ -192,6 +195,7 @@ impl Reloader {
             "the configuration no longer configures anything"
         );
         let s = plan.loaded.settings;
+        let admin_token = crate::settings::load_admin_token(&s)?;
         let mapped = mapping::map(&s, mapping::detect_local_ip, false)?;
         let restart_needed = differences(&self.started, &self.started_server, &s, &mapped.server);
         // The certificates were read, parsed and checked with the rest (mapping loaded them,
@@ -215,6 +219,7 @@ impl Reloader {
             restart_needed,
             warnings: plan.loaded.warnings,
             tls,
+            admin_token,
         })
     }
 }
@@ -332,6 +337,46 @@ mod tests {
             &mapped.server,
             false,
         )
+    }
+
+    #[test]
+    fn admin_token_file_is_watched_and_reloads() {
+        let d = dir("admin-token");
+        let (conf, token) = (d.join("tern.conf"), d.join("token"));
+        std::fs::write(
+            &token,
+            "# the sessions API
+first-token
+",
+        )
+        .unwrap();
+        let text = format!(
+            "static-auth-secret=s\nexternal-ip=203.0.113.5\nadmin-token-file={}\n",
+            token.display()
+        );
+        std::fs::write(&conf, &text).unwrap();
+        let mut r = start(&conf);
+        assert_eq!(r.watched().count(), 2, "the config and the token file");
+        assert_eq!(
+            r.reload().unwrap().admin_token,
+            Some(b"first-token".to_vec())
+        );
+        std::fs::write(&token, "second-token\n").unwrap();
+        assert!(r.files_changed());
+        assert_eq!(
+            r.reload().unwrap().admin_token,
+            Some(b"second-token".to_vec())
+        );
+        // A file without a token is refused, naming the key, never quoting the file.
+        std::fs::write(&token, "# nothing\n\n").unwrap();
+        let err = format!("{:#}", r.reload().err().expect("refused"));
+        assert!(
+            err.contains("admin-token-file") && err.contains("holds no token"),
+            "{err}"
+        );
+        std::fs::remove_file(&token).unwrap();
+        let err = format!("{:#}", r.reload().err().expect("refused"));
+        assert!(err.contains("admin-token-file: cannot read"), "{err}");
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub struct Settings {
     /// (`#` comments); re-read on reload. Their secrets are added to `static_auth_secrets`
     /// by [`load_secret_files`].
     pub static_auth_secret_files: Vec<PathBuf>,
+    /// `admin-token-file` (tern's own key): the sessions API's bearer token, first line of
+    /// the file; re-read on reload ([`load_admin_token`]). Unset: `GET /allocations` is open
+    /// and `POST /allocations/revoke` does not exist.
+    pub admin_token_file: Option<PathBuf>,
     /// The admin HTTP port (`/metrics`, `/healthz`, `/readyz`); `None` turns it off.
     /// From `admin-listen` (tern's own key), else coturn's `prometheus` flag (all addresses,
     /// port `prometheus-port`), else 127.0.0.1:9641.
@@ -260,6 +264,7 @@ impl Default for Settings {
             log_file: LogTarget::Stderr,
             log_format: LogFormat::Text,
             static_auth_secret_files: Vec::new(),
+            admin_token_file: None,
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             alternate_servers: Vec::new(),
@@ -427,6 +432,7 @@ impl Builder {
                 s.static_auth_secret_files.push(non_empty(value()?)?.into());
                 s.use_auth_secret = true;
             }
+            "admin-token-file" => s.admin_token_file = Some(non_empty(value()?)?.into()),
             "log-format" => {
                 s.log_format = match value()? {
                     "text" => LogFormat::Text,
@@ -622,6 +628,28 @@ pub fn load_secret_files(s: &mut Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The token in `admin-token-file`, if set: its first line that is neither blank nor a
+/// `#` comment, trimmed. An unreadable file, or one without a token, is an error naming the
+/// key and the file (never the content).
+pub fn load_admin_token(s: &Settings) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(path) = &s.admin_token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("admin-token-file: cannot read {}: {e}", path.display()))?;
+    let token = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "admin-token-file: {} holds no token (its first non-blank line)",
+                path.display()
+            )
+        })?;
+    Ok(Some(token.as_bytes().to_vec()))
 }
 
 fn non_empty(value: &str) -> Result<&str, String> {

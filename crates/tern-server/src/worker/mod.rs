@@ -27,8 +27,10 @@ use crate::control::{
     Command, IoErrorKind, IoErrors, StreamCloses, TlsFailures, WorkerPort, PUBLISH_EVERY,
 };
 use crate::relay_ports::RelayTable;
+use crate::sessions::{RevokeOrder, RevokeSelector, SessionsQuery, WorkerRevoked, WorkerSessions};
 use crate::tls::CertStore;
 use crate::token::Token;
+use tern_proto::{Revoke, SessionFilter};
 use tern_sys::{Epoll, Gso, Interest, Ready, RecvRing, SendReport};
 
 /// Largest UDP payload.
@@ -279,11 +281,72 @@ impl Worker {
             match command {
                 Command::Drain(alternate) => self.core.drain(alternate),
                 Command::Reload(r) => self.core.reload(r.secrets, r.users, r.peer_filter),
+                Command::Sessions(q) => self.answer_sessions(q),
+                Command::Revoke(order) => self.revoke(order, now),
+                Command::Refuse { names, until } => {
+                    for name in &names {
+                        self.core.refuse(name, until, now);
+                    }
+                }
             }
         }
         if any {
             self.publish(now);
         }
+    }
+}
+
+impl Worker {
+    /// Lists the core's allocations for the sessions API. Never blocks: the reply channel
+    /// has room for every worker's answer.
+    fn answer_sessions(&mut self, q: SessionsQuery) {
+        let worker = self.port.index as u32;
+        let after = match q.after {
+            // A cursor in an earlier worker: all of this one's come after it.
+            Some(a) if a.worker < worker => None,
+            // The API refuses a cursor without a handle (generation 0).
+            Some(a) if a.worker == worker => a.allocation(),
+            // A cursor in a later worker: none of this one's come after it.
+            Some(_) => {
+                let _ = q.reply.try_send(WorkerSessions {
+                    worker,
+                    sessions: Vec::new(),
+                    more: false,
+                });
+                return;
+            }
+            None => None,
+        };
+        let filter = SessionFilter {
+            user: q.user.as_deref(),
+            client_ip: q.client_ip,
+        };
+        let mut sessions = Vec::new();
+        let more = self.core.sessions(&filter, after, q.limit, &mut sessions);
+        let _ = q.reply.try_send(WorkerSessions {
+            worker,
+            sessions,
+            more,
+        });
+    }
+
+    /// Ends the allocations an order names, through the normal end path, and says which.
+    fn revoke(&mut self, order: RevokeOrder, now: Instant) {
+        let worker = self.port.index as u32;
+        let selector = match &order.selector {
+            RevokeSelector::User(u) => Some(Revoke::User(u)),
+            RevokeSelector::ClientIp(ip) => Some(Revoke::ClientIp(*ip)),
+            RevokeSelector::Id(id) => id
+                .allocation()
+                .filter(|_| id.worker == worker)
+                .map(Revoke::Id),
+        };
+        let mut ended = Vec::new();
+        if let Some(selector) = selector {
+            ended = self.core.revoke(selector, now, None);
+            self.act_on_outputs(None);
+        }
+        let _ = order.reply.try_send(WorkerRevoked { worker, ended });
     }
 }
 
