@@ -127,10 +127,11 @@ impl Server {
         }
         alloc.relayed.remove(family);
         let (five_tuple, transport) = (alloc.five_tuple, alloc.five_tuple.transport);
+        let relayed_data = alloc.traffic.relayed();
         self.index_relay(endpoint, None);
         self.shared.release(endpoint);
         self.counters
-            .ended(transport, family, reason, alloc.traffic.relayed());
+            .ended(transport, family, reason, relayed_data);
         self.out.push(Output::Release {
             relayed: endpoint,
             allocation: id,
