@@ -124,7 +124,8 @@ fn never_relayed_allocations_are_counted_apart() {
 
     // Expiry counts the same way.
     let mut late = Client::rest("192.0.2.13:40000", "dave");
-    late.allocate_with(&mut h, Some(600));
+    assert!(late.allocate_with(&mut h, Some(600)).is_success());
+    h.events();
     h.advance(700);
     assert_eq!(ended(&mut h).2, EndReason::Expired);
     assert_eq!(
