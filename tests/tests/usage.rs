@@ -121,7 +121,7 @@ fn usage_records_follow_allocations_and_logrotate() {
         assert_eq!(field(line, "client_ip"), "\"127.0.0.1\"");
         assert!(field(line, "username").starts_with('"'));
         let start = num(line, "start");
-        let now = tern_e2e::unix_now();
+        let now = tern_e2e::unix_now() as u64;
         assert!(start <= now && now - start < 120, "start {start}, now {now}");
         assert!(num(line, "duration_s") < 60);
     }
