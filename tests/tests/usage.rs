@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tern_e2e::{http_get, run_bounded, tern_bin, PortBlock, RawClient, ServerKind, ServerOptions, TestServer};
+use tern_e2e::{
+    http_get, run_bounded, tern_bin, PortBlock, RawClient, ServerKind, ServerOptions, TestServer,
+};
 
 const SECRET: &str = "usage-secret-7c1d";
 const REALM: &str = "tern.test";
@@ -48,9 +50,11 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// Waits until `path` holds `n` lines and returns them.
 fn wait_lines(path: &Path, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(3), &format!("{n} lines in {}", path.display()), || {
-        lines(path).len() >= n
-    });
+    wait_for(
+        Duration::from_secs(3),
+        &format!("{n} lines in {}", path.display()),
+        || lines(path).len() >= n,
+    );
     let got = lines(path);
     assert_eq!(got.len(), n, "{got:#?}");
     got
@@ -60,7 +64,10 @@ fn wait_lines(path: &Path, n: usize) -> Vec<String> {
 /// quoted string).
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
     let pat = format!("\"{key}\":");
-    let start = line.find(&pat).unwrap_or_else(|| panic!("no {key} in {line}")) + pat.len();
+    let start = line
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + pat.len();
     let rest = &line[start..];
     if let Some(s) = rest.strip_prefix('"') {
         return &rest[..s.find('"').unwrap() + 2];
@@ -69,7 +76,9 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 }
 
 fn num(line: &str, key: &str) -> u64 {
-    field(line, key).parse().unwrap_or_else(|_| panic!("{key} in {line}"))
+    field(line, key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line}"))
 }
 
 /// Relays `n` payloads each way over channel 0x4000 and returns the bytes each way; the
@@ -122,11 +131,18 @@ fn usage_records_follow_allocations_and_logrotate() {
         assert!(field(line, "username").starts_with('"'));
         let start = num(line, "start");
         let now = tern_e2e::unix_now() as u64;
-        assert!(start <= now && now - start < 120, "start {start}, now {now}");
+        assert!(
+            start <= now && now - start < 120,
+            "start {start}, now {now}"
+        );
         assert!(num(line, "duration_s") < 60);
     }
     assert_eq!(
-        (num(no, "bytes_to_peers"), num(no, "bytes_to_client"), num(no, "peers")),
+        (
+            num(no, "bytes_to_peers"),
+            num(no, "bytes_to_client"),
+            num(no, "peers")
+        ),
         (0, 0, 0)
     );
     let series = |relayed: &str| {
@@ -140,7 +156,9 @@ fn usage_records_follow_allocations_and_logrotate() {
     let first = dir.join("usage.log.1");
     std::fs::rename(&path, &first).unwrap();
     server.signal("HUP");
-    wait_for(Duration::from_secs(2), "a new file after SIGHUP", || path.exists());
+    wait_for(Duration::from_secs(2), "a new file after SIGHUP", || {
+        path.exists()
+    });
     allocate_and_delete(&server);
     let after_hup = wait_lines(&path, 1);
     assert_eq!(field(&after_hup[0], "relayed"), "false");
@@ -149,7 +167,9 @@ fn usage_records_follow_allocations_and_logrotate() {
     // Moved (or removed) without a signal: noticed within about a second.
     let second = dir.join("usage.log.2");
     std::fs::rename(&path, &second).unwrap();
-    wait_for(Duration::from_secs(3), "a new file after a move", || path.exists());
+    wait_for(Duration::from_secs(3), "a new file after a move", || {
+        path.exists()
+    });
     allocate_and_delete(&server);
     wait_lines(&path, 1);
     assert_eq!(lines(&second).len(), 1);
@@ -187,7 +207,10 @@ fn readiness_follows_free_relay_ports() {
     b.allocate_ok();
     let (code, body) = ready();
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("capacity") && body.contains("2 relay ports free"), "{body}");
+    assert!(
+        body.contains("capacity") && body.contains("2 relay ports free"),
+        "{body}"
+    );
     assert_eq!(http_get(server.admin_addr(), "/healthz").unwrap().0, 200);
 
     // Existing allocations relay on, and new ones are still taken while ports remain.
@@ -207,7 +230,10 @@ fn bad_start(extra: &[String]) -> String {
     cmd.arg("serve")
         .arg(format!("--static-auth-secret={SECRET}"))
         .arg("--listening-ip=127.0.0.1")
-        .arg(format!("--listening-port={}", block.relay_range().start() - 8))
+        .arg(format!(
+            "--listening-port={}",
+            block.relay_range().start() - 8
+        ))
         .arg("--admin-listen=off")
         .arg(format!("--min-port={lo}"))
         .arg(format!("--max-port={}", lo + 3))

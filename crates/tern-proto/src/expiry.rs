@@ -130,8 +130,7 @@ impl Server {
         let relayed_data = alloc.traffic.relayed();
         self.index_relay(endpoint, None);
         self.shared.release(endpoint);
-        self.counters
-            .ended(transport, family, reason, relayed_data);
+        self.counters.ended(transport, family, reason, relayed_data);
         self.out.push(Output::Release {
             relayed: endpoint,
             allocation: id,

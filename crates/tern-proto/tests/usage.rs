@@ -66,9 +66,7 @@ fn peers_saturate() {
     let mut h = Harness::new(cfg);
     let mut c = Client::rest("192.0.2.10:40000", "alice");
     c.allocate(&mut h);
-    let many: Vec<SocketAddr> = (1..=PEERS_COUNTED as u8 + 10)
-        .map(|i| peer(i, 9))
-        .collect();
+    let many: Vec<SocketAddr> = (1..=PEERS_COUNTED as u8 + 10).map(|i| peer(i, 9)).collect();
     for chunk in many.chunks(8) {
         assert!(c.create_permission(&mut h, chunk).is_success());
     }
@@ -98,9 +96,7 @@ fn never_relayed_allocations_are_counted_apart() {
     // One only receives from its peer: that is relaying too.
     let mut receiver = Client::rest("192.0.2.12:40000", "carol");
     let port = receiver.allocate(&mut h).port();
-    assert!(receiver
-        .create_permission(&mut h, &[peer_a()])
-        .is_success());
+    assert!(receiver.create_permission(&mut h, &[peer_a()]).is_success());
     h.peer_datagram(port, peer_a(), b"in");
     h.events();
     assert!(receiver.refresh(&mut h, Some(0)).is_success());

@@ -437,7 +437,8 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         ));
     }
     let usage_stats = Arc::new(usage::UsageStats::default());
-    let (usage_sink, usage_writer) = usage::start(config.usage_log.as_deref(), usage_stats.clone())?;
+    let (usage_sink, usage_writer) =
+        usage::start(config.usage_log.as_deref(), usage_stats.clone())?;
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
     }

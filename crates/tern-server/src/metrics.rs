@@ -219,11 +219,12 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
                 *f = f.saturating_sub(u);
             }
         }
-        per_transport_family(&[("reason", reason.label()), ("relayed", "true")], relayed)
-            .chain(per_transport_family(
+        per_transport_family(&[("reason", reason.label()), ("relayed", "true")], relayed).chain(
+            per_transport_family(
                 &[("reason", reason.label()), ("relayed", "false")],
                 unrelayed,
-            ))
+            ),
+        )
     });
     counter_family(
         &mut r,

@@ -350,7 +350,10 @@ mod tests {
             ..record("bob")
         };
         let json = idle.to_json();
-        assert!(json.contains(r#""name":null,"client_ip":"2001:db8::1""#), "{json}");
+        assert!(
+            json.contains(r#""name":null,"client_ip":"2001:db8::1""#),
+            "{json}"
+        );
         assert!(json.ends_with(r#""peers":0,"relayed":false}"#), "{json}");
     }
 
@@ -358,12 +361,17 @@ mod tests {
     fn usernames_are_escaped() {
         let json = record("1:a\"b\\c\nd\u{1}e\u{7f}é").to_json();
         assert!(
-            json.starts_with(r#"{"username":"1:a\"b\\c\nd\u0001e\u007fé","name":"a\"b\\c\nd\u0001e\u007fé","#),
+            json.starts_with(
+                r#"{"username":"1:a\"b\\c\nd\u0001e\u007fé","name":"a\"b\\c\nd\u0001e\u007fé","#
+            ),
             "{json}"
         );
         assert!(!json.contains('\n'));
         let tab = record("x\ty\r").to_json();
-        assert!(tab.starts_with(r#"{"username":"x\ty\r","name":null"#), "{tab}");
+        assert!(
+            tab.starts_with(r#"{"username":"x\ty\r","name":null"#),
+            "{tab}"
+        );
     }
 
     #[test]
@@ -406,7 +414,12 @@ mod tests {
                 if n >= lines {
                     return n;
                 }
-                assert!(t.elapsed() < Duration::from_secs(3), "{} lines in {}", n, p.display());
+                assert!(
+                    t.elapsed() < Duration::from_secs(3),
+                    "{} lines in {}",
+                    n,
+                    p.display()
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         };
