@@ -167,7 +167,7 @@ fn an_allocation_over_a_proxied_connection_relays_and_ends_with_it() {
     server.wait_metric("tern_allocations{transport=\"tcp\",family=\"ipv4\"}", 1.0);
     drop(client);
     server.wait_metric(
-        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\",family=\"ipv4\"}",
+        "tern_allocations_ended_total{reason=\"connection_closed\",relayed=\"true\",transport=\"tcp\",family=\"ipv4\"}",
         1.0,
     );
     server.wait_metric("tern_connections", 0.0);

@@ -87,7 +87,7 @@ fn a_closed_connection_frees_its_relay_port_at_once() {
     };
     assert_eq!(again.port(), port);
     server.wait_metric(
-        "tern_allocations_ended_total{reason=\"connection_closed\",transport=\"tcp\",family=\"ipv4\"}",
+        "tern_allocations_ended_total{reason=\"connection_closed\",relayed=\"true\",transport=\"tcp\",family=\"ipv4\"}",
         1.0,
     );
     server.wait_metric("tern_stream_closes_total{reason=\"peer_closed\"}", 1.0);

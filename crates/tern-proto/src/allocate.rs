@@ -216,6 +216,7 @@ impl Server {
             permissions: Vec::new(),
             channels: Vec::new(),
             traffic: Traffic::default(),
+            peers_seen: Vec::new(),
             rate,
         });
         self.by_five_tuple.insert(five_tuple, id);

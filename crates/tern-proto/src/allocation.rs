@@ -38,7 +38,22 @@ pub struct Traffic {
     pub packets_to_client: u64,
     /// Bytes of application data relayed from peers to the client.
     pub bytes_to_client: u64,
+    /// Distinct peer IP addresses the client gave a permission to (by CreatePermission or
+    /// ChannelBind) over the allocation's life, expired ones included; counted when a
+    /// permission is created, never per packet, and saturating at [`PEERS_COUNTED`].
+    pub peers: u32,
 }
+
+impl Traffic {
+    /// Whether any application data passed, either way.
+    pub fn relayed(&self) -> bool {
+        self.packets_to_peers > 0 || self.packets_to_client > 0
+    }
+}
+
+/// Distinct peer IPs one allocation remembers for [`Traffic::peers`]; a count at this
+/// figure means "this many or more".
+pub const PEERS_COUNTED: usize = 32;
 
 /// One allocation (RFC 8656 §2: "the relayed transport address reserved on the server for a
 /// client, together with the state the server keeps for it").
@@ -75,6 +90,9 @@ pub(crate) struct Allocation {
     pub permissions: Vec<Permission>,
     pub channels: Vec<ChannelBinding>,
     pub traffic: Traffic,
+    /// The distinct peer IPs given a permission so far (at most [`PEERS_COUNTED`]), for
+    /// `traffic.peers`.
+    pub peers_seen: Vec<IpAddr>,
     /// Bandwidth budgets, when the config sets `max_bps`.
     pub rate: Option<Box<RateState>>,
 }
@@ -92,6 +110,15 @@ impl Allocation {
         match &mut self.rate {
             Some(rate) => rate.admit(direction, now, len),
             None => true,
+        }
+    }
+
+    /// Notes that `ip` got a new permission: a peer not seen before counts in
+    /// `traffic.peers` (up to [`PEERS_COUNTED`]).
+    pub fn note_peer(&mut self, ip: IpAddr) {
+        if self.peers_seen.len() < PEERS_COUNTED && !self.peers_seen.contains(&ip) {
+            self.peers_seen.push(ip);
+            self.traffic.peers = self.peers_seen.len() as u32;
         }
     }
 
@@ -122,8 +149,9 @@ impl Allocation {
 
 /// What one allocation costs in memory: its slot in the core's slab, its 5-tuple map entry,
 /// its entry in the per-port index (every worker has one per relay port, allocated or not),
-/// and its permissions and channels, each list bounded by the config
-/// (`max_permissions_per_allocation`, `max_channels_per_allocation`).
+/// its permissions and channels, each list bounded by the config
+/// (`max_permissions_per_allocation`, `max_channels_per_allocation`), and the distinct peers
+/// it has seen (at most [`PEERS_COUNTED`]).
 pub fn footprint(permissions: usize, channels: usize, username_len: usize) -> usize {
     use std::mem::size_of;
     size_of::<(u32, Option<Allocation>)>()
@@ -132,6 +160,7 @@ pub fn footprint(permissions: usize, channels: usize, username_len: usize) -> us
         + username_len
         + permissions * size_of::<Permission>()
         + channels * size_of::<ChannelBinding>()
+        + permissions.min(PEERS_COUNTED) * size_of::<IpAddr>()
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ impl Server {
             return;
         }
         alloc.permissions.push(Permission { ip, expires });
+        alloc.note_peer(ip);
         self.permissions += 1;
         self.timers.insert(expires, Timer::Permission { id, ip });
     }

@@ -137,6 +137,10 @@ pub struct Counters {
     /// Relayed addresses ended, by transport, family, then [`EndReason::index`] (one
     /// family of a dual allocation may end before the other).
     pub allocations_ended: PerTransportFamily<[u64; EndReason::ALL.len()]>,
+    /// Of those, the ones whose allocation had relayed no application data either way by
+    /// then (failed ICE, or an allocation taken and never used), by transport, family,
+    /// then [`EndReason::index`].
+    pub allocations_ended_unrelayed: PerTransportFamily<[u64; EndReason::ALL.len()]>,
     /// Sources locked out after failed authentications, by [`LockoutTrigger::index`].
     pub lockouts: [u64; LockoutTrigger::ALL.len()],
 }
@@ -165,8 +169,18 @@ impl Counters {
         self.allocations_created[transport.label().index()][family.index()] += 1;
     }
 
-    pub(crate) fn ended(&mut self, transport: Transport, family: Family, reason: EndReason) {
-        self.allocations_ended[transport.label().index()][family.index()][reason.index()] += 1;
+    pub(crate) fn ended(
+        &mut self,
+        transport: Transport,
+        family: Family,
+        reason: EndReason,
+        relayed: bool,
+    ) {
+        let (t, f, r) = (transport.label().index(), family.index(), reason.index());
+        self.allocations_ended[t][f][r] += 1;
+        if !relayed {
+            self.allocations_ended_unrelayed[t][f][r] += 1;
+        }
     }
 
     /// Requests of `method` answered with `result`, over every transport.
@@ -185,6 +199,16 @@ impl Counters {
     /// Relayed addresses ended for `reason`, over every transport and family.
     pub fn ended_total(&self, reason: EndReason) -> u64 {
         self.allocations_ended
+            .as_flattened()
+            .iter()
+            .map(|t| t[reason.index()])
+            .sum()
+    }
+
+    /// Relayed addresses ended for `reason` whose allocation had relayed nothing, over every
+    /// transport and family.
+    pub fn ended_unrelayed_total(&self, reason: EndReason) -> u64 {
+        self.allocations_ended_unrelayed
             .as_flattened()
             .iter()
             .map(|t| t[reason.index()])
@@ -225,6 +249,10 @@ impl Counters {
                 add_all(
                     &mut self.allocations_ended[t][f],
                     &other.allocations_ended[t][f],
+                );
+                add_all(
+                    &mut self.allocations_ended_unrelayed[t][f],
+                    &other.allocations_ended_unrelayed[t][f],
                 );
             }
             add_all(

@@ -127,9 +127,10 @@ impl Server {
         }
         alloc.relayed.remove(family);
         let (five_tuple, transport) = (alloc.five_tuple, alloc.five_tuple.transport);
+        let relayed_data = alloc.traffic.relayed();
         self.index_relay(endpoint, None);
         self.shared.release(endpoint);
-        self.counters.ended(transport, family, reason);
+        self.counters.ended(transport, family, reason, relayed_data);
         self.out.push(Output::Release {
             relayed: endpoint,
             allocation: id,
@@ -157,8 +158,12 @@ impl Server {
                 .push(Output::ChannelUnbound(alloc.bound(id, channel)));
         }
         for relayed in alloc.relayed.iter() {
-            self.counters
-                .ended(alloc.five_tuple.transport, relayed.family, reason);
+            self.counters.ended(
+                alloc.five_tuple.transport,
+                relayed.family,
+                reason,
+                alloc.traffic.relayed(),
+            );
             self.index_relay(relayed, None);
             self.out.push(Output::Release {
                 relayed,
@@ -170,6 +175,7 @@ impl Server {
             five_tuple: alloc.five_tuple,
             relayed,
             additional,
+            username: alloc.username.into_string(),
             reason,
             duration: now.saturating_duration_since(alloc.created),
             traffic: alloc.traffic,

@@ -168,7 +168,7 @@ mod timer;
 pub use addr::{
     ConnId, Family, FiveTuple, ListenerId, PerFamily, RelayEndpoint, Transport, TransportLabel,
 };
-pub use allocation::{footprint as allocation_footprint, Traffic};
+pub use allocation::{footprint as allocation_footprint, Traffic, PEERS_COUNTED};
 pub use config::{Config, DefaultFamily, StaticUser, UserSecret};
 pub use counters::{Counters, PathCount, PerTransport, PerTransportFamily};
 pub use error::{AuthFailure, DropReason, RequestError, RequestResult};

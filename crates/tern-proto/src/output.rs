@@ -100,11 +100,14 @@ pub enum Event {
         relayed: SocketAddr,
         /// Of an allocation that was still dual, the IPv6 relayed transport address.
         additional: Option<SocketAddr>,
+        /// The username that authenticated it (never a password or key), for usage
+        /// records.
+        username: String,
         /// Why.
         reason: EndReason,
         /// How long it lived.
         duration: Duration,
-        /// What it relayed.
+        /// What it relayed, and to how many distinct peers.
         traffic: Traffic,
     },
     /// A source was locked out after failed authentications: its requests are dropped for

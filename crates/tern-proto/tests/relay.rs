@@ -295,6 +295,7 @@ fn traffic_is_counted_per_allocation() {
                     bytes_to_peers: 12,
                     packets_to_client: 2,
                     bytes_to_client: 9,
+                    peers: 2,
                 }
             );
         }

@@ -1,5 +1,6 @@
 //! The admin HTTP port: `/metrics` (Prometheus), `/healthz` (alive, workers responsive) and
-//! `/readyz` (sockets bound, not draining).
+//! `/readyz` (sockets bound, not draining, and with `ready-min-free-ports`, enough relay
+//! ports free).
 //!
 //! It runs on the async runtime of the binary's main thread, never on a worker: a scrape
 //! sums what the workers published (about every 100 ms) and takes no lock a packet waits for.
@@ -66,6 +67,8 @@ pub struct AdminState {
     token: AdminToken,
     /// `POST /allocations/revoke` calls that were carried out.
     revocations: AtomicU64,
+    /// `/readyz` fails while fewer relay ports are free (`ready-min-free-ports`; 0: off).
+    min_free_ports: usize,
 }
 
 /// `tls_expiry` without TLS.
@@ -82,7 +85,31 @@ impl AdminState {
             tls_expiry: AtomicI64::new(NO_TLS),
             token: AdminToken::default(),
             revocations: AtomicU64::new(0),
+            min_free_ports: 0,
         }
+    }
+
+    /// Makes `/readyz` fail while fewer than `n` relay ports (both families together) are
+    /// free (`ready-min-free-ports`); 0 turns the check off.
+    pub fn with_min_free_ports(mut self, n: usize) -> Self {
+        self.min_free_ports = n;
+        self
+    }
+
+    /// Why the server lacks capacity for new allocations, if it does: fewer relay ports
+    /// free than `ready-min-free-ports`. Read from the shared pool, exact at the time.
+    pub fn capacity_shortfall(&self) -> Option<String> {
+        if self.min_free_ports == 0 {
+            return None;
+        }
+        let free = self.workers.free_ports();
+        (free < self.min_free_ports).then(|| {
+            format!(
+                "capacity: {free} relay ports free, fewer than ready-min-free-ports={}; \
+                 live allocations keep relaying\n",
+                self.min_free_ports
+            )
+        })
     }
 
     /// Sets (or, with `None`, clears) the sessions API's bearer token: at start and after
@@ -162,6 +189,7 @@ impl AdminState {
             workers_stalled: self.stalled_workers(now).len(),
             tls_certificate_expiry: Some(self.tls_expiry.load(Ordering::Relaxed))
                 .filter(|&t| t != NO_TLS),
+            revocations: self.revocations(),
         }
     }
 
@@ -214,7 +242,10 @@ impl AdminState {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "draining: new allocations are refused\n".into(),
                 ),
-                Ok(()) => plain(StatusCode::OK, "ready\n".into()),
+                Ok(()) => match self.capacity_shortfall() {
+                    Some(why) => plain(StatusCode::SERVICE_UNAVAILABLE, why),
+                    None => plain(StatusCode::OK, "ready\n".into()),
+                },
             },
             "/" => plain(
                 StatusCode::OK,
@@ -317,6 +348,7 @@ mod tests {
             commands: Vec::new(),
             wakers: Vec::new(),
             shared: SharedState::new([vec![50000, 50001], Vec::new()], 1),
+            usage: Default::default(),
         })
     }
 
@@ -338,6 +370,18 @@ mod tests {
         assert_eq!(get(&silent, "/healthz"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get(&silent, "/readyz"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(silent.process_state(Instant::now()).workers_stalled, 1);
+    }
+
+    #[test]
+    fn readiness_wants_free_ports() {
+        let s = state(Some(Instant::now())).with_min_free_ports(2);
+        assert_eq!(get(&s, "/readyz"), StatusCode::OK);
+        let s = state(Some(Instant::now())).with_min_free_ports(3);
+        let r = s.respond(&Method::GET, "/readyz", None);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let why = s.capacity_shortfall().unwrap();
+        assert!(why.starts_with("capacity: 2 relay ports free"), "{why}");
+        assert_eq!(get(&s, "/healthz"), StatusCode::OK);
     }
 
     #[test]

@@ -180,6 +180,8 @@ pub struct Workers {
     /// Each worker's eventfd, woken after a command is sent.
     pub(crate) wakers: Vec<Arc<Waker>>,
     pub(crate) shared: SharedState,
+    /// The usage log's counts (zero without `usage-log`).
+    pub(crate) usage: Arc<crate::usage::UsageStats>,
 }
 
 /// Counters summed over workers, and gauges.
@@ -207,6 +209,8 @@ pub struct Totals {
     pub pool_size: usize,
     /// Relay ports free and in the pool, by family (by [`tern_proto::Family::index`]).
     pub ports_by_family: tern_proto::PerFamily<(usize, usize)>,
+    /// Usage records written and dropped.
+    pub usage: crate::usage::UsageCounts,
 }
 
 impl Workers {
@@ -233,6 +237,7 @@ impl Workers {
         t.ports_by_family = self.shared.ports_by_family();
         t.free_ports = t.ports_by_family.iter().map(|p| p.0).sum();
         t.pool_size = t.ports_by_family.iter().map(|p| p.1).sum();
+        t.usage = self.usage.counts();
         t
     }
 
@@ -252,6 +257,12 @@ impl Workers {
     /// Live allocations over all workers, from the shared pool (exact, not a snapshot).
     pub fn allocations(&self) -> usize {
         self.shared.allocations()
+    }
+
+    /// Relay ports free now over both families, from the shared pool (exact, not a
+    /// snapshot).
+    pub fn free_ports(&self) -> usize {
+        self.shared.free_ports()
     }
 
     /// Sends `command` to every worker and wakes it: each acts on it before the next
@@ -279,6 +290,8 @@ pub(crate) struct WorkerPort {
     pub commands: Receiver<Command>,
     /// Readable when commands (or the stop flag) wait.
     pub waker: Arc<Waker>,
+    /// Where ended allocations' usage records go.
+    pub usage: crate::usage::UsageSink,
 }
 
 #[cfg(test)]

@@ -28,11 +28,13 @@ mod relay_ports;
 pub mod sessions;
 pub mod tls;
 mod token;
+pub mod usage;
 mod worker;
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -156,6 +158,11 @@ pub struct ServerConfig {
     /// The certificates, when TLS is on: every TCP listening socket then takes TLS too (a
     /// connection whose first byte is 0x16, a TLS handshake record) beside plain TURN.
     pub tls: Option<Arc<tls::CertStore>>,
+    /// Append a usage record (a JSON line) per ended allocation to this file (`usage-log`).
+    pub usage_log: Option<PathBuf>,
+    /// `/readyz` fails while fewer relay ports than this are free (`ready-min-free-ports`);
+    /// 0 turns the check off. More than the pool fails start.
+    pub ready_min_free_ports: usize,
 }
 
 impl ServerConfig {
@@ -179,6 +186,8 @@ impl ServerConfig {
             max_connections: None,
             max_connections_per_ip: Self::DEFAULT_MAX_CONNECTIONS_PER_IP,
             tls: None,
+            usage_log: None,
+            ready_min_free_ports: 0,
         }
     }
 
@@ -264,6 +273,7 @@ pub struct RunningServer {
     listen: Vec<SocketAddr>,
     tcp_listen: Vec<SocketAddr>,
     workers: Workers,
+    usage: Option<usage::UsageWriter>,
 }
 
 impl RunningServer {
@@ -287,12 +297,24 @@ impl RunningServer {
         &self.shared
     }
 
-    /// Tells the workers to end their allocations and stop, and waits for them.
+    /// Reopens the usage log's path (SIGHUP: logrotate moved the file); nothing without
+    /// `usage-log`.
+    pub fn reopen_usage_log(&self) {
+        if let Some(u) = &self.usage {
+            u.reopen();
+        }
+    }
+
+    /// Tells the workers to end their allocations and stop, and waits for them (and for
+    /// the usage log to take their last records).
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.workers.wake_all();
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(u) = self.usage {
+            u.join();
         }
         info!("tern stopped");
     }
@@ -405,6 +427,19 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let bind_ips = Family::ALL.map(|f| config.core.relayed_ip(f).map(|_| config.relay_bind_ip(f)));
     let relays = Arc::new(RelayTable::bind(bind_ips, range.clone())?);
     config.core.relay_ports = Family::ALL.map(|f| relays.ports(f));
+    let pool: usize = config.core.relay_ports.iter().map(Vec::len).sum();
+    if config.ready_min_free_ports > pool {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "ready-min-free-ports={} is more than the {pool} relay ports of the pool                  (min-port..max-port in each relayed family): /readyz would never pass",
+                config.ready_min_free_ports
+            ),
+        ));
+    }
+    let usage_stats = Arc::new(usage::UsageStats::default());
+    let (usage_sink, usage_writer) =
+        usage::start(config.usage_log.as_deref(), usage_stats.clone())?;
     for addr in &listen {
         info!(listen = %addr, workers, batched_io = config.batched_io, "tern listening (udp)");
     }
@@ -490,6 +525,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
                     index: id,
                     commands: rx,
                     waker,
+                    usage: usage_sink.clone(),
                 }
             },
         )?;
@@ -504,7 +540,9 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         commands,
         wakers,
         shared: shared.clone(),
+        usage: usage_stats,
     };
+    drop(usage_sink);
     Ok(RunningServer {
         stop,
         threads,
@@ -512,6 +550,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         listen,
         tcp_listen: tcp_ports.into_iter().map(|(a, _)| a).collect(),
         workers,
+        usage: usage_writer,
     })
 }
 

@@ -41,6 +41,8 @@ pub struct ProcessState {
     /// The earliest notAfter of the TLS certificates in force, Unix seconds; `None` without
     /// TLS (the gauge is then left out).
     pub tls_certificate_expiry: Option<i64>,
+    /// `POST /allocations/revoke` calls carried out.
+    pub revocations: u64,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -210,13 +212,26 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
         per_transport_family(&[], c.allocations_created),
     );
     let ended = EndReason::ALL.into_iter().flat_map(|reason| {
-        let by_transport = c.allocations_ended.map(|t| t.map(|f| f[reason.index()]));
-        per_transport_family(&[("reason", reason.label())], by_transport)
+        let i = reason.index();
+        let unrelayed = c.allocations_ended_unrelayed.map(|t| t.map(|f| f[i]));
+        let all = c.allocations_ended.map(|t| t.map(|f| f[i]));
+        let mut relayed = all;
+        for (t, u) in relayed.iter_mut().zip(unrelayed) {
+            for (f, u) in t.iter_mut().zip(u) {
+                *f = f.saturating_sub(u);
+            }
+        }
+        per_transport_family(&[("reason", reason.label()), ("relayed", "true")], relayed).chain(
+            per_transport_family(
+                &[("reason", reason.label()), ("relayed", "false")],
+                unrelayed,
+            ),
+        )
     });
     counter_family(
         &mut r,
         "allocations_ended",
-        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed), client transport and relayed address family (each family of a dual allocation ends apart)",
+        "Allocations ended, by reason (expired, deleted by the client, shutdown, connection_closed), whether any application data was relayed (relayed=\"false\": failed ICE or an unused allocation), client transport and relayed address family (each family of a dual allocation ends apart)",
         ended,
     );
     let requests = RequestMethod::ALL.into_iter().flat_map(|method| {
@@ -311,6 +326,21 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
             .zip(t.tls_failures)
             .map(|(reason, n)| (labels(&[("reason", reason.label())]), n)),
     );
+    counter(
+        &mut r,
+        "usage_records_written",
+        "Usage records appended to the usage-log file",
+        t.usage.written,
+    );
+    counter_family(
+        &mut r,
+        "usage_records_dropped",
+        "Usage records lost, by reason (queue_full: the writer fell behind; write_error: the usage-log file could not be written or reopened)",
+        [
+            (labels(&[("reason", "queue_full")]), t.usage.queue_full),
+            (labels(&[("reason", "write_error")]), t.usage.write_errors),
+        ],
+    );
     gauge(
         &mut r,
         "connections",
@@ -331,6 +361,12 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
             (labels(&[("result", "success")]), p.reloads_ok),
             (labels(&[("result", "failure")]), p.reloads_failed),
         ],
+    );
+    counter(
+        &mut r,
+        "revocations",
+        "Revocations carried out through the admin API (POST /allocations/revoke)",
+        p.revocations,
     );
     gauge(&mut r, "workers", "Worker threads", p.workers);
     gauge(
@@ -384,6 +420,8 @@ mod tests {
         let [v4, v6] = Family::ALL.map(Family::index);
         t.counters.allocations_created = [[3, 1], [1, 0], [2, 0]];
         t.counters.allocations_ended[tls][v4][EndReason::ConnectionClosed.index()] = 2;
+        t.counters.allocations_ended_unrelayed[tls][v4][EndReason::ConnectionClosed.index()] = 1;
+        t.usage.queue_full = 3;
         t.counters.channel_to_peer[udp][v4].packets = 5;
         t.counters.channel_to_peer[udp][v4].bytes = 500;
         t.counters.channel_to_peer[udp][v6].bytes = 9;
@@ -416,9 +454,23 @@ mod tests {
         assert_eq!(
             sample(
                 &text,
-                r#"tern_allocations_ended_total{reason="connection_closed",transport="tls",family="ipv4"}"#
+                r#"tern_allocations_ended_total{reason="connection_closed",relayed="true",transport="tls",family="ipv4"}"#
             ),
-            Some(2)
+            Some(1)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_allocations_ended_total{reason="connection_closed",relayed="false",transport="tls",family="ipv4"}"#
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"tern_usage_records_dropped_total{reason="queue_full"}"#
+            ),
+            Some(3)
         );
         assert_eq!(
             sample(
@@ -533,15 +585,15 @@ mod tests {
         let text = encode(&Totals::default(), &ProcessState::default(), false);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         // 3 transports x 2 families: 6 allocation gauges + 2 gauges (permissions, channels)
-        // + 2x2 relay port gauges + 6 created + 6x5 end reasons + 3x6x14 requests + 508s
-        // + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 7 I/O errors + 13 stream
-        // closes + 5 TLS handshake failures + connections + draining + 2 reloads + 2 worker
-        // gauges.
+        // + 2x2 relay port gauges + 6 created + 6x5x2 end reasons (relayed or not) + 3x6x14
+        // requests + 508s + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 7 I/O errors
+        // + 13 stream closes + 5 TLS handshake failures + 3 usage records + revocations +
+        // connections + draining + 2 reloads + 2 worker gauges.
         assert_eq!(
             series,
-            6 + 2 + 4 + 6 + 30 + 252 + 1 + 4 + 2 + 48 + 11 + 7 + 13 + 5 + 1 + 1 + 2 + 2
+            6 + 2 + 4 + 6 + 60 + 252 + 1 + 4 + 2 + 48 + 11 + 7 + 13 + 5 + 3 + 1 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 397, "the figure in README.md's Metrics section");
+        assert_eq!(series, 431, "the figure in README.md's Metrics section");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub const IMPLEMENTED: &[Key] = &[
     key("prometheus", Flag),
     key("prometheus-port", Value),
     key("drain-timeout", Value),
+    key("usage-log", Value),
+    key("ready-min-free-ports", Value),
     multi(key("alternate-server", Value)),
     key("tls-listening-port", Value),
     key("no-tls", Flag),
@@ -143,6 +145,8 @@ pub const LOGGING_ONLY: &[&str] = &[
     "prometheus",
     "prometheus-port",
     "drain-timeout",
+    "usage-log",
+    "ready-min-free-ports",
 ];
 
 /// coturn keys tern knows of but does not implement; each draws one warning.

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | SIGTERM, SIGUSR1 | graceful drain: new allocations get 508 (or 300 Try Alternate with `alternate-server`), existing ones keep relaying, `/readyz` fails; exit when the last allocation ends or after `drain-timeout` |
 //! | second SIGTERM, SIGINT | stop at once (allocations end, ports are released) |
-//! | SIGHUP, SIGUSR2 | live reload, certificates included (also when a watched file changes) |
+//! | SIGHUP, SIGUSR2 | live reload, certificates included (also when a watched file changes); the `usage-log` file is reopened |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +31,10 @@ pub async fn run(
     mut reloader: Reloader,
 ) -> anyhow::Result<()> {
     let admin_listener = admin_listen.map(admin::bind).transpose()?;
+    let min_free_ports = config.ready_min_free_ports;
     let server = tern_server::start(config)?;
-    let state = Arc::new(AdminState::new(server.workers().clone()));
+    let state =
+        Arc::new(AdminState::new(server.workers().clone()).with_min_free_ports(min_free_ports));
     if admin_token.is_some() {
         info!("admin-token-file set: the sessions API needs its bearer token; revocation is on");
     }
@@ -82,8 +84,14 @@ pub async fn run(
                 info!("SIGINT received; stopping now");
                 break;
             }
-            _ = hup.recv() => reload(&mut reloader, &state, "SIGHUP"),
-            _ = usr2.recv() => reload(&mut reloader, &state, "SIGUSR2"),
+            _ = hup.recv() => {
+                server.reopen_usage_log();
+                reload(&mut reloader, &state, "SIGHUP");
+            }
+            _ = usr2.recv() => {
+                server.reopen_usage_log();
+                reload(&mut reloader, &state, "SIGUSR2");
+            }
             _ = watch.tick() => {
                 if reloader.files_changed() {
                     reload(&mut reloader, &state, "file change");

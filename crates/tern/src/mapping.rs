@@ -357,6 +357,8 @@ pub fn map(
     server.max_connections = s.max_connections.map(|n| n as usize);
     server.max_connections_per_ip = s.max_connections_per_ip;
     server.tls = tls;
+    server.usage_log = s.usage_log.clone();
+    server.ready_min_free_ports = s.ready_min_free_ports as usize;
     server.workers = s.relay_threads as usize;
     server.batched_io = !s.no_batched_io;
     server.buffers = SocketBuffers {

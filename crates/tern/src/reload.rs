@@ -305,6 +305,11 @@ fn differences(
             old.admin_listen != new.admin_listen,
         ),
         ("log-file", old.log_file != new.log_file),
+        ("usage-log", a.usage_log != b.usage_log),
+        (
+            "ready-min-free-ports",
+            a.ready_min_free_ports != b.ready_min_free_ports,
+        ),
         ("log-format", old.log_format != new.log_format),
         ("verbose", old.verbosity != new.verbosity),
     ];

@@ -171,6 +171,12 @@ pub struct Settings {
     /// `drain-timeout` (tern's own key): seconds a graceful drain waits for the last
     /// allocation before exiting anyway (30).
     pub drain_timeout: u64,
+    /// `usage-log` (tern's own key): a file to append one JSON usage record to per ended
+    /// allocation (besides the log line); reopened on SIGHUP and when moved.
+    pub usage_log: Option<PathBuf>,
+    /// `ready-min-free-ports` (tern's own key): `/readyz` fails while fewer relay ports are
+    /// free; 0: off (0).
+    pub ready_min_free_ports: u32,
     /// `alternate-server`: the first one is named in 300 Try Alternate while draining.
     pub alternate_servers: Vec<SocketAddr>,
     /// `cert`: the TLS certificate chain (TLS is on when `cert` and `pkey` are both set).
@@ -267,6 +273,8 @@ impl Default for Settings {
             admin_token_file: None,
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            usage_log: None,
+            ready_min_free_ports: 0,
             alternate_servers: Vec::new(),
             cert: None,
             pkey: None,
@@ -449,6 +457,8 @@ impl Builder {
             "prometheus" => self.prometheus = values::flag(raw)?,
             "prometheus-port" => self.prometheus_port = Some(values::port(value()?)?),
             "drain-timeout" => s.drain_timeout = values::seconds(value()?)?,
+            "usage-log" => s.usage_log = Some(non_empty(value()?)?.into()),
+            "ready-min-free-ports" => s.ready_min_free_ports = values::count(value()?)?,
             "alternate-server" => s
                 .alternate_servers
                 .push(values::socket_addr_or_ip(value()?, DEFAULT_ALTERNATE_PORT)?),

@@ -12,6 +12,7 @@ use super::Worker;
 use crate::control::IoErrorKind;
 use crate::relay_ports::RelayTable;
 use crate::token::Token;
+use crate::usage::UsageRecord;
 
 impl Worker {
     /// Acts on the core's outputs in the order it queued them, so that a new allocation's
@@ -114,21 +115,45 @@ impl Worker {
                 five_tuple,
                 relayed,
                 additional,
+                username,
                 reason,
                 duration,
                 traffic,
             } => {
                 info!(
                     client = %five_tuple.client,
+                    transport = five_tuple.transport.label().label(),
                     family = family_label(relayed, additional),
                     %relayed,
                     additional = additional.map(tracing::field::display),
+                    %username,
                     reason = reason.label(),
                     duration_s = duration.as_secs(),
+                    packets_to_peers = traffic.packets_to_peers,
                     bytes_to_peers = traffic.bytes_to_peers,
+                    packets_to_client = traffic.packets_to_client,
                     bytes_to_client = traffic.bytes_to_client,
+                    peers = traffic.peers,
+                    relayed_data = traffic.relayed(),
+                    worker = self.id,
                     "allocation ended"
                 );
+                if self.port.usage.enabled() {
+                    let duration_s = duration.as_secs();
+                    self.port.usage.submit(UsageRecord {
+                        username,
+                        client_ip: five_tuple.client.ip(),
+                        transport: five_tuple.transport.label(),
+                        family: match (Family::of(relayed.ip()), additional) {
+                            (_, Some(_)) => "dual",
+                            (f, None) => f.label(),
+                        },
+                        start: super::wall_now().saturating_sub(duration_s),
+                        duration_s,
+                        reason,
+                        traffic,
+                    });
+                }
             }
             // The address and the limits, never the username (a password typed into the
             // username field would land here) nor anything of the request.
