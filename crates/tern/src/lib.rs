@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod logging;
 pub mod mapping;
+pub mod memory;
 pub mod overrides;
 pub mod reload;
 pub mod sessions_cli;

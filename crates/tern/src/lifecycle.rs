@@ -63,6 +63,8 @@ pub async fn run(
     let mut watch = interval(WATCH_EVERY);
     watch.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut check = interval(DRAIN_CHECK);
+    let mut trim = interval(crate::memory::TRIM_EVERY);
+    trim.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -97,6 +99,7 @@ pub async fn run(
                     reload(&mut reloader, &state, "file change");
                 }
             }
+            _ = trim.tick() => crate::memory::trim(),
             _ = check.tick(), if deadline.is_some() => {
                 let left = state.workers().allocations();
                 if left == 0 {
