@@ -595,7 +595,10 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     };
     drop(usage_sink);
     // The attachment lives as long as a worker holds it; nothing else needs it.
+    #[cfg(feature = "xdp")]
     drop(fast_path);
+    #[cfg(not(feature = "xdp"))]
+    let _ = fast_path;
     Ok(RunningServer {
         stop,
         threads,

@@ -101,7 +101,11 @@ pub fn start(config: &XdpConfig, cx: Context) -> Result<Option<Shared>, NotStart
     let fatal = config.mode != Mode::Auto;
     let fail = |reason: String| NotStarted { fatal, reason };
     let Some(interface) = config.interface.as_deref() else {
-        return Err(fail("xdp-interface is not set".into()));
+        // A config mistake, whatever the mode.
+        return Err(NotStarted {
+            fatal: true,
+            reason: "xdp-interface is not set".into(),
+        });
     };
     let Some(relay_ip) = cx.relay_ip.filter(|ip| !ip.is_unspecified()) else {
         return Err(fail(
