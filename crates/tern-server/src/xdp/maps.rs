@@ -182,12 +182,29 @@ impl Program {
     /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`); returns the verdict and the
     /// frame as it left.
     pub fn test_run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
+        self.run(frame, None)
+    }
+
+    /// Like [`Program::test_run`] with an `xdp_md` context (`ingress_ifindex` at bytes
+    /// 12..16, native order).
+    pub fn test_run_on(&self, frame: &[u8], ctx: &[u8; 24]) -> Result<(u32, Vec<u8>), String> {
+        self.run(frame, Some(ctx))
+    }
+
+    fn run(&self, frame: &[u8], ctx: Option<&[u8; 24]>) -> Result<(u32, Vec<u8>), String> {
         let mut out = vec![0u8; frame.len() + 256];
+        let mut md = [0u8; 24];
+        if let Some(ctx) = ctx {
+            md = *ctx;
+            // data_end: the frame's length.
+            md[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        }
         let result = self
             .prog()
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                ctx_in: ctx.map(|_| &md[..]),
                 ..TestRunOptions::new()
             })
             .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?;
