@@ -83,7 +83,8 @@ impl Server {
         alloc.note_peer(ip);
         // Channels to `ip` whose permission had lapsed relay again.
         for &channel in alloc.channels.iter().filter(|c| c.peer.ip() == ip) {
-            self.out.push(Output::ChannelBound(alloc.bound(id, channel)));
+            self.out
+                .push(Output::ChannelBound(alloc.bound(id, channel)));
         }
         self.permissions += 1;
         self.timers.insert(expires, Timer::Permission { id, ip });

@@ -69,7 +69,8 @@ impl Server {
                     // Channels to `ip` stay bound but relay nothing until a new
                     // permission: a fast path must stop relaying them now.
                     for &channel in alloc.channels.iter().filter(|c| c.peer.ip() == ip) {
-                        self.out.push(Output::ChannelUnbound(alloc.bound(id, channel)));
+                        self.out
+                            .push(Output::ChannelUnbound(alloc.bound(id, channel)));
                     }
                 } else {
                     let at = alloc.permissions[i].expires;

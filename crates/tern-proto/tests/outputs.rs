@@ -249,7 +249,10 @@ fn a_lapsed_permission_unbinds_its_channels_and_a_new_one_binds_them_again() {
     assert!(c.refresh(&mut h, Some(3600)).is_success());
     h.outputs();
     assert!(c.channel_bind(&mut h, 0x4000, peer_a()).is_success());
-    assert!(matches!(h.outputs().as_slice(), [Seen::ChannelBound(_), Seen::Transmit { .. }]));
+    assert!(matches!(
+        h.outputs().as_slice(),
+        [Seen::ChannelBound(_), Seen::Transmit { .. }]
+    ));
     h.advance_to(301);
     match h.outputs().as_slice() {
         [Seen::ChannelUnbound(b)] => assert_eq!((b.number.get(), b.peer), (0x4000, peer_a())),
@@ -277,7 +280,10 @@ fn a_lapsed_permission_unbinds_its_channels_and_a_new_one_binds_them_again() {
     // Rebinding a channel whose permission lapsed binds it again, once.
     assert!(c.channel_bind(&mut h, 0x4001, peer_b()).is_success());
     h.advance_to(960);
-    assert!(matches!(h.outputs().as_slice(), [.., Seen::ChannelUnbound(_)]));
+    assert!(matches!(
+        h.outputs().as_slice(),
+        [.., Seen::ChannelUnbound(_)]
+    ));
     assert!(c.channel_bind(&mut h, 0x4001, peer_b()).is_success());
     match h.outputs().as_slice() {
         [Seen::ChannelBound(b), Seen::Transmit { .. }] => {

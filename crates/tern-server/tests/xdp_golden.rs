@@ -68,7 +68,13 @@ struct Shape<'a> {
 
 /// An Ethernet frame carrying an IPv4 UDP datagram `src` → `dst` with `payload`, every
 /// checksum computed in full.
-fn frame(macs: ([u8; 6], [u8; 6]), src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8], shape: Shape) -> Vec<u8> {
+fn frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: &[u8],
+    shape: Shape,
+) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&macs.0);
     f.extend_from_slice(&macs.1);
@@ -123,7 +129,11 @@ fn assert_checksums(f: &[u8]) {
         pseudo.extend_from_slice(&dst.octets());
         pseudo.extend_from_slice(&[0, 17]);
         pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-        assert_eq!(ones_sum(udp, ones_sum(&pseudo, 0)), 0xffff, "UDP checksum of {f:02x?}");
+        assert_eq!(
+            ones_sum(udp, ones_sum(&pseudo, 0)),
+            0xffff,
+            "UDP checksum of {f:02x?}"
+        );
     }
 }
 
@@ -140,7 +150,10 @@ fn golden_frames() {
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
         });
     if uid.as_deref() != Some("0") {
-        return prereq::missing("root (to load an XDP program and make a network namespace)", "run as root");
+        return prereq::missing(
+            "root (to load an XDP program and make a network namespace)",
+            "run as root",
+        );
     }
     let ns = format!("tern-xdp-golden-{}", std::process::id());
     let ns = Netns::new(&ns);
@@ -160,7 +173,12 @@ fn golden_frames() {
     let status = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(exe)
-        .args(["--exact", "golden_frames", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "golden_frames",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(INNER, "1")
         .status()
         .unwrap();
@@ -172,7 +190,10 @@ struct Netns(String);
 
 impl Netns {
     fn new(name: &str) -> Self {
-        let ok = Command::new("ip").args(["netns", "add", name]).status().unwrap();
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap();
         assert!(ok.success(), "ip netns add {name}");
         Self(name.into())
     }
@@ -198,7 +219,13 @@ fn inner() {
     let server = sa("10.0.0.1:3478");
     let relay = sa("10.0.0.1:50000");
     let peer = sa("10.0.0.3:6000");
-    let entry = Entry { client, server, channel: 0x4000, relay, peer };
+    let entry = Entry {
+        client,
+        server,
+        channel: 0x4000,
+        relay,
+        peer,
+    };
     let mut p = Program::load().expect("load the program");
     p.insert(&entry).unwrap();
     let ifindex: u32 = std::fs::read_to_string("/sys/class/net/veth0/ifindex")
@@ -222,20 +249,46 @@ fn inner() {
         (b"hello", b"", plain),
         (b"hello", &[0xaa, 0xbb, 0xcc], plain),
         (b"12345678", b"", plain),
-        (b"x", &[0, 0, 0], Shape { trailer: 7, ..plain }),
-        (b"no checksum", &[0], Shape { no_udp_checksum: true, ..plain }),
+        (
+            b"x",
+            &[0, 0, 0],
+            Shape {
+                trailer: 7,
+                ..plain
+            },
+        ),
+        (
+            b"no checksum",
+            &[0],
+            Shape {
+                no_udp_checksum: true,
+                ..plain
+            },
+        ),
     ];
     let mut sent = (0u64, 0u64);
     for (payload, padding, shape) in cases {
-        let input = frame(macs_in, client, server, &channel_data(0x4000, payload, padding), *shape);
+        let input = frame(
+            macs_in,
+            client,
+            server,
+            &channel_data(0x4000, payload, padding),
+            *shape,
+        );
         let (verdict, out) = p.test_run(&input).unwrap();
-        assert_eq!(verdict, XDP_REDIRECT, "from lo's context the route leaves by veth0");
+        assert_eq!(
+            verdict, XDP_REDIRECT,
+            "from lo's context the route leaves by veth0"
+        );
         let expected = frame(
             to_peer_macs,
             relay,
             peer,
             payload,
-            Shape { no_udp_checksum: shape.no_udp_checksum, ..plain },
+            Shape {
+                no_udp_checksum: shape.no_udp_checksum,
+                ..plain
+            },
         );
         assert_eq!(out, expected, "client -> peer {payload:?} {padding:?}");
         assert_checksums(&out);
@@ -243,15 +296,31 @@ fn inner() {
         sent.1 += payload.len() as u64;
     }
     let (to_peer, _) = p.counts(&entry);
-    assert_eq!((to_peer.packets, to_peer.bytes), sent, "per-CPU counters of the client side");
+    assert_eq!(
+        (to_peer.packets, to_peer.bytes),
+        sent,
+        "per-CPU counters of the client side"
+    );
 
     // Peer -> client: the header is added; odd and even lengths, no checksum, Ethernet fill.
     for (payload, shape) in [
         (&b"pong!"[..], plain),
         (b"even", plain),
         (b"", plain),
-        (b"zero checksum", Shape { no_udp_checksum: true, ..plain }),
-        (b"y", Shape { trailer: 9, ..plain }),
+        (
+            b"zero checksum",
+            Shape {
+                no_udp_checksum: true,
+                ..plain
+            },
+        ),
+        (
+            b"y",
+            Shape {
+                trailer: 9,
+                ..plain
+            },
+        ),
     ] {
         let input = frame(macs_in, peer, relay, payload, shape);
         let (verdict, out) = p.test_run(&input).unwrap();
@@ -261,7 +330,10 @@ fn inner() {
             server,
             client,
             &channel_data(0x4000, payload, b""),
-            Shape { no_udp_checksum: shape.no_udp_checksum, ..plain },
+            Shape {
+                no_udp_checksum: shape.no_udp_checksum,
+                ..plain
+            },
         );
         assert_eq!(out, expected, "peer -> client {payload:?}");
         assert_checksums(&out);
@@ -270,7 +342,13 @@ fn inner() {
     assert_eq!((to_client.packets, to_client.bytes), (5, 5 + 4 + 13 + 1));
 
     // The same frame arriving on veth0, the egress device: XDP_TX.
-    let input = frame(macs_in, client, server, &channel_data(0x4000, b"tx", b""), plain);
+    let input = frame(
+        macs_in,
+        client,
+        server,
+        &channel_data(0x4000, b"tx", b""),
+        plain,
+    );
     let mut ctx = [0u8; 24];
     ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
     let (verdict, out) = p.test_run_on(&input, &ctx).unwrap();
@@ -279,24 +357,120 @@ fn inner() {
 
     // Everything else goes to the kernel unchanged.
     let cd = channel_data(0x4000, b"hello", b"");
-    pass(&p, &frame(macs_in, client, server, &channel_data(0x4001, b"hello", b""), plain), "unknown channel");
-    pass(&p, &frame(macs_in, sa("10.0.0.2:40001"), server, &cd, plain), "no binding for this 5-tuple");
-    pass(&p, &frame(macs_in, client, sa("10.0.0.1:3479"), &cd, plain), "another listening port");
-    pass(&p, &frame(macs_in, sa("10.0.0.3:6001"), relay, b"data", plain), "a peer port without a channel (no permission)");
-    pass(&p, &frame(macs_in, sa("10.0.0.4:6000"), relay, b"data", plain), "a peer without a permission");
-    pass(&p, &frame(macs_in, client, server, &cd, Shape { frag: 0x2000, ..plain }), "first fragment (MF)");
-    pass(&p, &frame(macs_in, client, server, &cd, Shape { frag: 0x0010, ..plain }), "later fragment");
-    pass(&p, &frame(macs_in, client, server, &cd, Shape { options: &[1, 1, 1, 0], ..plain }), "IPv4 options");
-    pass(&p, &frame(macs_in, peer, relay, b"data", Shape { frag: 0x2000, ..plain }), "peer fragment");
+    pass(
+        &p,
+        &frame(
+            macs_in,
+            client,
+            server,
+            &channel_data(0x4001, b"hello", b""),
+            plain,
+        ),
+        "unknown channel",
+    );
+    pass(
+        &p,
+        &frame(macs_in, sa("10.0.0.2:40001"), server, &cd, plain),
+        "no binding for this 5-tuple",
+    );
+    pass(
+        &p,
+        &frame(macs_in, client, sa("10.0.0.1:3479"), &cd, plain),
+        "another listening port",
+    );
+    pass(
+        &p,
+        &frame(macs_in, sa("10.0.0.3:6001"), relay, b"data", plain),
+        "a peer port without a channel (no permission)",
+    );
+    pass(
+        &p,
+        &frame(macs_in, sa("10.0.0.4:6000"), relay, b"data", plain),
+        "a peer without a permission",
+    );
+    pass(
+        &p,
+        &frame(
+            macs_in,
+            client,
+            server,
+            &cd,
+            Shape {
+                frag: 0x2000,
+                ..plain
+            },
+        ),
+        "first fragment (MF)",
+    );
+    pass(
+        &p,
+        &frame(
+            macs_in,
+            client,
+            server,
+            &cd,
+            Shape {
+                frag: 0x0010,
+                ..plain
+            },
+        ),
+        "later fragment",
+    );
+    pass(
+        &p,
+        &frame(
+            macs_in,
+            client,
+            server,
+            &cd,
+            Shape {
+                options: &[1, 1, 1, 0],
+                ..plain
+            },
+        ),
+        "IPv4 options",
+    );
+    pass(
+        &p,
+        &frame(
+            macs_in,
+            peer,
+            relay,
+            b"data",
+            Shape {
+                frag: 0x2000,
+                ..plain
+            },
+        ),
+        "peer fragment",
+    );
     let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
     stun.extend_from_slice(&[7; 12]);
-    pass(&p, &frame(macs_in, client, server, &stun, plain), "a STUN request");
+    pass(
+        &p,
+        &frame(macs_in, client, server, &stun, plain),
+        "a STUN request",
+    );
     // ChannelData claiming more than the datagram holds.
     let mut short = channel_data(0x4000, b"hello", b"");
     short[3] = 9;
-    pass(&p, &frame(macs_in, client, server, &short, plain), "ChannelData length overrun");
+    pass(
+        &p,
+        &frame(macs_in, client, server, &short, plain),
+        "ChannelData length overrun",
+    );
     // More than 3 bytes after the claimed length: userspace decides.
-    pass(&p, &frame(macs_in, client, server, &channel_data(0x4000, b"hi", &[0; 6]), plain), "long trailer");
+    pass(
+        &p,
+        &frame(
+            macs_in,
+            client,
+            server,
+            &channel_data(0x4000, b"hi", &[0; 6]),
+            plain,
+        ),
+        "long trailer",
+    );
     // A UDP length that disagrees with the IP length.
     let mut bad = frame(macs_in, client, server, &cd, plain);
     bad[38..40].copy_from_slice(&100u16.to_be_bytes());
@@ -309,6 +483,14 @@ fn inner() {
     // Removed, the entry relays nothing more, and its counts come back once.
     let (to_peer, to_client) = p.remove(&entry);
     assert_eq!((to_peer.packets, to_client.packets), (sent.0 + 1, 5));
-    pass(&p, &frame(macs_in, client, server, &cd, plain), "after removal");
-    pass(&p, &frame(macs_in, peer, relay, b"data", plain), "after removal, peer side");
+    pass(
+        &p,
+        &frame(macs_in, client, server, &cd, plain),
+        "after removal",
+    );
+    pass(
+        &p,
+        &frame(macs_in, peer, relay, b"data", plain),
+        "after removal, peer side",
+    );
 }

@@ -120,6 +120,8 @@ fn wall_now() -> u64 {
 }
 
 impl Worker {
+    // The fast path is one more argument only in builds that have it.
+    #[cfg_attr(feature = "xdp", allow(clippy::too_many_arguments))]
     pub fn new(
         id: u32,
         core: Server,

@@ -160,8 +160,10 @@ impl Feed {
         shared.with(|p| {
             for live in self.live.values_mut() {
                 let counts = p.counts(&live.entry);
-                let (to_peers, to_client) =
-                    (delta(counts.0, live.folded.0), delta(counts.1, live.folded.1));
+                let (to_peers, to_client) = (
+                    delta(counts.0, live.folded.0),
+                    delta(counts.1, live.folded.1),
+                );
                 live.folded = counts;
                 if to_peers.packets + to_client.packets > 0
                     && !core.handle_fast_path_traffic(now, &live.bound, to_peers, to_client)

@@ -88,10 +88,12 @@ impl Entry {
 /// Sums the per-CPU packet and byte counters at `at` of every CPU's copy of a value.
 fn sum<const N: usize>(values: &PerCpuValues<[u8; N]>, at: usize) -> PathCount {
     let word = |v: &[u8; N], i: usize| u64::from_ne_bytes(v[i..i + 8].try_into().expect("8"));
-    values.iter().fold(PathCount::default(), |acc, v| PathCount {
-        packets: acc.packets + word(v, at),
-        bytes: acc.bytes + word(v, at + 8),
-    })
+    values
+        .iter()
+        .fold(PathCount::default(), |acc, v| PathCount {
+            packets: acc.packets + word(v, at),
+            bytes: acc.bytes + word(v, at + 8),
+        })
 }
 
 fn replicate<const N: usize>(v: [u8; N]) -> Result<PerCpuValues<[u8; N]>, String> {
