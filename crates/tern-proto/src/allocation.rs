@@ -49,6 +49,15 @@ impl Traffic {
     pub fn relayed(&self) -> bool {
         self.packets_to_peers > 0 || self.packets_to_client > 0
     }
+
+    /// Adds what a fast path relayed: `to_peers` client → peers, `to_client` peers →
+    /// client.
+    pub fn add_fast_path(&mut self, to_peers: crate::PathCount, to_client: crate::PathCount) {
+        self.packets_to_peers += to_peers.packets;
+        self.bytes_to_peers += to_peers.bytes;
+        self.packets_to_client += to_client.packets;
+        self.bytes_to_client += to_client.bytes;
+    }
 }
 
 /// Distinct peer IPs one allocation remembers for [`Traffic::peers`]; a count at this

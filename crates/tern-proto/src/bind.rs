@@ -74,13 +74,18 @@ impl Server {
 
     fn install_permission(&mut self, now: Instant, id: AllocationId, ip: IpAddr) {
         let expires = now + self.config.permission_lifetime;
-        let alloc = self.allocation_mut(id);
+        let alloc = self.allocations.get_mut(id).expect("allocation exists");
         if let Some(p) = alloc.permissions.iter_mut().find(|p| p.ip == ip) {
             p.expires = expires;
             return;
         }
         alloc.permissions.push(Permission { ip, expires });
         alloc.note_peer(ip);
+        // Channels to `ip` whose permission had lapsed relay again.
+        for &channel in alloc.channels.iter().filter(|c| c.peer.ip() == ip) {
+            self.out
+                .push(Output::ChannelBound(alloc.bound(id, channel)));
+        }
         self.permissions += 1;
         self.timers.insert(expires, Timer::Permission { id, ip });
     }
@@ -120,29 +125,36 @@ impl Server {
         if new_permission && alloc.permissions.len() >= max_permissions {
             return Err(RequestError::InsufficientCapacity);
         }
-        match (by_number, by_peer) {
-            (Some(i), Some(j)) if i == j => alloc.channels[i].expires = expires,
-            (None, None) => {
-                if alloc.channels.len() >= max_channels {
-                    return Err(RequestError::InsufficientCapacity);
-                }
-                let binding = ChannelBinding {
-                    number,
-                    peer,
-                    expires,
-                };
-                alloc.channels.push(binding);
-                self.channels += 1;
-                let number = number.get();
-                self.timers.insert(expires, Timer::Channel { id, number });
-                // Before the success response: a fast path fed from the queue knows the
-                // channel before the client sends on it.
-                self.out
-                    .push(Output::ChannelBound(alloc.bound(id, binding)));
+        let new_channel = match (by_number, by_peer) {
+            (Some(i), Some(j)) if i == j => {
+                alloc.channels[i].expires = expires;
+                false
             }
+            (None, None) if alloc.channels.len() >= max_channels => {
+                return Err(RequestError::InsufficientCapacity);
+            }
+            (None, None) => true,
             _ => return Err(RequestError::ChannelConflict),
-        }
+        };
+        // First the permission: one that had lapsed under a bound channel makes that channel
+        // usable by a fast path again (ChannelBound).
         self.install_permission(now, id, peer.ip());
+        if new_channel {
+            let alloc = self.allocations.get_mut(id).expect("allocation exists");
+            let binding = ChannelBinding {
+                number,
+                peer,
+                expires,
+            };
+            alloc.channels.push(binding);
+            self.channels += 1;
+            let number = number.get();
+            self.timers.insert(expires, Timer::Channel { id, number });
+            // Before the success response: a fast path fed from the queue knows the
+            // channel before the client sends on it.
+            self.out
+                .push(Output::ChannelBound(alloc.bound(id, binding)));
+        }
         Ok(Success::Empty { key })
     }
 }

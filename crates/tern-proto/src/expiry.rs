@@ -66,6 +66,12 @@ impl Server {
                 if alloc.permissions[i].expires <= now {
                     alloc.permissions.swap_remove(i);
                     self.permissions -= 1;
+                    // Channels to `ip` stay bound but relay nothing until a new
+                    // permission: a fast path must stop relaying them now.
+                    for &channel in alloc.channels.iter().filter(|c| c.peer.ip() == ip) {
+                        self.out
+                            .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+                    }
                 } else {
                     let at = alloc.permissions[i].expires;
                     self.timers.insert(at, timer);
@@ -79,7 +85,10 @@ impl Server {
                     let channel = alloc.channels.swap_remove(i);
                     let bound = alloc.bound(id, channel);
                     self.channels -= 1;
-                    self.out.push(Output::ChannelUnbound(bound));
+                    // Without a permission it was unbound for a fast path already.
+                    if alloc.has_permission(channel.peer.ip()) {
+                        self.out.push(Output::ChannelUnbound(bound));
+                    }
                 } else {
                     let at = alloc.channels[i].expires;
                     self.timers.insert(at, timer);
@@ -111,20 +120,22 @@ impl Server {
             return;
         };
         let in_family = |ip: IpAddr| Family::of(ip) == family;
-        let permissions = alloc.permissions.len();
-        alloc.permissions.retain(|p| !in_family(p.ip));
-        self.permissions -= permissions - alloc.permissions.len();
         let mut i = 0;
         while i < alloc.channels.len() {
             if in_family(alloc.channels[i].peer.ip()) {
                 let channel = alloc.channels.swap_remove(i);
                 self.channels -= 1;
-                self.out
-                    .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+                if alloc.has_permission(channel.peer.ip()) {
+                    self.out
+                        .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+                }
             } else {
                 i += 1;
             }
         }
+        let permissions = alloc.permissions.len();
+        alloc.permissions.retain(|p| !in_family(p.ip));
+        self.permissions -= permissions - alloc.permissions.len();
         alloc.relayed.remove(family);
         let (five_tuple, transport) = (alloc.five_tuple, alloc.five_tuple.transport);
         let relayed_data = alloc.traffic.relayed();
@@ -154,8 +165,10 @@ impl Server {
         self.permissions -= alloc.permissions.len();
         self.channels -= alloc.channels.len();
         for &channel in &alloc.channels {
-            self.out
-                .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+            if alloc.has_permission(channel.peer.ip()) {
+                self.out
+                    .push(Output::ChannelUnbound(alloc.bound(id, channel)));
+            }
         }
         for relayed in alloc.relayed.iter() {
             self.counters.ended(

@@ -205,9 +205,13 @@ pub enum Output<'a> {
         /// The allocation that held it.
         allocation: AllocationId,
     },
-    /// A channel was bound; comes before the ChannelBind success response.
+    /// A channel may be relayed by a fast path: it was bound (before the ChannelBind
+    /// success response), or its peer got a permission again after the old one lapsed.
     ChannelBound(BoundChannel),
-    /// A channel binding expired or its allocation ended.
+    /// A channel may no longer be relayed by a fast path: its binding expired, its
+    /// allocation (or relayed address) ended, or its peer's permission lapsed. Comes before
+    /// the allocation's [`Output::Release`]. Every `ChannelBound` is followed by exactly
+    /// one `ChannelUnbound` before the next `ChannelBound` of the same channel.
     ChannelUnbound(BoundChannel),
     /// Something to log or count.
     Event(Event),

@@ -282,6 +282,43 @@ impl Server {
         self.counters.dropped[reason.index()] += n;
     }
 
+    /// Counts ChannelData that a fast path (XDP) relayed on `channel` since it was last
+    /// told: `to_peers` client → peer and `to_client` peer → client, payload bytes. Both go
+    /// to the channel counters; to the allocation's [`crate::Traffic`] (and its last
+    /// activity) too while it lives. Returns `false` when the allocation has ended: the
+    /// caller adds the counts to the [`crate::Event::AllocationEnded`] that follows.
+    pub fn handle_fast_path_traffic(
+        &mut self,
+        now: Instant,
+        channel: &crate::BoundChannel,
+        to_peers: crate::PathCount,
+        to_client: crate::PathCount,
+    ) -> bool {
+        let (t, f) = (
+            channel.five_tuple.transport.label().index(),
+            channel.relayed.family.index(),
+        );
+        for (count, add) in [
+            (&mut self.counters.channel_to_peer[t][f], to_peers),
+            (&mut self.counters.channel_to_client[t][f], to_client),
+        ] {
+            count.packets += add.packets;
+            count.bytes += add.bytes;
+        }
+        let Some(alloc) = self
+            .allocations
+            .get_mut(channel.allocation)
+            .filter(|a| a.five_tuple == channel.five_tuple)
+        else {
+            return false;
+        };
+        alloc.traffic.add_fast_path(to_peers, to_client);
+        if to_peers.packets + to_client.packets > 0 {
+            alloc.last_activity = now;
+        }
+        true
+    }
+
     /// What this core has counted since it started.
     pub fn counters(&self) -> &Counters {
         &self.counters

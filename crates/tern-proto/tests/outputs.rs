@@ -142,8 +142,12 @@ fn expiry_unbinds_channels_then_releases() {
     let mut c = Client::rest("192.0.2.10:40000", "alice");
     let (_, relayed, allocation) = allocate(&mut h, &mut c);
     assert!(c.channel_bind(&mut h, 0x4000, peer_a()).is_success());
-    h.advance_to(300);
+    h.advance_to(290);
     assert!(c.refresh(&mut h, Some(900)).is_success());
+    // The permission is kept (a lapsed one would unbind the channel at once).
+    assert!(c.create_permission(&mut h, &[peer_a()]).is_success());
+    h.advance_to(580);
+    assert!(c.create_permission(&mut h, &[peer_a()]).is_success());
     h.outputs();
     // The channel lapses at 600 while the allocation lives on.
     h.advance_to(601);
@@ -152,6 +156,10 @@ fn expiry_unbinds_channels_then_releases() {
         other => panic!("{other:?}"),
     }
     assert!(c.channel_bind(&mut h, 0x4001, peer_b()).is_success());
+    h.advance_to(890);
+    assert!(c.create_permission(&mut h, &[peer_b()]).is_success());
+    h.advance_to(1180);
+    assert!(c.create_permission(&mut h, &[peer_b()]).is_success());
     h.outputs();
     h.advance_to(1201);
     match h.outputs().as_slice() {
@@ -228,4 +236,59 @@ fn shutdown_releases_every_allocation_after_unbinding() {
     released.sort_by_key(|r| r.port);
     claimed.sort_by_key(|r| r.port);
     assert_eq!(released, claimed);
+}
+
+/// A fast path relays a channel only while its peer has a permission: a lapsed permission
+/// unbinds the channel for it at once, a new one binds it again, and the channel's own
+/// expiry then says nothing more (one `ChannelUnbound` per `ChannelBound`).
+#[test]
+fn a_lapsed_permission_unbinds_its_channels_and_a_new_one_binds_them_again() {
+    let mut h = Harness::new(config());
+    let mut c = Client::rest("192.0.2.10:40000", "alice");
+    allocate(&mut h, &mut c);
+    assert!(c.refresh(&mut h, Some(3600)).is_success());
+    h.outputs();
+    assert!(c.channel_bind(&mut h, 0x4000, peer_a()).is_success());
+    assert!(matches!(
+        h.outputs().as_slice(),
+        [Seen::ChannelBound(_), Seen::Transmit { .. }]
+    ));
+    h.advance_to(301);
+    match h.outputs().as_slice() {
+        [Seen::ChannelUnbound(b)] => assert_eq!((b.number.get(), b.peer), (0x4000, peer_a())),
+        other => panic!("{other:?}"),
+    }
+    // ChannelData on it is dropped now, as the fast path must.
+    let mut data = vec![0x40, 0x00, 0x00, 0x04];
+    data.extend_from_slice(b"ping");
+    assert!(matches!(h.datagram(c.five, &data).0, ClientOutput::Drop(_)));
+    assert!(c.create_permission(&mut h, &[peer_a()]).is_success());
+    match h.outputs().as_slice() {
+        [Seen::ChannelBound(b), Seen::Transmit { .. }] => {
+            assert_eq!((b.number.get(), b.peer), (0x4000, peer_a()))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Lapsing again at 601, then the channel's own expiry at 600 + 1: one unbind only.
+    h.advance_to(650);
+    let unbinds = h
+        .outputs()
+        .iter()
+        .filter(|s| matches!(s, Seen::ChannelUnbound(_)))
+        .count();
+    assert_eq!(unbinds, 1);
+    // Rebinding a channel whose permission lapsed binds it again, once.
+    assert!(c.channel_bind(&mut h, 0x4001, peer_b()).is_success());
+    h.advance_to(960);
+    assert!(matches!(
+        h.outputs().as_slice(),
+        [.., Seen::ChannelUnbound(_)]
+    ));
+    assert!(c.channel_bind(&mut h, 0x4001, peer_b()).is_success());
+    match h.outputs().as_slice() {
+        [Seen::ChannelBound(b), Seen::Transmit { .. }] => {
+            assert_eq!((b.number.get(), b.peer), (0x4001, peer_b()))
+        }
+        other => panic!("{other:?}"),
+    }
 }

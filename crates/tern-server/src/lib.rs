@@ -30,6 +30,7 @@ pub mod tls;
 mod token;
 pub mod usage;
 mod worker;
+pub mod xdp;
 
 use std::future::Future;
 use std::io;
@@ -163,6 +164,8 @@ pub struct ServerConfig {
     /// `/readyz` fails while fewer relay ports than this are free (`ready-min-free-ports`);
     /// 0 turns the check off. More than the pool fails start.
     pub ready_min_free_ports: usize,
+    /// The XDP fast path for ChannelData (`xdp`, `xdp-interface`); off by default.
+    pub xdp: xdp::XdpConfig,
 }
 
 impl ServerConfig {
@@ -188,6 +191,7 @@ impl ServerConfig {
             tls: None,
             usage_log: None,
             ready_min_free_ports: 0,
+            xdp: xdp::XdpConfig::default(),
         }
     }
 
@@ -354,6 +358,50 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// Starts the XDP fast path if the config asks for it. `Ok(None)` when it is off or could
+/// not start in `auto` (logged); an error when an explicit mode cannot be had.
+#[cfg(feature = "xdp")]
+fn start_xdp(config: &ServerConfig) -> io::Result<Option<xdp::Shared>> {
+    xdp_outcome(config, xdp::start(&config.xdp, xdp_context(config)))
+}
+
+#[cfg(not(feature = "xdp"))]
+fn start_xdp(config: &ServerConfig) -> io::Result<Option<()>> {
+    xdp_outcome(config, xdp::start(&config.xdp, xdp_context(config)))
+}
+
+fn xdp_context(config: &ServerConfig) -> xdp::Context {
+    xdp::Context {
+        relay_ip: match config.relay_bind_ips[Family::V4.index()] {
+            Some(IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        },
+        max_bps: config.core.max_bps,
+    }
+}
+
+fn xdp_outcome<T: std::fmt::Debug>(
+    config: &ServerConfig,
+    started: Result<Option<T>, xdp::NotStarted>,
+) -> io::Result<Option<T>> {
+    match started {
+        Ok(Some(a)) => {
+            info!(xdp = config.xdp.mode.label(), attached = ?a, "xdp fast path attached (IPv4 ChannelData over UDP)");
+            Ok(Some(a))
+        }
+        Ok(None) => Ok(None),
+        Err(e) if e.fatal => Err(io::Error::other(format!(
+            "xdp={}: {}",
+            config.xdp.mode.label(),
+            e.reason
+        ))),
+        Err(e) => {
+            warn!(xdp = config.xdp.mode.label(), reason = %e.reason, "xdp fast path not started; relaying in userspace only");
+            Ok(None)
+        }
+    }
+}
+
 /// Binds every socket and starts the workers; returns at once.
 pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
     let workers = match config.workers {
@@ -437,6 +485,7 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
             ),
         ));
     }
+    let fast_path = start_xdp(&config)?;
     let usage_stats = Arc::new(usage::UsageStats::default());
     let (usage_sink, usage_writer) =
         usage::start(config.usage_log.as_deref(), usage_stats.clone())?;
@@ -513,6 +562,8 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
                 tls: config.tls.clone(),
             },
             relays.clone(),
+            #[cfg(feature = "xdp")]
+            fast_path.clone(),
             config.batched_io,
             stop.clone(),
             {
@@ -543,6 +594,11 @@ pub fn start(mut config: ServerConfig) -> io::Result<RunningServer> {
         usage: usage_stats,
     };
     drop(usage_sink);
+    // The attachment lives as long as a worker holds it; nothing else needs it.
+    #[cfg(feature = "xdp")]
+    drop(fast_path);
+    #[cfg(not(feature = "xdp"))]
+    let _ = fast_path;
     Ok(RunningServer {
         stop,
         threads,

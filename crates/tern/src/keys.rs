@@ -100,6 +100,8 @@ pub const IMPLEMENTED: &[Key] = &[
     key("drain-timeout", Value),
     key("usage-log", Value),
     key("ready-min-free-ports", Value),
+    key("xdp", Value),
+    key("xdp-interface", Value),
     multi(key("alternate-server", Value)),
     key("tls-listening-port", Value),
     key("no-tls", Flag),

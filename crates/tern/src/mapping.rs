@@ -359,6 +359,10 @@ pub fn map(
     server.tls = tls;
     server.usage_log = s.usage_log.clone();
     server.ready_min_free_ports = s.ready_min_free_ports as usize;
+    server.xdp = tern_server::xdp::XdpConfig {
+        mode: s.xdp,
+        interface: s.xdp_interface.clone(),
+    };
     server.workers = s.relay_threads as usize;
     server.batched_io = !s.no_batched_io;
     server.buffers = SocketBuffers {

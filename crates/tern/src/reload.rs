@@ -306,6 +306,7 @@ fn differences(
         ),
         ("log-file", old.log_file != new.log_file),
         ("usage-log", a.usage_log != b.usage_log),
+        ("xdp/xdp-interface", a.xdp != b.xdp),
         (
             "ready-min-free-ports",
             a.ready_min_free_ports != b.ready_min_free_ports,

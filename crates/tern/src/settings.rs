@@ -177,6 +177,10 @@ pub struct Settings {
     /// `ready-min-free-ports` (tern's own key): `/readyz` fails while fewer relay ports are
     /// free; 0: off (0).
     pub ready_min_free_ports: u32,
+    /// `xdp` (tern's own key): the XDP fast path for ChannelData, off|auto|native|generic.
+    pub xdp: tern_server::xdp::Mode,
+    /// `xdp-interface` (tern's own key): the device the fast path attaches to.
+    pub xdp_interface: Option<String>,
     /// `alternate-server`: the first one is named in 300 Try Alternate while draining.
     pub alternate_servers: Vec<SocketAddr>,
     /// `cert`: the TLS certificate chain (TLS is on when `cert` and `pkey` are both set).
@@ -275,6 +279,8 @@ impl Default for Settings {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             usage_log: None,
             ready_min_free_ports: 0,
+            xdp: tern_server::xdp::Mode::Off,
+            xdp_interface: None,
             alternate_servers: Vec::new(),
             cert: None,
             pkey: None,
@@ -459,6 +465,12 @@ impl Builder {
             "drain-timeout" => s.drain_timeout = values::seconds(value()?)?,
             "usage-log" => s.usage_log = Some(non_empty(value()?)?.into()),
             "ready-min-free-ports" => s.ready_min_free_ports = values::count(value()?)?,
+            "xdp" => {
+                let v = value()?;
+                s.xdp = tern_server::xdp::Mode::parse(v)
+                    .ok_or_else(|| format!("`{v}` is not off, auto, native or generic"))?;
+            }
+            "xdp-interface" => s.xdp_interface = Some(non_empty(value()?)?.to_string()),
             "alternate-server" => s
                 .alternate_servers
                 .push(values::socket_addr_or_ip(value()?, DEFAULT_ALTERNATE_PORT)?),

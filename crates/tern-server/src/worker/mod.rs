@@ -108,6 +108,9 @@ pub struct Worker {
     ready: Vec<Ready>,
     /// Scratch list of a stream read's payloads for peers.
     stream_sends: Vec<stream::StreamSend>,
+    /// The XDP fast path's map writer, when it is attached.
+    #[cfg(feature = "xdp")]
+    xdp: Option<crate::xdp::Feed>,
 }
 
 fn wall_now() -> u64 {
@@ -117,11 +120,14 @@ fn wall_now() -> u64 {
 }
 
 impl Worker {
+    // The fast path is one more argument only in builds that have it.
+    #[cfg_attr(feature = "xdp", allow(clippy::too_many_arguments))]
     pub fn new(
         id: u32,
         core: Server,
         sockets: ListeningSockets,
         relays: Arc<RelayTable>,
+        #[cfg(feature = "xdp")] xdp: Option<crate::xdp::Shared>,
         batched: bool,
         stop: Arc<AtomicBool>,
         port: WorkerPort,
@@ -188,6 +194,8 @@ impl Worker {
             to_peers: Vec::with_capacity(CLIENT_BATCH * 64),
             ready: Vec::with_capacity(256),
             stream_sends: Vec::with_capacity(64),
+            #[cfg(feature = "xdp")]
+            xdp: xdp.map(crate::xdp::Feed::new),
         })
     }
 
@@ -256,6 +264,10 @@ impl Worker {
 
     /// Copies the core's counters and gauges where the admin side reads them.
     fn publish(&mut self, now: Instant) {
+        #[cfg(feature = "xdp")]
+        if let Some(feed) = &mut self.xdp {
+            feed.fold(&mut self.core, now);
+        }
         let mut s = self.port.snapshots[self.port.index]
             .lock()
             .unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,5 @@
 //! A worker acting on its core's output queue, in order: transmits, relay claims, channel
-//! changes (for a fast path to come) and events for the log.
+//! changes (for the XDP fast path) and events for the log.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -65,9 +65,27 @@ impl Worker {
                 // stray peer datagrams are read and counted as dropped (no allocation) rather
                 // than left queued for the port's next allocation.
                 Output::Release { .. } => {}
-                // For a kernel fast path (XDP), which this server does not have yet.
+                // The XDP fast path's maps follow these two outputs alone.
+                #[cfg(feature = "xdp")]
+                Output::ChannelBound(b) => {
+                    if let Some(feed) = &mut self.xdp {
+                        feed.bound(&mut self.core, std::time::Instant::now(), b);
+                    }
+                }
+                #[cfg(feature = "xdp")]
+                Output::ChannelUnbound(b) => {
+                    if let Some(feed) = &mut self.xdp {
+                        feed.unbound(&mut self.core, std::time::Instant::now(), b);
+                    }
+                }
+                #[cfg(not(feature = "xdp"))]
                 Output::ChannelBound(_) | Output::ChannelUnbound(_) => {}
-                Output::Event(event) => {
+                #[cfg_attr(not(feature = "xdp"), allow(unused_mut))]
+                Output::Event(mut event) => {
+                    #[cfg(feature = "xdp")]
+                    if let Some(feed) = &mut self.xdp {
+                        feed.complete(&mut event);
+                    }
                     self.note_allocation(&event);
                     self.log_event(event);
                 }

@@ -1,0 +1,135 @@
+//! The optional XDP fast path for ChannelData (issue 15; cargo feature `xdp`).
+//!
+//! `bpf/tern_xdp.c`, built by clang and embedded in the binary, relays ChannelData of
+//! established channel bindings both ways in the driver (or in the generic XDP hook) and
+//! passes everything else to the kernel, where the userspace path stays the reference. Its
+//! two maps are fed from the core's `ChannelBound` and `ChannelUnbound` outputs alone
+//! ([`Feed`], one writer per worker), and their per-CPU counters are folded back into the
+//! core's counters and the allocation's traffic, so `/metrics`, usage records and the
+//! allocation log stay exact.
+//!
+//! Without the feature, [`start`] says so, and the server runs as it always did.
+
+#[cfg(feature = "xdp")]
+mod feed;
+#[cfg(feature = "xdp")]
+mod maps;
+
+#[cfg(feature = "xdp")]
+pub use feed::Feed;
+#[cfg(feature = "xdp")]
+pub use maps::{Entry, Program};
+
+use std::net::Ipv4Addr;
+
+/// `xdp`: whether and how to attach the fast path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// No fast path (the default).
+    #[default]
+    Off,
+    /// Native XDP if the driver has it, else generic; when neither attaches, run without
+    /// and log why.
+    Auto,
+    /// Native (driver) XDP only; start fails when it cannot attach.
+    Native,
+    /// Generic (skb) XDP only; start fails when it cannot attach.
+    Generic,
+}
+
+impl Mode {
+    /// Parses a value of `xdp`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "off" => Self::Off,
+            "auto" => Self::Auto,
+            "native" => Self::Native,
+            "generic" => Self::Generic,
+            _ => return None,
+        })
+    }
+
+    /// The value as written in the config.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// The fast path's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XdpConfig {
+    /// `xdp`.
+    pub mode: Mode,
+    /// `xdp-interface`: the device the clients' and peers' traffic arrives on.
+    pub interface: Option<String>,
+}
+
+/// Why the fast path is not running, when it was asked for.
+#[derive(Debug)]
+pub struct NotStarted {
+    /// Whether start must fail (an explicit `native` or `generic`) rather than run without.
+    pub fatal: bool,
+    /// What went wrong, for the log.
+    pub reason: String,
+}
+
+/// The attached fast path, shared by the workers.
+#[cfg(feature = "xdp")]
+pub type Shared = std::sync::Arc<maps::Attached>;
+
+/// What the server knows when it starts the fast path.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The IPv4 address relay sockets are bound to (a specific one is needed: it is the
+    /// source of the relayed packets the program writes).
+    pub relay_ip: Option<Ipv4Addr>,
+    /// The core's `max-bps` (a limit keeps every packet in userspace).
+    pub max_bps: u64,
+}
+
+/// Loads and attaches the program as `config` says; `Ok(None)` when it is off.
+#[cfg(feature = "xdp")]
+pub fn start(config: &XdpConfig, cx: Context) -> Result<Option<Shared>, NotStarted> {
+    if config.mode == Mode::Off {
+        return Ok(None);
+    }
+    let fatal = config.mode != Mode::Auto;
+    let fail = |reason: String| NotStarted { fatal, reason };
+    let Some(interface) = config.interface.as_deref() else {
+        // A config mistake, whatever the mode.
+        return Err(NotStarted {
+            fatal: true,
+            reason: "xdp-interface is not set".into(),
+        });
+    };
+    let Some(relay_ip) = cx.relay_ip.filter(|ip| !ip.is_unspecified()) else {
+        return Err(fail(
+            "the fast path needs a specific IPv4 relay address (relay-ip or listening-ip)".into(),
+        ));
+    };
+    if cx.max_bps != 0 {
+        return Err(fail(
+            "max-bps is set: rate-limited allocations stay in userspace".into(),
+        ));
+    }
+    maps::Attached::attach(config.mode, interface, relay_ip)
+        .map(|a| Some(std::sync::Arc::new(a)))
+        .map_err(fail)
+}
+
+/// Without the `xdp` feature: off is off, and anything else says why it cannot be.
+#[cfg(not(feature = "xdp"))]
+pub fn start(config: &XdpConfig, _cx: Context) -> Result<Option<()>, NotStarted> {
+    match config.mode {
+        Mode::Off => Ok(None),
+        mode => Err(NotStarted {
+            fatal: mode != Mode::Auto,
+            reason: "this tern was built without the xdp feature".into(),
+        }),
+    }
+}
