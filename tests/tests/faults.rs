@@ -340,3 +340,62 @@ fn a_peer_answering_icmp_port_unreachable_is_counted_and_the_allocation_survives
         "{new_lines} log lines for 45 datagrams (debug level included)"
     );
 }
+
+/// A log destination that fails: tern's stdout and stderr are pipes whose reading ends are
+/// closed, so every log line's write fails (EPIPE), as on a full disk. Allocations, which log
+/// at info level on both workers, and relaying go on; the workers do not die with the log.
+#[test]
+fn a_log_destination_that_fails_stops_nothing() {
+    let ports = PortBlock::reserve();
+    let relay = ports.relay_range();
+    let mut child = Command::new(tern_bin())
+        .args([
+            "serve".to_owned(),
+            "--listening-ip=127.0.0.1".to_owned(),
+            format!("--listening-port={}", ports.listen_port()),
+            "--relay-ip=127.0.0.1".to_owned(),
+            format!("--min-port={}", relay.start()),
+            format!("--max-port={}", relay.end()),
+            format!("--admin-listen=127.0.0.1:{}", ports.admin_port()),
+            "--relay-threads=2".to_owned(),
+            "--use-auth-secret".to_owned(),
+            format!("--static-auth-secret={SECRET}"),
+            format!("--realm={REALM}"),
+            "--allow-loopback-peers".to_owned(),
+            "--verbose".to_owned(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tern");
+    let addr = SocketAddr::from(([127, 0, 0, 1], ports.listen_port()));
+    let start = Instant::now();
+    while binding_request_once(addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "tern did not start"
+        );
+    }
+    // Close the reading ends: from now on every write of a log line fails.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    // Enough clients (each from its own port, so over both workers) to log on every worker.
+    for round in 0..8 {
+        let mut client = RawClient::new(addr, SECRET, REALM);
+        let relayed = client.allocate_ok();
+        let peer = peer();
+        client.bind_channel(0x4000, peer.local_addr().unwrap());
+        client.relay_over_channel(relayed, &peer, 3);
+        assert_eq!(client.refresh(0), 0, "round {round}");
+    }
+    let (status, body) = http_get(
+        SocketAddr::from(([127, 0, 0, 1], ports.admin_port())),
+        "/healthz",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(child.try_wait().unwrap().is_none(), "tern exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}

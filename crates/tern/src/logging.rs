@@ -41,13 +41,19 @@ pub fn init(verbosity: Verbosity, target: &LogTarget, format: LogFormat) -> anyh
             (BoxMakeWriter::new(Mutex::new(file)), false)
         }
     };
+    // A log destination that fails (a full disk, a closed pipe) loses log lines, nothing
+    // more: tracing-subscriber would otherwise report each failed write with `eprintln!`,
+    // which panics when stderr fails too, and a worker thread that logs would die with it
+    // (seen in a soak when the disk filled: every relay socket closed with the workers).
     let installed = match format {
         LogFormat::Text => tracing_subscriber::fmt()
+            .log_internal_errors(false)
             .with_env_filter(filter)
             .with_writer(writer)
             .with_ansi(ansi)
             .try_init(),
         LogFormat::Json => tracing_subscriber::fmt()
+            .log_internal_errors(false)
             .json()
             .flatten_event(true)
             .with_current_span(false)
