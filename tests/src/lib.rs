@@ -16,6 +16,7 @@ mod admin;
 mod bin;
 mod creds;
 mod ports;
+pub mod netns;
 pub mod prereq;
 mod process;
 mod raw;

@@ -341,7 +341,10 @@ impl Server {
             channel.five_tuple.transport.label().index(),
             channel.relayed.family.index(),
         );
+        let [fast_to_peers, fast_to_client] = &mut self.counters.fast_path;
         for (count, add) in [
+            (fast_to_peers, to_peers),
+            (fast_to_client, to_client),
             (&mut self.counters.channel_to_peer[t][f], to_peers),
             (&mut self.counters.channel_to_client[t][f], to_client),
         ] {
