@@ -241,6 +241,8 @@ fn uclient_channels_lose_nothing_with_xdp_native() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn turnutils_peer");
+    // Bounded wait for the echo peer's socket (it cannot be probed from here).
+    std::thread::sleep(Duration::from_millis(500));
     let (messages, clients) = (100u64, 4u64);
     let out = run_bounded(
         VethPair::exec(&pair.gen, &uclient)
