@@ -56,8 +56,10 @@ for p in "$SRV $SDEV" "$GEN $GDEV"; do
     set -- $p
     ip -n "$1" link set lo up
     ip -n "$1" link set "$2" up
-    ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded"
 done
+# Full UDP checksums from the generator, as a NIC puts on the wire (a local socket over veth
+# leaves only the pseudo-header sum, which an XDP program cannot tell apart).
+ip netns exec "$GEN" ethtool -K "$GDEV" tx off >/dev/null
 ip -n "$SRV" neigh replace "$CIP" lladdr "$GMAC" nud permanent dev "$SDEV"
 ip -n "$SRV" neigh replace "$PIP" lladdr "$GMAC" nud permanent dev "$SDEV"
 ip -n "$GEN" neigh replace "$SIP" lladdr "$SMAC" nud permanent dev "$GDEV"
@@ -65,6 +67,9 @@ printf '%s\n' '__attribute__((section("xdp"), used)) int pass(void *ctx) { retur
     'char _license[] __attribute__((section("license"), used)) = "GPL";' >"$TMP/pass.c"
 clang -O2 -target bpf -c "$TMP/pass.c" -o "$TMP/pass.o"
 ip -n "$GEN" link set dev "$GDEV" xdpdrv obj "$TMP/pass.o" sec xdp
+# Threaded NAPI can be set once the device has NAPI (an XDP program); it stays set.
+threaded() { ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded"; }
+threaded "$GEN" "$GDEV"
 
 # pin_napi NS DEV CPU: the NAPI threads of DEV (named napi/DEV-ID) to CPU.
 pin_napi() {
@@ -103,6 +108,7 @@ start_server() { # KIND
     for _ in $(seq 100); do
         if [[ -n $(ip netns exec "$SRV" ss -ulnH "sport = :3478") ]]; then
             sleep 0.5
+            threaded "$SRV" "$SDEV"
             pin_napi "$SRV" "$SDEV" 1
             pin_napi "$GEN" "$GDEV" 0
             return 0

@@ -17,8 +17,8 @@
 mod admin;
 mod bin;
 mod creds;
-mod ports;
 pub mod netns;
+mod ports;
 pub mod prereq;
 mod process;
 mod raw;

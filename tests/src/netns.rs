@@ -6,8 +6,8 @@
 //! peer). The addresses are private and live only inside the two namespaces; nothing leaves
 //! the machine. Both namespaces (and so the veth pair) are deleted on drop.
 //!
-//! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF), `ip` (iproute2 with libbpf) and
-//! `clang` (to build the pass program).
+//! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF), `ip` (iproute2 with libbpf),
+//! `ethtool` and `clang` (to build the pass program).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -84,8 +84,22 @@ impl VethPair {
             format!("02:00:00:c9:{subnet:02x}:02"),
         );
         ip(&[
-            "link", "add", &pair.srv_dev, "address", &smac, "netns", &pair.srv, "type", "veth",
-            "peer", "name", &pair.gen_dev, "address", &gmac, "netns", &pair.gen,
+            "link",
+            "add",
+            &pair.srv_dev,
+            "address",
+            &smac,
+            "netns",
+            &pair.srv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.gen_dev,
+            "address",
+            &gmac,
+            "netns",
+            &pair.gen,
         ]);
         let srv = format!("{}/24", pair.server_ip);
         ip(&["-n", &pair.srv, "addr", "add", &srv, "dev", &pair.srv_dev]);
@@ -97,16 +111,52 @@ impl VethPair {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
+        // Local sockets leave checksums to the device (CHECKSUM_PARTIAL): over veth the
+        // frame then carries only the pseudo-header sum, which an XDP program cannot tell
+        // from a full one. A real NIC puts the full checksum on the wire; so does this end
+        // with TX checksum offload off.
+        let out = run_bounded(
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                &pair.gen,
+                "ethtool",
+                "-K",
+                &pair.gen_dev,
+                "tx",
+                "off",
+            ]),
+            Duration::from_secs(10),
+        );
+        assert!(out.success(), "ethtool -K {} tx off: {out:?}", pair.gen_dev);
         for a in [pair.client_ip, pair.peer_ip] {
             let a = a.to_string();
             ip(&[
-                "-n", &pair.srv, "neigh", "replace", &a, "lladdr", &gmac, "nud", "permanent",
-                "dev", &pair.srv_dev,
+                "-n",
+                &pair.srv,
+                "neigh",
+                "replace",
+                &a,
+                "lladdr",
+                &gmac,
+                "nud",
+                "permanent",
+                "dev",
+                &pair.srv_dev,
             ]);
         }
         let s = pair.server_ip.to_string();
         ip(&[
-            "-n", &pair.gen, "neigh", "replace", &s, "lladdr", &smac, "nud", "permanent", "dev",
+            "-n",
+            &pair.gen,
+            "neigh",
+            "replace",
+            &s,
+            "lladdr",
+            &smac,
+            "nud",
+            "permanent",
+            "dev",
             &pair.gen_dev,
         ]);
         let (src, obj) = (pair.dir.join("pass.c"), pair.dir.join("pass.o"));
@@ -165,12 +215,7 @@ fn enter(path: &str) {
     // SAFETY: setns takes a file descriptor that stays open for the call (`f` lives to the
     // end of this function) and a flag constant; it changes only this thread's namespace.
     let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "setns {path}: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for VethPair {
