@@ -11,10 +11,13 @@
 //! Network rule: everything here binds and sends to 127.0.0.1 or ::1 only; relay ports are taken
 //! from 20000–32767, below Linux's ephemeral range (32768–60999) where every client socket
 //! in these tests lives, so a client socket never steals a relay port.
+//! The one exception is [`netns`]: private addresses inside two network namespaces a test
+//! creates and deletes (the XDP suite), which reach nothing outside them.
 
 mod admin;
 mod bin;
 mod creds;
+pub mod netns;
 mod ports;
 pub mod prereq;
 mod process;

@@ -148,9 +148,16 @@ pub struct Args {
     /// Client ports, inclusive, one per session (outside the server's relay range).
     #[arg(long, default_value = "41000-41999", value_parser = net::parse_port_range)]
     pub client_ports: (u16, u16),
-    /// First port of the echo peers (127.0.0.1:PORT..PORT+peers-1).
+    /// First port of the echo peers (PEER_IP:PORT..PORT+peers-1).
     #[arg(long, default_value_t = 40990)]
     pub peer_port: u16,
+    /// The address the UDP client sockets bind to (closed and open). Loopback, or a private
+    /// address when the generator runs in a network namespace of its own (`ip netns exec`).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_ip: std::net::Ipv4Addr,
+    /// The address the echo peers bind to (closed and open); the same rule as `--client-ip`.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub peer_ip: std::net::Ipv4Addr,
     /// How many echo peer sockets; session i talks to peer i mod this, so `--peers` equal to
     /// `--sessions` gives every session (allocation) its own peer address.
     #[arg(long, default_value_t = 1)]
@@ -193,6 +200,10 @@ pub struct Args {
     /// Milliseconds to keep receiving after the last send, before counting loss.
     #[arg(long, default_value_t = 500)]
     pub drain_ms: u64,
+    /// A CPU whose busy seconds over the measured window (from `/proc/stat`, softirq
+    /// included) the report gives (`stat_cpu_s`): the server's pinned CPU.
+    #[arg(long)]
+    pub stat_cpu: Option<usize>,
     /// The server's pid, to report its CPU seconds over the measured window.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -207,8 +218,22 @@ pub struct Args {
 impl Args {
     /// Refuses anything that is not loopback or not bounded.
     pub fn check(&self) -> Result<(), String> {
-        if !net::is_loopback(self.server) {
-            return Err(format!("--server {}: loopback only", self.server));
+        for (what, ip) in [
+            ("--server", *self.server.ip()),
+            ("--client-ip", self.client_ip),
+            ("--peer-ip", self.peer_ip),
+        ] {
+            if !net::may_use(ip) {
+                return Err(format!(
+                    "{what} {ip}: loopback only (a private address only inside a network namespace of its own)"
+                ));
+            }
+        }
+        let elsewhere = !self.client_ip.is_loopback() || !self.peer_ip.is_loopback();
+        if elsewhere
+            && (self.transport != Transport::Udp || !matches!(self.mode, Mode::Closed | Mode::Open))
+        {
+            return Err("--client-ip and --peer-ip are for UDP closed and open loads".into());
         }
         if self.size < 16 || self.size > 1400 {
             return Err("--size must be 16..=1400".into());

@@ -32,7 +32,27 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
-/// Whether `addr` is on loopback: the benchmarks never send anywhere else.
+/// Whether `addr` is on loopback: the benchmarks never send anywhere else, except inside a
+/// network namespace of their own (see [`may_use`]).
 pub fn is_loopback(addr: SocketAddrV4) -> bool {
     addr.ip().is_loopback()
+}
+
+/// Whether this process runs in a network namespace other than the host's (`ip netns exec`):
+/// `/proc/self/ns/net` differs from init's.
+pub fn in_own_netns() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/net"),
+        std::fs::read_link("/proc/1/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// Whether the generator may use `ip`: loopback always; a private (RFC 1918) address only
+/// inside a network namespace of its own (the XDP benchmark's veth pair), where it reaches
+/// nothing outside the machine.
+pub fn may_use(ip: std::net::Ipv4Addr) -> bool {
+    ip.is_loopback() || (ip.is_private() && in_own_netns())
 }

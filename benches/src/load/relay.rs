@@ -8,7 +8,7 @@
 //! generator started (little endian), then filler up to `--size`.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ struct Counters {
 pub fn run(args: &Args) -> io::Result<Report> {
     let clock = Instant::now();
     let ns = || clock.elapsed().as_nanos() as u64;
-    let lo = Ipv4Addr::LOCALHOST;
+    let lo = args.peer_ip;
     // A socket per session and per peer, plus a few.
     let fds = (args.sessions + usize::from(args.peers) + 64) as u64;
     if raise_nofile_limit(fds) < fds {
@@ -262,6 +262,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         server_cpu: m.server_cpu,
         generator_cpu: m.generator_cpu,
         other_cpu: m.other_cpu,
+        stat_cpu: m.stat_cpu,
         failures,
         ..Report::default()
     })
@@ -359,7 +360,7 @@ type PeerOf<'a> = dyn Fn(usize) -> SocketAddrV4 + 'a;
 
 /// Binds the client sockets and sets up every session; returns them and how many failed.
 fn set_up(args: &Args, peer_of: &PeerOf) -> io::Result<(Vec<Endpoint>, u64)> {
-    let lo = Ipv4Addr::LOCALHOST;
+    let lo = args.client_ip;
     let creds = Credentials::rest(&args.secret, "load");
     let mut socks = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {

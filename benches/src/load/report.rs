@@ -48,6 +48,8 @@ pub struct Report {
     /// generator (other processes, interrupts not charged to either, steal), with
     /// `--server-pid`; data-path modes only.
     pub other_cpu: Option<f64>,
+    /// Busy seconds of CPU `--stat-cpu` over the window; data-path modes only.
+    pub stat_cpu: Option<f64>,
     /// Sessions or allocation cycles that failed (setup errors, timeouts, error responses);
     /// over streams also connections the server closed during the run.
     pub failures: u64,
@@ -229,7 +231,7 @@ impl Report {
                 "\"relayed_pps\":{:.1},\"mbit_per_s\":{:.3},\"sent\":{},\"received\":{},\"loss\":{:.6},",
                 "\"generator_drops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},",
                 "\"server_cpu_s\":{},\"cpu_s_per_million\":{},\"generator_cpu_s\":{:.3},",
-                "\"other_cpu_s\":{},",
+                "\"other_cpu_s\":{},\"stat_cpu_s\":{},",
                 "\"failures\":{},\"allocations\":{},\"allocations_per_s\":{:.1},\"e508\":{},",
                 "\"reordered\":{},\"held\":{},\"lost\":{},\"hold_seconds\":{:.1},",
                 "\"rss_before_kib\":{},\"rss_after_kib\":{},\"rss_per_allocation_kib\":{},",
@@ -262,6 +264,7 @@ impl Report {
             opt(self.cpu_per_million()),
             self.generator_cpu,
             opt(self.other_cpu),
+            opt(self.stat_cpu),
             self.failures,
             self.allocations,
             self.allocations_per_s(),

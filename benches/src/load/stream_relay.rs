@@ -314,6 +314,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         server_cpu: m.server_cpu,
         generator_cpu: m.generator_cpu,
         other_cpu: m.other_cpu,
+        stat_cpu: m.stat_cpu,
         failures: failures + closed_conns,
         ..Report::default()
     })

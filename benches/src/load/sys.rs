@@ -188,8 +188,19 @@ impl SendBatch {
 /// the generator's own CPU is what everything else took: other processes, interrupts, the
 /// hypervisor.
 pub fn machine_busy_seconds() -> Option<f64> {
+    busy_seconds("cpu ")
+}
+
+/// CPU seconds CPU `n` spent busy so far (the same fields, from its `cpuN` line): with the
+/// XDP fast path the relaying moves into softirq and NAPI threads, which no process's own
+/// times show.
+pub fn cpu_busy_seconds(n: usize) -> Option<f64> {
+    busy_seconds(&format!("cpu{n} "))
+}
+
+fn busy_seconds(prefix: &str) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let line = stat.lines().find_map(|l| l.strip_prefix(prefix))?;
     let f: Vec<f64> = line
         .split_whitespace()
         .map(|x| x.parse::<f64>())

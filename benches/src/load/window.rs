@@ -2,7 +2,7 @@
 //! itself (ended early at `max_packets` sent), then a drain for the packets still in flight;
 //! snapshots of the counters and of the CPU times at the window's two ends.
 
-use super::sys::{cpu_seconds, machine_busy_seconds};
+use super::sys::{cpu_busy_seconds, cpu_seconds, machine_busy_seconds};
 use super::Args;
 
 /// The counters and CPU times at one end of the window.
@@ -12,6 +12,7 @@ pub(super) struct Snapshot<C> {
     server_cpu: Option<f64>,
     own_cpu: f64,
     machine_busy: Option<f64>,
+    stat_cpu_busy: Option<f64>,
 }
 
 /// Where a load is in its window; times are the load's own nanosecond clock.
@@ -21,6 +22,7 @@ pub(super) struct Window<C> {
     drain_ns: u64,
     max_packets: u64,
     server_pid: Option<u32>,
+    stat_cpu: Option<usize>,
     begin: Option<Snapshot<C>>,
     end: Option<Snapshot<C>>,
     drain_end: u64,
@@ -36,6 +38,8 @@ pub(super) struct Measured<C> {
     pub generator_cpu: f64,
     /// The machine's other busy CPU seconds over the window.
     pub other_cpu: Option<f64>,
+    /// Busy seconds of CPU `--stat-cpu` over the window (every process, softirq included).
+    pub stat_cpu: Option<f64>,
 }
 
 impl<C: Copy> Window<C> {
@@ -47,6 +51,7 @@ impl<C: Copy> Window<C> {
             drain_ns: args.drain_ms * 1_000_000,
             max_packets: args.max_packets,
             server_pid: args.server_pid,
+            stat_cpu: args.stat_cpu,
             begin: None,
             end: None,
             drain_end: u64::MAX,
@@ -60,6 +65,7 @@ impl<C: Copy> Window<C> {
             server_cpu: self.server_pid.and_then(cpu_seconds),
             own_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0),
             machine_busy: machine_busy_seconds(),
+            stat_cpu_busy: self.stat_cpu.and_then(cpu_busy_seconds),
         }
     }
 
@@ -98,7 +104,12 @@ impl<C: Copy> Window<C> {
             .zip(end.machine_busy)
             .zip(server_cpu)
             .map(|((x, y), s)| (y - x - s - generator_cpu).max(0.0));
+        let stat_cpu = begin
+            .stat_cpu_busy
+            .zip(end.stat_cpu_busy)
+            .map(|(x, y)| y - x);
         Measured {
+            stat_cpu,
             begin,
             end,
             server_cpu,

@@ -143,6 +143,9 @@ pub struct Counters {
     pub allocations_ended_unrelayed: PerTransportFamily<[u64; EndReason::ALL.len()]>,
     /// Sources locked out after failed authentications, by [`LockoutTrigger::index`].
     pub lockouts: [u64; LockoutTrigger::ALL.len()],
+    /// Of the ChannelData relayed, what a fast path (XDP) carried without the sockets:
+    /// client → peer, then peer → client ([`crate::Server::handle_fast_path_traffic`]).
+    pub fast_path: [PathCount; 2],
 }
 
 impl Counters {
@@ -263,6 +266,9 @@ impl Counters {
         add_all(&mut self.dropped, &other.dropped);
         add_all(&mut self.auth_failures, &other.auth_failures);
         add_all(&mut self.lockouts, &other.lockouts);
+        for (a, b) in self.fast_path.iter_mut().zip(&other.fast_path) {
+            a.merge(b);
+        }
     }
 }
 

@@ -140,7 +140,7 @@ impl Server {
         let (five_tuple, transport) = (alloc.five_tuple, alloc.five_tuple.transport);
         let relayed_data = alloc.traffic.relayed();
         self.index_relay(endpoint, None);
-        self.shared.release(endpoint);
+        self.release_port(endpoint);
         self.counters.ended(transport, family, reason, relayed_data);
         self.out.push(Output::Release {
             relayed: endpoint,
@@ -153,7 +153,8 @@ impl Server {
         }));
     }
 
-    /// Ends allocation `id` and returns its ports to their pools. Its channels are unbound,
+    /// Ends allocation `id` and returns its ports to their pools (or holds them for
+    /// [`Server::handle_released`]). Its channels are unbound,
     /// then its relayed endpoints released, then the event says it ended: all after
     /// whatever it queued before.
     pub(crate) fn end_allocation(&mut self, id: AllocationId, now: Instant, reason: EndReason) {
@@ -161,7 +162,13 @@ impl Server {
             return;
         };
         self.by_five_tuple.remove(&alloc.five_tuple);
-        self.shared.end(&alloc.username, alloc.relayed);
+        // Ports go back with the quota in one lock, unless the I/O layer must acknowledge
+        // their release first (they are held below).
+        let freed = match self.unreleased {
+            Some(_) => Default::default(),
+            None => alloc.relayed,
+        };
+        self.shared.end(&alloc.username, freed);
         self.permissions -= alloc.permissions.len();
         self.channels -= alloc.channels.len();
         for &channel in &alloc.channels {
@@ -178,6 +185,9 @@ impl Server {
                 alloc.traffic.relayed(),
             );
             self.index_relay(relayed, None);
+            if let Some(unreleased) = &mut self.unreleased {
+                unreleased.push(relayed);
+            }
             self.out.push(Output::Release {
                 relayed,
                 allocation: id,

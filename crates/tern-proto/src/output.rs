@@ -198,7 +198,10 @@ pub enum Output<'a> {
     },
     /// `allocation` no longer holds `relayed`; peer datagrams to it are dropped (as
     /// [`DropReason::NoAllocation`]) until another allocation claims it. Comes after the
-    /// allocation's last transmit.
+    /// allocation's last transmit and after its [`Output::ChannelUnbound`]s. After
+    /// [`Server::defer_port_release`](crate::Server::defer_port_release) its port is free
+    /// for another allocation only once the I/O layer acknowledges this output with
+    /// [`Server::handle_released`](crate::Server::handle_released).
     Release {
         /// The relayed endpoint.
         relayed: RelayEndpoint,

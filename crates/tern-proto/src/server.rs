@@ -110,6 +110,10 @@ pub struct Server {
     pub(crate) channels: usize,
     /// Users an operator revoked with a refusal period ([`Server::revoke`]).
     pub(crate) refused: RefusedUsers,
+    /// `Some` after [`Server::defer_port_release`]: relayed endpoints that ended, whose
+    /// [`Output::Release`] the I/O layer has not acknowledged yet; their ports are not in
+    /// the pool.
+    pub(crate) unreleased: Option<Vec<RelayEndpoint>>,
 }
 
 impl Server {
@@ -180,7 +184,46 @@ impl Server {
             draining: None,
             permissions: 0,
             channels: 0,
+            unreleased: None,
             config,
+        }
+    }
+
+    /// From now on, a relayed endpoint that ends goes back to its port pool only when the
+    /// I/O layer acknowledges its [`Output::Release`] with [`Server::handle_released`],
+    /// not when the core queues it. A fast path whose entries name relay ports (XDP) needs
+    /// this: it removes them on the [`Output::ChannelUnbound`]s that come before the
+    /// `Release`, and no other allocation, on any worker, may get the port while one is
+    /// left. Without it (the default) ports are free at once.
+    pub fn defer_port_release(&mut self) {
+        self.unreleased.get_or_insert_with(Vec::new);
+    }
+
+    /// The I/O layer acted on the [`Output::Release`] of `relayed` (and on every output
+    /// before it): after [`Server::defer_port_release`], its port goes back to the pool now.
+    /// An endpoint that has no release pending is ignored, so a port is never freed twice.
+    pub fn handle_released(&mut self, relayed: RelayEndpoint) {
+        let Some(unreleased) = &mut self.unreleased else {
+            return;
+        };
+        if let Some(i) = unreleased.iter().position(|&e| e == relayed) {
+            unreleased.swap_remove(i);
+            self.shared.release(relayed);
+        }
+    }
+
+    /// Ports of ended relayed endpoints whose release the I/O layer has not acknowledged
+    /// (always 0 without [`Server::defer_port_release`]).
+    pub fn unreleased_ports(&self) -> usize {
+        self.unreleased.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Returns the port of `endpoint`, which just ended, to its pool, or holds it until
+    /// [`Server::handle_released`] when releases are deferred.
+    pub(crate) fn release_port(&mut self, endpoint: RelayEndpoint) {
+        match &mut self.unreleased {
+            Some(unreleased) => unreleased.push(endpoint),
+            None => self.shared.release(endpoint),
         }
     }
 
@@ -298,7 +341,10 @@ impl Server {
             channel.five_tuple.transport.label().index(),
             channel.relayed.family.index(),
         );
+        let [fast_to_peers, fast_to_client] = &mut self.counters.fast_path;
         for (count, add) in [
+            (fast_to_peers, to_peers),
+            (fast_to_client, to_client),
             (&mut self.counters.channel_to_peer[t][f], to_peers),
             (&mut self.counters.channel_to_client[t][f], to_client),
         ] {

@@ -292,6 +292,15 @@ pub fn registry(t: &Totals, p: &ProcessState) -> Registry {
     );
     counter_family(
         &mut r,
+        "xdp_relayed_packets",
+        "Of the ChannelData in relayed_packets, the datagrams the XDP fast path relayed in the kernel, by direction",
+        ["to_peer", "to_client"]
+            .into_iter()
+            .zip(c.fast_path)
+            .map(|(direction, n)| (labels(&[("direction", direction)]), n.packets)),
+    );
+    counter_family(
+        &mut r,
         "dropped_packets",
         "Datagrams dropped without an answer, by reason",
         DropReason::ALL

@@ -132,6 +132,16 @@ impl Worker {
         stop: Arc<AtomicBool>,
         port: WorkerPort,
     ) -> io::Result<Self> {
+        // The fast path's entries name relay ports: a port goes back to the pool only after
+        // this worker has removed them (see `Output::Release` in `outputs.rs`).
+        #[cfg(feature = "xdp")]
+        let core = {
+            let mut core = core;
+            if xdp.is_some() {
+                core.defer_port_release();
+            }
+            core
+        };
         let ListeningSockets {
             udp: listeners,
             tcp: tcp_listeners,

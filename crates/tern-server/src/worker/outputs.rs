@@ -63,8 +63,10 @@ impl Worker {
                 Output::Claim { relayed, .. } => claim(&self.relays, &self.epoll, self.id, relayed),
                 // The socket stays watched by this worker until another one claims it, so
                 // stray peer datagrams are read and counted as dropped (no allocation) rather
-                // than left queued for the port's next allocation.
-                Output::Release { .. } => {}
+                // than left queued for the port's next allocation. With the XDP fast path the
+                // core holds the port until now (its map entries went on the ChannelUnbound
+                // outputs before this one); otherwise this does nothing.
+                Output::Release { relayed, .. } => self.core.handle_released(relayed),
                 // The XDP fast path's maps follow these two outputs alone.
                 #[cfg(feature = "xdp")]
                 Output::ChannelBound(b) => {
