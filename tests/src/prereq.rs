@@ -37,6 +37,17 @@ pub fn missing(what: &str, install: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Reports a skip that is not a missing prerequisite (the suite runs elsewhere, e.g. on a
+/// build with a cargo feature): the same note as [`missing`], but never a panic.
+pub fn note_skip(what: &str, how: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_owned();
+    let line = format!("SKIPPED {test}: {what}; run it with: {how}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// `name` found on `PATH`, or `None` after [`missing`] reported it (a panic under CI).
 pub fn tool(name: &str, install: &str) -> Option<PathBuf> {
     let found = on_path(name);

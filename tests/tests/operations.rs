@@ -314,7 +314,7 @@ fn admin_endpoints() {
     let second = scrape(&server);
     let keys = |m: &Metrics| m.0.keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&first), keys(&second));
-    assert_eq!(first.0.len(), 431, "{:#?}", first.0.keys());
+    assert_eq!(first.0.len(), 433, "{:#?}", first.0.keys());
 
     // The Grafana dashboard only queries metrics that exist.
     let names: Vec<&str> = first

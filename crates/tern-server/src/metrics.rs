@@ -596,13 +596,13 @@ mod tests {
         // 3 transports x 2 families: 6 allocation gauges + 2 gauges (permissions, channels)
         // + 2x2 relay port gauges + 6 created + 6x5x2 end reasons (relayed or not) + 3x6x14
         // requests + 508s + 4 auth + 2 lockouts + 6x(4 + 4) paths + 11 drops + 7 I/O errors
-        // + 13 stream closes + 5 TLS handshake failures + 3 usage records + revocations +
-        // connections + draining + 2 reloads + 2 worker gauges.
+        // + 2 XDP directions + 13 stream closes + 5 TLS handshake failures + 3 usage records +
+        // revocations + connections + draining + 2 reloads + 2 worker gauges.
         assert_eq!(
             series,
-            6 + 2 + 4 + 6 + 60 + 252 + 1 + 4 + 2 + 48 + 11 + 7 + 13 + 5 + 3 + 1 + 1 + 1 + 2 + 2
+            6 + 2 + 4 + 6 + 60 + 252 + 1 + 4 + 2 + 48 + 2 + 11 + 7 + 13 + 5 + 3 + 1 + 1 + 1 + 2 + 2
         );
-        assert_eq!(series, 431, "the figure in README.md's Metrics section");
+        assert_eq!(series, 433, "the figure in README.md's Metrics section");
     }
 
     #[test]
