@@ -31,7 +31,9 @@ MIN_PORT=$((PORT + 22))
 MAX_PORT=$((PORT + 221))
 SECRET=soak-secret-$RANDOM$RANDOM
 
-cargo build --release -q -p tern -p tern-bench --bin tern --bin tern-soak
+# tern as the container image builds it: with jemalloc (crates/tern/src/memory.rs; SOAK_FEATURES=""
+# soaks the default build, glibc's malloc trimmed every 10 s).
+cargo build --release -q -p tern -p tern-bench --bin tern --bin tern-soak --features "${SOAK_FEATURES-tern/jemalloc}"
 mkdir -p "$OUT"
 CONF=$OUT/turnserver.conf
 # A configuration file, so that SIGHUP has something to reload.

@@ -15,7 +15,7 @@ triple="$(uname -m)-unknown-linux-gnu"
 # invalidate) everything in the shared target/.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_STATIC:-target/static}"
 RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --release --locked --target "$triple" -p tern
+    cargo build --release --locked --target "$triple" -p tern --features jemalloc
 bin="$CARGO_TARGET_DIR/$triple/release/tern"
 
 if [[ "$(file "$bin" 2>/dev/null)" != *static* ]]; then

@@ -259,6 +259,7 @@ fn serve(args: Vec<String>) -> anyhow::Result<ExitCode> {
             .admin_listen
             .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         drain_timeout_s = settings.drain_timeout,
+        allocator = tern::memory::ALLOCATOR_NAME,
         "tern {} starting",
         env!("CARGO_PKG_VERSION"),
     );
