@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use tern_proto::auth::{long_term_key, rest_expiry, rest_password, MAX_SECRETS};
 use tern_proto::{
-    AllocationId, BoundChannel, ClientOutput, Destination, Event, Family, FiveTuple, Output,
-    PeerOutput, RelayEndpoint, Server, UserSecret,
+    AllocationId, BoundChannel, ClientOutput, Destination, EndReason, Event, Family, FiveTuple,
+    Output, PeerOutput, RelayEndpoint, Server, UserSecret,
 };
 use tern_wire::{attr, classify, Class, Integrity, Message, Method, PacketKind};
 
@@ -25,6 +26,8 @@ pub(crate) enum Step<'a> {
     Close(FiveTuple),
     /// The worker shut down.
     Shutdown,
+    /// An operator revoked allocations.
+    Revoke,
 }
 
 /// An allocation, as the outputs told of it.
@@ -48,6 +51,10 @@ pub(crate) struct Model {
     pub channels: Vec<(usize, BoundChannel)>,
     /// RESERVATION-TOKENs handed out.
     pub tokens: Vec<[u8; 8]>,
+    /// The last allocations that ended, by worker (handles that reach nothing now).
+    pub ended: Vec<(usize, AllocationId)>,
+    /// User names refused on Allocate, until when (the revocations' periods).
+    pub refused: Vec<(String, Instant)>,
 }
 
 impl Model {
@@ -126,7 +133,7 @@ impl World {
         let five = match step {
             Step::Client { index, .. } => Some(self.clients[*index].five),
             Step::Close(five) => Some(*five),
-            Step::Timer | Step::Shutdown => None,
+            Step::Timer | Step::Shutdown | Step::Revoke => None,
         };
         let request = matches!(step, Step::Client { .. });
         let mut reply: Option<(usize, Vec<u8>)> = None;
@@ -189,6 +196,7 @@ impl World {
                         "released before its channels were unbound"
                     );
                     released.push(k);
+                    self.model.ended(w, allocation);
                     self.tally.released += 1;
                 }
                 Seen::Bound(b) => {
@@ -253,6 +261,14 @@ impl World {
                         .expect("claimed");
                     held.username = username;
                 }
+                Seen::Event(Event::AllocationEnded { reason, .. }) => {
+                    let revoked = matches!(step, Step::Revoke);
+                    assert_eq!(
+                        reason == EndReason::Revoked,
+                        revoked,
+                        "{step:?} ended an allocation for {reason:?}"
+                    );
+                }
                 Seen::Event(_) => {}
             }
         }
@@ -301,6 +317,9 @@ impl World {
                     .expect("an error carries ERROR-CODE");
                 let (code, _) = attr::decode_error_code(a.value).expect("a valid ERROR-CODE");
                 self.tally.error(code);
+                if req.method() == Method::ALLOCATE {
+                    self.check_refusal(&req, Some(code), claims);
+                }
                 if matches!(code, 401 | 438) {
                     if let Some(nonce) = msg.get(attr::NONCE) {
                         self.clients[i].nonce = Some(nonce.value.to_vec());
@@ -312,6 +331,9 @@ impl World {
                 );
             }
             Class::Success => {
+                if req.method() == Method::ALLOCATE {
+                    self.check_refusal(&req, None, claims);
+                }
                 self.tally.success(msg.method());
                 self.check_success(&five, &req, &msg, claims);
             }
@@ -405,6 +427,23 @@ impl World {
                 }
             }
             other => panic!("a success for method {other:?}"),
+        }
+    }
+
+    /// An Allocate's answer against the revocations: 403 only for a user refused now, and a
+    /// refused user gets no new allocation, nor an answer from the checks after the refusal.
+    fn check_refusal(&self, req: &Message<'_>, code: Option<u16>, claims: &[(usize, u16)]) {
+        let username = req
+            .get(attr::USERNAME)
+            .and_then(|u| attr::decode_str(u.value, attr::USERNAME).ok());
+        let refused = username.is_some_and(|u| self.refused(u));
+        match code {
+            Some(403) => assert!(refused, "403 on Allocate for {username:?}, not refused"),
+            Some(486 | 442) => assert!(!refused, "refused {username:?} got past the refusal"),
+            None if !claims.is_empty() => {
+                assert!(!refused, "refused {username:?} allocated")
+            }
+            _ => {}
         }
     }
 

@@ -46,6 +46,9 @@ impl World {
     /// After a time step: the victim binds its channel again and refreshes its allocation
     /// when they are due.
     pub(crate) fn victim_upkeep(&mut self) {
+        if !self.victim.alive {
+            return;
+        }
         if self.now - self.victim.refreshed >= VICTIM_REFRESH {
             self.victim_request(Method::REFRESH, vec![Attr::Lifetime(3600)]);
             self.victim.refreshed = self.now;
