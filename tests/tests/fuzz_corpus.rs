@@ -142,6 +142,17 @@ fn core_scripts_reach_their_states() {
         .expect("the input that found the retransmission bug");
     let t = run(crash);
     assert_eq!(t.errors(441), 1, "another user's retransmission: {t:?}");
+    let t = script("operator");
+    assert_eq!(
+        (t.successes(M::ALLOCATE), t.errors(403)),
+        (5, 2),
+        "alice and dave refused, alice again once her period passed: {t:?}"
+    );
+    assert_eq!(
+        (t.released, t.unbound),
+        (6, 1),
+        "five revoked (the victim and its channel last), one shut down: {t:?}"
+    );
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),
