@@ -150,9 +150,10 @@ fn core_scripts_reach_their_states() {
     );
     assert_eq!(
         (t.released, t.unbound),
-        (6, 1),
-        "five revoked (the victim and its channel last), one shut down: {t:?}"
+        (6, 2),
+        "five revoked (dave's and the victim's with their channels), one shut down: {t:?}"
     );
+    assert_eq!((t.relayed, t.forwarded), (2, 1), "dave relays both ways: {t:?}");
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),

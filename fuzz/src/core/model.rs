@@ -8,7 +8,7 @@ use std::time::Instant;
 use tern_proto::auth::{long_term_key, rest_expiry, rest_password, MAX_SECRETS};
 use tern_proto::{
     AllocationId, BoundChannel, ClientOutput, Destination, EndReason, Event, Family, FiveTuple,
-    Output, PeerOutput, RelayEndpoint, Server, UserSecret,
+    Output, PeerOutput, RelayEndpoint, Server, Traffic, UserSecret,
 };
 use tern_wire::{attr, classify, Class, Integrity, Message, Method, PacketKind};
 
@@ -39,6 +39,10 @@ pub(crate) struct Held {
     /// The key and username that authenticated its Allocate (known once the reply is read).
     pub key: Option<[u8; 16]>,
     pub username: String,
+    /// What it relayed, counted from the decisions the core returned.
+    pub traffic: Traffic,
+    /// The peer IPs its successful CreatePermissions and ChannelBinds named.
+    pub peers: Vec<IpAddr>,
 }
 
 /// The state the outputs describe.
@@ -174,6 +178,8 @@ impl World {
                         worker: w,
                         key: None,
                         username: String::new(),
+                        traffic: Traffic::default(),
+                        peers: Vec::new(),
                     };
                     self.model.claimed.insert(port, held);
                     claims.push((k, port));
@@ -414,7 +420,10 @@ impl World {
                 );
             }
             Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
-                assert!(self.model.held_by(five).is_some());
+                let (port, _) = self
+                    .model
+                    .held_by(five)
+                    .expect("a permission on an allocation");
                 for a in req.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
                     let peer = attr::decode_xor_address(a.value, a.typ, &tid).expect("valid");
                     let peer = canonical(peer);
@@ -424,6 +433,10 @@ impl World {
                         self.filter.allows(peer.ip()) || self.is_own(peer.ip())
                     };
                     assert!(ok, "a permission for refused peer {peer}");
+                    let held = self.model.claimed.get_mut(&port).expect("held");
+                    if !held.peers.contains(&peer.ip()) {
+                        held.peers.push(peer.ip());
+                    }
                 }
             }
             other => panic!("a success for method {other:?}"),
@@ -540,6 +553,9 @@ impl World {
             }
             PacketKind::Other => panic!("relayed a datagram that is neither STUN nor ChannelData"),
         }
+        let t = &mut self.model.claimed.get_mut(&port).expect("held").traffic;
+        t.packets_to_peers += 1;
+        t.bytes_to_peers += (payload.end - payload.start) as u64;
     }
 
     /// A peer datagram's decision: forwarded only to the client holding the port, from a
@@ -557,11 +573,15 @@ impl World {
         };
         self.tally.forwarded += 1;
         assert_eq!(relayed.family, Family::of(self.relayed_ip));
-        let held = self
+        let t = &mut self
             .model
             .claimed
-            .get(&relayed.port)
-            .expect("forwarded from a port nobody holds");
+            .get_mut(&relayed.port)
+            .expect("forwarded from a port nobody holds")
+            .traffic;
+        t.packets_to_client += 1;
+        t.bytes_to_client += payload.len() as u64;
+        let held = &self.model.claimed[&relayed.port];
         assert_eq!(held.five, *five_tuple, "forwarded to another client");
         let peer = canonical(peer);
         assert!(

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tern_proto::auth::quota_name;
-use tern_proto::{AllocationId, Revoke, SessionFilter};
+use tern_proto::{AllocationId, Revoke, SessionFilter, Traffic};
 
 use super::cast::{CLIENTS, CREDENTIALS, VICTIM};
 use super::model::{Held, Step};
@@ -229,6 +229,15 @@ impl World {
                     .filter(|(cw, c)| *cw == w && c.allocation == s.id)
                     .count();
                 assert_eq!(s.channels, channels, "{s:?}");
+                let peers = held.peers.len().min(tern_proto::PEERS_COUNTED) as u32;
+                let traffic = Traffic {
+                    peers,
+                    ..held.traffic
+                };
+                assert_eq!(
+                    s.traffic, traffic,
+                    "what {s:?} relayed, and its distinct peers"
+                );
                 got.push((s.id, *port));
             }
             if !more {

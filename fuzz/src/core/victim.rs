@@ -139,6 +139,16 @@ impl World {
         };
         assert_eq!(five_tuple, five);
         assert_eq!(buf[range], [hi, lo, 0, 1, b'p']);
+        let t = &mut self
+            .model
+            .claimed
+            .get_mut(&v.relayed.port)
+            .expect("the victim's port")
+            .traffic;
+        t.packets_to_peers += 1;
+        t.bytes_to_peers += 1;
+        t.packets_to_client += 1;
+        t.bytes_to_client += 1;
         self.expect_quiet(w);
     }
 }

@@ -286,7 +286,7 @@ pub(super) fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
     scripts.push(("rfc5766".to_owned(), script(0x02, 0, &rfc5766)));
 
     // An operator lists and revokes: alice (REST, clients 0 and 2), carol (client 1) and
-    // dave (client 3) allocate; the listings page through them; alice is revoked by her REST
+    // dave (client 3, who relays both ways) allocate; the listings page through them; alice is revoked by her REST
     // name and refused 600 s (403, then allowed after), carol by handle (then the stale
     // handle ends nothing), dave by client IP; last the victim's IP, which ends the victim.
     let list = |worker: u8, filter: u8, client: u8, limit: u8, cursor: u8| Op::Sessions {
@@ -306,6 +306,21 @@ pub(super) fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
     operator.extend(allocate(2, 0));
     operator.extend(allocate(3, 3));
     operator.extend([
+        signed(
+            3,
+            3,
+            M::CREATE_PERMISSION,
+            vec![Attr::Peer(0), Attr::Peer(3)],
+        ),
+        signed(
+            3,
+            3,
+            M::CHANNEL_BIND,
+            vec![Attr::Channel(0x4001), Attr::Peer(1)],
+        ),
+        cd(3, 0x4001, b"hello"),
+        peer(3, 0, b"world"),
+        send(3, 0),
         list(0, 0, 0, 1, 0),
         list(1, 0, 0, 1, 0),
         list(0, 3, 0, 2, 0),
