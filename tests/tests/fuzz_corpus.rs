@@ -153,7 +153,11 @@ fn core_scripts_reach_their_states() {
         (6, 2),
         "five revoked (dave's and the victim's with their channels), one shut down: {t:?}"
     );
-    assert_eq!((t.relayed, t.forwarded), (2, 1), "dave relays both ways: {t:?}");
+    assert_eq!(
+        (t.relayed, t.forwarded),
+        (2, 1),
+        "dave relays both ways: {t:?}"
+    );
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),
