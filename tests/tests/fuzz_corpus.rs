@@ -158,6 +158,16 @@ fn core_scripts_reach_their_states() {
         (2, 1),
         "dave relays both ways: {t:?}"
     );
+    let (_, _, crash) = files
+        .iter()
+        .find(|(t, n, _)| t == "core" && n == "crash-refresh-0-after-reload")
+        .expect("the input that found the harness's lost key");
+    let t = run(crash);
+    assert_eq!(
+        (t.successes(M::REFRESH), t.errors(300)),
+        (1, 1),
+        "carol's Refresh to 0 after a reload dropped her, under her allocation's key: {t:?}"
+    );
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),

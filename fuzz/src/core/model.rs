@@ -59,6 +59,9 @@ pub(crate) struct Model {
     pub ended: Vec<(usize, AllocationId)>,
     /// User names refused on Allocate, until when (the revocations' periods).
     pub refused: Vec<(String, Instant)>,
+    /// The allocations released by the step being checked: a Refresh to 0 is answered after
+    /// its release, under the allocation's key.
+    pub released_now: Vec<Held>,
 }
 
 impl Model {
@@ -142,6 +145,7 @@ impl World {
         let request = matches!(step, Step::Client { .. });
         let mut reply: Option<(usize, Vec<u8>)> = None;
         let (mut claims, mut bound, mut released) = (Vec::new(), Vec::new(), Vec::new());
+        self.model.released_now.clear();
         for (k, seen) in take_outputs(&mut self.workers[w]).into_iter().enumerate() {
             match seen {
                 Seen::Transmit(to, bytes) => {
@@ -203,6 +207,7 @@ impl World {
                     );
                     released.push(k);
                     self.model.ended(w, allocation);
+                    self.model.released_now.push(held);
                     self.tally.released += 1;
                 }
                 Seen::Bound(b) => {
@@ -467,7 +472,11 @@ impl World {
         let username = attr::decode_str(username.value, attr::USERNAME).ok()?;
         let expired = rest_expiry(username).is_some_and(|e| e < self.wall);
         let mut keys = Vec::new();
-        if let Some((_, held)) = self.model.held_by(five) {
+        // Its own allocation's key, held still or released by this very request (a Refresh
+        // to 0 by a user a reload removed).
+        let own = self.model.held_by(five).map(|(_, h)| h);
+        let released = self.model.released_now.iter().filter(|h| h.five == *five);
+        for held in own.into_iter().chain(released) {
             if held.username == username && (!expired || self.secrets.is_empty()) {
                 keys.extend(held.key);
             }
