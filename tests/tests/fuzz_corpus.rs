@@ -142,6 +142,32 @@ fn core_scripts_reach_their_states() {
         .expect("the input that found the retransmission bug");
     let t = run(crash);
     assert_eq!(t.errors(441), 1, "another user's retransmission: {t:?}");
+    let t = script("operator");
+    assert_eq!(
+        (t.successes(M::ALLOCATE), t.errors(403)),
+        (5, 2),
+        "alice and dave refused, alice again once her period passed: {t:?}"
+    );
+    assert_eq!(
+        (t.released, t.unbound),
+        (6, 2),
+        "five revoked (dave's and the victim's with their channels), one shut down: {t:?}"
+    );
+    assert_eq!(
+        (t.relayed, t.forwarded),
+        (2, 1),
+        "dave relays both ways: {t:?}"
+    );
+    let (_, _, crash) = files
+        .iter()
+        .find(|(t, n, _)| t == "core" && n == "crash-refresh-0-after-reload")
+        .expect("the input that found the harness's lost key");
+    let t = run(crash);
+    assert_eq!(
+        (t.successes(M::REFRESH), t.errors(300)),
+        (1, 1),
+        "carol's Refresh to 0 after a reload dropped her, under her allocation's key: {t:?}"
+    );
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),

@@ -41,6 +41,7 @@
 mod build;
 mod cast;
 mod model;
+mod operator;
 pub mod ops;
 mod tally;
 mod victim;

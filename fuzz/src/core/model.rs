@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use tern_proto::auth::{long_term_key, rest_expiry, rest_password, MAX_SECRETS};
 use tern_proto::{
-    AllocationId, BoundChannel, ClientOutput, Destination, Event, Family, FiveTuple, Output,
-    PeerOutput, RelayEndpoint, Server, UserSecret,
+    AllocationId, BoundChannel, ClientOutput, Destination, EndReason, Event, Family, FiveTuple,
+    Output, PeerOutput, RelayEndpoint, Server, Traffic, UserSecret,
 };
 use tern_wire::{attr, classify, Class, Integrity, Message, Method, PacketKind};
 
@@ -25,6 +26,8 @@ pub(crate) enum Step<'a> {
     Close(FiveTuple),
     /// The worker shut down.
     Shutdown,
+    /// An operator revoked allocations.
+    Revoke,
 }
 
 /// An allocation, as the outputs told of it.
@@ -36,6 +39,10 @@ pub(crate) struct Held {
     /// The key and username that authenticated its Allocate (known once the reply is read).
     pub key: Option<[u8; 16]>,
     pub username: String,
+    /// What it relayed, counted from the decisions the core returned.
+    pub traffic: Traffic,
+    /// The peer IPs its successful CreatePermissions and ChannelBinds named.
+    pub peers: Vec<IpAddr>,
 }
 
 /// The state the outputs describe.
@@ -48,6 +55,13 @@ pub(crate) struct Model {
     pub channels: Vec<(usize, BoundChannel)>,
     /// RESERVATION-TOKENs handed out.
     pub tokens: Vec<[u8; 8]>,
+    /// The last allocations that ended, by worker (handles that reach nothing now).
+    pub ended: Vec<(usize, AllocationId)>,
+    /// User names refused on Allocate, until when (the revocations' periods).
+    pub refused: Vec<(String, Instant)>,
+    /// The allocations released by the step being checked: a Refresh to 0 is answered after
+    /// its release, under the allocation's key.
+    pub released_now: Vec<Held>,
 }
 
 impl Model {
@@ -126,11 +140,12 @@ impl World {
         let five = match step {
             Step::Client { index, .. } => Some(self.clients[*index].five),
             Step::Close(five) => Some(*five),
-            Step::Timer | Step::Shutdown => None,
+            Step::Timer | Step::Shutdown | Step::Revoke => None,
         };
         let request = matches!(step, Step::Client { .. });
         let mut reply: Option<(usize, Vec<u8>)> = None;
         let (mut claims, mut bound, mut released) = (Vec::new(), Vec::new(), Vec::new());
+        self.model.released_now.clear();
         for (k, seen) in take_outputs(&mut self.workers[w]).into_iter().enumerate() {
             match seen {
                 Seen::Transmit(to, bytes) => {
@@ -167,6 +182,8 @@ impl World {
                         worker: w,
                         key: None,
                         username: String::new(),
+                        traffic: Traffic::default(),
+                        peers: Vec::new(),
                     };
                     self.model.claimed.insert(port, held);
                     claims.push((k, port));
@@ -189,6 +206,8 @@ impl World {
                         "released before its channels were unbound"
                     );
                     released.push(k);
+                    self.model.ended(w, allocation);
+                    self.model.released_now.push(held);
                     self.tally.released += 1;
                 }
                 Seen::Bound(b) => {
@@ -253,6 +272,14 @@ impl World {
                         .expect("claimed");
                     held.username = username;
                 }
+                Seen::Event(Event::AllocationEnded { reason, .. }) => {
+                    let revoked = matches!(step, Step::Revoke);
+                    assert_eq!(
+                        reason == EndReason::Revoked,
+                        revoked,
+                        "{step:?} ended an allocation for {reason:?}"
+                    );
+                }
                 Seen::Event(_) => {}
             }
         }
@@ -301,6 +328,9 @@ impl World {
                     .expect("an error carries ERROR-CODE");
                 let (code, _) = attr::decode_error_code(a.value).expect("a valid ERROR-CODE");
                 self.tally.error(code);
+                if req.method() == Method::ALLOCATE {
+                    self.check_refusal(&req, Some(code), claims);
+                }
                 if matches!(code, 401 | 438) {
                     if let Some(nonce) = msg.get(attr::NONCE) {
                         self.clients[i].nonce = Some(nonce.value.to_vec());
@@ -312,6 +342,9 @@ impl World {
                 );
             }
             Class::Success => {
+                if req.method() == Method::ALLOCATE {
+                    self.check_refusal(&req, None, claims);
+                }
                 self.tally.success(msg.method());
                 self.check_success(&five, &req, &msg, claims);
             }
@@ -392,7 +425,10 @@ impl World {
                 );
             }
             Method::CREATE_PERMISSION | Method::CHANNEL_BIND => {
-                assert!(self.model.held_by(five).is_some());
+                let (port, _) = self
+                    .model
+                    .held_by(five)
+                    .expect("a permission on an allocation");
                 for a in req.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
                     let peer = attr::decode_xor_address(a.value, a.typ, &tid).expect("valid");
                     let peer = canonical(peer);
@@ -402,9 +438,30 @@ impl World {
                         self.filter.allows(peer.ip()) || self.is_own(peer.ip())
                     };
                     assert!(ok, "a permission for refused peer {peer}");
+                    let held = self.model.claimed.get_mut(&port).expect("held");
+                    if !held.peers.contains(&peer.ip()) {
+                        held.peers.push(peer.ip());
+                    }
                 }
             }
             other => panic!("a success for method {other:?}"),
+        }
+    }
+
+    /// An Allocate's answer against the revocations: 403 only for a user refused now, and a
+    /// refused user gets no new allocation, nor an answer from the checks after the refusal.
+    fn check_refusal(&self, req: &Message<'_>, code: Option<u16>, claims: &[(usize, u16)]) {
+        let username = req
+            .get(attr::USERNAME)
+            .and_then(|u| attr::decode_str(u.value, attr::USERNAME).ok());
+        let refused = username.is_some_and(|u| self.refused(u));
+        match code {
+            Some(403) => assert!(refused, "403 on Allocate for {username:?}, not refused"),
+            Some(486 | 442) => assert!(!refused, "refused {username:?} got past the refusal"),
+            None if !claims.is_empty() => {
+                assert!(!refused, "refused {username:?} allocated")
+            }
+            _ => {}
         }
     }
 
@@ -415,7 +472,11 @@ impl World {
         let username = attr::decode_str(username.value, attr::USERNAME).ok()?;
         let expired = rest_expiry(username).is_some_and(|e| e < self.wall);
         let mut keys = Vec::new();
-        if let Some((_, held)) = self.model.held_by(five) {
+        // Its own allocation's key, held still or released by this very request (a Refresh
+        // to 0 by a user a reload removed).
+        let own = self.model.held_by(five).map(|(_, h)| h);
+        let released = self.model.released_now.iter().filter(|h| h.five == *five);
+        for held in own.into_iter().chain(released) {
             if held.username == username && (!expired || self.secrets.is_empty()) {
                 keys.extend(held.key);
             }
@@ -501,6 +562,9 @@ impl World {
             }
             PacketKind::Other => panic!("relayed a datagram that is neither STUN nor ChannelData"),
         }
+        let t = &mut self.model.claimed.get_mut(&port).expect("held").traffic;
+        t.packets_to_peers += 1;
+        t.bytes_to_peers += (payload.end - payload.start) as u64;
     }
 
     /// A peer datagram's decision: forwarded only to the client holding the port, from a
@@ -518,11 +582,15 @@ impl World {
         };
         self.tally.forwarded += 1;
         assert_eq!(relayed.family, Family::of(self.relayed_ip));
-        let held = self
+        let t = &mut self
             .model
             .claimed
-            .get(&relayed.port)
-            .expect("forwarded from a port nobody holds");
+            .get_mut(&relayed.port)
+            .expect("forwarded from a port nobody holds")
+            .traffic;
+        t.packets_to_client += 1;
+        t.bytes_to_client += payload.len() as u64;
+        let held = &self.model.claimed[&relayed.port];
         assert_eq!(held.five, *five_tuple, "forwarded to another client");
         let peer = canonical(peer);
         assert!(

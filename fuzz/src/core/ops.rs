@@ -73,6 +73,32 @@ pub enum Op {
         /// Which set (modulo 4).
         set: u8,
     },
+    /// An operator revokes allocations on every worker, as `tern revoke` does.
+    Revoke {
+        /// Modulo 4: the user of client `client` (the username of its allocation, else of
+        /// credential `client`), that user's REST `<name>`, the handle of its allocation (else
+        /// of one that ended), its client IP.
+        selector: u8,
+        /// Which client (modulo the clients; modulo the credentials for a username).
+        client: u8,
+        /// The refusal period in seconds, modulo 2,048; 0 for none.
+        for_secs: u16,
+    },
+    /// An operator lists one worker's sessions, page by page.
+    Sessions {
+        /// Which worker (modulo 2).
+        worker: u8,
+        /// Bit 0: by the user of client `client` (as for [`Op::Revoke`]); bit 1: its REST
+        /// `<name>`; bit 2: by client `client`'s IP.
+        filter: u8,
+        /// Which client.
+        client: u8,
+        /// Records per page, modulo 8 (0 lists nothing and says whether any match).
+        limit: u8,
+        /// Modulo 3: from the start, after client `client`'s allocation (else one that
+        /// ended), after the last allocation that ended on the worker.
+        cursor: u8,
+    },
 }
 
 /// A STUN message a client builds.
@@ -143,7 +169,7 @@ pub enum Attr {
 impl Op {
     /// Reads one operation; any bytes make one.
     pub fn read(r: &mut Reader<'_>) -> Op {
-        match r.u8() % 9 {
+        match r.u8() % 11 {
             0 => Op::Raw {
                 client: r.u8(),
                 data: r.bytes().to_vec(),
@@ -178,7 +204,19 @@ impl Op {
             7 => Op::Drain {
                 alternate: r.u8() & 1 != 0,
             },
-            _ => Op::Reload { set: r.u8() },
+            8 => Op::Reload { set: r.u8() },
+            9 => Op::Revoke {
+                selector: r.u8(),
+                client: r.u8(),
+                for_secs: r.u16(),
+            },
+            _ => Op::Sessions {
+                worker: r.u8(),
+                filter: r.u8(),
+                client: r.u8(),
+                limit: r.u8(),
+                cursor: r.u8(),
+            },
         }
     }
 
@@ -228,6 +266,27 @@ impl Op {
             }
             Op::Reload { set } => {
                 w.u8(8).u8(*set);
+            }
+            Op::Revoke {
+                selector,
+                client,
+                for_secs,
+            } => {
+                w.u8(9).u8(*selector).u8(*client).u16(*for_secs);
+            }
+            Op::Sessions {
+                worker,
+                filter,
+                client,
+                limit,
+                cursor,
+            } => {
+                w.u8(10)
+                    .u8(*worker)
+                    .u8(*filter)
+                    .u8(*client)
+                    .u8(*limit)
+                    .u8(*cursor);
             }
         }
     }
@@ -388,6 +447,18 @@ mod tests {
             Op::Close { client: 4 },
             Op::Drain { alternate: true },
             Op::Reload { set: 2 },
+            Op::Revoke {
+                selector: 3,
+                client: 1,
+                for_secs: 700,
+            },
+            Op::Sessions {
+                worker: 1,
+                filter: 5,
+                client: 2,
+                limit: 3,
+                cursor: 1,
+            },
         ];
         let mut w = Writer::default();
         for op in &ops {

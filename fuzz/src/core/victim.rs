@@ -46,6 +46,9 @@ impl World {
     /// After a time step: the victim binds its channel again and refreshes its allocation
     /// when they are due.
     pub(crate) fn victim_upkeep(&mut self) {
+        if !self.victim.alive {
+            return;
+        }
         if self.now - self.victim.refreshed >= VICTIM_REFRESH {
             self.victim_request(Method::REFRESH, vec![Attr::Lifetime(3600)]);
             self.victim.refreshed = self.now;
@@ -136,6 +139,16 @@ impl World {
         };
         assert_eq!(five_tuple, five);
         assert_eq!(buf[range], [hi, lo, 0, 1, b'p']);
+        let t = &mut self
+            .model
+            .claimed
+            .get_mut(&v.relayed.port)
+            .expect("the victim's port")
+            .traffic;
+        t.packets_to_peers += 1;
+        t.bytes_to_peers += 1;
+        t.packets_to_client += 1;
+        t.bytes_to_client += 1;
         self.expect_quiet(w);
     }
 }

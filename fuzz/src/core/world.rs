@@ -186,6 +186,18 @@ impl World {
                 }
                 (self.secrets, self.users) = (secrets, users);
             }
+            Op::Revoke {
+                selector,
+                client,
+                for_secs,
+            } => self.revoke(*selector, *client, *for_secs),
+            Op::Sessions {
+                worker,
+                filter,
+                client,
+                limit,
+                cursor,
+            } => self.sessions(*worker, *filter, *client, *limit, *cursor),
         }
         for w in 0..self.workers.len() {
             self.expect_quiet(w);

@@ -285,6 +285,64 @@ pub(super) fn core(recorded: &[Recorded]) -> Vec<(String, Vec<u8>)> {
     ]);
     scripts.push(("rfc5766".to_owned(), script(0x02, 0, &rfc5766)));
 
+    // An operator lists and revokes: alice (REST, clients 0 and 2), carol (client 1) and
+    // dave (client 3, who relays both ways) allocate; the listings page through them; alice is revoked by her REST
+    // name and refused 600 s (403, then allowed after), carol by handle (then the stale
+    // handle ends nothing), dave by client IP; last the victim's IP, which ends the victim.
+    let list = |worker: u8, filter: u8, client: u8, limit: u8, cursor: u8| Op::Sessions {
+        worker,
+        filter,
+        client,
+        limit,
+        cursor,
+    };
+    let revoke = |selector: u8, client: u8, for_secs: u16| Op::Revoke {
+        selector,
+        client,
+        for_secs,
+    };
+    let mut operator = allocate(0, 0);
+    operator.extend(allocate(1, 2));
+    operator.extend(allocate(2, 0));
+    operator.extend(allocate(3, 3));
+    operator.extend([
+        signed(
+            3,
+            3,
+            M::CREATE_PERMISSION,
+            vec![Attr::Peer(0), Attr::Peer(3)],
+        ),
+        signed(
+            3,
+            3,
+            M::CHANNEL_BIND,
+            vec![Attr::Channel(0x4001), Attr::Peer(1)],
+        ),
+        cd(3, 0x4001, b"hello"),
+        peer(3, 0, b"world"),
+        send(3, 0),
+        list(0, 0, 0, 1, 0),
+        list(1, 0, 0, 1, 0),
+        list(0, 3, 0, 2, 0),
+        list(0, 4, 0, 7, 0),
+        list(1, 0, 1, 0, 0),
+        list(0, 0, 0, 3, 1),
+        revoke(1, 0, 600),
+        list(0, 3, 0, 2, 2),
+        signed(0, 0, M::ALLOCATE, vec![udp()]),
+        revoke(2, 1, 0),
+        revoke(2, 1, 0),
+        revoke(3, 3, 300),
+        signed(3, 3, M::ALLOCATE, vec![udp()]),
+        Op::Advance { secs: 601 },
+        signed(0, 0, M::ALLOCATE, vec![udp()]),
+        signed(0, 0, M::ALLOCATE, vec![udp()]),
+        list(0, 0, 0, 2, 0),
+        revoke(0, 4, 0),
+        revoke(3, 1, 30),
+    ]);
+    scripts.push(("operator".to_owned(), script(0, 0, &operator)));
+
     // What the recorded clients sent, each replayed as a raw datagram from client 0.
     for r in recorded.iter().filter(|r| r.name.contains("-c-")) {
         let raw = Op::Raw {
