@@ -645,7 +645,14 @@ impl World {
             channels += s.channels;
         }
         assert_eq!(allocations, held);
-        assert_eq!(channels, self.model.channels.len());
+        // The model holds the channels the core reported bound and not unbound: those a fast
+        // path may relay. The core's gauge also counts bindings whose peer's permission lapsed
+        // (reported unbound until a new permission binds them again), so it is at least that.
+        assert!(
+            channels >= self.model.channels.len(),
+            "{channels} channel bindings, {} reported bound",
+            self.model.channels.len()
+        );
         if self.victim.alive {
             self.victim_relays();
         }
