@@ -38,10 +38,10 @@ for t in "${targets[@]}"; do
         ${FUZZ_ARGS:-} >"fuzz/logs/$t.log" 2>&1; then
         status=FAILED
         failed+=("$t")
-        grep -E "^(==[0-9]+==ERROR|thread '.*' panicked)|artifact_prefix|Test unit written" \
+        grep -aE "^(==[0-9]+==ERROR|thread '.*' panicked)|artifact_prefix|Test unit written" \
             "fuzz/logs/$t.log" | head -5 || true
     fi
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1)
+    execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1 || true)
     corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
     summary+=("$(printf '%-14s %12s execs %6ss %7s inputs  %s' "$t" "${execs:-?}" "$secs" "$corpus" "$status")")
 done
