@@ -114,27 +114,33 @@ fn sigstop_then_sigcont_recovers_health_and_keeps_relaying() {
 
 /// tern started under `ulimit -n LIMIT` with its test port block (48 relay ports), at
 /// most 10 s; returns (exit status if it exited, output).
+/// `tern serve` on `ports` (loopback, REST secret, one relay thread unless more are added):
+/// the arguments the tests that start tern by hand share.
+fn serve_args(ports: &PortBlock) -> Vec<String> {
+    let relay = ports.relay_range();
+    vec![
+        "serve".to_owned(),
+        "--listening-ip=127.0.0.1".to_owned(),
+        format!("--listening-port={}", ports.listen_port()),
+        "--relay-ip=127.0.0.1".to_owned(),
+        format!("--min-port={}", relay.start()),
+        format!("--max-port={}", relay.end()),
+        format!("--admin-listen=127.0.0.1:{}", ports.admin_port()),
+        "--relay-threads=1".to_owned(),
+        "--use-auth-secret".to_owned(),
+        format!("--static-auth-secret={SECRET}"),
+    ]
+}
+
 fn start_with_file_limit(
     limit: u64,
     ports: &PortBlock,
 ) -> (Option<std::process::ExitStatus>, String, bool) {
-    let relay = ports.relay_range();
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
         .arg(tern_bin())
-        .args([
-            "serve".to_owned(),
-            "--listening-ip=127.0.0.1".to_owned(),
-            format!("--listening-port={}", ports.listen_port()),
-            "--relay-ip=127.0.0.1".to_owned(),
-            format!("--min-port={}", relay.start()),
-            format!("--max-port={}", relay.end()),
-            format!("--admin-listen=127.0.0.1:{}", ports.admin_port()),
-            "--relay-threads=1".to_owned(),
-            "--use-auth-secret".to_owned(),
-            format!("--static-auth-secret={SECRET}"),
-        ])
+        .args(serve_args(ports))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -347,19 +353,10 @@ fn a_peer_answering_icmp_port_unreachable_is_counted_and_the_allocation_survives
 #[test]
 fn a_log_destination_that_fails_stops_nothing() {
     let ports = PortBlock::reserve();
-    let relay = ports.relay_range();
     let mut child = Command::new(tern_bin())
+        .args(serve_args(&ports))
         .args([
-            "serve".to_owned(),
-            "--listening-ip=127.0.0.1".to_owned(),
-            format!("--listening-port={}", ports.listen_port()),
-            "--relay-ip=127.0.0.1".to_owned(),
-            format!("--min-port={}", relay.start()),
-            format!("--max-port={}", relay.end()),
-            format!("--admin-listen=127.0.0.1:{}", ports.admin_port()),
             "--relay-threads=2".to_owned(),
-            "--use-auth-secret".to_owned(),
-            format!("--static-auth-secret={SECRET}"),
             format!("--realm={REALM}"),
             "--allow-loopback-peers".to_owned(),
             "--verbose".to_owned(),

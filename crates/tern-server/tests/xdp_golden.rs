@@ -155,6 +155,9 @@ fn golden_frames() {
             "run as root",
         );
     }
+    if prereq::tool("ip", "apt-get install -y iproute2").is_none() {
+        return;
+    }
     let ns = format!("tern-xdp-golden-{}", std::process::id());
     let ns = Netns::new(&ns);
     for cmd in [
