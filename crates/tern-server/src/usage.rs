@@ -91,8 +91,9 @@ impl UsageRecord {
     }
 }
 
-/// Appends `v` as a JSON string: quotes, backslashes and control characters escaped.
-fn json_string(out: &mut String, v: &str) {
+/// Appends `v` as a JSON string: quotes, backslashes, control characters and DEL escaped.
+/// Shared with the CLI's JSON output (`tern credentials`).
+pub fn json_string(out: &mut String, v: &str) {
     out.push('"');
     for c in v.chars() {
         match c {

@@ -167,22 +167,10 @@ pub fn ice_server_json(urls: &[String], cred: &RestCredential) -> String {
     )
 }
 
-/// A JSON string literal.
+/// `s` as a JSON string literal (the usage records' escaping).
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    tern_server::usage::json_string(&mut out, s);
     out
 }
 
