@@ -33,7 +33,7 @@ pub struct VethPair {
     pub srv_dev: String,
     /// The generator's end (in `gen`).
     pub gen_dev: String,
-    /// `10.201.<n>.1`: tern's address.
+    /// `10.201.<n>.1` (`10.<net>.<n>.1` from [`VethPair::in_net`]): tern's address.
     pub server_ip: Ipv4Addr,
     /// `10.201.<n>.2`: the clients' address.
     pub client_ip: Ipv4Addr,
@@ -62,6 +62,12 @@ impl VethPair {
     /// Creates the namespaces, the veth pair and the pass program. `subnet` (1..=254) picks
     /// `10.201.<subnet>.0/24`.
     pub fn new(subnet: u8) -> VethPair {
+        VethPair::in_net(201, subnet)
+    }
+
+    /// [`VethPair::new`] in `10.<net>.<subnet>.0/24`, for a suite that keeps to its own
+    /// `10.<net>.0.0/16` (the MACs carry `net` too).
+    pub fn in_net(net: u8, subnet: u8) -> VethPair {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("tern-netns-{tag}"));
@@ -71,17 +77,17 @@ impl VethPair {
             gen: format!("tern{tag}-gen"),
             srv_dev: format!("ts{tag}"),
             gen_dev: format!("tg{tag}"),
-            server_ip: Ipv4Addr::new(10, 201, subnet, 1),
-            client_ip: Ipv4Addr::new(10, 201, subnet, 2),
-            peer_ip: Ipv4Addr::new(10, 201, subnet, 3),
+            server_ip: Ipv4Addr::new(10, net, subnet, 1),
+            client_ip: Ipv4Addr::new(10, net, subnet, 2),
+            peer_ip: Ipv4Addr::new(10, net, subnet, 3),
             dir,
         };
         // From here on, drop cleans up whatever was made.
         ip(&["netns", "add", &pair.srv]);
         ip(&["netns", "add", &pair.gen]);
         let (smac, gmac) = (
-            format!("02:00:00:c9:{subnet:02x}:01"),
-            format!("02:00:00:c9:{subnet:02x}:02"),
+            format!("02:00:00:{net:02x}:{subnet:02x}:01"),
+            format!("02:00:00:{net:02x}:{subnet:02x}:02"),
         );
         ip(&[
             "link",
