@@ -58,10 +58,23 @@ pub fn is_root() -> bool {
     })
 }
 
+/// How a [`VethPair`] differs from the plain one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Setup {
+    /// Leave TX checksum offload on at the generator's end, as a pod or container next to
+    /// tern on one host has it: its UDP frames then carry only the pseudo-header sum.
+    pub tx_checksum_offload: bool,
+}
+
 impl VethPair {
     /// Creates the namespaces, the veth pair and the pass program. `subnet` (1..=254) picks
     /// `10.201.<subnet>.0/24`.
     pub fn new(subnet: u8) -> VethPair {
+        VethPair::with(subnet, Setup::default())
+    }
+
+    /// [`VethPair::new`] set up as `setup` says.
+    pub fn with(subnet: u8, setup: Setup) -> VethPair {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("tern-netns-{tag}"));
@@ -112,9 +125,14 @@ impl VethPair {
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
         // Local sockets leave checksums to the device (CHECKSUM_PARTIAL): over veth the
-        // frame then carries only the pseudo-header sum, which an XDP program cannot tell
-        // from a full one. A real NIC puts the full checksum on the wire; so does this end
-        // with TX checksum offload off.
+        // frame then carries only the pseudo-header sum, which the fast path verifies and
+        // leaves to the kernel. A real NIC puts the full checksum on the wire; so does this
+        // end with TX checksum offload off, unless the test wants it on.
+        let tx = if setup.tx_checksum_offload {
+            "on"
+        } else {
+            "off"
+        };
         let out = run_bounded(
             Command::new("ip").args([
                 "netns",
@@ -124,11 +142,15 @@ impl VethPair {
                 "-K",
                 &pair.gen_dev,
                 "tx",
-                "off",
+                tx,
             ]),
             Duration::from_secs(10),
         );
-        assert!(out.success(), "ethtool -K {} tx off: {out:?}", pair.gen_dev);
+        assert!(
+            out.success(),
+            "ethtool -K {} tx {tx}: {out:?}",
+            pair.gen_dev
+        );
         for a in [pair.client_ip, pair.peer_ip] {
             let a = a.to_string();
             ip(&[

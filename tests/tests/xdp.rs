@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use tern_e2e::netns::{is_root, VethPair};
+use tern_e2e::netns::{is_root, Setup, VethPair};
 use tern_e2e::{http_get, prereq, run_bounded, tern_bin, turnutils_bin, RawClient, Summary};
 
 const SECRET: &str = "xdp-e2e-secret";
@@ -230,6 +230,64 @@ fn channel_data_is_relayed_in_the_kernel_both_ways_and_counted() {
         ),
         2 * (0..MESSAGES).map(|i| 1 + i as u64 * 53 % 999).sum::<u64>(),
         "payload bytes, both ways"
+    );
+    drop(tern);
+}
+
+/// A sender on the same host whose veth end keeps TX checksum offload on (a pod next to
+/// tern) puts only the pseudo-header sum in its UDP checksums. The fast path verifies every
+/// checksum and leaves those frames to the kernel, which knows they are CHECKSUM_PARTIAL and
+/// delivers them to tern's sockets: the ChannelData arrives intact both ways, through
+/// userspace, and is counted once.
+#[test]
+fn partial_checksums_from_an_offloading_sender_take_the_userspace_path_intact() {
+    if !prerequisites() {
+        return;
+    }
+    let pair = VethPair::with(
+        3,
+        Setup {
+            tx_checksum_offload: true,
+        },
+    );
+    let Some(tern) = Tern::start(&pair) else {
+        return;
+    };
+    let server = SocketAddr::from((pair.server_ip, PORT));
+    let (client_ip, peer_ip) = (pair.client_ip, pair.peer_ip);
+    VethPair::within(&pair.gen, || {
+        let mut client = RawClient::bound(client_ip.into(), server, SECRET, REALM);
+        let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let relayed = client.allocate_ok();
+        client.bind_channel(0x4000, peer.local_addr().unwrap());
+        client.relay_over_channel(relayed, &peer, MESSAGES);
+    });
+    let n = MESSAGES as u64;
+    let channel = |text: &str, direction: &str| {
+        metric(
+            text,
+            "tern_relayed_packets_total",
+            &[
+                "path=\"channel_data\"",
+                &format!("direction=\"{direction}\""),
+            ],
+        )
+    };
+    let text = wait_metrics(&pair, |t| {
+        channel(t, "to_peer") == n && channel(t, "to_client") == n
+    });
+    assert_eq!(
+        (channel(&text, "to_peer"), channel(&text, "to_client")),
+        (n, n),
+        "relayed ChannelData counts every packet sent, once:\n{text}"
+    );
+    // Every frame from that end is partial, so none may take the fast path: one that did
+    // would have left with a wrong checksum and been dropped by the receiver above.
+    assert_eq!(
+        metric(&text, "tern_xdp_relayed_packets_total", &[]),
+        0,
+        "the fast path relayed nothing from an offloading sender:\n{text}"
     );
     drop(tern);
 }

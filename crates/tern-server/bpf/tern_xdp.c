@@ -6,12 +6,16 @@
 // number are in `tern_clients` loses its 4-byte ChannelData header (and anything after the
 // claimed length, as the userspace parser ignores it), and leaves as relayed address ->
 // peer. Peer -> client: a datagram from a peer to a relay port in `tern_peers` gains the
-// header and leaves as listening address -> client. Both fix the UDP checksum
-// incrementally and rewrite the IPv4 header (its checksum recomputed over 20 bytes).
+// header and leaves as listening address -> client. Both verify the incoming UDP checksum
+// in full (pseudo-header, header and data, with bpf_csum_diff), then fix it incrementally,
+// and rewrite the IPv4 header (its checksum recomputed over 20 bytes).
 //
 // Anything the program is not sure of goes to the kernel unchanged (XDP_PASS), and userspace
-// decides: IPv6, fragments, IPv4 options, lengths that disagree, a frame the route lookup
-// cannot place, every miss. It never drops. Entries exist only for channels whose peer has
+// decides: IPv6, fragments, IPv4 options, lengths that disagree, a wrong UDP checksum, a
+// frame the route lookup cannot place, every miss. It never drops. A wrong checksum is
+// also what a sender on the same host leaves when the device is to fill it in (TX checksum
+// offload over veth: only the pseudo-header sum, CHECKSUM_PARTIAL); the kernel still knows
+// that and delivers the frame to tern's socket. Entries exist only for channels whose peer has
 // a permission, on servers without `max-bps`; userspace adds and removes them.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -102,6 +106,84 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)sum;
 }
 
+// bpf_csum_diff takes sizes in multiples of 4, and before Linux 6.12 at most 512 bytes a
+// call: whole chunks first, then the remainder in halving pieces, then 0..3 bytes.
+#define CHUNK 512
+#define MAX_SUM (MAX_PAYLOAD + CD_HDR + 3 + 8)
+#define MAX_CHUNKS (MAX_SUM / CHUNK + 1)
+// A bound the verifier can see on an offset below 16 KiB (MAX_SUM is less): the compiler
+// is made to forget what it knows, so it keeps the mask.
+#define BOUND_16K(x)                                                                               \
+	({                                                                                         \
+		__u32 __v = (x);                                                                   \
+		asm volatile("" : "+r"(__v));                                                      \
+		__v & 0x3fff;                                                                      \
+	})
+
+static __always_inline __u32 add32(__u32 sum, __u32 word)
+{
+	sum += word;
+	return sum + (sum < word); // end-around carry
+}
+
+// Sums `n` bytes of the packet from offset `off` (a UDP header) into `*sum` as the
+// kernel's csum_partial does: native 32-bit words, the last one zero-filled; fold it to
+// get the ones' complement sum of the bytes as 16-bit words. -1 when the frame is shorter.
+// Every piece's offset is computed from `n` alone (piece of `step` bytes at
+// n & ~(2 * step - 1)), never carried along the branches, so the verifier's states from
+// different lengths stay alike and merge.
+static __always_inline int sum_packet(struct xdp_md *ctx, __u32 off, __u32 n, __u32 *sum)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__s64 s = 0;
+	if (n > MAX_SUM || off > 64)
+		return -1;
+	__u32 whole = n & ~(CHUNK - 1);
+	for (__u32 i = 0; i < MAX_CHUNKS; i++) {
+		if (i * CHUNK >= whole)
+			break;
+		__u8 *p = data + off + i * CHUNK;
+		if ((void *)(p + CHUNK) > data_end)
+			return -1;
+		s = bpf_csum_diff(0, 0, (__be32 *)p, CHUNK, (__u32)s);
+		if (s < 0)
+			return -1;
+	}
+#pragma unroll
+	for (__u32 step = CHUNK / 2; step >= 4; step /= 2) {
+		if (n & step) {
+			__u8 *p = data + off + BOUND_16K(n & ~(2 * step - 1));
+			if ((void *)(p + step) > data_end)
+				return -1;
+			s = bpf_csum_diff(0, 0, (__be32 *)p, step, (__u32)s);
+			if (s < 0)
+				return -1;
+		}
+	}
+	__u32 rest = n & 3, last = 0;
+	if (rest) {
+		// Byte by byte: the frame may end right after the datagram.
+		__u8 *p = data + off + BOUND_16K(n & ~3);
+		__u8 *w = (__u8 *)&last;
+		if ((void *)(p + 1) > data_end)
+			return -1;
+		w[0] = p[0];
+		if (rest > 1) {
+			if ((void *)(p + 2) > data_end)
+				return -1;
+			w[1] = p[1];
+		}
+		if (rest > 2) {
+			if ((void *)(p + 3) > data_end)
+				return -1;
+			w[2] = p[2];
+		}
+	}
+	*sum = add32((__u32)s, last);
+	return 0;
+}
+
 // The IPv4 header checksum over 20 bytes (no options: packets with options pass).
 static __always_inline void ip_checksum(struct iphdr *ip)
 {
@@ -124,6 +206,23 @@ static __always_inline __u32 sum_ip4(__u32 sum, __u32 addr)
 static __always_inline __u32 sub_ip4(__u32 sum, __u32 addr)
 {
 	return csum_sub(csum_sub(sum, (__u16)addr), (__u16)(addr >> 16));
+}
+
+// Whether the UDP checksum of the IPv4 datagram at `udp` (`udp_len` bytes, checksum
+// nonzero) is right: pseudo-header, header and data summed in full. A sender that left the
+// checksum to offload (CHECKSUM_PARTIAL over veth) has only the pseudo-header sum there,
+// and fails this, as does any corruption; the kernel then has the frame.
+static __always_inline int udp4_ok(struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp, __u16 udp_len)
+{
+	__u32 sum;
+	if (sum_packet(ctx, sizeof(struct ethhdr) + sizeof(struct iphdr), udp_len, &sum))
+		return 0;
+	__u32 s = csum_fold(sum);
+	s = sum_ip4(s, ip->saddr);
+	s = sum_ip4(s, ip->daddr);
+	s = csum_add(s, bpf_htons(IPPROTO_UDP));
+	s = csum_add(s, udp->len);
+	return csum_fold(s) == 0xffff;
 }
 
 // Sends the rewritten frame: XDP_TX out of the ingress device, else a redirect. The route
@@ -185,6 +284,8 @@ static __always_inline int to_peer(struct xdp_md *ctx, struct iphdr *ip, struct 
 	__builtin_memcpy(&peer_ip, v->peer_ip, 4);
 	__u16 new_udp_len = sizeof(struct udphdr) + len;
 	__u16 new_tot = sizeof(struct iphdr) + new_udp_len;
+	if (udp->check && !udp4_ok(ctx, ip, udp, udp_len))
+		return XDP_PASS;
 	struct bpf_fib_lookup fib;
 	if (route(ctx, &fib, relay_ip, peer_ip, new_tot, ip->tos) != BPF_FIB_LKUP_RET_SUCCESS)
 		return XDP_PASS;
@@ -293,6 +394,8 @@ static __always_inline int to_client(struct xdp_md *ctx, struct iphdr *ip, struc
 		return XDP_PASS;
 	__u16 new_udp_len = udp_len + CD_HDR;
 	__u16 new_tot = sizeof(struct iphdr) + new_udp_len;
+	if (udp->check && !udp4_ok(ctx, ip, udp, udp_len))
+		return XDP_PASS;
 	struct bpf_fib_lookup fib;
 	if (route(ctx, &fib, server_ip, client_ip, new_tot, ip->tos) != BPF_FIB_LKUP_RET_SUCCESS)
 		return XDP_PASS;

@@ -193,7 +193,21 @@ impl Program {
         self.run(frame, Some(ctx))
     }
 
+    /// Runs the program once on `frame` and returns the verdict with the time the kernel
+    /// measured for the run (`BPF_PROG_TEST_RUN`'s duration, for cost notes).
+    pub fn test_run_timed(&self, frame: &[u8]) -> Result<(u32, std::time::Duration), String> {
+        self.run_timed(frame, None).map(|(v, _, d)| (v, d))
+    }
+
     fn run(&self, frame: &[u8], ctx: Option<&[u8; 24]>) -> Result<(u32, Vec<u8>), String> {
+        self.run_timed(frame, ctx).map(|(v, out, _)| (v, out))
+    }
+
+    fn run_timed(
+        &self,
+        frame: &[u8],
+        ctx: Option<&[u8; 24]>,
+    ) -> Result<(u32, Vec<u8>, std::time::Duration), String> {
         let mut out = vec![0u8; frame.len() + 256];
         let mut md = [0u8; 24];
         if let Some(ctx) = ctx {
@@ -211,7 +225,7 @@ impl Program {
             })
             .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        Ok((result.return_value, out, result.duration))
     }
 }
 
