@@ -9,7 +9,7 @@
 //! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF), `ip` (iproute2 with libbpf),
 //! `ethtool` and `clang` (to build the pass program).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,6 +39,12 @@ pub struct VethPair {
     pub client_ip: Ipv4Addr,
     /// `10.201.<n>.3`: the peers' address.
     pub peer_ip: Ipv4Addr,
+    /// `fd00:203:<n>::1`: tern's IPv6 address.
+    pub server_ip6: Ipv6Addr,
+    /// `fd00:203:<n>::2`: the clients' IPv6 address.
+    pub client_ip6: Ipv6Addr,
+    /// `fd00:203:<n>::3`: the peers' IPv6 address.
+    pub peer_ip6: Ipv6Addr,
     dir: PathBuf,
 }
 
@@ -68,7 +74,9 @@ pub struct Setup {
 
 impl VethPair {
     /// Creates the namespaces, the veth pair and the pass program. `subnet` (1..=254) picks
-    /// `10.201.<subnet>.0/24`.
+    /// `10.201.<subnet>.0/24` and `fd00:203:<subnet>::/64` (added without duplicate address
+    /// detection, so usable at once). tern's namespace forwards both families: the fast
+    /// path's route lookup (bpf_fib_lookup) answers only for a device that forwards.
     pub fn new(subnet: u8) -> VethPair {
         VethPair::with(subnet, Setup::default())
     }
@@ -87,6 +95,9 @@ impl VethPair {
             server_ip: Ipv4Addr::new(10, 201, subnet, 1),
             client_ip: Ipv4Addr::new(10, 201, subnet, 2),
             peer_ip: Ipv4Addr::new(10, 201, subnet, 3),
+            server_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 1),
+            client_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 2),
+            peer_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 3),
             dir,
         };
         // From here on, drop cleans up whatever was made.
@@ -119,6 +130,40 @@ impl VethPair {
         for a in [pair.client_ip, pair.peer_ip] {
             let a = format!("{a}/24");
             ip(&["-n", &pair.gen, "addr", "add", &a, "dev", &pair.gen_dev]);
+        }
+        let srv6 = format!("{}/64", pair.server_ip6);
+        ip(&[
+            "-n",
+            &pair.srv,
+            "addr",
+            "add",
+            &srv6,
+            "dev",
+            &pair.srv_dev,
+            "nodad",
+        ]);
+        for a in [pair.client_ip6, pair.peer_ip6] {
+            let a = format!("{a}/64");
+            ip(&[
+                "-n",
+                &pair.gen,
+                "addr",
+                "add",
+                &a,
+                "dev",
+                &pair.gen_dev,
+                "nodad",
+            ]);
+        }
+        for key in [
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ] {
+            let out = run_bounded(
+                Command::new("ip").args(["netns", "exec", &pair.srv, "sysctl", "-qw", key]),
+                Duration::from_secs(10),
+            );
+            assert!(out.success(), "sysctl {key} in {}: {out:?}", pair.srv);
         }
         for (ns, dev) in [(&pair.srv, &pair.srv_dev), (&pair.gen, &pair.gen_dev)] {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
@@ -167,6 +212,36 @@ impl VethPair {
                 &pair.srv_dev,
             ]);
         }
+        for a in [pair.client_ip6, pair.peer_ip6] {
+            let a = a.to_string();
+            ip(&[
+                "-n",
+                &pair.srv,
+                "neigh",
+                "replace",
+                &a,
+                "lladdr",
+                &gmac,
+                "nud",
+                "permanent",
+                "dev",
+                &pair.srv_dev,
+            ]);
+        }
+        let s6 = pair.server_ip6.to_string();
+        ip(&[
+            "-n",
+            &pair.gen,
+            "neigh",
+            "replace",
+            &s6,
+            "lladdr",
+            &smac,
+            "nud",
+            "permanent",
+            "dev",
+            &pair.gen_dev,
+        ]);
         let s = pair.server_ip.to_string();
         ip(&[
             "-n",
