@@ -121,8 +121,9 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return (__u16)sum;
 }
 
-// bpf_csum_diff takes sizes in multiples of 4, and before Linux 6.12 at most 512 bytes a
-// call: whole chunks first, then the remainder in halving pieces, then 0..3 bytes.
+// bpf_csum_diff takes sizes in multiples of 4, and older kernels at most 512 bytes a call
+// (6.18 takes more; 512 keeps older ones working): whole chunks first, then the remainder
+// in halving pieces, then 0..3 bytes.
 #define CHUNK 512
 #define MAX_SUM (MAX_PAYLOAD + CD_HDR + 3 + 8)
 #define MAX_CHUNKS (MAX_SUM / CHUNK + 1)
