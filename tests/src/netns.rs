@@ -9,7 +9,7 @@
 //! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF), `ip` (iproute2 with libbpf),
 //! `ethtool` and `clang` (to build the pass program).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,6 +39,12 @@ pub struct VethPair {
     pub client_ip: Ipv4Addr,
     /// `10.201.<n>.3`: the peers' address.
     pub peer_ip: Ipv4Addr,
+    /// `fd00:203:<n>::1`: tern's IPv6 address.
+    pub server_ip6: Ipv6Addr,
+    /// `fd00:203:<n>::2`: the clients' IPv6 address.
+    pub client_ip6: Ipv6Addr,
+    /// `fd00:203:<n>::3`: the peers' IPv6 address.
+    pub peer_ip6: Ipv6Addr,
     dir: PathBuf,
 }
 
@@ -58,16 +64,36 @@ pub fn is_root() -> bool {
     })
 }
 
+/// How a [`VethPair`] differs from the plain one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Setup {
+    /// Leave TX checksum offload on at the generator's end, as a pod or container next to
+    /// tern on one host has it: its UDP frames then carry only the pseudo-header sum.
+    pub tx_checksum_offload: bool,
+}
+
 impl VethPair {
     /// Creates the namespaces, the veth pair and the pass program. `subnet` (1..=254) picks
-    /// `10.201.<subnet>.0/24`.
+    /// `10.201.<subnet>.0/24` and `fd00:203:<subnet>::/64` (added without duplicate address
+    /// detection, so usable at once). tern's namespace forwards both families: the fast
+    /// path's route lookup (bpf_fib_lookup) answers only for a device that forwards.
     pub fn new(subnet: u8) -> VethPair {
-        VethPair::in_net(201, subnet)
+        VethPair::with_net(201, subnet, Setup::default())
+    }
+
+    /// [`VethPair::new`] set up as `setup` says.
+    pub fn with(subnet: u8, setup: Setup) -> VethPair {
+        VethPair::with_net(201, subnet, setup)
     }
 
     /// [`VethPair::new`] in `10.<net>.<subnet>.0/24`, for a suite that keeps to its own
     /// `10.<net>.0.0/16` (the MACs carry `net` too).
     pub fn in_net(net: u8, subnet: u8) -> VethPair {
+        VethPair::with_net(net, subnet, Setup::default())
+    }
+
+    /// The pair in `10.<net>.<subnet>.0/24` (and `fd00:203:<subnet>::/64`), set up as `setup` says.
+    pub fn with_net(net: u8, subnet: u8, setup: Setup) -> VethPair {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("tern-netns-{tag}"));
@@ -80,6 +106,9 @@ impl VethPair {
             server_ip: Ipv4Addr::new(10, net, subnet, 1),
             client_ip: Ipv4Addr::new(10, net, subnet, 2),
             peer_ip: Ipv4Addr::new(10, net, subnet, 3),
+            server_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 1),
+            client_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 2),
+            peer_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 3),
             dir,
         };
         // From here on, drop cleans up whatever was made.
@@ -113,14 +142,53 @@ impl VethPair {
             let a = format!("{a}/24");
             ip(&["-n", &pair.gen, "addr", "add", &a, "dev", &pair.gen_dev]);
         }
+        let srv6 = format!("{}/64", pair.server_ip6);
+        ip(&[
+            "-n",
+            &pair.srv,
+            "addr",
+            "add",
+            &srv6,
+            "dev",
+            &pair.srv_dev,
+            "nodad",
+        ]);
+        for a in [pair.client_ip6, pair.peer_ip6] {
+            let a = format!("{a}/64");
+            ip(&[
+                "-n",
+                &pair.gen,
+                "addr",
+                "add",
+                &a,
+                "dev",
+                &pair.gen_dev,
+                "nodad",
+            ]);
+        }
+        for key in [
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ] {
+            let out = run_bounded(
+                Command::new("ip").args(["netns", "exec", &pair.srv, "sysctl", "-qw", key]),
+                Duration::from_secs(10),
+            );
+            assert!(out.success(), "sysctl {key} in {}: {out:?}", pair.srv);
+        }
         for (ns, dev) in [(&pair.srv, &pair.srv_dev), (&pair.gen, &pair.gen_dev)] {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
         // Local sockets leave checksums to the device (CHECKSUM_PARTIAL): over veth the
-        // frame then carries only the pseudo-header sum, which an XDP program cannot tell
-        // from a full one. A real NIC puts the full checksum on the wire; so does this end
-        // with TX checksum offload off.
+        // frame then carries only the pseudo-header sum, which the fast path verifies and
+        // leaves to the kernel. A real NIC puts the full checksum on the wire; so does this
+        // end with TX checksum offload off, unless the test wants it on.
+        let tx = if setup.tx_checksum_offload {
+            "on"
+        } else {
+            "off"
+        };
         let out = run_bounded(
             Command::new("ip").args([
                 "netns",
@@ -130,11 +198,15 @@ impl VethPair {
                 "-K",
                 &pair.gen_dev,
                 "tx",
-                "off",
+                tx,
             ]),
             Duration::from_secs(10),
         );
-        assert!(out.success(), "ethtool -K {} tx off: {out:?}", pair.gen_dev);
+        assert!(
+            out.success(),
+            "ethtool -K {} tx {tx}: {out:?}",
+            pair.gen_dev
+        );
         for a in [pair.client_ip, pair.peer_ip] {
             let a = a.to_string();
             ip(&[
@@ -151,6 +223,36 @@ impl VethPair {
                 &pair.srv_dev,
             ]);
         }
+        for a in [pair.client_ip6, pair.peer_ip6] {
+            let a = a.to_string();
+            ip(&[
+                "-n",
+                &pair.srv,
+                "neigh",
+                "replace",
+                &a,
+                "lladdr",
+                &gmac,
+                "nud",
+                "permanent",
+                "dev",
+                &pair.srv_dev,
+            ]);
+        }
+        let s6 = pair.server_ip6.to_string();
+        ip(&[
+            "-n",
+            &pair.gen,
+            "neigh",
+            "replace",
+            &s6,
+            "lladdr",
+            &smac,
+            "nud",
+            "permanent",
+            "dev",
+            &pair.gen_dev,
+        ]);
         let s = pair.server_ip.to_string();
         ip(&[
             "-n",

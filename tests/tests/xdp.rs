@@ -13,12 +13,12 @@
 //! test, which are deleted when it ends; nothing is sent outside them.
 
 use std::fs::File;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use tern_e2e::netns::{is_root, VethPair};
+use tern_e2e::netns::{is_root, Setup, VethPair};
 use tern_e2e::{http_get, prereq, run_bounded, tern_bin, turnutils_bin, RawClient, Summary};
 
 const SECRET: &str = "xdp-e2e-secret";
@@ -37,11 +37,31 @@ impl Tern {
     /// Starts tern with the fast path on the server end and waits for `/healthz`; `None`
     /// (after [`prereq::missing`]) when the binary was built without the feature.
     fn start(pair: &VethPair) -> Option<Tern> {
+        Tern::start_with(pair, &[])
+    }
+
+    /// tern listening and relaying on both families (the fast path on both), an Allocate
+    /// that names no family getting the client's own.
+    fn start_dual_stack(pair: &VethPair) -> Option<Tern> {
+        let ip6 = pair.server_ip6.to_string();
+        Tern::start_with(
+            pair,
+            &[
+                format!("--listening-ip={ip6}"),
+                format!("--relay-ip={ip6}"),
+                "--allowed-peer-ip=fd00:203::/32".into(),
+                "--allocation-default-address-family=keep".into(),
+            ],
+        )
+    }
+
+    fn start_with(pair: &VethPair, more: &[String]) -> Option<Tern> {
         let log = std::env::temp_dir().join(format!("{}-tern.log", pair.srv));
         let out = File::create(&log).expect("log file");
         let ip = pair.server_ip.to_string();
         let child = VethPair::exec(&pair.srv, tern_bin())
             .arg("serve")
+            .args(more)
             .args([
                 format!("--listening-ip={ip}"),
                 format!("--relay-ip={ip}"),
@@ -234,6 +254,64 @@ fn channel_data_is_relayed_in_the_kernel_both_ways_and_counted() {
     drop(tern);
 }
 
+/// A sender on the same host whose veth end keeps TX checksum offload on (a pod next to
+/// tern) puts only the pseudo-header sum in its UDP checksums. The fast path verifies every
+/// checksum and leaves those frames to the kernel, which knows they are CHECKSUM_PARTIAL and
+/// delivers them to tern's sockets: the ChannelData arrives intact both ways, through
+/// userspace, and is counted once.
+#[test]
+fn partial_checksums_from_an_offloading_sender_take_the_userspace_path_intact() {
+    if !prerequisites() {
+        return;
+    }
+    let pair = VethPair::with(
+        3,
+        Setup {
+            tx_checksum_offload: true,
+        },
+    );
+    let Some(tern) = Tern::start(&pair) else {
+        return;
+    };
+    let server = SocketAddr::from((pair.server_ip, PORT));
+    let (client_ip, peer_ip) = (pair.client_ip, pair.peer_ip);
+    VethPair::within(&pair.gen, || {
+        let mut client = RawClient::bound(client_ip.into(), server, SECRET, REALM);
+        let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let relayed = client.allocate_ok();
+        client.bind_channel(0x4000, peer.local_addr().unwrap());
+        client.relay_over_channel(relayed, &peer, MESSAGES);
+    });
+    let n = MESSAGES as u64;
+    let channel = |text: &str, direction: &str| {
+        metric(
+            text,
+            "tern_relayed_packets_total",
+            &[
+                "path=\"channel_data\"",
+                &format!("direction=\"{direction}\""),
+            ],
+        )
+    };
+    let text = wait_metrics(&pair, |t| {
+        channel(t, "to_peer") == n && channel(t, "to_client") == n
+    });
+    assert_eq!(
+        (channel(&text, "to_peer"), channel(&text, "to_client")),
+        (n, n),
+        "relayed ChannelData counts every packet sent, once:\n{text}"
+    );
+    // Every frame from that end is partial, so none may take the fast path: one that did
+    // would have left with a wrong checksum and been dropped by the receiver above.
+    assert_eq!(
+        metric(&text, "tern_xdp_relayed_packets_total", &[]),
+        0,
+        "the fast path relayed nothing from an offloading sender:\n{text}"
+    );
+    drop(tern);
+}
+
 #[test]
 fn uclient_channels_lose_nothing_with_xdp_native() {
     if !prerequisites() {
@@ -305,6 +383,143 @@ fn uclient_channels_lose_nothing_with_xdp_native() {
     assert!(
         metric(&text, "tern_relayed_packets_total", &["channel_data"]) >= total,
         "{text}"
+    );
+    drop(tern);
+}
+
+/// Dual-stack: an IPv6 client relaying to an IPv6 peer and an IPv4 client to an IPv4 peer
+/// through one tern, ChannelData intact both ways, every packet carried by the fast path and
+/// counted once.
+#[test]
+fn ipv6_and_ipv4_channel_data_are_relayed_in_the_kernel_on_a_dual_stack_server() {
+    if !prerequisites() {
+        return;
+    }
+    let pair = VethPair::new(4);
+    let Some(tern) = Tern::start_dual_stack(&pair) else {
+        return;
+    };
+    let server6 = SocketAddr::from((pair.server_ip6, PORT));
+    let server4 = SocketAddr::from((pair.server_ip, PORT));
+    let families = [
+        (
+            IpAddr::from(pair.client_ip6),
+            IpAddr::from(pair.peer_ip6),
+            server6,
+        ),
+        (pair.client_ip.into(), pair.peer_ip.into(), server4),
+    ];
+    VethPair::within(&pair.gen, || {
+        for (client_ip, peer_ip, server) in families {
+            let mut client = RawClient::bound(client_ip, server, SECRET, REALM);
+            let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
+            peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let relayed = client.allocate_ok();
+            assert_eq!(relayed.ip(), server.ip(), "relayed in the client's family");
+            client.bind_channel(0x4000, peer.local_addr().unwrap());
+            client.relay_over_channel(relayed, &peer, MESSAGES);
+        }
+    });
+    let n = 2 * MESSAGES as u64;
+    let count = |text: &str, name: &str, direction: &str| {
+        metric(text, name, &[&format!("direction=\"{direction}\"")])
+    };
+    let fast = "tern_xdp_relayed_packets_total";
+    let text = wait_metrics(&pair, |t| {
+        count(t, fast, "to_peer") == n && count(t, fast, "to_client") == n
+    });
+    assert_eq!(
+        (
+            count(&text, fast, "to_peer"),
+            count(&text, fast, "to_client")
+        ),
+        (n, n),
+        "the fast path carried every packet of both families:\n{text}"
+    );
+    let channel = |direction: &str| {
+        metric(
+            &text,
+            "tern_relayed_packets_total",
+            &[
+                "path=\"channel_data\"",
+                &format!("direction=\"{direction}\""),
+            ],
+        )
+    };
+    assert_eq!(
+        (channel("to_peer"), channel("to_client")),
+        (n, n),
+        "relayed ChannelData counts every packet once:\n{text}"
+    );
+    drop(tern);
+}
+
+/// coturn's client over IPv6 asking for an IPv6 relayed address (`-x`), channels to its
+/// echo peer on IPv6: nothing lost, and the fast path carried ChannelData.
+#[test]
+fn uclient_ipv6_channels_lose_nothing_with_xdp_native() {
+    if !prerequisites() {
+        return;
+    }
+    let (Some(uclient), Some(peer_bin)) = (
+        turnutils_bin("turnutils_uclient"),
+        turnutils_bin("turnutils_peer"),
+    ) else {
+        return;
+    };
+    let pair = VethPair::new(5);
+    let Some(tern) = Tern::start_dual_stack(&pair) else {
+        return;
+    };
+    let peer_port = 41000;
+    let mut peer = VethPair::exec(&pair.gen, &peer_bin)
+        .args([
+            "-L",
+            &pair.peer_ip6.to_string(),
+            "-p",
+            &peer_port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn turnutils_peer");
+    // Bounded wait for the echo peer's socket (it cannot be probed from here).
+    std::thread::sleep(Duration::from_millis(500));
+    let (messages, clients) = (100u64, 4u64);
+    let out = run_bounded(
+        VethPair::exec(&pair.gen, &uclient)
+            .args(["-p", &PORT.to_string(), "-x"])
+            .args([
+                "-e",
+                &pair.peer_ip6.to_string(),
+                "-r",
+                &peer_port.to_string(),
+            ])
+            .args(["-n", &messages.to_string(), "-m", &clients.to_string()])
+            .args(["-l", "120", "-u", "e2e", "-W", SECRET, "-c"])
+            .arg(pair.server_ip6.to_string()),
+        Duration::from_secs(60),
+    );
+    let _ = peer.kill();
+    let _ = peer.wait();
+    assert!(out.status.is_some(), "uclient ran past 60 s:\n{}", out.text);
+    let summary = Summary::parse(&out);
+    assert!(out.success(), "uclient failed: {summary:?}\n{}", out.text);
+    assert_eq!(summary.lost, 0, "{summary:?}\n{}", out.text);
+    assert_eq!(
+        (summary.sent, summary.received),
+        (messages * clients, messages * clients),
+        "{summary:?}"
+    );
+    let total = 2 * messages * clients;
+    let text = wait_metrics(&pair, |t| {
+        metric(t, "tern_relayed_packets_total", &["channel_data"]) >= total
+    });
+    assert!(
+        metric(&text, "tern_xdp_relayed_packets_total", &["to_peer"]) > 0
+            && metric(&text, "tern_xdp_relayed_packets_total", &["to_client"]) > 0,
+        "the fast path carried uclient's IPv6 ChannelData:\n{text}"
     );
     drop(tern);
 }

@@ -372,9 +372,15 @@ fn start_xdp(config: &ServerConfig) -> io::Result<Option<()>> {
 
 fn xdp_context(config: &ServerConfig) -> xdp::Context {
     xdp::Context {
-        relay_ip: match config.relay_bind_ips[Family::V4.index()] {
-            Some(IpAddr::V4(ip)) => Some(ip),
-            _ => None,
+        relay_ips: xdp::RelayIps {
+            v4: match config.relay_bind_ips[Family::V4.index()] {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            },
+            v6: match config.relay_bind_ips[Family::V6.index()] {
+                Some(IpAddr::V6(ip)) => Some(ip),
+                _ => None,
+            },
         },
         max_bps: config.core.max_bps,
     }
@@ -386,7 +392,7 @@ fn xdp_outcome<T: std::fmt::Debug>(
 ) -> io::Result<Option<T>> {
     match started {
         Ok(Some(a)) => {
-            info!(xdp = config.xdp.mode.label(), attached = ?a, "xdp fast path attached (IPv4 ChannelData over UDP)");
+            info!(xdp = config.xdp.mode.label(), attached = ?a, "xdp fast path attached (ChannelData over UDP)");
             Ok(Some(a))
         }
         Ok(None) => Ok(None),

@@ -3,7 +3,7 @@
 //! the core.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tern_proto::{BoundChannel, Event, Family, FiveTuple, PathCount, Server, Transport};
@@ -35,18 +35,6 @@ pub struct Feed {
     folded: Option<Instant>,
 }
 
-fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
-    match addr {
-        SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(a),
-        SocketAddr::V6(a) => a
-            .ip()
-            .to_ipv4_mapped()
-            .filter(|ip| !ip.is_unspecified())
-            .map(|ip| SocketAddrV4::new(ip, a.port())),
-        _ => None,
-    }
-}
-
 fn delta(now: PathCount, then: PathCount) -> PathCount {
     PathCount {
         packets: now.packets.saturating_sub(then.packets),
@@ -65,22 +53,26 @@ impl Feed {
         }
     }
 
-    /// The program's view of `b`, when it can relay it: UDP from a specific IPv4
-    /// listening address to an IPv4 peer.
+    /// The program's view of `b`, when it can relay it: UDP from a specific listening
+    /// address, a relayed address of a family with a specific relay address, and client,
+    /// relay and peer all of one family. Mixed families (an IPv4 client with an IPv6
+    /// relayed address, RFC 8656's ADDITIONAL-ADDRESS-FAMILY) would need the packet's IP
+    /// version changed on the way: userspace relays them.
     fn entry(&self, b: &BoundChannel) -> Option<Entry> {
-        if !matches!(b.five_tuple.transport, Transport::Udp { .. })
-            || b.relayed.family != Family::V4
-            || !matches!(b.peer.ip(), IpAddr::V4(_))
-        {
+        if !matches!(b.five_tuple.transport, Transport::Udp { .. }) {
             return None;
         }
-        Some(Entry {
-            client: v4(b.five_tuple.client)?,
-            server: v4(b.five_tuple.server)?,
-            channel: b.number.get(),
-            relay: SocketAddrV4::new(self.shared.relay_ip, b.relayed.port),
-            peer: v4(b.peer)?,
-        })
+        let relay_ip = match b.relayed.family {
+            Family::V4 => self.shared.relay_ips.v4.map(Into::into),
+            Family::V6 => self.shared.relay_ips.v6.map(Into::into),
+        }?;
+        Entry::new(
+            b.five_tuple.client,
+            b.five_tuple.server,
+            b.number.get(),
+            SocketAddr::new(relay_ip, b.relayed.port),
+            b.peer,
+        )
     }
 
     /// `Output::ChannelBound`: the program relays `b` from now on.

@@ -1,8 +1,9 @@
 //! The program and its two maps, in the byte layouts of `bpf/tern_xdp.c` (`client_key`,
 //! `client_val`, `peer_key`, `peer_val`): addresses and ports in network order, an IPv4
-//! address in the first 4 of 16 bytes, per-CPU counters in native order.
+//! address in the first 4 of 16 bytes, the family (4 or 6) in the keys, per-CPU counters in
+//! native order.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use aya::maps::{MapData, PerCpuHashMap, PerCpuValues};
@@ -10,7 +11,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 use tern_proto::PathCount;
 
-use super::Mode;
+use super::{Mode, RelayIps};
 
 /// The object clang built from `bpf/tern_xdp.c`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tern_xdp.o"));
@@ -22,43 +23,81 @@ type PeerVal = [u8; 72];
 
 /// One channel as the program relays it: ChannelData from `client` to `server` on
 /// `channel` goes to `peer` from `relay`, and datagrams from `peer` to `relay` go to
-/// `client` from `server` under `channel`.
+/// `client` from `server` under `channel`. The four addresses are of one family (the
+/// program does not change a packet's IP version): [`Entry::new`] checks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Entry {
     /// The client's transport address.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The listening address it sends to.
-    pub server: SocketAddrV4,
+    pub server: SocketAddr,
     /// The channel number.
     pub channel: u16,
     /// The relayed transport address (its local, bound IP).
-    pub relay: SocketAddrV4,
+    pub relay: SocketAddr,
     /// The peer.
-    pub peer: SocketAddrV4,
+    pub peer: SocketAddr,
 }
 
-fn ip16(ip: Ipv4Addr) -> [u8; 16] {
-    let mut out = [0; 16];
-    out[..4].copy_from_slice(&ip.octets());
-    out
+fn ip16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(ip) => {
+            let mut out = [0; 16];
+            out[..4].copy_from_slice(&ip.octets());
+            out
+        }
+        IpAddr::V6(ip) => ip.octets(),
+    }
 }
 
 impl Entry {
+    /// An entry, when the program can relay it: all four addresses of one family, none
+    /// unspecified (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn new(
+        client: SocketAddr,
+        server: SocketAddr,
+        channel: u16,
+        relay: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<Entry> {
+        let [client, server, relay, peer] = [client, server, relay, peer].map(canonical);
+        let family = client.is_ipv4();
+        let same = [server, relay, peer].iter().all(|a| a.is_ipv4() == family);
+        let specified = [client, server, relay, peer]
+            .iter()
+            .all(|a| !a.ip().is_unspecified());
+        (same && specified).then_some(Entry {
+            client,
+            server,
+            channel,
+            relay,
+            peer,
+        })
+    }
+
+    fn family(&self) -> u8 {
+        if self.client.is_ipv4() {
+            4
+        } else {
+            6
+        }
+    }
+
     fn client_key(&self) -> ClientKey {
         let mut k = [0; 40];
-        k[0..16].copy_from_slice(&ip16(*self.client.ip()));
-        k[16..32].copy_from_slice(&ip16(*self.server.ip()));
+        k[0..16].copy_from_slice(&ip16(self.client.ip()));
+        k[16..32].copy_from_slice(&ip16(self.server.ip()));
         k[32..34].copy_from_slice(&self.client.port().to_be_bytes());
         k[34..36].copy_from_slice(&self.server.port().to_be_bytes());
         k[36..38].copy_from_slice(&self.channel.to_be_bytes());
-        k[38] = 4;
+        k[38] = self.family();
         k
     }
 
     fn client_val(&self) -> ClientVal {
         let mut v = [0; 56];
-        v[0..16].copy_from_slice(&ip16(*self.relay.ip()));
-        v[16..32].copy_from_slice(&ip16(*self.peer.ip()));
+        v[0..16].copy_from_slice(&ip16(self.relay.ip()));
+        v[16..32].copy_from_slice(&ip16(self.peer.ip()));
         v[32..34].copy_from_slice(&self.relay.port().to_be_bytes());
         v[34..36].copy_from_slice(&self.peer.port().to_be_bytes());
         v
@@ -66,22 +105,33 @@ impl Entry {
 
     fn peer_key(&self) -> PeerKey {
         let mut k = [0; 24];
-        k[0..16].copy_from_slice(&ip16(*self.peer.ip()));
+        k[0..16].copy_from_slice(&ip16(self.peer.ip()));
         k[16..18].copy_from_slice(&self.peer.port().to_be_bytes());
         k[18..20].copy_from_slice(&self.relay.port().to_be_bytes());
-        k[20] = 4;
+        k[20] = self.family();
         k
     }
 
     fn peer_val(&self) -> PeerVal {
         let mut v = [0; 72];
-        v[0..16].copy_from_slice(&ip16(*self.relay.ip()));
-        v[16..32].copy_from_slice(&ip16(*self.server.ip()));
-        v[32..48].copy_from_slice(&ip16(*self.client.ip()));
+        v[0..16].copy_from_slice(&ip16(self.relay.ip()));
+        v[16..32].copy_from_slice(&ip16(self.server.ip()));
+        v[32..48].copy_from_slice(&ip16(self.client.ip()));
         v[48..50].copy_from_slice(&self.server.port().to_be_bytes());
         v[50..52].copy_from_slice(&self.client.port().to_be_bytes());
         v[52..54].copy_from_slice(&self.channel.to_be_bytes());
         v
+    }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::new(ip.into(), a.port()),
+            None => addr,
+        },
+        v4 => v4,
     }
 }
 
@@ -193,7 +243,21 @@ impl Program {
         self.run(frame, Some(ctx))
     }
 
+    /// Runs the program once on `frame` and returns the verdict with the time the kernel
+    /// measured for the run (`BPF_PROG_TEST_RUN`'s duration, for cost notes).
+    pub fn test_run_timed(&self, frame: &[u8]) -> Result<(u32, std::time::Duration), String> {
+        self.run_timed(frame, None).map(|(v, _, d)| (v, d))
+    }
+
     fn run(&self, frame: &[u8], ctx: Option<&[u8; 24]>) -> Result<(u32, Vec<u8>), String> {
+        self.run_timed(frame, ctx).map(|(v, out, _)| (v, out))
+    }
+
+    fn run_timed(
+        &self,
+        frame: &[u8],
+        ctx: Option<&[u8; 24]>,
+    ) -> Result<(u32, Vec<u8>, std::time::Duration), String> {
         let mut out = vec![0u8; frame.len() + 256];
         let mut md = [0u8; 24];
         if let Some(ctx) = ctx {
@@ -211,7 +275,7 @@ impl Program {
             })
             .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        Ok((result.return_value, out, result.duration))
     }
 }
 
@@ -219,8 +283,9 @@ impl Program {
 /// that only channel changes and the counter fold take, never a packet.
 pub struct Attached {
     program: Mutex<Program>,
-    /// The IPv4 address relay sockets are bound to: the source of relayed packets.
-    pub relay_ip: Ipv4Addr,
+    /// The addresses relay sockets are bound to, per family (the source of relayed
+    /// packets); a family without one stays in userspace.
+    pub relay_ips: RelayIps,
     /// The interface, for the log.
     pub interface: String,
     /// `native` or `generic`, as attached.
@@ -232,6 +297,7 @@ impl std::fmt::Debug for Attached {
         f.debug_struct("Attached")
             .field("interface", &self.interface)
             .field("mode", &self.mode)
+            .field("relay_ips", &self.relay_ips)
             .finish_non_exhaustive()
     }
 }
@@ -239,7 +305,7 @@ impl std::fmt::Debug for Attached {
 impl Attached {
     /// Loads the program and attaches it to `interface` in `mode` (`auto`: native, else
     /// generic). The attachment is a BPF link owned by this process: it goes when tern does.
-    pub fn attach(mode: Mode, interface: &str, relay_ip: Ipv4Addr) -> Result<Self, String> {
+    pub fn attach(mode: Mode, interface: &str, relay_ips: RelayIps) -> Result<Self, String> {
         let mut program = Program::load()?;
         let tries: &[(XdpMode, &'static str)] = match mode {
             Mode::Native => &[(XdpMode::Driver, "native")],
@@ -257,7 +323,7 @@ impl Attached {
                 Ok(_) => {
                     return Ok(Self {
                         program: Mutex::new(program),
-                        relay_ip,
+                        relay_ips,
                         interface: interface.to_string(),
                         mode: label,
                     })

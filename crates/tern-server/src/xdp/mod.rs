@@ -1,8 +1,11 @@
 //! The optional XDP fast path for ChannelData (issue 15; cargo feature `xdp`).
 //!
 //! `bpf/tern_xdp.c`, built by clang and embedded in the binary, relays ChannelData of
-//! established channel bindings both ways in the driver (or in the generic XDP hook) and
-//! passes everything else to the kernel, where the userspace path stays the reference. Its
+//! established channel bindings both ways in the driver (or in the generic XDP hook), over
+//! IPv4 and IPv6 (each family with a specific relay address; a channel whose client, relay
+//! and peer are not all of one family stays in userspace), after verifying each incoming
+//! UDP checksum in full, and passes everything else to the kernel, where the userspace path
+//! stays the reference. Its
 //! two maps are fed from the core's `ChannelBound` and `ChannelUnbound` outputs alone
 //! ([`Feed`], one writer per worker), and their per-CPU counters are folded back into the
 //! core's counters and the allocation's traffic, so `/metrics`, usage records and the
@@ -20,7 +23,7 @@ pub use feed::Feed;
 #[cfg(feature = "xdp")]
 pub use maps::{Entry, Program};
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `xdp`: whether and how to attach the fast path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,12 +85,32 @@ pub struct NotStarted {
 #[cfg(feature = "xdp")]
 pub type Shared = std::sync::Arc<maps::Attached>;
 
+/// The specific addresses relay sockets are bound to, per family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayIps {
+    /// The IPv4 relay address.
+    pub v4: Option<Ipv4Addr>,
+    /// The IPv6 relay address.
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl RelayIps {
+    /// The relay address of `peer`'s family.
+    pub fn of(&self, peer: IpAddr) -> Option<IpAddr> {
+        match peer {
+            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
+    }
+}
+
 /// What the server knows when it starts the fast path.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    /// The IPv4 address relay sockets are bound to (a specific one is needed: it is the
-    /// source of the relayed packets the program writes).
-    pub relay_ip: Option<Ipv4Addr>,
+    /// The addresses relay sockets are bound to, per family (a specific one is needed: it
+    /// is the source of the relayed packets the program writes). The fast path relays the
+    /// families that have one.
+    pub relay_ips: RelayIps,
     /// The core's `max-bps` (a limit keeps every packet in userspace).
     pub max_bps: u64,
 }
@@ -107,17 +130,35 @@ pub fn start(config: &XdpConfig, cx: Context) -> Result<Option<Shared>, NotStart
             reason: "xdp-interface is not set".into(),
         });
     };
-    let Some(relay_ip) = cx.relay_ip.filter(|ip| !ip.is_unspecified()) else {
-        return Err(fail(
-            "the fast path needs a specific IPv4 relay address (relay-ip or listening-ip)".into(),
-        ));
+    let relay_ips = RelayIps {
+        v4: cx.relay_ips.v4.filter(|ip| !ip.is_unspecified()),
+        v6: cx.relay_ips.v6.filter(|ip| !ip.is_unspecified()),
     };
+    if relay_ips == RelayIps::default() {
+        return Err(fail(
+            "the fast path needs a specific relay address, IPv4 or IPv6 or one of each (relay-ip or listening-ip)".into(),
+        ));
+    }
     if cx.max_bps != 0 {
         return Err(fail(
             "max-bps is set: rate-limited allocations stay in userspace".into(),
         ));
     }
-    maps::Attached::attach(config.mode, interface, relay_ip)
+    for (family, on) in [
+        ("ipv4", relay_ips.v4.is_some()),
+        ("ipv6", relay_ips.v6.is_some()),
+    ] {
+        let key = format!("/proc/sys/net/{family}/conf/{interface}/forwarding");
+        if on && std::fs::read_to_string(&key).is_ok_and(|v| v.trim() == "0") {
+            // bpf_fib_lookup answers BPF_FIB_LKUP_RET_FWD_DISABLED for such a device.
+            tracing::warn!(
+                interface,
+                sysctl = %key,
+                "xdp: forwarding is off on the interface for {family}: the fast path's route lookup refuses, so that family's ChannelData stays in userspace"
+            );
+        }
+    }
+    maps::Attached::attach(config.mode, interface, relay_ips)
         .map(|a| Some(std::sync::Arc::new(a)))
         .map_err(fail)
 }
