@@ -223,10 +223,8 @@ impl Args {
             ("--client-ip", self.client_ip),
             ("--peer-ip", self.peer_ip),
         ] {
-            if !net::may_use(ip) {
-                return Err(format!(
-                    "{what} {ip}: loopback only (a private address only inside a network namespace of its own)"
-                ));
+            if let Err(why) = net::may_use(ip) {
+                return Err(format!("{what} {ip}: loopback only ({why})"));
             }
         }
         let elsewhere = !self.client_ip.is_loopback() || !self.peer_ip.is_loopback();
