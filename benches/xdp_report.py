@@ -56,6 +56,13 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def per_core(r):
+    """Relayed pkt/s at saturation per busy CPU 1 (None without both figures)."""
+    if not r or r.get("pps") is None or not r.get("busy"):
+        return None
+    return r["pps"] / r["busy"]
+
+
 def main():
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
     kinds = [k for k in KINDS if any(r["kind"] == k for r in rows)]
@@ -94,15 +101,18 @@ def main():
       "NAPI thread on CPU 1; tern-load, its echo peers and their end's NAPI thread on CPU 0.")
     p("")
     p("| server | relayed pkt/s at saturation | × tern | × coturn 4.6.1 | CPU 1 busy at saturation "
+      "| pkt/s per busy core at saturation | × tern "
       "| CPU-1 µs per pkt at the fixed rate | × tern | × coturn 4.6.1 | per-core capacity, pkt/s "
       "| loss at the fixed rate | fast-path share (lowest) | runs |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     t, c = res.get("tern", {}), res.get("coturn", {})
     for k in kinds:
         r = res[k]
         capacity = None if not r["cpu"] else 1e6 / r["cpu"]
         p(f"| {label(k)} | {fmt(r['pps'], ',.0f')} | {fmt(ratio(r['pps'], t.get('pps')), '.2f')} "
-          f"| {fmt(ratio(r['pps'], c.get('pps')), '.2f')} | {fmt(r['busy'], '.0%')} | {fmt(r['cpu'], '.2f')} "
+          f"| {fmt(ratio(r['pps'], c.get('pps')), '.2f')} | {fmt(r['busy'], '.0%')} "
+          f"| {fmt(per_core(r), ',.0f')} | {fmt(ratio(per_core(r), per_core(t)), '.2f')} "
+          f"| {fmt(r['cpu'], '.2f')} "
           f"| {fmt(ratio(r['cpu'], t.get('cpu')), '.2f')} | {fmt(ratio(r['cpu'], c.get('cpu')), '.2f')} "
           f"| {fmt(capacity, ',.0f')} | {fmt(r['loss'], '.4f')} "
           f"| {fmt(r['share'], '.3f') if k == 'tern-xdp' else '–'} | {r['n']} |")
@@ -121,22 +131,24 @@ def main():
     p("")
     p("| check (issue 15) | measured | target | verdict |")
     p("|---|---|---|---|")
-    line = check("tern-xdp pkt/s ÷ tern userspace pkt/s", ratio(x.get("pps"), t.get("pps")),
-                 lambda v: v >= 2, "≥ 2")
+    # The issue asks for pkt/s per core: relayed pkt/s at saturation divided by the share of
+    # CPU 1 busy meanwhile (on 2 CPUs the generator's one CPU may be the limit of the raw rate).
+    line = check("tern-xdp pkt/s per busy core ÷ tern userspace's",
+                 ratio(per_core(x), per_core(t)), lambda v: v >= 2, "≥ 2")
     if x.get("busy") is not None and x["busy"] < 0.9:
         line = line[:-2] + (f" (tern-xdp's CPU 1 was {x['busy']:.0%} busy at saturation: "
-                            "generator-limited) |")
+                            "the raw rate was generator-limited) |")
     p(line)
     p(check("tern-xdp CPU/pkt ÷ coturn 4.6.1 CPU/pkt", ratio(x.get("cpu"), c.get("cpu")),
             lambda v: v <= 0.5, "≤ 0.5"))
     if f is None:
         p("| tern-xdp ahead of coturn-new-fastest on both | not run (set COTURN_NEW) | pkt/s > 1, CPU/pkt < 1 | n/a |")
     else:
-        a, b = ratio(x.get("pps"), f["pps"]), ratio(x.get("cpu"), f["cpu"])
-        both = None if a is None or b is None else f"pkt/s ×{a:.2f}, CPU/pkt ×{b:.2f}"
+        a, b = ratio(per_core(x), per_core(f)), ratio(x.get("cpu"), f["cpu"])
+        both = None if a is None or b is None else f"pkt/s per busy core ×{a:.2f}, CPU/pkt ×{b:.2f}"
         verdict = "n/a" if both is None else ("PASS" if a > 1 and b < 1 else "MISS")
         p(f"| tern-xdp ÷ coturn {env('COTURN_NEW_VERSION')} fastest | {both or 'n/a'} "
-          f"| pkt/s > 1 and CPU/pkt < 1 | {verdict} |")
+          f"| pkt/s per busy core > 1 and CPU/pkt < 1 | {verdict} |")
     print("\n".join(out))
 
 
