@@ -12,7 +12,8 @@
 //! from 20000–32767, below Linux's ephemeral range (32768–60999) where every client socket
 //! in these tests lives, so a client socket never steals a relay port.
 //! The one exception is [`netns`]: private addresses inside two network namespaces a test
-//! creates and deletes (the XDP suite), which reach nothing outside them.
+//! creates and deletes (the XDP suites, with tern started by [`xdp_tern`]), which reach
+//! nothing outside them.
 
 mod admin;
 mod bin;
@@ -25,6 +26,7 @@ mod raw;
 mod server;
 mod stun;
 mod uclient;
+pub mod xdp_tern;
 
 pub use admin::http_get;
 pub use bin::{coturn_bin, tern_bin, turnutils_bin};

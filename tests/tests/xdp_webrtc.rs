@@ -1,0 +1,347 @@
+//! aiortc through tern with the XDP fast path on (`xdp=native`): tern on one end of a veth
+//! pair in its own network namespace ([`tern_e2e::xdp_tern`]), two aiortc peers
+//! (`tests/webrtc/aiortc_peer.py`, driven by `tests/webrtc/netns_pair.py`) in the other, over
+//! TURN/UDP, a data channel of ping/pong round trips.
+//!
+//! - Both peers relay-only (the loopback suite's test, `aiortc_test.py`, in namespaces): the
+//!   round trips must all arrive over a relay/relay pair with the program attached. Their
+//!   relayed addresses are both tern's, so every datagram between them goes from one relay
+//!   socket to the other inside tern's namespace and never crosses the veth: the fast path
+//!   carries none of it (the program's route lookup says "local" and passes the ChannelData
+//!   to userspace), and the test asserts exactly that.
+//! - A relay-only offerer and an answerer with host candidates only (no ICE server): the
+//!   nominated pair is relay ↔ host, so the peer leg crosses the veth and the fast path must
+//!   carry ChannelData both ways (`tern_xdp_relayed_packets_total`), within
+//!   `tern_relayed_packets_total`.
+//!
+//! aioice (aiortc's ICE) binds a channel before its first datagram to any peer and sends
+//! everything as ChannelData, never a Send indication: each test checks its log line
+//! ("TURN channel bound") and tern's counters (ChannelBind successes, no indication to a
+//! peer).
+//!
+//! Needs root, `ip`, `clang`, `ethtool`, a tern built with `--features xdp`, and the venv
+//! `target/webrtc-venv` with `tests/webrtc/requirements.txt` (`TERN_WEBRTC_PYTHON` names
+//! another interpreter). Without them the tests skip with a note, and with `CI` set they
+//! fail; a binary without the feature is a skip with a note, and a failure when `TERN_XDP` is
+//! set (`.ci/run`). The generator's veth end has TX checksum offload off
+//! ([`tern_e2e::netns`]): aiortc's sockets there would otherwise send frames whose UDP
+//! checksum is left to the device, which the fast path carries through unfinished.
+//!
+//! Network rule: the addresses (10.204.x.0/24) exist only inside the two namespaces of a
+//! test, which are deleted when it ends; nothing is sent outside them.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tern_e2e::netns::VethPair;
+use tern_e2e::xdp_tern::{metric, prerequisites, XdpTern, PORT, RELAY_PORTS};
+use tern_e2e::{prereq, rest_credentials, run_bounded};
+
+const SECRET: &str = "xdp-webrtc-secret";
+const REALM: &str = "tern.test";
+/// This suite's addresses: 10.204.<subnet>.0/24.
+const NET: u8 = 204;
+const MESSAGES: u64 = 20;
+/// The peers' own bound (aiortc_peer.py `--timeout`); the script adds its signalling slack.
+const PEER_TIMEOUT_S: u64 = 30;
+/// Longest the script may run: SIGTERM (coreutils `timeout`) so pair.py kills both peers,
+/// SIGKILL 15 s later, and `run_bounded` as the last resort.
+const LIMIT_S: u64 = 90;
+const LIMIT: Duration = Duration::from_secs(LIMIT_S + 30);
+
+const VENV_INSTALL: &str = "python3 -m venv target/webrtc-venv && \
+     target/webrtc-venv/bin/pip install --only-binary=:all: -r tests/webrtc/requirements.txt";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The venv's interpreter, if it can import aiortc; otherwise a skip note (a failure under
+/// CI).
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("TERN_WEBRTC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/webrtc-venv/bin/python"));
+    let ok = python.is_file()
+        && run_bounded(
+            Command::new(&python).args(["-c", "import aiortc"]),
+            Duration::from_secs(60),
+        )
+        .success();
+    if !ok {
+        prereq::missing("no Python venv with aiortc", VENV_INSTALL);
+    }
+    ok.then_some(python)
+}
+
+/// Everything the tests need, then the pair and tern; `None` after a skip note.
+fn setup(subnet: u8) -> Option<(PathBuf, VethPair, XdpTern)> {
+    if !prerequisites() {
+        return None;
+    }
+    let python = python()?;
+    let pair = VethPair::in_net(NET, subnet);
+    let tern = XdpTern::start(&pair, SECRET, REALM, "xdp_webrtc")?;
+    Some((python, pair, tern))
+}
+
+/// The one ICE server of a relay-only peer: tern over UDP, REST credentials for `name`.
+fn turn_server(pair: &VethPair, name: &str) -> Value {
+    let (username, credential) = rest_credentials(SECRET, name, 600);
+    json!([{
+        "urls": [format!("turn:{}:{PORT}?transport=udp", pair.server_ip)],
+        "username": username,
+        "credential": credential,
+    }])
+}
+
+/// Runs the two peers in the generator's namespace; returns (offerer, answerer) results.
+fn run_pair(
+    python: &Path,
+    pair: &VethPair,
+    offer: (&Value, &str),
+    answer: (&Value, &str),
+) -> (Value, Value) {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--signal=TERM", "--kill-after=15", &LIMIT_S.to_string()])
+        .arg(python)
+        .arg(workspace().join("tests/webrtc/netns_pair.py"))
+        .args(["--netns", &pair.gen])
+        .args(["--offer-servers", &offer.0.to_string()])
+        .args(["--offer-policy", offer.1])
+        .args(["--answer-servers", &answer.0.to_string()])
+        .args(["--answer-policy", answer.1])
+        .args(["--messages", &MESSAGES.to_string()])
+        .args(["--timeout", &PEER_TIMEOUT_S.to_string()]);
+    let out = run_bounded(&mut cmd, LIMIT);
+    eprintln!("{}", out.text);
+    assert!(
+        out.success(),
+        "netns_pair.py failed ({:?}) after {:?}; its diagnosis is above",
+        out.status,
+        out.elapsed
+    );
+    let line = out
+        .text
+        .lines()
+        .find(|l| l.starts_with("{\"offer\""))
+        .expect("netns_pair.py printed its result line");
+    let mut v: Value = serde_json::from_str(line).expect("result line is JSON");
+    (v["offer"].take(), v["answer"].take())
+}
+
+/// A candidate as aiortc_peer.py prints it, `"<type> <transport> <ip>:<port>"`.
+fn candidate(s: &Value) -> (String, Ipv4Addr, u16) {
+    let s = s.as_str().unwrap_or_else(|| panic!("candidate {s}"));
+    let mut it = s.split(' ');
+    let (typ, _, hostport) = (it.next(), it.next(), it.next().unwrap_or(""));
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("candidate {s}"));
+    (
+        typ.unwrap_or("").to_owned(),
+        host.parse().unwrap_or_else(|_| panic!("IPv4 host in {s}")),
+        port.parse().unwrap_or_else(|_| panic!("port in {s}")),
+    )
+}
+
+/// The peer finished every message: the offerer its round trips, the answerer its echoes.
+fn assert_done(r: &Value) {
+    let (key, role) = match r["role"].as_str() {
+        Some("offer") => ("round_trips", "offerer"),
+        _ => ("echoed", "answerer"),
+    };
+    assert!(
+        r["ok"] == true && r[key].as_u64() == Some(MESSAGES),
+        "the {role} did not finish its {MESSAGES} messages: {r:#}"
+    );
+}
+
+/// aioice bound a TURN channel (its log line, kept in the result's turn_log) to an address
+/// on the pair's subnet, and returns the peers it bound channels to.
+fn channel_bound(r: &Value) -> Vec<String> {
+    let bound: Vec<String> = r["turn_log"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|l| {
+            l.split_once("TURN channel bound ")
+                .map(|(_, b)| b.to_owned())
+        })
+        .collect();
+    assert!(
+        !bound.is_empty(),
+        "aioice logged no ChannelBind (\"TURN channel bound\"): {r:#}"
+    );
+    bound
+}
+
+/// The relayed-packet counters: (ChannelData to the peer, to the client, the fast path's
+/// share of each).
+fn counts(text: &str) -> [u64; 4] {
+    let cd = |d: &str| {
+        metric(
+            text,
+            "tern_relayed_packets_total",
+            &["path=\"channel_data\"", &format!("direction=\"{d}\"")],
+        )
+    };
+    let fast = |d: &str| {
+        metric(
+            text,
+            "tern_xdp_relayed_packets_total",
+            &[&format!("direction=\"{d}\"")],
+        )
+    };
+    [
+        cd("to_peer"),
+        cd("to_client"),
+        fast("to_peer"),
+        fast("to_client"),
+    ]
+}
+
+/// What aioice sends: ChannelBind requests that succeeded, and no Send indication.
+fn assert_channels_only(text: &str, allocations: u64) {
+    let binds = metric(
+        text,
+        "tern_requests_total",
+        &["method=\"channel_bind\"", "result=\"success\""],
+    );
+    assert!(
+        binds >= allocations,
+        "each allocation bound a channel ({binds} ChannelBind successes):\n{text}"
+    );
+    let sent = metric(
+        text,
+        "tern_relayed_packets_total",
+        &["path=\"indication\"", "direction=\"to_peer\""],
+    );
+    assert_eq!(
+        sent, 0,
+        "aioice sends ChannelData only, no Send indication:\n{text}"
+    );
+}
+
+#[test]
+fn aiortc_relay_only_pair_relays_with_xdp_native_on_tern_hairpin() {
+    let Some((python, pair, tern)) = setup(1) else {
+        return;
+    };
+    let (off, ans) = run_pair(
+        &python,
+        &pair,
+        (&turn_server(&pair, "xdp-offer"), "relay"),
+        (&turn_server(&pair, "xdp-answer"), "relay"),
+    );
+    for r in [&off, &ans] {
+        assert_done(r);
+        let p = &r["selected_pair"];
+        for side in ["local", "remote"] {
+            let (typ, ip, port) = candidate(&p[side]);
+            assert!(
+                typ == "relay" && ip == pair.server_ip && RELAY_PORTS.contains(&port),
+                "selected pair is relay/relay on tern's relayed address: {p}"
+            );
+        }
+        for bound in channel_bound(r) {
+            assert!(
+                bound.contains(&format!("'{}'", pair.server_ip)),
+                "aioice bound its channel to the other peer's relayed address: {bound}"
+            );
+        }
+    }
+    // Both relay legs end in tern, so a packet that gets through is counted twice: into one
+    // relay socket (to_peer) and out of the other (to_client); a connectivity check that
+    // arrives before the other side's channel (and so its permission) is counted only in.
+    let text = tern.wait_metrics(|t| {
+        let [p, c, ..] = counts(t);
+        c >= 2 * MESSAGES && p >= c
+    });
+    let [to_peer, to_client, fast_to_peer, fast_to_client] = counts(&text);
+    eprintln!(
+        "relay/relay: ChannelData to_peer {to_peer} (fast path {fast_to_peer}), to_client \
+         {to_client} (fast path {fast_to_client})"
+    );
+    assert!(
+        to_client >= 2 * MESSAGES && to_peer >= to_client,
+        "the pings and pongs went into one relay and out of the other as ChannelData:\n{text}"
+    );
+    assert_eq!(
+        (fast_to_peer, fast_to_client),
+        (0, 0),
+        "relay to relay on one tern stays inside its namespace: the program's route lookup \
+         finds a local address and leaves it to userspace (if the program learns to \
+         hairpin, change this and the README):\n{text}"
+    );
+    assert_channels_only(&text, 2);
+    drop(tern);
+}
+
+#[test]
+fn aiortc_relay_only_to_a_host_peer_rides_the_fast_path_both_ways() {
+    let Some((python, pair, tern)) = setup(2) else {
+        return;
+    };
+    let (off, ans) = run_pair(
+        &python,
+        &pair,
+        (&turn_server(&pair, "xdp-offer"), "relay"),
+        (&json!([]), "all"),
+    );
+    assert_done(&off);
+    assert_done(&ans);
+    let in_gen = |ip: Ipv4Addr| ip == pair.client_ip || ip == pair.peer_ip;
+    let (lt, lip, lport) = candidate(&off["selected_pair"]["local"]);
+    let (rt, rip, rport) = candidate(&off["selected_pair"]["remote"]);
+    assert!(
+        lt == "relay" && lip == pair.server_ip && RELAY_PORTS.contains(&lport),
+        "the offerer relays through tern: {}",
+        off["selected_pair"]
+    );
+    assert!(
+        rt == "host" && in_gen(rip),
+        "the answerer's host address in the generator's namespace: {}",
+        off["selected_pair"]
+    );
+    let (at, aip, _) = candidate(&ans["selected_pair"]["local"]);
+    assert!(
+        at == "host" && aip == rip,
+        "the answerer sends from that host candidate: {}",
+        ans["selected_pair"]
+    );
+    assert!(
+        channel_bound(&off)
+            .iter()
+            .any(|b| b.contains(&format!("('{rip}', {rport})"))),
+        "aioice bound a channel to the nominated host candidate {rip}:{rport}: {off:#}"
+    );
+    // Counters of the fast path are folded every second and when its entry goes (the
+    // offerer's Refresh 0 on close).
+    let text = tern.wait_metrics(|t| {
+        let [p, c, fp, fc] = counts(t);
+        fp >= MESSAGES && fc >= MESSAGES && p >= fp && c >= fc
+    });
+    let [to_peer, to_client, fast_to_peer, fast_to_client] = counts(&text);
+    eprintln!(
+        "relay to host: ChannelData to_peer {to_peer} (fast path {fast_to_peer}), to_client \
+         {to_client} (fast path {fast_to_client})"
+    );
+    assert!(
+        fast_to_peer >= MESSAGES && fast_to_client >= MESSAGES,
+        "the fast path carried the data channel both ways (a ping or a pong each at least):\n{text}"
+    );
+    assert!(
+        to_peer >= fast_to_peer && to_client >= fast_to_client,
+        "tern_relayed_packets_total counts the fast path's packets too:\n{text}"
+    );
+    assert_channels_only(&text, 1);
+    drop(tern);
+}

@@ -1,0 +1,58 @@
+"""Two aiortc peers (aiortc_peer.py) inside one network namespace that the caller made, with
+the ICE servers and policies given, signalling carried by pair.py. For a suite that owns
+tern and the namespaces itself and judges the outcome with tern's own counters
+(tests/tests/xdp_webrtc.rs: tern with xdp=native on a veth pair).
+
+Prints one JSON line, {"offer": RESULT, "answer": RESULT} (each peer's result as
+aiortc_peer.py reports it: ok, round trips, the nominated pair, candidates, aioice's TURN log
+lines), and both described for a reader on stderr. Exit status 0 when both peers produced
+a result, whatever it says (the caller decides); 1 when a peer broke down before that.
+
+  target/webrtc-venv/bin/python tests/webrtc/netns_pair.py --netns NS \\
+      --offer-servers '[{"urls": [...], "username": ..., "credential": ...}]' --offer-policy relay \\
+      --answer-servers '[]' --answer-policy all [--messages 20] [--timeout 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import aioice
+import aiortc
+
+from common import TestFailure, log
+from pair import describe, run_pair
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--netns", required=True, help="the namespace both peers run in")
+    p.add_argument("--offer-servers", required=True, help="the offerer's iceServers (JSON list)")
+    p.add_argument("--answer-servers", required=True, help="the answerer's iceServers (JSON list)")
+    p.add_argument("--offer-policy", choices=["relay", "all"], default="relay")
+    p.add_argument("--answer-policy", choices=["relay", "all"], default="relay")
+    p.add_argument("--messages", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=30.0)
+    args = p.parse_args()
+
+    log(f"aiortc {aiortc.__version__}, aioice {aioice.__version__} in {args.netns}: offerer "
+        f"{args.offer_policy}, answerer {args.answer_policy}")
+    try:
+        off, ans = run_pair(json.loads(args.offer_servers), json.loads(args.answer_servers),
+                            args.offer_policy, offer_ns=args.netns, answer_ns=args.netns,
+                            messages=args.messages, timeout=args.timeout,
+                            answer_policy=args.answer_policy)
+    except TestFailure as e:
+        print(f"FAIL the pair broke down: {e}", file=sys.stderr)
+        return 1
+    for r in (off, ans):
+        print(describe(r), file=sys.stderr)
+    print(json.dumps({"offer": off, "answer": ans, "aiortc": aiortc.__version__,
+                      "aioice": aioice.__version__}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
