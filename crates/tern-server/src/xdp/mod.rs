@@ -111,6 +111,10 @@ pub struct Context {
     /// is the source of the relayed packets the program writes). The fast path relays the
     /// families that have one.
     pub relay_ips: RelayIps,
+    /// The relayed IPs tern advertises, per family (XOR-RELAYED-ADDRESS: `external-ip`'s
+    /// public part, else the relay address): ChannelData to a peer there is a hairpin
+    /// between two allocations, relayed client to client by the program.
+    pub advertised: RelayIps,
     /// The core's `max-bps` (a limit keeps every packet in userspace).
     pub max_bps: u64,
 }
@@ -158,7 +162,7 @@ pub fn start(config: &XdpConfig, cx: Context) -> Result<Option<Shared>, NotStart
             );
         }
     }
-    maps::Attached::attach(config.mode, interface, relay_ips)
+    maps::Attached::attach(config.mode, interface, relay_ips, cx.advertised)
         .map(|a| Some(std::sync::Arc::new(a)))
         .map_err(fail)
 }
