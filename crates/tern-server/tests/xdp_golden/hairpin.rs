@@ -9,8 +9,8 @@ use std::process::Command;
 use tern_server::xdp::{Entry, Program};
 
 use super::{
-    assert_checksums, channel_data, frame, partial_checksum, Shape, CLIENT_MAC, PEER_MAC,
-    SERVER_MAC, XDP_PASS, XDP_REDIRECT, XDP_TX,
+    assert_checksums, channel_data, cost, frame, partial_checksum, Shape, CLIENT_MAC, COST_RUNS,
+    PEER_MAC, SERVER_MAC, XDP_PASS, XDP_REDIRECT, XDP_TX,
 };
 
 /// One family's addresses in the golden namespace.
@@ -317,6 +317,22 @@ fn family(p: &mut Program, f: &Family, ifindex: u32) {
     );
     p.remove(&a);
     p.remove(&b_ext);
+
+    if std::env::var_os("TERN_XDP_COST").is_some() {
+        let (a, b) = entries(f, f.server, f.server);
+        p.insert(&a).unwrap();
+        p.insert(&b).unwrap();
+        for size in [100usize, 1200] {
+            let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            println!(
+                "cost: hairpin {} {size} B payload: {} ns per packet (median of {COST_RUNS})",
+                if v4 { "ipv4" } else { "ipv6" },
+                cost(p, &from_a(&a, &payload, b"", plain))
+            );
+        }
+        p.remove(&a);
+        p.remove(&b);
+    }
 }
 
 /// Both families' hairpins, in the golden namespace (addresses as `super::inner` and
