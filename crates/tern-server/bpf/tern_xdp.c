@@ -14,6 +14,12 @@
 // stays what it was: an entry's four addresses are all of one family (userspace relays
 // mixed ones).
 //
+// The hairpin (`hairpin`, called from `to_peer`): when a client's peer is one of tern's own
+// relayed addresses (`tern_own`, filled by the loader) and the allocation there has a channel
+// bound to the sender's relayed address, the ChannelData goes straight to that allocation's
+// client as its ChannelData, counted on both entries: both ends of a call relaying through
+// one tern never reach userspace.
+//
 // Anything the program is not sure of goes to the kernel unchanged (XDP_PASS), and userspace
 // decides: fragments, IPv4 options, any IPv6 next header but UDP (extension headers
 // included), lengths that disagree, a wrong UDP checksum (or none, on IPv6), a frame the

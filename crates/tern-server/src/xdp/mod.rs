@@ -5,7 +5,10 @@
 //! IPv4 and IPv6 (each family with a specific relay address; a channel whose client, relay
 //! and peer are not all of one family stays in userspace), after verifying each incoming
 //! UDP checksum in full, and passes everything else to the kernel, where the userspace path
-//! stays the reference. Its
+//! stays the reference. ChannelData whose peer is another allocation's relayed address on
+//! this tern (both ends of a call relaying through it) goes straight to that allocation's
+//! client when it has a channel bound back (the hairpin; the program learns tern's own
+//! relayed addresses from [`Context::advertised`] and the relay addresses). Its
 //! two maps are fed from the core's `ChannelBound` and `ChannelUnbound` outputs alone
 //! ([`Feed`], one writer per worker), and their per-CPU counters are folded back into the
 //! core's counters and the allocation's traffic, so `/metrics`, usage records and the
