@@ -39,7 +39,7 @@ pub struct VethPair {
     pub client_ip: Ipv4Addr,
     /// `10.201.<n>.3`: the peers' address.
     pub peer_ip: Ipv4Addr,
-    /// `fd00:203:<n>::1`: tern's IPv6 address.
+    /// `fd00:203:<n>::1` (`fd00:<net>:<n>::1`, `net` as a hex group, from [`VethPair::in_net`]): tern's IPv6 address.
     pub server_ip6: Ipv6Addr,
     /// `fd00:203:<n>::2`: the clients' IPv6 address.
     pub client_ip6: Ipv6Addr,
@@ -78,22 +78,24 @@ impl VethPair {
     /// detection, so usable at once). tern's namespace forwards both families: the fast
     /// path's route lookup (bpf_fib_lookup) answers only for a device that forwards.
     pub fn new(subnet: u8) -> VethPair {
-        VethPair::with_net(201, subnet, Setup::default())
+        VethPair::in_net_with(201, subnet, Setup::default())
     }
 
     /// [`VethPair::new`] set up as `setup` says.
     pub fn with(subnet: u8, setup: Setup) -> VethPair {
-        VethPair::with_net(201, subnet, setup)
+        VethPair::in_net_with(201, subnet, setup)
     }
 
-    /// [`VethPair::new`] in `10.<net>.<subnet>.0/24`, for a suite that keeps to its own
-    /// `10.<net>.0.0/16` (the MACs carry `net` too).
+    /// [`VethPair::new`] in `10.<net>.<subnet>.0/24` (and `fd00:<net>:<subnet>::/64`), for a
+    /// suite that keeps to its own `10.<net>.0.0/16` (the MACs carry `net` too).
     pub fn in_net(net: u8, subnet: u8) -> VethPair {
-        VethPair::with_net(net, subnet, Setup::default())
+        VethPair::in_net_with(net, subnet, Setup::default())
     }
 
-    /// The pair in `10.<net>.<subnet>.0/24` (and `fd00:203:<subnet>::/64`), set up as `setup` says.
-    pub fn with_net(net: u8, subnet: u8, setup: Setup) -> VethPair {
+    /// [`VethPair::in_net`] set up as `setup` says.
+    pub fn in_net_with(net: u8, subnet: u8, setup: Setup) -> VethPair {
+        // The suites of 10.201/16 keep their fd00:203::/32 of before.
+        let net6 = if net == 201 { 0x203 } else { u16::from(net) };
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}x{n}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("tern-netns-{tag}"));
@@ -106,9 +108,9 @@ impl VethPair {
             server_ip: Ipv4Addr::new(10, net, subnet, 1),
             client_ip: Ipv4Addr::new(10, net, subnet, 2),
             peer_ip: Ipv4Addr::new(10, net, subnet, 3),
-            server_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 1),
-            client_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 2),
-            peer_ip6: Ipv6Addr::new(0xfd00, 0x203, subnet.into(), 0, 0, 0, 0, 3),
+            server_ip6: Ipv6Addr::new(0xfd00, net6, subnet.into(), 0, 0, 0, 0, 1),
+            client_ip6: Ipv6Addr::new(0xfd00, net6, subnet.into(), 0, 0, 0, 0, 2),
+            peer_ip6: Ipv6Addr::new(0xfd00, net6, subnet.into(), 0, 0, 0, 0, 3),
             dir,
         };
         // From here on, drop cleans up whatever was made.

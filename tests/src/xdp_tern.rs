@@ -125,6 +125,45 @@ impl XdpTern {
         }
     }
 
+    /// Waits (up to 10 s) until at least `min` allocations were created and every one has
+    /// ended; returns what their `allocation ended` lines (the usage records) counted in
+    /// total: `[packets_to_peers, packets_to_client]`. Panics with the log on timeout.
+    pub fn wait_allocations_ended(&self, min: usize) -> [u64; 2] {
+        let start = Instant::now();
+        loop {
+            let log = self.output();
+            let created = log.matches("allocation created").count();
+            let ended: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("allocation ended"))
+                .collect();
+            if created >= min && ended.len() == created {
+                let field = |line: &str, key: &str| -> u64 {
+                    let at = line
+                        .find(&format!(" {key}="))
+                        .unwrap_or_else(|| panic!("{key} in {line}"));
+                    line[at + key.len() + 2..]
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("{key} in {line}"))
+                };
+                return ended.iter().fold([0, 0], |[p, c], l| {
+                    [
+                        p + field(l, "packets_to_peers"),
+                        c + field(l, "packets_to_client"),
+                    ]
+                });
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{created} allocations created, {} ended after 10 s:\n{log}",
+                ended.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// tern's log so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -523,3 +523,160 @@ fn uclient_ipv6_channels_lose_nothing_with_xdp_native() {
     );
     drop(tern);
 }
+
+/// `GET /allocations` (no admin token is set): each allocation's client address and its
+/// (packets to peers, bytes to peers, packets to the client, bytes to the client).
+fn allocations(pair: &VethPair) -> Vec<(String, [u64; 4])> {
+    let (code, body) = VethPair::within(&pair.srv, || {
+        http_get(ADMIN.parse().unwrap(), "/allocations").expect("GET /allocations")
+    });
+    assert_eq!(code, 200, "GET /allocations: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON listing");
+    v["allocations"]
+        .as_array()
+        .expect("allocations")
+        .iter()
+        .map(|a| {
+            let n = |k: &str| a[k].as_u64().unwrap_or_else(|| panic!("{k} in {a}"));
+            (
+                a["client"].as_str().expect("client").to_owned(),
+                [
+                    n("packets_to_peers"),
+                    n("bytes_to_peers"),
+                    n("packets_to_client"),
+                    n("bytes_to_client"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Two allocations on one tern bound to each other's relayed address (both ends of a call
+/// relay-only: the common case): the program turns A's ChannelData into B's straight away
+/// (the hairpin), and back. Every packet arrives intact on the other channel, the fast path
+/// carries all of them, and each is counted once per allocation: to the peer on the
+/// sender's, to the client on the receiver's, as userspace would count the two halves.
+#[test]
+fn relay_to_relay_on_one_tern_is_a_hairpin_in_the_kernel_counted_once_per_allocation() {
+    if !prerequisites() {
+        return;
+    }
+    let pair = VethPair::in_net(205, 1);
+    let Some(tern) = Tern::start(&pair) else {
+        return;
+    };
+    hairpin(&pair, pair.client_ip.into(), pair.server_ip.into());
+    drop(tern);
+}
+
+/// The same over IPv6, on a dual-stack tern.
+#[test]
+fn ipv6_relay_to_relay_on_one_tern_is_a_hairpin_in_the_kernel() {
+    if !prerequisites() {
+        return;
+    }
+    let pair = VethPair::in_net(205, 2);
+    let Some(tern) = Tern::start_dual_stack(&pair) else {
+        return;
+    };
+    hairpin(&pair, pair.client_ip6.into(), pair.server_ip6.into());
+    drop(tern);
+}
+
+/// Two clients at `client_ip` relaying to each other through tern at `server_ip`, with the
+/// checks of the hairpin tests.
+fn hairpin(pair: &VethPair, client_ip: IpAddr, server_ip: IpAddr) {
+    let server = SocketAddr::new(server_ip, PORT);
+    let payload = |i: usize, salt: usize| -> Vec<u8> {
+        (0..(1 + i * 53 % 999))
+            .map(|j| (i ^ j ^ salt) as u8)
+            .collect()
+    };
+    let (a_addr, b_addr) = VethPair::within(&pair.gen, || {
+        let mut a = RawClient::bound(client_ip, server, SECRET, REALM);
+        let mut b = RawClient::bound(client_ip, server, SECRET, REALM);
+        let (rel_a, rel_b) = (a.allocate_ok(), b.allocate_ok());
+        assert_eq!((rel_a.ip(), rel_b.ip()), (server_ip, server_ip));
+        a.bind_channel(0x4000, rel_b);
+        b.bind_channel(0x4001, rel_a);
+        for i in 0..MESSAGES {
+            let p = payload(i, 0x5a);
+            a.send_channel(0x4000, &p);
+            assert_eq!(
+                b.recv_relayed(rel_a),
+                Some((0x4001, p)),
+                "A -> B #{i}: ChannelData on B's channel"
+            );
+            let q = payload(i, 0xa5);
+            b.send_channel(0x4001, &q);
+            assert_eq!(
+                a.recv_relayed(rel_b),
+                Some((0x4000, q)),
+                "B -> A #{i}: ChannelData on A's channel"
+            );
+        }
+        (a.local_addr(), b.local_addr())
+    });
+    let n = MESSAGES as u64;
+    let bytes: u64 = (0..MESSAGES).map(|i| payload(i, 0).len() as u64).sum();
+    let fast = |text: &str, direction: &str| {
+        metric(
+            text,
+            "tern_xdp_relayed_packets_total",
+            &[&format!("direction=\"{direction}\"")],
+        )
+    };
+    let text = wait_metrics(pair, |t| {
+        fast(t, "to_peer") == 2 * n && fast(t, "to_client") == 2 * n
+    });
+    assert_eq!(
+        (fast(&text, "to_peer"), fast(&text, "to_client")),
+        (2 * n, 2 * n),
+        "the fast path carried every packet, counted as it left A's relay and reached B's \
+         client (and back):\n{text}"
+    );
+    let channel = |direction: &str| {
+        metric(
+            &text,
+            "tern_relayed_packets_total",
+            &[
+                "path=\"channel_data\"",
+                &format!("direction=\"{direction}\""),
+            ],
+        )
+    };
+    assert_eq!(
+        (channel("to_peer"), channel("to_client")),
+        (2 * n, 2 * n),
+        "relayed ChannelData counts each packet once per allocation:\n{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tern_relayed_bytes_total",
+            &["path=\"channel_data\""]
+        ),
+        4 * bytes,
+        "payload bytes, both halves of both ways"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tern_relayed_packets_total",
+            &["path=\"indication\""]
+        ),
+        0,
+        "no Data indication: B's channel matched A's relayed address:\n{text}"
+    );
+    let mut listed = allocations(pair);
+    listed.sort();
+    let mut want = vec![
+        (a_addr.to_string(), [n, bytes, n, bytes]),
+        (b_addr.to_string(), [n, bytes, n, bytes]),
+    ];
+    want.sort();
+    assert_eq!(
+        listed, want,
+        "each allocation: n packets to its peer, n to its client"
+    );
+}

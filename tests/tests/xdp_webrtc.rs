@@ -5,10 +5,13 @@
 //!
 //! - Both peers relay-only (the loopback suite's test, `aiortc_test.py`, in namespaces): the
 //!   round trips must all arrive over a relay/relay pair with the program attached. Their
-//!   relayed addresses are both tern's, so every datagram between them goes from one relay
-//!   socket to the other inside tern's namespace and never crosses the veth: the fast path
-//!   carries none of it (the program's route lookup says "local" and passes the ChannelData
-//!   to userspace), and the test asserts exactly that.
+//!   relayed addresses are both tern's, so each datagram between them is ChannelData from one
+//!   client to the other's relayed address: the program's hairpin turns it into the other
+//!   client's ChannelData straight away, once the other side has bound its channel (before
+//!   that, userspace drops it for want of a permission). The fast path must carry the data
+//!   channel both ways, counted on both allocations (to the peer on the sender's, to the
+//!   client on the receiver's), and each allocation's usage must add up to
+//!   `tern_relayed_packets_total`.
 //! - A relay-only offerer and an answerer with host candidates only (no ICE server): the
 //!   nominated pair is relay ↔ host, so the peer leg crosses the veth and the fast path must
 //!   carry ChannelData both ways (`tern_xdp_relayed_packets_total`), within
@@ -261,9 +264,11 @@ fn aiortc_relay_only_pair_relays_with_xdp_native_on_tern_hairpin() {
     // Both relay legs end in tern, so a packet that gets through is counted twice: into one
     // relay socket (to_peer) and out of the other (to_client); a connectivity check that
     // arrives before the other side's channel (and so its permission) is counted only in.
+    // The hairpin counts each packet it carries on both entries, folded every second and
+    // when an entry goes: the two fast-path counts meet.
     let text = tern.wait_metrics(|t| {
-        let [p, c, ..] = counts(t);
-        c >= 2 * MESSAGES && p >= c
+        let [p, c, fp, fc] = counts(t);
+        c >= 2 * MESSAGES && p >= c && fc >= 2 * MESSAGES && fp == fc
     });
     let [to_peer, to_client, fast_to_peer, fast_to_client] = counts(&text);
     eprintln!(
@@ -274,12 +279,36 @@ fn aiortc_relay_only_pair_relays_with_xdp_native_on_tern_hairpin() {
         to_client >= 2 * MESSAGES && to_peer >= to_client,
         "the pings and pongs went into one relay and out of the other as ChannelData:\n{text}"
     );
+    assert!(
+        fast_to_client >= 2 * MESSAGES && fast_to_peer == fast_to_client,
+        "the hairpin carried the data channel both ways (every ping and pong at least), each \
+         packet counted once on the sender's allocation and once on the receiver's:\n{text}"
+    );
+    assert!(
+        to_peer >= fast_to_peer && to_client >= fast_to_client,
+        "tern_relayed_packets_total counts the fast path's packets too:\n{text}"
+    );
+    // Exact: every allocation's own count (its usage record, the fast path's share folded
+    // in when its entries went) adds up to the server's counters of relayed packets (all
+    // paths: a Data indication is counted in both too) once the pair has closed, so no
+    // packet was counted twice or lost between the two.
+    let ended = tern.wait_allocations_ended(2);
+    let relayed = |t: &str| {
+        ["to_peer", "to_client"].map(|d| {
+            metric(
+                t,
+                "tern_relayed_packets_total",
+                &[&format!("direction=\"{d}\"")],
+            )
+        })
+    };
+    let text = tern.wait_metrics(|t| relayed(t) == ended);
     assert_eq!(
-        (fast_to_peer, fast_to_client),
-        (0, 0),
-        "relay to relay on one tern stays inside its namespace: the program's route lookup \
-         finds a local address and leaves it to userspace (if the program learns to \
-         hairpin, change this and the README):\n{text}"
+        relayed(&text),
+        ended,
+        "the allocations' usage records (packets to peers, to the client) sum to \
+         tern_relayed_packets_total:\n{text}\n{}",
+        tern.output()
     );
     assert_channels_only(&text, 2);
     drop(tern);

@@ -14,6 +14,12 @@
 // stays what it was: an entry's four addresses are all of one family (userspace relays
 // mixed ones).
 //
+// The hairpin (`hairpin`, called from `to_peer`): when a client's peer is one of tern's own
+// relayed addresses (`tern_own`, filled by the loader) and the allocation there has a channel
+// bound to the sender's relayed address, the ChannelData goes straight to that allocation's
+// client as its ChannelData, counted on both entries: both ends of a call relaying through
+// one tern never reach userspace.
+//
 // Anything the program is not sure of goes to the kernel unchanged (XDP_PASS), and userspace
 // decides: fragments, IPv4 options, any IPv6 next header but UDP (extension headers
 // included), lengths that disagree, a wrong UDP checksum (or none, on IPv6), a frame the
@@ -102,6 +108,23 @@ struct {
 	__type(key, struct peer_key);
 	__type(value, struct peer_val);
 } tern_peers SEC(".maps");
+
+// tern's own relayed addresses, one slot per family (0: IPv4, 1: IPv6), written once by the
+// loader at start (maps.rs `Program::set_own_relay`); the hairpin below reads them. Layout
+// mirrored in maps.rs.
+struct own_relay {
+	__u8 advertised[16]; // the IP tern hands out in XOR-RELAYED-ADDRESS (external-ip's public part)
+	__u8 local[16];      // the IP relay sockets are bound to (the same without external-ip)
+	__u8 family;         // 4 or 6; 0: the slot is empty, no hairpin in that family
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct own_relay);
+} tern_own SEC(".maps");
 
 static __always_inline __u32 csum_add(__u32 sum, __u16 word)
 {
@@ -336,6 +359,143 @@ static __always_inline int route(struct xdp_md *ctx, struct bpf_fib_lookup *fib,
 	return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
 }
 
+// Client A -> client B when both relay through this tern (two relay-only browsers in one
+// call): A's channel names a peer at one of tern's own relayed addresses, which is B's.
+// Userspace would send the payload from A's relay socket to B's relayed address; the kernel
+// (or, with external-ip, the NAT router hairpinning it) delivers it to B's relay socket from
+// A's relayed address; the core then frames it as ChannelData for B if B has a channel bound
+// to exactly that address, else sends a Data indication or drops it. The program's route
+// lookup for a local destination would pass the frame to userspace, so this does the same
+// in one step: the frame becomes B's ChannelData, listening address -> B's client.
+//
+// Why it is the userspace path:
+// - A's side: A's entry exists only while A's channel is bound and its peer (B's relayed
+//   address) has a permission (the core's ChannelBound), so userspace would relay it too; it
+//   counts one packet of `len` bytes to the peer on A's entry, as the core would.
+// - "A's relayed address as B sees it" is (the IP A's peer names, A's relay port). tern
+//   advertises one relayed IP per family, so the IP A's client names for B is the one A's
+//   own relayed address has too: the advertised IP (what clients learn), or the local
+//   relay IP (a peer inside the NAT). Userspace sending to the advertised IP with
+//   external-ip goes out to the NAT router and comes back from A's external address, the
+//   advertised IP and A's port (external-ip needs the router to map each relay port 1:1);
+//   sending to the local IP stays local and comes from the local IP. Either way the source
+//   B sees is (A's peer IP, A's relay port), which is the key below.
+// - B's side: the peer-side entry for that source and B's relay port exists only while B has
+//   a channel bound to exactly that address with a permission for its IP, which is when the
+//   core would frame ChannelData for B; it counts one packet of `len` bytes to B's client.
+//   Without it (no permission: the core drops; a permission without a channel: a Data
+//   indication) the frame goes on as before: A's route lookup passes it to userspace, or
+//   with external-ip sends it to the router, as userspace would.
+// Difference: with external-ip, a router that does not hairpin would lose what userspace
+// sends; the program delivers it (B bound a channel to that address, so B expects it).
+//
+// The frame keeps its headers' places: the IP header and UDP header are rewritten, the
+// ChannelData header gets B's channel number (its length stays), and whatever followed the
+// payload (padding, which tern does not send over UDP, and Ethernet fill) is dropped. The
+// incoming UDP checksum was verified by the caller; it is updated incrementally.
+//
+// Returns 0 when it is not a hairpin (the client -> peer path goes on, the frame untouched),
+// else 1 with the frame's verdict in `*verdict` (a flag apart from the verdict: the
+// verifier cannot tell bpf_redirect's answer from any sentinel).
+static __always_inline int hairpin(struct xdp_md *ctx, int v6, __u16 len, __u16 extra, struct client_val *a,
+				   int *verdict)
+{
+	__u32 slot = v6 ? 1 : 0;
+	struct own_relay *own = bpf_map_lookup_elem(&tern_own, &slot);
+	if (!own || own->family != (v6 ? 6 : 4))
+		return 0;
+	if (!addr_eq(a->peer_ip, own->advertised, ALEN(v6)) && !addr_eq(a->peer_ip, own->local, ALEN(v6)))
+		return 0;
+	struct peer_key key = {};
+	__builtin_memcpy(key.peer_ip, a->peer_ip, 16);
+	key.peer_port = a->relay_port;
+	key.relay_port = a->peer_port;
+	key.family = v6 ? 6 : 4;
+	struct peer_val *b = bpf_map_lookup_elem(&tern_peers, &key);
+	if (!b || !addr_eq(b->relay_ip, own->local, ALEN(v6)))
+		return 0;
+
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	void *ip = data + ETH;
+	struct udphdr *udp = ip + L3(v6);
+	__u16 *cd = (void *)(udp + 1);
+	if ((void *)(cd + 2) > data_end)
+		goto pass;
+	__u8 server_ip[16], client_ip[16];
+	__builtin_memcpy(server_ip, b->server_ip, 16);
+	__builtin_memcpy(client_ip, b->client_ip, 16);
+	__be32 class = class_of(ip, v6);
+	__u16 new_udp_len = UDP + CD_HDR + len;
+	struct bpf_fib_lookup fib;
+	if (route(ctx, &fib, v6, server_ip, client_ip, new_udp_len, class) != BPF_FIB_LKUP_RET_SUCCESS)
+		goto pass;
+
+	// Out go the addresses, ports, both copies of the UDP length, A's channel number and the
+	// bytes after the payload; in come B's. The ChannelData length word stays where it was.
+	__u16 check = udp->check;
+	__u16 nlen = bpf_htons(new_udp_len);
+	if (check) {
+		__u32 sum = (__u16)~check;
+		sum = sub_addr(sum, src_addr(ip, v6), ALEN(v6));
+		sum = sub_addr(sum, dst_addr(ip, v6), ALEN(v6));
+		sum = csum_sub(sum, udp->source);
+		sum = csum_sub(sum, udp->dest);
+		sum = csum_sub(sum, udp->len);
+		sum = csum_sub(sum, udp->len);
+		sum = csum_sub(sum, cd[0]);
+		__u32 tail = HDRS(v6) + CD_HDR + len;
+		for (int i = 0; i < extra && i < 3; i++) {
+			__u8 byte;
+			if (bpf_xdp_load_bytes(ctx, tail + i, &byte, 1))
+				goto pass;
+			// Offset from the UDP header is even for the high byte of a word.
+			__u16 word = ((CD_HDR + len + i) & 1) ? bpf_htons(byte) : bpf_htons((__u16)byte << 8);
+			sum = csum_sub(sum, word);
+		}
+		sum = sum_addr(sum, server_ip, ALEN(v6));
+		sum = sum_addr(sum, client_ip, ALEN(v6));
+		sum = csum_add(sum, b->server_port);
+		sum = csum_add(sum, b->client_port);
+		sum = csum_add(sum, nlen);
+		sum = csum_add(sum, nlen);
+		sum = csum_add(sum, b->channel);
+		check = ~csum_fold(sum);
+		if (check == 0)
+			check = 0xffff;
+	}
+	__u16 server_port = b->server_port, client_port = b->client_port, channel = b->channel;
+
+	// Drop what followed the payload.
+	int excess = (int)(data_end - data) - (int)(HDRS(v6) + CD_HDR + len);
+	if (excess > 0 && bpf_xdp_adjust_tail(ctx, -excess))
+		goto pass;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + HDRS(v6) + CD_HDR > data_end)
+		goto pass;
+	// Counted once the frame is sure to leave rewritten: A's allocation relayed it to a peer,
+	// B's from a peer to its client, as the core counts the two halves in userspace.
+	a->packets += 1;
+	a->bytes += len;
+	b->packets += 1;
+	b->bytes += len;
+	struct ethhdr *eth = data;
+	struct udphdr *nudp = data + ETH + L3(v6);
+	__u16 *ncd = (void *)(nudp + 1);
+	rewrite_ip(data + ETH, v6, server_ip, client_ip, new_udp_len, class);
+	nudp->source = server_port;
+	nudp->dest = client_port;
+	nudp->len = nlen;
+	nudp->check = check;
+	ncd[0] = channel;
+	*verdict = send(ctx, eth, &fib);
+	return 1;
+pass:
+	*verdict = XDP_PASS;
+	return 1;
+}
+
 // Client -> peer. The frame holds Ethernet, an IP header of the family and the whole UDP
 // datagram of `udp_len` bytes (checked by the caller).
 static __always_inline int to_peer(struct xdp_md *ctx, int v6, __u16 udp_len)
@@ -374,6 +534,9 @@ static __always_inline int to_peer(struct xdp_md *ctx, int v6, __u16 udp_len)
 
 	if (udp->check && !udp_ok(ctx, v6, ip, udp, udp_len))
 		return XDP_PASS;
+	int verdict;
+	if (hairpin(ctx, v6, len, extra, v, &verdict))
+		return verdict;
 	__u8 relay_ip[16], peer_ip[16];
 	__builtin_memcpy(relay_ip, v->relay_ip, 16);
 	__builtin_memcpy(peer_ip, v->peer_ip, 16);

@@ -382,6 +382,16 @@ fn xdp_context(config: &ServerConfig) -> xdp::Context {
                 _ => None,
             },
         },
+        advertised: xdp::RelayIps {
+            v4: match config.core.relayed_ip(Family::V4) {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            },
+            v6: match config.core.relayed_ip(Family::V6) {
+                Some(IpAddr::V6(ip)) => Some(ip),
+                _ => None,
+            },
+        },
         max_bps: config.core.max_bps,
     }
 }

@@ -12,6 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 
 use tern_e2e::prereq;
+
+#[path = "xdp_golden/hairpin.rs"]
+mod hairpin;
 use tern_server::xdp::{Entry, Program};
 
 const XDP_PASS: u32 = 2;
@@ -573,6 +576,7 @@ fn inner() {
     );
 
     ipv6(&mut p);
+    hairpin::hairpin(&mut p, ifindex);
 
     if std::env::var_os("TERN_XDP_COST").is_some() {
         p.insert(&entry).unwrap();

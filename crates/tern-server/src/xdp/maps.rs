@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
-use aya::maps::{MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 use tern_proto::PathCount;
@@ -20,6 +20,8 @@ type ClientKey = [u8; 40];
 type ClientVal = [u8; 56];
 type PeerKey = [u8; 24];
 type PeerVal = [u8; 72];
+/// `own_relay`: advertised IP, local IP (16 bytes each), family, padding.
+type OwnRelay = [u8; 40];
 
 /// One channel as the program relays it: ChannelData from `client` to `server` on
 /// `channel` goes to `peer` from `relay`, and datagrams from `peer` to `relay` go to
@@ -157,6 +159,7 @@ pub struct Program {
     ebpf: Ebpf,
     clients: PerCpuHashMap<MapData, ClientKey, ClientVal>,
     peers: PerCpuHashMap<MapData, PeerKey, PeerVal>,
+    own: Array<MapData, OwnRelay>,
 }
 
 impl std::fmt::Debug for Program {
@@ -183,10 +186,13 @@ impl Program {
             .map_err(|e| format!("tern_clients: {e}"))?;
         let peers = PerCpuHashMap::try_from(map("tern_peers", &mut ebpf)?)
             .map_err(|e| format!("tern_peers: {e}"))?;
+        let own =
+            Array::try_from(map("tern_own", &mut ebpf)?).map_err(|e| format!("tern_own: {e}"))?;
         Ok(Self {
             ebpf,
             clients,
             peers,
+            own,
         })
     }
 
@@ -195,6 +201,28 @@ impl Program {
             .program("tern_xdp")
             .and_then(|p| p.try_into().ok())
             .expect("loaded in Program::load")
+    }
+
+    /// Tells the program tern's own relayed address of a family: `advertised` (what
+    /// XOR-RELAYED-ADDRESS names: `external-ip`'s public part, else the relay IP) and
+    /// `local` (the IP relay sockets are bound to). ChannelData to a peer at either is a
+    /// hairpin, relayed straight to the client of the other allocation (`hairpin` in
+    /// `bpf/tern_xdp.c`). A family never set has no hairpin; a second call replaces the first.
+    pub fn set_own_relay(&mut self, advertised: IpAddr, local: IpAddr) -> Result<(), String> {
+        let (advertised, local) = (advertised.to_canonical(), local.to_canonical());
+        if advertised.is_ipv4() != local.is_ipv4() {
+            return Err(format!(
+                "own relay addresses of two families: {advertised} and {local}"
+            ));
+        }
+        let (slot, family) = if local.is_ipv4() { (0, 4) } else { (1, 6) };
+        let mut v = [0; 40];
+        v[0..16].copy_from_slice(&ip16(advertised));
+        v[16..32].copy_from_slice(&ip16(local));
+        v[32] = family;
+        self.own
+            .set(slot, v, 0)
+            .map_err(|e| format!("tern_own set: {e}"))
     }
 
     /// Adds `entry` in both directions, with zero counters.
@@ -286,6 +314,8 @@ pub struct Attached {
     /// The addresses relay sockets are bound to, per family (the source of relayed
     /// packets); a family without one stays in userspace.
     pub relay_ips: RelayIps,
+    /// The relayed IPs tern advertises, per family: peers there are hairpins.
+    pub advertised: RelayIps,
     /// The interface, for the log.
     pub interface: String,
     /// `native` or `generic`, as attached.
@@ -298,6 +328,7 @@ impl std::fmt::Debug for Attached {
             .field("interface", &self.interface)
             .field("mode", &self.mode)
             .field("relay_ips", &self.relay_ips)
+            .field("advertised", &self.advertised)
             .finish_non_exhaustive()
     }
 }
@@ -305,8 +336,21 @@ impl std::fmt::Debug for Attached {
 impl Attached {
     /// Loads the program and attaches it to `interface` in `mode` (`auto`: native, else
     /// generic). The attachment is a BPF link owned by this process: it goes when tern does.
-    pub fn attach(mode: Mode, interface: &str, relay_ips: RelayIps) -> Result<Self, String> {
+    /// `advertised` is tern's relayed IP per family (XOR-RELAYED-ADDRESS): with the relay
+    /// address of the same family, it tells the program which peers are tern's own relayed
+    /// addresses ([`Program::set_own_relay`]), before the first packet.
+    pub fn attach(
+        mode: Mode,
+        interface: &str,
+        relay_ips: RelayIps,
+        advertised: RelayIps,
+    ) -> Result<Self, String> {
         let mut program = Program::load()?;
+        for family in [IpAddr::V4(0.into()), IpAddr::V6(0.into())] {
+            if let (Some(adv), Some(local)) = (advertised.of(family), relay_ips.of(family)) {
+                program.set_own_relay(adv, local)?;
+            }
+        }
         let tries: &[(XdpMode, &'static str)] = match mode {
             Mode::Native => &[(XdpMode::Driver, "native")],
             Mode::Generic => &[(XdpMode::Skb, "generic")],
@@ -324,6 +368,7 @@ impl Attached {
                     return Ok(Self {
                         program: Mutex::new(program),
                         relay_ips,
+                        advertised,
                         interface: interface.to_string(),
                         mode: label,
                     })

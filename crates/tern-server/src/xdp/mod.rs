@@ -5,7 +5,10 @@
 //! IPv4 and IPv6 (each family with a specific relay address; a channel whose client, relay
 //! and peer are not all of one family stays in userspace), after verifying each incoming
 //! UDP checksum in full, and passes everything else to the kernel, where the userspace path
-//! stays the reference. Its
+//! stays the reference. ChannelData whose peer is another allocation's relayed address on
+//! this tern (both ends of a call relaying through it) goes straight to that allocation's
+//! client when it has a channel bound back (the hairpin; the program learns tern's own
+//! relayed addresses from [`Context::advertised`] and the relay addresses). Its
 //! two maps are fed from the core's `ChannelBound` and `ChannelUnbound` outputs alone
 //! ([`Feed`], one writer per worker), and their per-CPU counters are folded back into the
 //! core's counters and the allocation's traffic, so `/metrics`, usage records and the
@@ -111,6 +114,10 @@ pub struct Context {
     /// is the source of the relayed packets the program writes). The fast path relays the
     /// families that have one.
     pub relay_ips: RelayIps,
+    /// The relayed IPs tern advertises, per family (XOR-RELAYED-ADDRESS: `external-ip`'s
+    /// public part, else the relay address): ChannelData to a peer there is a hairpin
+    /// between two allocations, relayed client to client by the program.
+    pub advertised: RelayIps,
     /// The core's `max-bps` (a limit keeps every packet in userspace).
     pub max_bps: u64,
 }
@@ -158,7 +165,7 @@ pub fn start(config: &XdpConfig, cx: Context) -> Result<Option<Shared>, NotStart
             );
         }
     }
-    maps::Attached::attach(config.mode, interface, relay_ips)
+    maps::Attached::attach(config.mode, interface, relay_ips, cx.advertised)
         .map(|a| Some(std::sync::Arc::new(a)))
         .map_err(fail)
 }
