@@ -139,7 +139,17 @@ printf '%s\n' '__attribute__((section("xdp"), used)) int pass(void *ctx) { retur
 clang -O2 -target bpf -c "$TMP/pass.c" -o "$TMP/pass.o"
 ip -n "$GEN" link set dev "$GDEV" xdpdrv obj "$TMP/pass.o" sec xdp
 # Threaded NAPI can be set once the device has NAPI (an XDP program); it stays set.
-threaded() { ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded"; }
+# The write fails (EIO) while the device has no NAPI, i.e. no XDP program yet: tern's own
+# program attaches a moment after its listening socket opens, so retry for up to 5 s.
+threaded() {
+    local _
+    for _ in $(seq 50); do
+        ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "could not turn on threaded NAPI on $2 (no XDP program attached?)" >&2
+    return 1
+}
 threaded "$GEN" "$GDEV"
 
 # pin_napi NS DEV CPU: the NAPI threads of DEV (named napi/DEV-ID) to CPU.
