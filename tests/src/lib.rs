@@ -12,8 +12,8 @@
 //! from 20000–32767, below Linux's ephemeral range (32768–60999) where every client socket
 //! in these tests lives, so a client socket never steals a relay port.
 //! The one exception is [`netns`]: private addresses inside two network namespaces a test
-//! creates and deletes (the XDP suites, with tern started by [`xdp_tern`]), which reach
-//! nothing outside them.
+//! creates and deletes (the XDP suites and the load generator's namespace test, with tern
+//! started by [`xdp_tern`]), which reach nothing outside them.
 
 mod admin;
 mod bin;

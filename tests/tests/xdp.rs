@@ -12,181 +12,96 @@
 //! Network rule: the addresses (10.201.x.0/24) exist only inside the two namespaces of a
 //! test, which are deleted when it ends; nothing is sent outside them.
 
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use tern_e2e::netns::{is_root, Setup, VethPair};
-use tern_e2e::{http_get, prereq, run_bounded, tern_bin, turnutils_bin, RawClient, Summary};
+use tern_e2e::netns::{Setup, VethPair};
+use tern_e2e::xdp_tern::{metric, prerequisites, Options, XdpTern, PORT};
+use tern_e2e::{run_bounded, turnutils_bin, RawClient, Summary};
 
 const SECRET: &str = "xdp-e2e-secret";
 const REALM: &str = "tern.test";
-const PORT: u16 = 3478;
-const ADMIN: &str = "127.0.0.1:9641";
 
-/// tern running inside the pair's server namespace; killed on drop (its log printed if the
-/// test failed).
-struct Tern {
-    child: Child,
-    log: PathBuf,
+/// tern with the fast path on the pair's server end, RFC 5766 channel numbers, peers
+/// allowed in 10.201.0.0/16 (and no further: the hairpin's peers, tern's own relayed
+/// addresses, are reached only as its own relay ports); `None` when the binary lacks the
+/// feature (see [`XdpTern::start`]).
+fn start(pair: &VethPair) -> Option<XdpTern> {
+    XdpTern::launch(pair, &options(pair))
 }
 
-impl Tern {
-    /// Starts tern with the fast path on the server end and waits for `/healthz`; `None`
-    /// (after [`prereq::missing`]) when the binary was built without the feature.
-    fn start(pair: &VethPair) -> Option<Tern> {
-        Tern::start_with(pair, &[])
-    }
-
-    /// tern listening and relaying on both families (the fast path on both), an Allocate
-    /// that names no family getting the client's own.
-    fn start_dual_stack(pair: &VethPair) -> Option<Tern> {
-        let ip6 = pair.server_ip6.to_string();
-        Tern::start_with(
-            pair,
-            &[
-                format!("--listening-ip={ip6}"),
-                format!("--relay-ip={ip6}"),
-                "--allowed-peer-ip=fd00:203::/32".into(),
-                "--allocation-default-address-family=keep".into(),
-            ],
-        )
-    }
-
-    fn start_with(pair: &VethPair, more: &[String]) -> Option<Tern> {
-        let log = std::env::temp_dir().join(format!("{}-tern.log", pair.srv));
-        let out = File::create(&log).expect("log file");
-        let ip = pair.server_ip.to_string();
-        let child = VethPair::exec(&pair.srv, tern_bin())
-            .arg("serve")
-            .args(more)
-            .args([
-                format!("--listening-ip={ip}"),
-                format!("--relay-ip={ip}"),
-                format!("--listening-port={PORT}"),
-                "--min-port=40000".into(),
-                "--max-port=40099".into(),
-                format!("--realm={REALM}"),
-                "--use-auth-secret".into(),
-                format!("--static-auth-secret={SECRET}"),
-                "--allowed-peer-ip=10.201.0.0-10.201.255.255".into(),
-                "--rfc5766-channel-numbers".into(),
-                "--no-tcp".into(),
-                format!("--admin-listen={ADMIN}"),
-                "--xdp=native".into(),
-                format!("--xdp-interface={}", pair.srv_dev),
-            ])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log fd"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn tern");
-        let mut tern = Tern { child, log };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = tern.child.try_wait().expect("try_wait") {
-                let text = tern.output();
-                if text.contains("built without the xdp feature") {
-                    // `cargo test --workspace` builds tern without the feature, so there this
-                    // suite only notes the skip; `.ci/run` runs it again on a feature build
-                    // with TERN_XDP=1, where a binary without it is a failure.
-                    let what = "tern was built without the xdp feature";
-                    let how = "cargo build -p tern --features xdp, then TERN_XDP=1 cargo test -p tern-e2e --test xdp";
-                    if std::env::var_os("TERN_XDP").is_some() {
-                        prereq::missing(what, how);
-                    } else {
-                        prereq::note_skip(what, how);
-                    }
-                    return None;
-                }
-                panic!("tern exited ({status}):\n{text}");
-            }
-            let healthy = VethPair::within(&pair.srv, || {
-                http_get(ADMIN.parse().unwrap(), "/healthz").is_ok_and(|(c, _)| c == 200)
-            });
-            if healthy {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "tern not healthy within 15 s:\n{}",
-                tern.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            tern.output().contains("xdp fast path attached"),
-            "no attach line:\n{}",
-            tern.output()
-        );
-        Some(tern)
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// [`start`] listening and relaying on both families (the fast path on both), an Allocate
+/// that names no family getting the client's own; peers also allowed in fd00:203::/32.
+fn start_dual_stack(pair: &VethPair) -> Option<XdpTern> {
+    let mut opts = options(pair).dual_stack(pair);
+    opts.allowed_peers.push("fd00:203::/32".into());
+    XdpTern::launch(pair, &opts)
 }
 
-impl Drop for Tern {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- tern output ----\n{}\n----", self.output());
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// The sum of the series of `name` that carry every label in `labels` (`key="value"`).
-fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let rest = series.strip_prefix(name)?;
-            (rest.is_empty() || rest.starts_with('{'))
-                .then_some(())
-                .filter(|()| labels.iter().all(|x| rest.contains(x)))?;
-            value.parse::<f64>().ok()
-        })
-        .sum::<f64>() as u64
-}
-
-/// Waits (up to 5 s: the fast path's counters are folded every second, metrics published
-/// every 100 ms) until `check` accepts `/metrics`; returns the last text.
-fn wait_metrics(pair: &VethPair, check: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let text = VethPair::within(&pair.srv, || {
-            http_get(ADMIN.parse().unwrap(), "/metrics")
-                .expect("GET /metrics")
-                .1
-        });
-        if check(&text) || start.elapsed() > Duration::from_secs(5) {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Root, `ip` and `clang`, or a skip note (a failure under CI).
-fn prerequisites() -> bool {
-    if !is_root() {
-        prereq::missing(
-            "not root (network namespaces and XDP need CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF)",
-            "run as root",
-        );
-        return false;
-    }
-    prereq::tool("ip", "apt-get install -y iproute2").is_some()
-        && prereq::tool("clang", "apt-get install -y clang").is_some()
-        && prereq::tool("ethtool", "apt-get install -y ethtool").is_some()
+fn options(pair: &VethPair) -> Options {
+    let mut opts = Options::xdp(pair, SECRET, REALM, "xdp");
+    opts.allowed_peers = vec!["10.201.0.0-10.201.255.255".into()];
+    opts.more.push("--rfc5766-channel-numbers".into());
+    opts
 }
 
 const MESSAGES: usize = 300;
+
+/// `tern_relayed_packets_total` for ChannelData in `direction` (`to_peer`, `to_client`):
+/// what userspace and the fast path relayed together.
+fn channel(text: &str, direction: &str) -> u64 {
+    metric(
+        text,
+        "tern_relayed_packets_total",
+        &[
+            "path=\"channel_data\"",
+            &format!("direction=\"{direction}\""),
+        ],
+    )
+}
+
+/// `tern_xdp_relayed_packets_total` in `direction`: what the fast path carried.
+fn fast(text: &str, direction: &str) -> u64 {
+    metric(
+        text,
+        "tern_xdp_relayed_packets_total",
+        &[&format!("direction=\"{direction}\"")],
+    )
+}
+
+/// `count` both ways: (to the peer, to the client).
+fn both_ways(count: fn(&str, &str) -> u64, text: &str) -> (u64, u64) {
+    (count(text, "to_peer"), count(text, "to_client"))
+}
+
+/// `tern_relayed_bytes_total` for ChannelData, both ways.
+fn channel_bytes(text: &str) -> u64 {
+    metric(text, "tern_relayed_bytes_total", &["path=\"channel_data\""])
+}
+
+/// From the generator's namespace: a client at `client_ip` allocates on tern at `server`
+/// (in the client's family), binds channel 0x4000 to a peer at `peer_ip` and relays
+/// [`MESSAGES`] over it (lengths 1..=999, mostly not multiples of four; each checked whole,
+/// from the relayed address, both ways). Returns the relayed address.
+fn relay_channel_data(
+    pair: &VethPair,
+    client_ip: IpAddr,
+    server: SocketAddr,
+    peer_ip: IpAddr,
+) -> SocketAddr {
+    VethPair::within(&pair.gen, || {
+        let mut client = RawClient::bound(client_ip, server, SECRET, REALM);
+        let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
+        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let relayed = client.allocate_ok();
+        assert_eq!(relayed.ip(), server.ip(), "relayed in the client's family");
+        client.bind_channel(0x4000, peer.local_addr().unwrap());
+        client.relay_over_channel(relayed, &peer, MESSAGES);
+        relayed
+    })
+}
 
 #[test]
 fn channel_data_is_relayed_in_the_kernel_both_ways_and_counted() {
@@ -194,60 +109,26 @@ fn channel_data_is_relayed_in_the_kernel_both_ways_and_counted() {
         return;
     }
     let pair = VethPair::new(1);
-    let Some(tern) = Tern::start(&pair) else {
+    let Some(tern) = start(&pair) else {
         return;
     };
     let server = SocketAddr::from((pair.server_ip, PORT));
-    let (client_ip, peer_ip) = (pair.client_ip, pair.peer_ip);
-    let relayed = VethPair::within(&pair.gen, || {
-        let mut client = RawClient::bound(client_ip.into(), server, SECRET, REALM);
-        let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
-        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let relayed = client.allocate_ok();
-        client.bind_channel(0x4000, peer.local_addr().unwrap());
-        // Lengths 1..=999, mostly not multiples of four; each checked whole, from the
-        // relayed address, both ways.
-        client.relay_over_channel(relayed, &peer, MESSAGES);
-        relayed
-    });
-    assert_eq!(relayed.ip(), std::net::IpAddr::from(pair.server_ip));
+    let relayed = relay_channel_data(&pair, pair.client_ip.into(), server, pair.peer_ip.into());
+    assert_eq!(relayed.ip(), IpAddr::from(pair.server_ip));
     let n = MESSAGES as u64;
-    let channel = |text: &str, direction: &str| {
-        metric(
-            text,
-            "tern_relayed_packets_total",
-            &[
-                "path=\"channel_data\"",
-                &format!("direction=\"{direction}\""),
-            ],
-        )
-    };
-    let fast = |text: &str, direction: &str| {
-        metric(
-            text,
-            "tern_xdp_relayed_packets_total",
-            &[&format!("direction=\"{direction}\"")],
-        )
-    };
-    let text = wait_metrics(&pair, |t| {
-        fast(t, "to_peer") == n && fast(t, "to_client") == n
-    });
+    let text = tern.wait_metrics(|t| both_ways(fast, t) == (n, n));
     assert_eq!(
-        (channel(&text, "to_peer"), channel(&text, "to_client")),
+        both_ways(channel, &text),
         (n, n),
         "relayed ChannelData counts every packet sent, once:\n{text}"
     );
     assert_eq!(
-        (fast(&text, "to_peer"), fast(&text, "to_client")),
+        both_ways(fast, &text),
         (n, n),
         "the fast path carried every one (the neighbours are known from the start):\n{text}"
     );
     assert_eq!(
-        metric(
-            &text,
-            "tern_relayed_bytes_total",
-            &["path=\"channel_data\""]
-        ),
+        channel_bytes(&text),
         2 * (0..MESSAGES).map(|i| 1 + i as u64 * 53 % 999).sum::<u64>(),
         "payload bytes, both ways"
     );
@@ -270,35 +151,15 @@ fn partial_checksums_from_an_offloading_sender_take_the_userspace_path_intact() 
             tx_checksum_offload: true,
         },
     );
-    let Some(tern) = Tern::start(&pair) else {
+    let Some(tern) = start(&pair) else {
         return;
     };
     let server = SocketAddr::from((pair.server_ip, PORT));
-    let (client_ip, peer_ip) = (pair.client_ip, pair.peer_ip);
-    VethPair::within(&pair.gen, || {
-        let mut client = RawClient::bound(client_ip.into(), server, SECRET, REALM);
-        let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
-        peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let relayed = client.allocate_ok();
-        client.bind_channel(0x4000, peer.local_addr().unwrap());
-        client.relay_over_channel(relayed, &peer, MESSAGES);
-    });
+    relay_channel_data(&pair, pair.client_ip.into(), server, pair.peer_ip.into());
     let n = MESSAGES as u64;
-    let channel = |text: &str, direction: &str| {
-        metric(
-            text,
-            "tern_relayed_packets_total",
-            &[
-                "path=\"channel_data\"",
-                &format!("direction=\"{direction}\""),
-            ],
-        )
-    };
-    let text = wait_metrics(&pair, |t| {
-        channel(t, "to_peer") == n && channel(t, "to_client") == n
-    });
+    let text = tern.wait_metrics(|t| both_ways(channel, t) == (n, n));
     assert_eq!(
-        (channel(&text, "to_peer"), channel(&text, "to_client")),
+        both_ways(channel, &text),
         (n, n),
         "relayed ChannelData counts every packet sent, once:\n{text}"
     );
@@ -312,29 +173,32 @@ fn partial_checksums_from_an_offloading_sender_take_the_userspace_path_intact() 
     drop(tern);
 }
 
-#[test]
-fn uclient_channels_lose_nothing_with_xdp_native() {
-    if !prerequisites() {
-        return;
-    }
-    let (Some(uclient), Some(peer_bin)) = (
+/// coturn's `turnutils_uclient` and `turnutils_peer`, or `None` (after a skip note).
+fn coturn_tools() -> Option<(PathBuf, PathBuf)> {
+    match (
         turnutils_bin("turnutils_uclient"),
         turnutils_bin("turnutils_peer"),
-    ) else {
-        return;
-    };
-    let pair = VethPair::new(2);
-    let Some(tern) = Tern::start(&pair) else {
-        return;
-    };
+    ) {
+        (Some(uclient), Some(peer)) => Some((uclient, peer)),
+        _ => None,
+    }
+}
+
+/// From the generator's namespace: `turnutils_peer` echoing on `peer_ip`, and 4 uclients
+/// sending 100 messages each over channels through tern at `server_ip` (`flags` after
+/// `-p`), none lost. Returns `/metrics` once tern counted them all relayed both ways
+/// (asserted: the fast path's counters are folded every second and when a channel goes).
+fn uclient_channels(
+    pair: &VethPair,
+    tern: &XdpTern,
+    (uclient, peer_bin): &(PathBuf, PathBuf),
+    flags: &[&str],
+    peer_ip: IpAddr,
+    server_ip: IpAddr,
+) -> String {
     let peer_port = 41000;
-    let mut peer = VethPair::exec(&pair.gen, &peer_bin)
-        .args([
-            "-L",
-            &pair.peer_ip.to_string(),
-            "-p",
-            &peer_port.to_string(),
-        ])
+    let mut peer = VethPair::exec(&pair.gen, peer_bin)
+        .args(["-L", &peer_ip.to_string(), "-p", &peer_port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -344,17 +208,13 @@ fn uclient_channels_lose_nothing_with_xdp_native() {
     std::thread::sleep(Duration::from_millis(500));
     let (messages, clients) = (100u64, 4u64);
     let out = run_bounded(
-        VethPair::exec(&pair.gen, &uclient)
+        VethPair::exec(&pair.gen, uclient)
             .args(["-p", &PORT.to_string()])
-            .args([
-                "-e",
-                &pair.peer_ip.to_string(),
-                "-r",
-                &peer_port.to_string(),
-            ])
+            .args(flags)
+            .args(["-e", &peer_ip.to_string(), "-r", &peer_port.to_string()])
             .args(["-n", &messages.to_string(), "-m", &clients.to_string()])
             .args(["-l", "120", "-u", "e2e", "-W", SECRET, "-c"])
-            .arg(pair.server_ip.to_string()),
+            .arg(server_ip.to_string()),
         Duration::from_secs(60),
     );
     let _ = peer.kill();
@@ -368,21 +228,37 @@ fn uclient_channels_lose_nothing_with_xdp_native() {
         (messages * clients, messages * clients),
         "{summary:?}"
     );
-    // uclient counts its own messages; the server relays each once, both ways (the fast
-    // path's counters are folded every second and when a channel goes).
+    // uclient counts its own messages; the server relays each once, both ways.
     let total = 2 * messages * clients;
-    let text = wait_metrics(&pair, |t| {
-        metric(t, "tern_relayed_packets_total", &["channel_data"]) >= total
-    });
-    let fast_to_peer = metric(&text, "tern_xdp_relayed_packets_total", &["to_peer"]);
-    let fast_to_client = metric(&text, "tern_xdp_relayed_packets_total", &["to_client"]);
-    assert!(
-        fast_to_peer > 0 && fast_to_client > 0,
-        "the fast path carried uclient's ChannelData:\n{text}"
+    let relayed = |t: &str| metric(t, "tern_relayed_packets_total", &["channel_data"]);
+    let text = tern.wait_metrics(|t| relayed(t) >= total);
+    assert!(relayed(&text) >= total, "{text}");
+    text
+}
+
+#[test]
+fn uclient_channels_lose_nothing_with_xdp_native() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(tools) = coturn_tools() else {
+        return;
+    };
+    let pair = VethPair::new(2);
+    let Some(tern) = start(&pair) else {
+        return;
+    };
+    let text = uclient_channels(
+        &pair,
+        &tern,
+        &tools,
+        &[],
+        pair.peer_ip.into(),
+        pair.server_ip.into(),
     );
     assert!(
-        metric(&text, "tern_relayed_packets_total", &["channel_data"]) >= total,
-        "{text}"
+        fast(&text, "to_peer") > 0 && fast(&text, "to_client") > 0,
+        "the fast path carried uclient's ChannelData:\n{text}"
     );
     drop(tern);
 }
@@ -396,58 +272,33 @@ fn ipv6_and_ipv4_channel_data_are_relayed_in_the_kernel_on_a_dual_stack_server()
         return;
     }
     let pair = VethPair::new(4);
-    let Some(tern) = Tern::start_dual_stack(&pair) else {
+    let Some(tern) = start_dual_stack(&pair) else {
         return;
     };
-    let server6 = SocketAddr::from((pair.server_ip6, PORT));
-    let server4 = SocketAddr::from((pair.server_ip, PORT));
     let families = [
         (
             IpAddr::from(pair.client_ip6),
             IpAddr::from(pair.peer_ip6),
-            server6,
+            SocketAddr::from((pair.server_ip6, PORT)),
         ),
-        (pair.client_ip.into(), pair.peer_ip.into(), server4),
-    ];
-    VethPair::within(&pair.gen, || {
-        for (client_ip, peer_ip, server) in families {
-            let mut client = RawClient::bound(client_ip, server, SECRET, REALM);
-            let peer = UdpSocket::bind((peer_ip, 0)).expect("peer socket");
-            peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            let relayed = client.allocate_ok();
-            assert_eq!(relayed.ip(), server.ip(), "relayed in the client's family");
-            client.bind_channel(0x4000, peer.local_addr().unwrap());
-            client.relay_over_channel(relayed, &peer, MESSAGES);
-        }
-    });
-    let n = 2 * MESSAGES as u64;
-    let count = |text: &str, name: &str, direction: &str| {
-        metric(text, name, &[&format!("direction=\"{direction}\"")])
-    };
-    let fast = "tern_xdp_relayed_packets_total";
-    let text = wait_metrics(&pair, |t| {
-        count(t, fast, "to_peer") == n && count(t, fast, "to_client") == n
-    });
-    assert_eq!(
         (
-            count(&text, fast, "to_peer"),
-            count(&text, fast, "to_client")
+            pair.client_ip.into(),
+            pair.peer_ip.into(),
+            SocketAddr::from((pair.server_ip, PORT)),
         ),
+    ];
+    for (client_ip, peer_ip, server) in families {
+        relay_channel_data(&pair, client_ip, server, peer_ip);
+    }
+    let n = 2 * MESSAGES as u64;
+    let text = tern.wait_metrics(|t| both_ways(fast, t) == (n, n));
+    assert_eq!(
+        both_ways(fast, &text),
         (n, n),
         "the fast path carried every packet of both families:\n{text}"
     );
-    let channel = |direction: &str| {
-        metric(
-            &text,
-            "tern_relayed_packets_total",
-            &[
-                "path=\"channel_data\"",
-                &format!("direction=\"{direction}\""),
-            ],
-        )
-    };
     assert_eq!(
-        (channel("to_peer"), channel("to_client")),
+        both_ways(channel, &text),
         (n, n),
         "relayed ChannelData counts every packet once:\n{text}"
     );
@@ -461,64 +312,23 @@ fn uclient_ipv6_channels_lose_nothing_with_xdp_native() {
     if !prerequisites() {
         return;
     }
-    let (Some(uclient), Some(peer_bin)) = (
-        turnutils_bin("turnutils_uclient"),
-        turnutils_bin("turnutils_peer"),
-    ) else {
+    let Some(tools) = coturn_tools() else {
         return;
     };
     let pair = VethPair::new(5);
-    let Some(tern) = Tern::start_dual_stack(&pair) else {
+    let Some(tern) = start_dual_stack(&pair) else {
         return;
     };
-    let peer_port = 41000;
-    let mut peer = VethPair::exec(&pair.gen, &peer_bin)
-        .args([
-            "-L",
-            &pair.peer_ip6.to_string(),
-            "-p",
-            &peer_port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn turnutils_peer");
-    // Bounded wait for the echo peer's socket (it cannot be probed from here).
-    std::thread::sleep(Duration::from_millis(500));
-    let (messages, clients) = (100u64, 4u64);
-    let out = run_bounded(
-        VethPair::exec(&pair.gen, &uclient)
-            .args(["-p", &PORT.to_string(), "-x"])
-            .args([
-                "-e",
-                &pair.peer_ip6.to_string(),
-                "-r",
-                &peer_port.to_string(),
-            ])
-            .args(["-n", &messages.to_string(), "-m", &clients.to_string()])
-            .args(["-l", "120", "-u", "e2e", "-W", SECRET, "-c"])
-            .arg(pair.server_ip6.to_string()),
-        Duration::from_secs(60),
+    let text = uclient_channels(
+        &pair,
+        &tern,
+        &tools,
+        &["-x"],
+        pair.peer_ip6.into(),
+        pair.server_ip6.into(),
     );
-    let _ = peer.kill();
-    let _ = peer.wait();
-    assert!(out.status.is_some(), "uclient ran past 60 s:\n{}", out.text);
-    let summary = Summary::parse(&out);
-    assert!(out.success(), "uclient failed: {summary:?}\n{}", out.text);
-    assert_eq!(summary.lost, 0, "{summary:?}\n{}", out.text);
-    assert_eq!(
-        (summary.sent, summary.received),
-        (messages * clients, messages * clients),
-        "{summary:?}"
-    );
-    let total = 2 * messages * clients;
-    let text = wait_metrics(&pair, |t| {
-        metric(t, "tern_relayed_packets_total", &["channel_data"]) >= total
-    });
     assert!(
-        metric(&text, "tern_xdp_relayed_packets_total", &["to_peer"]) > 0
-            && metric(&text, "tern_xdp_relayed_packets_total", &["to_client"]) > 0,
+        fast(&text, "to_peer") > 0 && fast(&text, "to_client") > 0,
         "the fast path carried uclient's IPv6 ChannelData:\n{text}"
     );
     drop(tern);
@@ -526,10 +336,8 @@ fn uclient_ipv6_channels_lose_nothing_with_xdp_native() {
 
 /// `GET /allocations` (no admin token is set): each allocation's client address and its
 /// (packets to peers, bytes to peers, packets to the client, bytes to the client).
-fn allocations(pair: &VethPair) -> Vec<(String, [u64; 4])> {
-    let (code, body) = VethPair::within(&pair.srv, || {
-        http_get(ADMIN.parse().unwrap(), "/allocations").expect("GET /allocations")
-    });
+fn allocations(tern: &XdpTern) -> Vec<(String, [u64; 4])> {
+    let (code, body) = tern.get("/allocations").expect("GET /allocations");
     assert_eq!(code, 200, "GET /allocations: {body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON listing");
     v["allocations"]
@@ -562,10 +370,10 @@ fn relay_to_relay_on_one_tern_is_a_hairpin_in_the_kernel_counted_once_per_alloca
         return;
     }
     let pair = VethPair::in_net(205, 1);
-    let Some(tern) = Tern::start(&pair) else {
+    let Some(tern) = start(&pair) else {
         return;
     };
-    hairpin(&pair, pair.client_ip.into(), pair.server_ip.into());
+    hairpin(&pair, &tern, pair.client_ip.into(), pair.server_ip.into());
     drop(tern);
 }
 
@@ -576,16 +384,16 @@ fn ipv6_relay_to_relay_on_one_tern_is_a_hairpin_in_the_kernel() {
         return;
     }
     let pair = VethPair::in_net(205, 2);
-    let Some(tern) = Tern::start_dual_stack(&pair) else {
+    let Some(tern) = start_dual_stack(&pair) else {
         return;
     };
-    hairpin(&pair, pair.client_ip6.into(), pair.server_ip6.into());
+    hairpin(&pair, &tern, pair.client_ip6.into(), pair.server_ip6.into());
     drop(tern);
 }
 
 /// Two clients at `client_ip` relaying to each other through tern at `server_ip`, with the
 /// checks of the hairpin tests.
-fn hairpin(pair: &VethPair, client_ip: IpAddr, server_ip: IpAddr) {
+fn hairpin(pair: &VethPair, tern: &XdpTern, client_ip: IpAddr, server_ip: IpAddr) {
     let server = SocketAddr::new(server_ip, PORT);
     let payload = |i: usize, salt: usize| -> Vec<u8> {
         (0..(1 + i * 53 % 999))
@@ -619,43 +427,20 @@ fn hairpin(pair: &VethPair, client_ip: IpAddr, server_ip: IpAddr) {
     });
     let n = MESSAGES as u64;
     let bytes: u64 = (0..MESSAGES).map(|i| payload(i, 0).len() as u64).sum();
-    let fast = |text: &str, direction: &str| {
-        metric(
-            text,
-            "tern_xdp_relayed_packets_total",
-            &[&format!("direction=\"{direction}\"")],
-        )
-    };
-    let text = wait_metrics(pair, |t| {
-        fast(t, "to_peer") == 2 * n && fast(t, "to_client") == 2 * n
-    });
+    let text = tern.wait_metrics(|t| both_ways(fast, t) == (2 * n, 2 * n));
     assert_eq!(
-        (fast(&text, "to_peer"), fast(&text, "to_client")),
+        both_ways(fast, &text),
         (2 * n, 2 * n),
         "the fast path carried every packet, counted as it left A's relay and reached B's \
          client (and back):\n{text}"
     );
-    let channel = |direction: &str| {
-        metric(
-            &text,
-            "tern_relayed_packets_total",
-            &[
-                "path=\"channel_data\"",
-                &format!("direction=\"{direction}\""),
-            ],
-        )
-    };
     assert_eq!(
-        (channel("to_peer"), channel("to_client")),
+        both_ways(channel, &text),
         (2 * n, 2 * n),
         "relayed ChannelData counts each packet once per allocation:\n{text}"
     );
     assert_eq!(
-        metric(
-            &text,
-            "tern_relayed_bytes_total",
-            &["path=\"channel_data\""]
-        ),
+        channel_bytes(&text),
         4 * bytes,
         "payload bytes, both halves of both ways"
     );
@@ -668,7 +453,7 @@ fn hairpin(pair: &VethPair, client_ip: IpAddr, server_ip: IpAddr) {
         0,
         "no Data indication: B's channel matched A's relayed address:\n{text}"
     );
-    let mut listed = allocations(pair);
+    let mut listed = allocations(tern);
     listed.sort();
     let mut want = vec![
         (a_addr.to_string(), [n, bytes, n, bytes]),
