@@ -23,18 +23,8 @@ const SECRET: &str = "load-test-secret";
 #[path = "../../tests/tests/tls_pki/mod.rs"]
 mod tls_pki;
 
-/// A numeric field of the generator's JSON line.
-fn field(json: &str, name: &str) -> f64 {
-    let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {json}"))
-        + key.len();
-    let end = json[at..].find([',', '}']).map_or(json.len(), |e| at + e);
-    json[at..end]
-        .parse()
-        .unwrap_or_else(|e| panic!("{name}: {e} in {json}"))
-}
+mod common;
+use common::field;
 
 fn tern() -> TestServer {
     let mut opts = ServerOptions::rest(SECRET, "bench");
