@@ -9,7 +9,7 @@
 //! Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF), `ip` (iproute2 with libbpf),
 //! `ethtool` and `clang` (to build the pass program).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -209,66 +209,38 @@ impl VethPair {
             "ethtool -K {} tx {tx}: {out:?}",
             pair.gen_dev
         );
-        for a in [pair.client_ip, pair.peer_ip] {
+        // Permanent neighbours both ways, so the fast path's route lookup finds them from
+        // the first packet: the generator's addresses from tern's end, and tern's from the
+        // generator's.
+        let neighbours = [
+            (
+                &pair.srv,
+                &pair.srv_dev,
+                &gmac,
+                IpAddr::from(pair.client_ip),
+            ),
+            (&pair.srv, &pair.srv_dev, &gmac, pair.peer_ip.into()),
+            (&pair.srv, &pair.srv_dev, &gmac, pair.client_ip6.into()),
+            (&pair.srv, &pair.srv_dev, &gmac, pair.peer_ip6.into()),
+            (&pair.gen, &pair.gen_dev, &smac, pair.server_ip6.into()),
+            (&pair.gen, &pair.gen_dev, &smac, pair.server_ip.into()),
+        ];
+        for (ns, dev, mac, a) in neighbours {
             let a = a.to_string();
             ip(&[
                 "-n",
-                &pair.srv,
+                ns,
                 "neigh",
                 "replace",
                 &a,
                 "lladdr",
-                &gmac,
+                mac,
                 "nud",
                 "permanent",
                 "dev",
-                &pair.srv_dev,
+                dev,
             ]);
         }
-        for a in [pair.client_ip6, pair.peer_ip6] {
-            let a = a.to_string();
-            ip(&[
-                "-n",
-                &pair.srv,
-                "neigh",
-                "replace",
-                &a,
-                "lladdr",
-                &gmac,
-                "nud",
-                "permanent",
-                "dev",
-                &pair.srv_dev,
-            ]);
-        }
-        let s6 = pair.server_ip6.to_string();
-        ip(&[
-            "-n",
-            &pair.gen,
-            "neigh",
-            "replace",
-            &s6,
-            "lladdr",
-            &smac,
-            "nud",
-            "permanent",
-            "dev",
-            &pair.gen_dev,
-        ]);
-        let s = pair.server_ip.to_string();
-        ip(&[
-            "-n",
-            &pair.gen,
-            "neigh",
-            "replace",
-            &s,
-            "lladdr",
-            &smac,
-            "nud",
-            "permanent",
-            "dev",
-            &pair.gen_dev,
-        ]);
         let (src, obj) = (pair.dir.join("pass.c"), pair.dir.join("pass.o"));
         std::fs::write(&src, PASS_C).expect("write pass.c");
         let out = run_bounded(
