@@ -9,7 +9,9 @@
 # inside the generator's measured window (it starts WARMUP + 1 s after the generator, the
 # window lasts DURATION + 2 s, so perf's window falls inside it). Packets relayed in perf's
 # window are the generator's relayed pkt/s times DURATION. Prints per server the median of
-# system calls per relayed packet, and the median count of each kind per packet.
+# system calls per relayed packet, the median count of each kind per packet, and the TCP
+# segments the whole machine sent per relayed packet over the same window (`nstat`
+# TcpOutSegs: the generator's and the server's, data and pure ACKs; over UDP, zero).
 #
 # Needs root or perf_event_paranoid <= 1 and tracefs (perf's syscalls tracepoints), perf
 # (Debian's linux-perf) and coturn's turnserver. Every run is bounded by `timeout`.
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.."
 TRANSPORT=${TRANSPORT:-tcp}; RUNS=${RUNS:-3}; DURATION=${DURATION:-4}; WARMUP=${WARMUP:-1}
 SESSIONS=${SESSIONS:-10}; SIZE=${SIZE:-100}; PORT=${PORT:-34990}
 SECRET=syscalls-secret
-for tool in perf turnserver taskset; do
+for tool in perf turnserver taskset nstat; do
     command -v "$tool" >/dev/null || { echo "syscalls.sh needs $tool" >&2; exit 1; }
 done
 perf stat -e 'syscalls:sys_enter_sendto' -- true >/dev/null 2>&1 \
@@ -72,14 +74,17 @@ for round in $(seq "$RUNS"); do
             --warmup "$WARMUP" --duration "$((DURATION + 2))" --json >"$TMP/load.json" 2>"$TMP/load.err" &
         load=$!
         sleep "$(python3 -c "print($WARMUP + 1)")"
+        nstat -n >/dev/null
         perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$TMP/perf.csv" -- sleep "$DURATION" >/dev/null 2>&1
+        nstat -z TcpOutSegs >"$TMP/nstat.txt"
         wait "$load" || { cat "$TMP/load.err" >&2; exit 1; }
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=""
-        python3 - "$kind" "$DURATION" "$TMP/perf.csv" "$TMP/load.json" >>"$TMP/runs.jsonl" <<'EOF'
+        python3 - "$kind" "$DURATION" "$TMP/perf.csv" "$TMP/load.json" "$TMP/nstat.txt" >>"$TMP/runs.jsonl" <<'EOF'
 import json, sys
-kind, duration, perf, load = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+kind, duration, perf, load, nstat = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+segments = sum(int(l.split()[1]) for l in open(nstat) if l.startswith("TcpOutSegs"))
 counts = {}
 for line in open(perf):
     parts = line.strip().split(",")
@@ -87,7 +92,8 @@ for line in open(perf):
         counts[parts[2][len("syscalls:sys_enter_"):]] = int(parts[0])
 result = json.loads(open(load).read().strip().splitlines()[-1])
 packets = result["relayed_pps"] * duration
-print(json.dumps({"kind": kind, "packets": packets, "pps": result["relayed_pps"], "counts": counts}))
+print(json.dumps({"kind": kind, "packets": packets, "pps": result["relayed_pps"], "counts": counts,
+                  "segments": segments}))
 EOF
         echo "round $round $kind: $(tail -1 "$TMP/runs.jsonl" | cut -c1-160)" >&2
     done
@@ -98,8 +104,8 @@ import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 print(f"System calls per relayed packet, closed {sys.argv[4]} B x {sys.argv[3]} over {sys.argv[2]}, "
       f"medians of {len(runs) // 2} runs per server (packets both ways)\n")
-print("| server | relayed pkt/s | syscalls per pkt | by kind (per pkt) |")
-print("|---|---:|---:|---|")
+print("| server | relayed pkt/s | syscalls per pkt | TCP segments per pkt (machine) | by kind (per pkt) |")
+print("|---|---:|---:|---:|---|")
 for kind in ("tern", "coturn"):
     mine = [r for r in runs if r["kind"] == kind]
     total = statistics.median(sum(r["counts"].values()) / r["packets"] for r in mine)
@@ -107,5 +113,6 @@ for kind in ("tern", "coturn"):
     per = {n: statistics.median(r["counts"].get(n, 0) / r["packets"] for r in mine) for n in names}
     kinds = ", ".join(f"{n} {v:.3f}" for n, v in sorted(per.items(), key=lambda x: -x[1]) if v >= 0.001)
     pps = statistics.median(r["pps"] for r in mine)
-    print(f"| {kind} | {pps:,.0f} | {total:.3f} | {kinds} |")
+    segments = statistics.median(r["segments"] / r["packets"] for r in mine)
+    print(f"| {kind} | {pps:,.0f} | {total:.3f} | {segments:.3f} | {kinds} |")
 EOF
