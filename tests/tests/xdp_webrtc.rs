@@ -135,7 +135,12 @@ fn run_pair(
         .lines()
         .find(|l| l.starts_with("{\"offer\""))
         .expect("netns_pair.py printed its result line");
-    let mut v: Value = serde_json::from_str(line).expect("result line is JSON");
+    // The first JSON value on the line: stderr's text may still follow it there.
+    let mut v: Value = serde_json::Deserializer::from_str(line)
+        .into_iter::<Value>()
+        .next()
+        .expect("a result on the line")
+        .expect("result line is JSON");
     (v["offer"].take(), v["answer"].take())
 }
 

@@ -49,8 +49,11 @@ def main() -> int:
         return 1
     for r in (off, ans):
         print(describe(r), file=sys.stderr)
-    print(json.dumps({"offer": off, "answer": ans, "aiortc": aiortc.__version__,
-                      "aioice": aioice.__version__}), flush=True)
+    # One write, newline included: stdout and stderr share the test's capture, and a
+    # separate newline write lets stderr's text land behind the JSON on its line.
+    sys.stdout.write(json.dumps({"offer": off, "answer": ans, "aiortc": aiortc.__version__,
+                                 "aioice": aioice.__version__}) + "\n")
+    sys.stdout.flush()
     return 0
 
 
