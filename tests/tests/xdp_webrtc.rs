@@ -17,6 +17,17 @@
 //!   carry ChannelData both ways (`tern_xdp_relayed_packets_total`), within
 //!   `tern_relayed_packets_total`.
 //!
+//! - A relay-only aiortc offerer and a relay-only headless browser answering
+//!   (`tests/webrtc/browser_peer.py`), Chromium and Firefox ESR, in the generator's namespace
+//!   (given a default route towards tern's end: Firefox gathers only on the default route's
+//!   interface). Chromium sends its first checks as Send indications and binds a channel
+//!   with the first, so the hairpin carries the data channel both ways as for two aiortc
+//!   peers. Firefox binds no channel at all (Send and Data indications only): the hairpin
+//!   needs a channel on the receiving allocation, so userspace relays all of it and the test
+//!   asserts the fast path carried nothing. The browser reports its nominated pair from
+//!   `getStats`; it is stopped before it deletes its allocation, so the usage records are not
+//!   compared with the counters here.
+//!
 //! aioice (aiortc's ICE) binds a channel before its first datagram to any peer and sends
 //! everything as ChannelData, never a Send indication: each test checks its log line
 //! ("TURN channel bound") and tern's counters (ChannelBind successes, no indication to a
@@ -104,12 +115,15 @@ fn turn_server(pair: &VethPair, name: &str) -> Value {
     }])
 }
 
-/// Runs the two peers in the generator's namespace; returns (offerer, answerer) results.
+/// Runs the two peers in the generator's namespace, the answerer aiortc_peer.py unless
+/// `answerer` names another script and its arguments (browser_peer.py); returns (offerer,
+/// answerer) results.
 fn run_pair(
     python: &Path,
     pair: &VethPair,
     offer: (&Value, &str),
     answer: (&Value, &str),
+    answerer: &[&str],
 ) -> (Value, Value) {
     let mut cmd = Command::new("timeout");
     cmd.args(["--signal=TERM", "--kill-after=15", &LIMIT_S.to_string()])
@@ -122,6 +136,10 @@ fn run_pair(
         .args(["--answer-policy", answer.1])
         .args(["--messages", &MESSAGES.to_string()])
         .args(["--timeout", &PEER_TIMEOUT_S.to_string()]);
+    if let Some((script, args)) = answerer.split_first() {
+        cmd.args(["--answer-script", script]);
+        cmd.args(args.iter().map(|a| format!("--answer-arg={a}")));
+    }
     let out = run_bounded(&mut cmd, LIMIT);
     eprintln!("{}", out.text);
     assert!(
@@ -248,6 +266,7 @@ fn aiortc_relay_only_pair_relays_with_xdp_native_on_tern_hairpin() {
         &pair,
         (&turn_server(&pair, "xdp-offer"), "relay"),
         (&turn_server(&pair, "xdp-answer"), "relay"),
+        &[],
     );
     for r in [&off, &ans] {
         assert_done(r);
@@ -329,6 +348,7 @@ fn aiortc_relay_only_to_a_host_peer_rides_the_fast_path_both_ways() {
         &pair,
         (&turn_server(&pair, "xdp-offer"), "relay"),
         (&json!([]), "all"),
+        &[],
     );
     assert_done(&off);
     assert_done(&ans);
@@ -378,4 +398,181 @@ fn aiortc_relay_only_to_a_host_peer_rides_the_fast_path_both_ways() {
     );
     assert_channels_only(&text, 1);
     drop(tern);
+}
+
+/// The browser `kind` (chromium or firefox) is installed: on `PATH`, or named by
+/// `CHROMIUM_BIN` / `FIREFOX_BIN` (what tests/webrtc/browsers.py looks for); otherwise a skip
+/// note (a failure under CI).
+fn browser(kind: &str) -> bool {
+    let (var, names, install): (&str, &[&str], &str) = match kind {
+        "chromium" => ("CHROMIUM_BIN", &["chromium"], "apt-get install -y chromium"),
+        _ => (
+            "FIREFOX_BIN",
+            &["firefox-esr", "firefox"],
+            "apt-get install -y firefox-esr",
+        ),
+    };
+    let ok = std::env::var_os(var).is_some() || names.iter().any(|n| prereq::on_path(n).is_some());
+    if !ok {
+        prereq::missing(&format!("{kind} not on PATH"), install);
+    }
+    ok
+}
+
+/// `kind` relay-only as the answerer of a relay-only aiortc offerer, both in the generator's
+/// namespace: the hairpin carries the data channel, as in the aiortc pair, if the browser
+/// binds channels (`binds_channels`); otherwise userspace relays it all.
+fn browser_relay_only(kind: &str, binds_channels: bool, subnet: u8) {
+    if !browser(kind) {
+        return;
+    }
+    let Some((python, pair, tern)) = setup(subnet) else {
+        return;
+    };
+    // Firefox gathers only on the interface of the default route (its default_address_only
+    // without media permission: a route lookup, nothing sent), so the generator's end gets
+    // one, towards tern's end; the server's namespace has no route out.
+    let gw = pair.server_ip.to_string();
+    let out = run_bounded(
+        Command::new("ip").args([
+            "-n",
+            &pair.gen,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gw,
+            "dev",
+            &pair.gen_dev,
+        ]),
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "default route in {}: {out:?}", pair.gen);
+    let (off, ans) = run_pair(
+        &python,
+        &pair,
+        (&turn_server(&pair, "xdp-offer"), "relay"),
+        (&turn_server(&pair, &format!("xdp-{kind}")), "relay"),
+        &["browser_peer.py", "--browser", kind],
+    );
+    assert_done(&off);
+    assert_done(&ans);
+    // The browser reports its pair from getStats in aiortc_peer.py's form.
+    for r in [&off, &ans] {
+        let p = &r["selected_pair"];
+        for side in ["local", "remote"] {
+            let (typ, ip, port) = candidate(&p[side]);
+            assert!(
+                typ == "relay" && ip == pair.server_ip && RELAY_PORTS.contains(&port),
+                "selected pair is relay/relay on tern's relayed address ({kind}): {p}"
+            );
+        }
+    }
+    for bound in channel_bound(&off) {
+        assert!(
+            bound.contains(&format!("'{}'", pair.server_ip)),
+            "aioice bound its channel to the browser's relayed address: {bound}"
+        );
+    }
+    let ind = |t: &str, d: &str| {
+        metric(
+            t,
+            "tern_relayed_packets_total",
+            &["path=\"indication\"", &format!("direction=\"{d}\"")],
+        )
+    };
+    let binds = |t: &str| {
+        metric(
+            t,
+            "tern_requests_total",
+            &["method=\"channel_bind\"", "result=\"success\""],
+        )
+    };
+    let text = tern.wait_metrics(|t| {
+        let [p, c, fp, fc] = counts(t);
+        if binds_channels {
+            p >= 2 * MESSAGES && c >= 2 * MESSAGES && fc >= 2 * MESSAGES && fp == fc
+        } else {
+            c >= MESSAGES && ind(t, "to_peer") >= MESSAGES && ind(t, "to_client") >= MESSAGES
+        }
+    });
+    let [to_peer, to_client, fast_to_peer, fast_to_client] = counts(&text);
+    let (sends, datas, binds) = (ind(&text, "to_peer"), ind(&text, "to_client"), binds(&text));
+    eprintln!(
+        "aiortc to {kind}: ChannelData to_peer {to_peer} (fast path {fast_to_peer}), to_client \
+         {to_client} (fast path {fast_to_client}); Send indications {sends}, Data indications \
+         {datas}; ChannelBind successes {binds}"
+    );
+    if binds_channels {
+        // Chromium sends its first connectivity checks as Send indications and binds a
+        // channel with the first: those, and what reaches its allocation before the
+        // ChannelBind, take the userspace path; the data channel rides the hairpin.
+        assert!(
+            binds >= 2,
+            "aioice and {kind} each bound a channel ({binds} ChannelBind successes):\n{text}"
+        );
+        assert!(
+            sends >= 1,
+            "{kind} sends Send indications before its channel is bound:\n{text}"
+        );
+        assert!(
+            to_peer >= 2 * MESSAGES && to_client >= 2 * MESSAGES,
+            "the pings and pongs went into one relay and out of the other as ChannelData (the \
+             Send indications come out as ChannelData too):\n{text}"
+        );
+        assert!(
+            fast_to_client >= 2 * MESSAGES && fast_to_peer == fast_to_client,
+            "the hairpin carried the data channel both ways (every ping and pong at least), \
+             each packet counted once on the sender's allocation and once on the \
+             receiver's:\n{text}"
+        );
+    } else {
+        // Firefox binds no channel: it sends Send indications and receives Data indications
+        // only. The hairpin needs a channel on the receiving allocation and carries no Send
+        // indication, so userspace relays everything: aiortc's ChannelData to the browser's
+        // relayed address goes out as Data indications, the browser's Send indications reach
+        // aiortc as ChannelData.
+        assert_eq!(
+            binds, 1,
+            "only aioice bound a channel; {kind} sends indications:\n{text}"
+        );
+        assert!(
+            sends >= MESSAGES && datas >= MESSAGES && to_client >= MESSAGES && to_peer >= MESSAGES,
+            "the pongs left {kind} as Send indications and reached aiortc as ChannelData, the \
+             pings went the other way:\n{text}"
+        );
+        assert!(
+            fast_to_peer == 0 && fast_to_client == 0,
+            "the fast path cannot carry a pair without a channel on both sides:\n{text}"
+        );
+    }
+    assert!(
+        to_peer >= fast_to_peer && to_client >= fast_to_client,
+        "tern_relayed_packets_total counts the fast path's packets too:\n{text}"
+    );
+    // All paths: every packet out of a relay went into the other one first. (The browser is
+    // stopped before it deletes its allocation, so the usage records are not compared: that
+    // allocation outlives the test.)
+    let relayed = |d: &str| {
+        metric(
+            &text,
+            "tern_relayed_packets_total",
+            &[&format!("direction=\"{d}\"")],
+        )
+    };
+    assert!(
+        relayed("to_peer") >= relayed("to_client"),
+        "tern_relayed_packets_total: nothing left a relay that did not enter the other:\n{text}"
+    );
+    drop(tern);
+}
+
+#[test]
+fn chromium_relay_only_rides_the_fast_path_with_xdp_native() {
+    browser_relay_only("chromium", true, 3);
+}
+
+#[test]
+fn firefox_relay_only_binds_no_channel_so_userspace_relays_it_with_xdp_native() {
+    browser_relay_only("firefox", false, 4);
 }
