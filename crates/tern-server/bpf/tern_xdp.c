@@ -290,6 +290,48 @@ static __always_inline __be32 class_of(void *ip, int v6)
 // right: pseudo-header, header and data summed in full. A sender that left the checksum to
 // offload (CHECKSUM_PARTIAL over veth) has only the pseudo-header sum there, and fails
 // this, as does any corruption; the kernel then has the frame.
+// The UDP checksum's sum less what a rewrite replaces: the pseudo-header's addresses and
+// length, the ports and the UDP length (the pseudo-header's length and the header's are the
+// same word, so it goes twice).
+static __always_inline __u32 sum_out_headers(__u32 sum, void *ip, struct udphdr *udp, int v6)
+{
+	sum = sub_addr(sum, src_addr(ip, v6), ALEN(v6));
+	sum = sub_addr(sum, dst_addr(ip, v6), ALEN(v6));
+	sum = csum_sub(sum, udp->source);
+	sum = csum_sub(sum, udp->dest);
+	sum = csum_sub(sum, udp->len);
+	return csum_sub(sum, udp->len);
+}
+
+// The sum plus what the rewrite puts in: new addresses, ports and UDP length `nlen`
+// (network order).
+static __always_inline __u32 sum_in_headers(__u32 sum, const __u8 *src, const __u8 *dst, __u16 sport,
+					    __u16 dport, __u16 nlen, int v6)
+{
+	sum = sum_addr(sum, src, ALEN(v6));
+	sum = sum_addr(sum, dst, ALEN(v6));
+	sum = csum_add(sum, sport);
+	sum = csum_add(sum, dport);
+	sum = csum_add(sum, nlen);
+	return csum_add(sum, nlen);
+}
+
+// Takes the `extra` (at most 3) bytes after a ChannelData payload of `len` bytes out of
+// `*sum`; -1 when they cannot be read.
+static __always_inline int sum_out_tail(struct xdp_md *ctx, __u32 *sum, int v6, __u16 len, __u16 extra)
+{
+	__u32 tail = HDRS(v6) + CD_HDR + len;
+	for (int i = 0; i < extra && i < 3; i++) {
+		__u8 byte;
+		if (bpf_xdp_load_bytes(ctx, tail + i, &byte, 1))
+			return -1;
+		// Offset from the UDP header is even for the high byte of a word.
+		__u16 word = ((CD_HDR + len + i) & 1) ? bpf_htons(byte) : bpf_htons((__u16)byte << 8);
+		*sum = csum_sub(*sum, word);
+	}
+	return 0;
+}
+
 static __always_inline int udp_ok(struct xdp_md *ctx, int v6, void *ip, struct udphdr *udp, __u16 udp_len)
 {
 	__u32 sum;
@@ -436,29 +478,11 @@ static __always_inline int hairpin(struct xdp_md *ctx, int v6, __u16 len, __u16 
 	__u16 check = udp->check;
 	__u16 nlen = bpf_htons(new_udp_len);
 	if (check) {
-		__u32 sum = (__u16)~check;
-		sum = sub_addr(sum, src_addr(ip, v6), ALEN(v6));
-		sum = sub_addr(sum, dst_addr(ip, v6), ALEN(v6));
-		sum = csum_sub(sum, udp->source);
-		sum = csum_sub(sum, udp->dest);
-		sum = csum_sub(sum, udp->len);
-		sum = csum_sub(sum, udp->len);
+		__u32 sum = sum_out_headers((__u16)~check, ip, udp, v6);
 		sum = csum_sub(sum, cd[0]);
-		__u32 tail = HDRS(v6) + CD_HDR + len;
-		for (int i = 0; i < extra && i < 3; i++) {
-			__u8 byte;
-			if (bpf_xdp_load_bytes(ctx, tail + i, &byte, 1))
-				goto pass;
-			// Offset from the UDP header is even for the high byte of a word.
-			__u16 word = ((CD_HDR + len + i) & 1) ? bpf_htons(byte) : bpf_htons((__u16)byte << 8);
-			sum = csum_sub(sum, word);
-		}
-		sum = sum_addr(sum, server_ip, ALEN(v6));
-		sum = sum_addr(sum, client_ip, ALEN(v6));
-		sum = csum_add(sum, b->server_port);
-		sum = csum_add(sum, b->client_port);
-		sum = csum_add(sum, nlen);
-		sum = csum_add(sum, nlen);
+		if (sum_out_tail(ctx, &sum, v6, len, extra))
+			goto pass;
+		sum = sum_in_headers(sum, server_ip, client_ip, b->server_port, b->client_port, nlen, v6);
 		sum = csum_add(sum, b->channel);
 		check = ~csum_fold(sum);
 		if (check == 0)
@@ -552,31 +576,13 @@ static __always_inline int to_peer(struct xdp_md *ctx, int v6, __u16 udp_len)
 	// (no checksum, IPv4 only) stays zero.
 	__u16 check = udp->check;
 	if (check) {
-		__u32 sum = (__u16)~check;
-		sum = sub_addr(sum, src_addr(ip, v6), ALEN(v6));
-		sum = sub_addr(sum, dst_addr(ip, v6), ALEN(v6));
-		sum = csum_sub(sum, udp->source);
-		sum = csum_sub(sum, udp->dest);
-		sum = csum_sub(sum, udp->len);
-		sum = csum_sub(sum, udp->len);
+		__u32 sum = sum_out_headers((__u16)~check, ip, udp, v6);
 		sum = csum_sub(sum, *(__u16 *)cd);
 		sum = csum_sub(sum, *(__u16 *)(cd + 2));
-		__u32 tail = HDRS(v6) + CD_HDR + len;
-		for (int i = 0; i < extra && i < 3; i++) {
-			__u8 b;
-			if (bpf_xdp_load_bytes(ctx, tail + i, &b, 1))
-				return XDP_PASS;
-			// Offset from the UDP header is even for the high byte of a word.
-			__u16 word = ((CD_HDR + len + i) & 1) ? bpf_htons(b) : bpf_htons((__u16)b << 8);
-			sum = csum_sub(sum, word);
-		}
-		__u16 nlen = bpf_htons(new_udp_len);
-		sum = sum_addr(sum, relay_ip, ALEN(v6));
-		sum = sum_addr(sum, peer_ip, ALEN(v6));
-		sum = csum_add(sum, v->relay_port);
-		sum = csum_add(sum, v->peer_port);
-		sum = csum_add(sum, nlen);
-		sum = csum_add(sum, nlen);
+		if (sum_out_tail(ctx, &sum, v6, len, extra))
+			return XDP_PASS;
+		sum = sum_in_headers(sum, relay_ip, peer_ip, v->relay_port, v->peer_port,
+				     bpf_htons(new_udp_len), v6);
 		check = ~csum_fold(sum);
 		if (check == 0)
 			check = 0xffff;
@@ -653,19 +659,8 @@ static __always_inline int to_client(struct xdp_md *ctx, int v6, __u16 udp_len)
 	__u16 nlen = bpf_htons(new_udp_len);
 	__u16 blen = bpf_htons(len);
 	if (check) {
-		__u32 sum = (__u16)~check;
-		sum = sub_addr(sum, src_addr(ip, v6), ALEN(v6));
-		sum = sub_addr(sum, dst_addr(ip, v6), ALEN(v6));
-		sum = csum_sub(sum, udp->source);
-		sum = csum_sub(sum, udp->dest);
-		sum = csum_sub(sum, udp->len);
-		sum = csum_sub(sum, udp->len);
-		sum = sum_addr(sum, server_ip, ALEN(v6));
-		sum = sum_addr(sum, client_ip, ALEN(v6));
-		sum = csum_add(sum, v->server_port);
-		sum = csum_add(sum, v->client_port);
-		sum = csum_add(sum, nlen);
-		sum = csum_add(sum, nlen);
+		__u32 sum = sum_out_headers((__u16)~check, ip, udp, v6);
+		sum = sum_in_headers(sum, server_ip, client_ip, v->server_port, v->client_port, nlen, v6);
 		sum = csum_add(sum, v->channel);
 		sum = csum_add(sum, blen);
 		check = ~csum_fold(sum);
