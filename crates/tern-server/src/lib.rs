@@ -372,26 +372,8 @@ fn start_xdp(config: &ServerConfig) -> io::Result<Option<()>> {
 
 fn xdp_context(config: &ServerConfig) -> xdp::Context {
     xdp::Context {
-        relay_ips: xdp::RelayIps {
-            v4: match config.relay_bind_ips[Family::V4.index()] {
-                Some(IpAddr::V4(ip)) => Some(ip),
-                _ => None,
-            },
-            v6: match config.relay_bind_ips[Family::V6.index()] {
-                Some(IpAddr::V6(ip)) => Some(ip),
-                _ => None,
-            },
-        },
-        advertised: xdp::RelayIps {
-            v4: match config.core.relayed_ip(Family::V4) {
-                Some(IpAddr::V4(ip)) => Some(ip),
-                _ => None,
-            },
-            v6: match config.core.relayed_ip(Family::V6) {
-                Some(IpAddr::V6(ip)) => Some(ip),
-                _ => None,
-            },
-        },
+        relay_ips: xdp::RelayIps::new(config.relay_bind_ips),
+        advertised: xdp::RelayIps::new(Family::ALL.map(|f| config.core.relayed_ip(f))),
         max_bps: config.core.max_bps,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tern_proto::{BoundChannel, Event, Family, FiveTuple, PathCount, Server, Transport};
+use tern_proto::{BoundChannel, Event, FiveTuple, PathCount, Server, Transport};
 use tracing::{debug, warn};
 
 use super::maps::Entry;
@@ -62,10 +62,7 @@ impl Feed {
         if !matches!(b.five_tuple.transport, Transport::Udp { .. }) {
             return None;
         }
-        let relay_ip = match b.relayed.family {
-            Family::V4 => self.shared.relay_ips.v4.map(Into::into),
-            Family::V6 => self.shared.relay_ips.v6.map(Into::into),
-        }?;
+        let relay_ip = self.shared.relay_ips.get(b.relayed.family)?;
         Entry::new(
             b.five_tuple.client,
             b.five_tuple.server,

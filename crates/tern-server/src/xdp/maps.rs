@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
-use tern_proto::PathCount;
+use tern_proto::{Family, PathCount};
 
 use super::{Mode, RelayIps};
 
@@ -346,8 +346,8 @@ impl Attached {
         advertised: RelayIps,
     ) -> Result<Self, String> {
         let mut program = Program::load()?;
-        for family in [IpAddr::V4(0.into()), IpAddr::V6(0.into())] {
-            if let (Some(adv), Some(local)) = (advertised.of(family), relay_ips.of(family)) {
+        for family in Family::ALL {
+            if let (Some(adv), Some(local)) = (advertised.get(family), relay_ips.get(family)) {
                 program.set_own_relay(adv, local)?;
             }
         }

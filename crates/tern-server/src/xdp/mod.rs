@@ -28,6 +28,8 @@ pub use maps::{Entry, Program};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use tern_proto::{Family, PerFamily};
+
 /// `xdp`: whether and how to attach the fast path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Mode {
@@ -98,11 +100,26 @@ pub struct RelayIps {
 }
 
 impl RelayIps {
-    /// The relay address of `peer`'s family.
-    pub fn of(&self, peer: IpAddr) -> Option<IpAddr> {
-        match peer {
-            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
-            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+    /// From one address per family (`[Family::V4, Family::V6]` order, as the server's
+    /// per-family tables are): each kept only when it is of its slot's family and specific.
+    pub fn new([v4, v6]: PerFamily<Option<IpAddr>>) -> Self {
+        Self {
+            v4: match v4 {
+                Some(IpAddr::V4(ip)) if !ip.is_unspecified() => Some(ip),
+                _ => None,
+            },
+            v6: match v6 {
+                Some(IpAddr::V6(ip)) if !ip.is_unspecified() => Some(ip),
+                _ => None,
+            },
+        }
+    }
+
+    /// The address of `family`.
+    pub fn get(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => self.v4.map(IpAddr::V4),
+            Family::V6 => self.v6.map(IpAddr::V6),
         }
     }
 }
@@ -110,9 +127,9 @@ impl RelayIps {
 /// What the server knows when it starts the fast path.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    /// The addresses relay sockets are bound to, per family (a specific one is needed: it
-    /// is the source of the relayed packets the program writes). The fast path relays the
-    /// families that have one.
+    /// The specific addresses relay sockets are bound to, per family ([`RelayIps::new`]
+    /// drops a wildcard: the program needs the source of the relayed packets it writes).
+    /// The fast path relays the families that have one.
     pub relay_ips: RelayIps,
     /// The relayed IPs tern advertises, per family (XOR-RELAYED-ADDRESS: `external-ip`'s
     /// public part, else the relay address): ChannelData to a peer there is a hairpin
@@ -137,10 +154,7 @@ pub fn start(config: &XdpConfig, cx: Context) -> Result<Option<Shared>, NotStart
             reason: "xdp-interface is not set".into(),
         });
     };
-    let relay_ips = RelayIps {
-        v4: cx.relay_ips.v4.filter(|ip| !ip.is_unspecified()),
-        v6: cx.relay_ips.v6.filter(|ip| !ip.is_unspecified()),
-    };
+    let relay_ips = cx.relay_ips;
     if relay_ips == RelayIps::default() {
         return Err(fail(
             "the fast path needs a specific relay address, IPv4 or IPv6 or one of each (relay-ip or listening-ip)".into(),
