@@ -110,7 +110,8 @@ impl DataPath {
 pub enum Target {
     /// A TURN server (tern or coturn).
     Turn,
-    /// `bare-forwarder`: a 4-byte header like ChannelData, a hello handshake, no STUN.
+    /// `bare-forwarder`: a 4-byte header like ChannelData, a hello handshake, no STUN; over
+    /// UDP, or over TCP with the frames padded as TURN-over-TCP ChannelData.
     Bare,
 }
 

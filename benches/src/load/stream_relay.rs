@@ -128,13 +128,13 @@ pub fn run(args: &Args) -> io::Result<Report> {
         _ => None,
     };
     let mut engine = Engine::new(args.server, tls, &args.secret)?;
-    let bare = args.target == Target::Bare;
-    if bare {
+    let to_bare = args.target == Target::Bare;
+    if to_bare {
         engine.wire = Wire::Bare;
     }
     let mut slots: Vec<Option<Session>> = (0..args.sessions).map(|_| None).collect();
     let plan = |i: usize| {
-        if bare {
+        if to_bare {
             return vec![Step::Hello(peer_of(i))];
         }
         let mut steps = vec![Step::Allocate, Step::Permission(peer_of(i))];
@@ -190,7 +190,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         payload: vec![0xAB; args.size],
         scratch: Vec::with_capacity(args.size + 64),
         tids: Tids::new(),
-        bare,
+        bare: to_bare,
     };
     let mut window = Window::new(args, ns());
     let open = args.mode == Mode::Open;
@@ -270,7 +270,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
             let (inflight, last_rx, newest) = (&mut ep.inflight, &mut ep.last_rx, &mut ep.newest);
             let mut on_message = |kind: FrameKind, m: &[u8]| {
                 let payload = match kind {
-                    FrameKind::ChannelData if bare => m.get(bare::HEADER_LEN..),
+                    FrameKind::ChannelData if to_bare => m.get(bare::HEADER_LEN..),
                     FrameKind::ChannelData => ChannelData::parse_rfc5766(m).ok().map(|d| d.payload),
                     FrameKind::Stun => stun::data_indication(m),
                 };
