@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: tern, coturn and the bare UDP forwarder, on loopback only.
+# Side-by-side benchmark: tern, coturn and the bare forwarder, on loopback only.
 #
 # For each load, runs the servers interleaved (tern, coturn, bare, tern, coturn, bare, ...),
 # RUNS times each, every run on a freshly started server with the same relay port range and
@@ -18,17 +18,18 @@
 #   the server's listening socket (UDP GRO on in tern and the bare forwarder) as one buffer;
 # - allocation rate;
 # - TURN over TCP and over TLS (tern-load --transport tcp|tls, browser shape: one write and one
-#   TLS record per packet), tern and coturn only: closed loads and the paced 1000-allocation
-#   load, then a hold of HOLD idle TLS allocations, each its own full handshake and Allocate
-#   (handshakes/s while they open, the server's RSS growth per allocation, and a Refresh on
-#   each at the end: none may be lost). Both servers get the same certificate (ECDSA P-256, from
-#   a CA made with openssl for this run) on the TLS port and TCP on the listening port.
-# The bare forwarder runs under both shapes (UDP only). A row is marked generator-limited when the
+#   TLS record per packet): closed loads and the paced 1000-allocation load (over TCP also the
+#   bare forwarder, its client leg TCP: the kernel's ceiling for TURN over TCP; it has no TLS),
+#   then a hold of HOLD idle TLS allocations (tern and coturn), each its own full handshake and
+#   Allocate (handshakes/s while they open, the server's RSS growth per allocation, and a
+#   Refresh on each at the end: none may be lost). Both servers get the same certificate (ECDSA
+#   P-256, from a CA made with openssl for this run) on the TLS port and TCP on the listening port.
+# The bare forwarder runs under both UDP shapes and over TCP. A row is marked generator-limited when the
 # generator used >= 95 % of its CPU while the server used < 90 %; every row also shows the
 # per-core capacity 10^6 / (server CPU us per relayed packet), which compares the servers
 # whatever held the rate.
 #
-# Duration: 49 runs per round; about 30 minutes at the defaults (RUNS=3, 6 s windows after
+# Duration: 52 runs per round; about 32 minutes at the defaults (RUNS=3, 6 s windows after
 # 1.5 s warm-up, about 10 s per run with start, set-up and drain; callgrind about a minute).
 # QUICK=1: 1 round of 2 s windows, about 6 minutes.
 #
@@ -188,7 +189,12 @@ start_server() { # KIND MIN MAX
     taskset -c "$SRV_CPU" "${cmd[@]}" >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
     local ready_port=$LISTEN_PORT ss_flags=-ulnH
-    [[ $STREAMS == 1 ]] && { ready_port=$TLS_PORT; ss_flags=-tlnH; }
+    # Stream loads: the TLS port, bound last; the bare forwarder has none, its TCP listening
+    # port (bound after its UDP one) instead.
+    if [[ $STREAMS == 1 ]]; then
+        ss_flags=-tlnH
+        [[ $1 == bare* ]] || ready_port=$TLS_PORT
+    fi
     # tern binds its whole relay range before it listens: a wide range takes a while.
     for _ in $(seq 300); do
         if [ -n "$(ss "$ss_flags" "sport = :$ready_port")" ]; then
@@ -335,18 +341,23 @@ ALLOC=(--mode alloc-rate --concurrency 16 --client-ports "$ALLOC_CLIENTS")
 run_load "alloc-rate, wide range $WIDE" "tern coturn" "$WIDE" "${ALLOC[@]}"
 run_load "alloc-rate, pool $POOL" "tern coturn" "$POOL" "${ALLOC[@]}"
 
-# TURN over TCP and TLS (tern and coturn; the bare forwarder has no TCP). Browser shape: each
-# packet its own write (and TLS record), as a browser's TURN/TCP sends.
+# TURN over TCP and TLS (tern and coturn, and over TCP the bare forwarder with its client leg
+# TCP; it has no TLS). Browser shape: each packet its own write (and TLS record), as a
+# browser's TURN/TCP sends.
 STREAMS=1
 STREAM_SERVERS="tern coturn"
 [[ -n $BASELINE_TERN ]] && STREAM_SERVERS="tern tern-base coturn"
 TLS_ARGS=(--transport tls --ca "$CA")
 [[ $TLS12 == 1 ]] && TLS_ARGS+=(--tls12)
 for t in tcp tls; do
-    if [[ $t == tcp ]]; then T_ARGS=(--transport tcp); else T_ARGS=("${TLS_ARGS[@]}"); fi
-    run_load "$t: closed 100 B x 10" "$STREAM_SERVERS" "$POOL" "${T_ARGS[@]}" --mode closed --size 100 --sessions 10
-    run_load "$t: closed 1200 B x 100" "$STREAM_SERVERS" "$POOL" "${T_ARGS[@]}" --mode closed --size 1200 --sessions 100
-    run_load "$t: $REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "$STREAM_SERVERS" "$WIDE" \
+    if [[ $t == tcp ]]; then
+        T_ARGS=(--transport tcp); T_SERVERS="$STREAM_SERVERS bare"
+    else
+        T_ARGS=("${TLS_ARGS[@]}"); T_SERVERS=$STREAM_SERVERS
+    fi
+    run_load "$t: closed 100 B x 10" "$T_SERVERS" "$POOL" "${T_ARGS[@]}" --mode closed --size 100 --sessions 10
+    run_load "$t: closed 1200 B x 100" "$T_SERVERS" "$POOL" "${T_ARGS[@]}" --mode closed --size 1200 --sessions 100
+    run_load "$t: $REAL_SESSIONS allocations, own peers, 1200 B at $REAL_RATE/s each" "$T_SERVERS" "$WIDE" \
         "${T_ARGS[@]}" --mode open --sessions "$REAL_SESSIONS" --peers "$REAL_SESSIONS" --size 1200 \
         --rate $((REAL_SESSIONS * REAL_RATE)) --concurrency 64
 done

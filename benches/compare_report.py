@@ -237,7 +237,11 @@ SECTIONS = (
         "ChannelBind over the stream, then ChannelData padded to four bytes (RFC 8656 §12.5), each packet "
         "its own `write` and, over TLS, its own record, as a browser's TURN/TCP sends; the server sends "
         "the peers' packets back on the stream. Peers are UDP. Closed: 8 in flight per session. The "
-        "1000-allocation load is paced as the UDP one. The bare forwarder has no TCP. The generator is one "
+        "1000-allocation load is paced as the UDP one. Over TCP the bare forwarder runs too: the same path "
+        "(client leg TCP with the same padded framing, peer leg UDP) with no TURN (a hello instead of "
+        "Allocate, CreatePermission and ChannelBind), as tern's TCP path is built (epoll, one read of up "
+        "to 64 KiB per ready connection, a `sendmmsg` per read towards the peer, one write per connection "
+        "per turn): the kernel's ceiling for these loads. It has no TLS. The generator is one "
         "epoll thread with nonblocking sockets on its own CPU (as the server is on its): a row marked "
         "*generator* measured the generator's ceiling, so compare per-core capacity there.",
     ),
@@ -270,14 +274,17 @@ def stream_targets():
     print()
     print(
         f"Targets: relayed pkt/s ≥ {TARGET_PPS:.2f}× coturn's, CPU per packet ≤ {TARGET_CPU:.2f}× coturn's, "
-        f"RTT p99 ≤ coturn's. Where the generator held a rate, compare per-core capacity instead of pkt/s."
+        f"RTT p99 ≤ coturn's. Where the generator held a rate, compare per-core capacity instead of pkt/s. "
+        "The bare forwarder (TCP only) is the kernel's ceiling: tern/bare and coturn/bare say how close each "
+        "server comes to it (pkt/s: 1.00 is the ceiling; CPU per packet: 1.00 is the floor)."
     )
     print()
     print(
         "| load | relayed pkt/s | per-core capacity | CPU µs per pkt | per round | RTT p99 | "
-        "limit tern / coturn | targets met |"
+        "limit tern / coturn | targets met | pkt/s tern/bare | coturn/bare | "
+        "CPU µs per pkt tern/bare | coturn/bare | limit bare |"
     )
-    print("|---|---:|---:|---:|---|---:|---|---|")
+    print("|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---|")
     for load in stream:
         def m(k, f, load=load):
             return med(load, k, f)
@@ -298,10 +305,14 @@ def stream_targets():
         rate_ok = met(cap, TARGET_PPS, True) if open_load or "generator" in limit(load, "tern") else met(pps, TARGET_PPS, True)
         checks = [("pkt/s" if not open_load else "capacity", rate_ok), ("CPU", met(cpu, TARGET_CPU, False)), ("p99", met(p99, TARGET_P99, False))]
         verdict = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in checks if ok is not None) or "-"
+        bare_pps, bare_cpu = m("bare", "relayed_pps"), m("bare", "cpu_s_per_million")
         print(
             f"| {load} | {ratio(*pps)} | {ratio(*cap)} | {ratio(*cpu)} | "
             f"{per_round(load, 'tern', 'coturn', 'cpu_s_per_million')} | {ratio(*p99)} | "
-            f"{limit(load, 'tern')} / {limit(load, 'coturn')} | {verdict} |"
+            f"{limit(load, 'tern')} / {limit(load, 'coturn')} | {verdict} | "
+            f"{ratio(pps[0], bare_pps)} | {ratio(pps[1], bare_pps)} | "
+            f"{ratio(cpu[0], bare_cpu)} | {ratio(cpu[1], bare_cpu)} | "
+            f"{limit(load, 'bare') if n(load, 'bare') else '-'} |"
         )
     print()
 

@@ -1,7 +1,8 @@
 //! One client's stream connection to the server (`--transport tcp|tls`): a nonblocking TCP
 //! socket from a chosen loopback source address, rustls beside it for TLS, a bounded queue of
 //! bytes to write and a read buffer framed with `tern_wire::stream` (STUN and padded
-//! ChannelData follow each other on the stream, RFC 8656 §12.5).
+//! ChannelData follow each other on the stream, RFC 8656 §12.5), or, to the bare forwarder
+//! ([`Wire::Bare`]), its answer to the hello and then its padded frames (`super::bare`).
 //!
 //! Writes are shaped by the caller: [`StreamConn::queue`] then [`StreamConn::flush`] per
 //! message is one `write` (one TLS record) per message, as a browser's TURN/TCP sends; several
@@ -15,6 +16,7 @@ use rustls::ClientConnection;
 use socket2::{Domain, Protocol, Socket, Type};
 use tern_wire::stream::{self, FrameKind, Framing, MAX_FRAME_LEN};
 
+use super::bare;
 use super::tls::TlsClient;
 
 /// Most plaintext bytes queued and not yet written; a message beyond it is dropped (counted
@@ -23,10 +25,22 @@ const QUEUE_LIMIT: usize = 256 * 1024;
 /// The read buffer: a whole largest frame plus what follows it in one read.
 const READ_BUF: usize = 2 * MAX_FRAME_LEN;
 
+/// What the server speaks on the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// TURN: STUN messages and padded ChannelData.
+    Turn,
+    /// The bare forwarder: the 6-byte answer to the hello, then padded frames.
+    Bare,
+}
+
 /// A client's connection to the server, plain or TLS.
 pub struct StreamConn {
     sock: TcpStream,
     tls: Option<Box<ClientConnection>>,
+    wire: Wire,
+    /// The relay port the bare forwarder's answer named, once it is in.
+    bare_port: Option<u16>,
     /// Bytes read (plaintext) and not yet framed: `rbuf[..filled]`.
     rbuf: Vec<u8>,
     filled: usize,
@@ -36,13 +50,14 @@ pub struct StreamConn {
 }
 
 impl StreamConn {
-    /// Starts connecting from `source` (an ephemeral port) to `server`; with `tls`, the
-    /// handshake starts once the connection is up (driven by [`StreamConn::flush`] and
-    /// [`StreamConn::receive`]).
+    /// Starts connecting from `source` (an ephemeral port) to `server`, which speaks `wire`;
+    /// with `tls`, the handshake starts once the connection is up (driven by
+    /// [`StreamConn::flush`] and [`StreamConn::receive`]).
     pub fn connect(
         source: Ipv4Addr,
         server: SocketAddrV4,
         tls: Option<&TlsClient>,
+        wire: Wire,
     ) -> io::Result<Self> {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         s.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())?;
@@ -57,6 +72,8 @@ impl StreamConn {
         Ok(Self {
             sock: s.into(),
             tls,
+            wire,
+            bare_port: None,
             rbuf: vec![0; READ_BUF],
             filled: 0,
             out: Vec::with_capacity(4096),
@@ -67,6 +84,11 @@ impl StreamConn {
     /// The TLS session, for TLS connections.
     pub fn tls(&self) -> Option<&ClientConnection> {
         self.tls.as_deref()
+    }
+
+    /// The relay port the bare forwarder answered the hello with, once the answer is in.
+    pub fn bare_port(&self) -> Option<u16> {
+        self.bare_port
     }
 
     /// Whether the TLS handshake is still going on.
@@ -196,6 +218,17 @@ impl StreamConn {
     /// Hands every whole message at the front of the read buffer to `on_message` and keeps
     /// the rest.
     fn frame(&mut self, on_message: &mut impl FnMut(FrameKind, &[u8])) -> io::Result<()> {
+        let consumed = match self.wire {
+            Wire::Turn => self.frame_turn(on_message)?,
+            Wire::Bare => self.frame_bare(on_message)?,
+        };
+        self.rbuf.copy_within(consumed..self.filled, 0);
+        self.filled -= consumed;
+        Ok(())
+    }
+
+    /// [`StreamConn::frame`] for TURN; returns the bytes the messages took.
+    fn frame_turn(&mut self, on_message: &mut impl FnMut(FrameKind, &[u8])) -> io::Result<usize> {
         let framing = Framing {
             max_frame_len: MAX_FRAME_LEN,
             rfc5766_channels: true,
@@ -206,10 +239,29 @@ impl StreamConn {
                 frame.map_err(|e| io::Error::other(format!("server's stream: {e}")))?;
             on_message(kind, message);
         }
-        let consumed = frames.consumed();
-        self.rbuf.copy_within(consumed..self.filled, 0);
-        self.filled -= consumed;
-        Ok(())
+        Ok(frames.consumed())
+    }
+
+    /// [`StreamConn::frame`] for the bare forwarder: its answer first (kept in
+    /// [`StreamConn::bare_port`]), then each frame as a ChannelData message (header and
+    /// payload, no padding); returns the bytes taken.
+    fn frame_bare(&mut self, on_message: &mut impl FnMut(FrameKind, &[u8])) -> io::Result<usize> {
+        let mut at = 0;
+        if self.bare_port.is_none() {
+            if self.filled < bare::ANSWER_LEN {
+                return Ok(0);
+            }
+            let port = bare::parse_answer(&self.rbuf[..bare::ANSWER_LEN])
+                .ok_or_else(|| io::Error::other("forwarder's stream: no PORT answer first"))?;
+            self.bare_port = Some(port);
+            at = bare::ANSWER_LEN;
+        }
+        let mut frames = bare::stream_frames(&self.rbuf[at..self.filled]);
+        for frame in &mut frames {
+            let frame = frame.map_err(|e| io::Error::other(format!("forwarder's stream: {e}")))?;
+            on_message(FrameKind::ChannelData, frame.message);
+        }
+        Ok(at + frames.consumed())
     }
 }
 

@@ -110,7 +110,8 @@ impl DataPath {
 pub enum Target {
     /// A TURN server (tern or coturn).
     Turn,
-    /// `bare-forwarder`: a 4-byte header like ChannelData, a hello handshake, no STUN.
+    /// `bare-forwarder`: a 4-byte header like ChannelData, a hello handshake, no STUN; over
+    /// UDP, or over TCP with the frames padded as TURN-over-TCP ChannelData.
     Bare,
 }
 
@@ -124,10 +125,10 @@ pub struct Args {
     /// TURN server or the bare forwarder.
     #[arg(long, value_enum, default_value = "turn")]
     pub target: Target,
-    /// UDP, or a stream connection per session: TCP, or TLS (with `--ca` or `--insecure`).
-    /// Over streams `--client-ports` is not used: session i connects from 127.0.0.(2 + i mod
-    /// 250) on an ephemeral port; `--shape bursty` writes a closed session's window with one
-    /// write instead of one per packet.
+    /// UDP, or a stream connection per session: TCP, or TLS (with `--ca` or `--insecure`;
+    /// not to the bare forwarder). Over streams `--client-ports` is not used: session i
+    /// connects from 127.0.0.(2 + i mod 250) on an ephemeral port; `--shape bursty` writes a
+    /// closed session's window with one write instead of one per packet.
     #[arg(long, value_enum, default_value = "udp")]
     pub transport: Transport,
     /// TLS: trust the CA certificates in this PEM file (checked for the server's IP address).
@@ -300,11 +301,18 @@ impl Args {
         if !stream {
             return None;
         }
-        if self.target == Target::Bare || matches!(self.mode, Mode::AllocRate | Mode::C2c) {
+        if matches!(self.mode, Mode::AllocRate | Mode::C2c) {
             return Some(Err(format!(
-                "--transport {} runs closed, open or hold against --target turn",
+                "--transport {} runs closed, open or hold",
                 transport_name(self.transport)
             )));
+        }
+        if self.target == Target::Bare
+            && (self.transport == Transport::Tls || self.mode == Mode::Hold)
+        {
+            return Some(Err(
+                "--target bare runs closed or open, over --transport udp or tcp".into(),
+            ));
         }
         if self.transport == Transport::Tls && self.ca.is_none() && !self.insecure {
             return Some(Err("--transport tls needs --ca FILE or --insecure".into()));
@@ -343,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn streams_run_closed_open_and_hold_against_turn_only() {
+    fn streams_run_closed_open_and_hold_and_the_bare_forwarder_takes_tcp_closed_and_open() {
         assert!(args(&["--transport", "tcp", "--sessions", "5000"])
             .check()
             .is_ok());
@@ -355,15 +363,30 @@ mod tests {
         let e = args(&["--transport", "tls"]).check().unwrap_err();
         assert!(e.contains("--ca"), "{e}");
         assert!(args(&["--transport", "tls", "--insecure"]).check().is_ok());
-        for bad in [
-            ["--mode", "c2c"],
-            ["--mode", "alloc-rate"],
-            ["--target", "bare"],
-        ] {
+        for bad in [["--mode", "c2c"], ["--mode", "alloc-rate"]] {
             let mut a = vec!["--transport", "tcp"];
             a.extend_from_slice(&bad);
             assert!(args(&a).check().is_err(), "{a:?}");
         }
+        for mode in ["closed", "open"] {
+            let a = ["--target", "bare", "--transport", "tcp", "--mode", mode];
+            assert!(args(&a).check().is_ok(), "{a:?}");
+        }
+        for bad in [
+            &["--transport", "tls", "--insecure"][..],
+            &["--transport", "tls", "--insecure", "--mode", "open"],
+            &["--transport", "tcp", "--mode", "hold"],
+            &["--transport", "tcp", "--mode", "c2c"],
+            &["--transport", "tcp", "--data-path", "send"],
+        ] {
+            let mut a = vec!["--target", "bare"];
+            a.extend_from_slice(bad);
+            assert!(args(&a).check().is_err(), "{a:?}");
+        }
+        let e = args(&["--target", "bare", "--transport", "tls", "--insecure"])
+            .check()
+            .unwrap_err();
+        assert!(e.contains("--target bare"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! TURN transactions over stream connections, many at once on one epoll thread: open a
 //! connection (TCP, or TCP and a full TLS handshake), then run a session's steps (Allocate
-//! with the 401 round, CreatePermission, ChannelBind, Refresh) one after the other, with at
-//! most `concurrency` sessions busy. Used to set up the stream relay loads, to open and verify
-//! the held allocations of `--mode hold`, and to time the handshakes.
+//! with the 401 round, CreatePermission, ChannelBind, Refresh, or the bare forwarder's hello)
+//! one after the other, with at most `concurrency` sessions busy. Used to set up the stream
+//! relay loads, to open and verify the held allocations of `--mode hold`, and to time the
+//! handshakes.
 //!
 //! Each session's epoll token is its index in the slice it lives in, so the caller's loop can
 //! keep the same epoll instance afterwards.
@@ -15,7 +16,8 @@ use tern_sys::{Epoll, Interest};
 use tern_wire::stream::FrameKind;
 use tern_wire::{attr, Method};
 
-use super::conn::StreamConn;
+use super::bare;
+use super::conn::{StreamConn, Wire};
 use super::stun::{parse_response, request, Auth, Credentials, Response, Tids};
 use super::tls::TlsClient;
 
@@ -30,16 +32,26 @@ pub enum Step {
     Bind(u16, SocketAddrV4),
     /// Refresh with this LIFETIME.
     Refresh(u32),
+    /// The bare forwarder's hello naming this peer ([`Wire::Bare`] only), answered with the
+    /// relay port.
+    Hello(SocketAddrV4),
 }
 
 impl Step {
-    fn method(self) -> Method {
+    /// The TURN method of the step's request; `None` for the bare hello.
+    fn method(self) -> Option<Method> {
         match self {
-            Step::Allocate => Method::ALLOCATE,
-            Step::Permission(_) => Method::CREATE_PERMISSION,
-            Step::Bind(..) => Method::CHANNEL_BIND,
-            Step::Refresh(_) => Method::REFRESH,
+            Step::Allocate => Some(Method::ALLOCATE),
+            Step::Permission(_) => Some(Method::CREATE_PERMISSION),
+            Step::Bind(..) => Some(Method::CHANNEL_BIND),
+            Step::Refresh(_) => Some(Method::REFRESH),
+            Step::Hello(_) => None,
         }
+    }
+
+    /// The step's name in failures.
+    fn name(self) -> &'static str {
+        self.method().map_or("hello", |m| m.name())
     }
 }
 
@@ -55,7 +67,7 @@ pub struct Session {
     /// The connection.
     pub conn: StreamConn,
     auth: Option<Auth>,
-    /// The relayed address the Allocate returned.
+    /// The relayed address the Allocate returned (or the bare forwarder's relay address).
     pub relayed: Option<SocketAddrV4>,
     steps: Vec<Step>,
     next: usize,
@@ -93,6 +105,8 @@ pub struct Engine {
     clock: Instant,
     /// A step not answered within this long fails its session.
     pub step_timeout: Duration,
+    /// What the server speaks on new connections (TURN unless set).
+    pub wire: Wire,
 }
 
 /// How a session's steps ended: the nanoseconds they took, or why they failed.
@@ -110,6 +124,7 @@ impl Engine {
             scratch: Vec::with_capacity(512),
             clock: Instant::now(),
             step_timeout: Duration::from_secs(5),
+            wire: Wire::Turn,
         })
     }
 
@@ -184,7 +199,7 @@ impl Engine {
                     let what = if s.conn.handshaking() {
                         "TLS handshake"
                     } else {
-                        s.steps[s.next].method().name()
+                        s.steps[s.next].name()
                     };
                     outcomes[i] =
                         Some(Err(format!("{what}: no answer in {:?}", self.step_timeout)));
@@ -195,7 +210,7 @@ impl Engine {
     }
 
     fn open(&mut self, i: usize) -> io::Result<Session> {
-        let conn = StreamConn::connect(source_of(i), self.server, self.tls.as_ref())?;
+        let conn = StreamConn::connect(source_of(i), self.server, self.tls.as_ref(), self.wire)?;
         self.epoll.add(&conn, i as u64, Interest::READABLE)?;
         Ok(Session {
             conn,
@@ -216,33 +231,40 @@ impl Engine {
         let step = s.steps[s.next];
         s.tid = self.tids.next_tid();
         s.deadline = self.ns() + self.step_timeout.as_nanos() as u64;
-        request(
-            &mut self.scratch,
-            step.method(),
-            s.tid,
-            s.auth.as_ref(),
-            |w| match step {
-                Step::Allocate => {
-                    w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
-                }
-                Step::Permission(peer) => {
-                    w.xor_address(attr::XOR_PEER_ADDRESS, SocketAddr::V4(peer));
-                }
-                Step::Bind(channel, peer) => {
-                    w.attr(
-                        attr::CHANNEL_NUMBER,
-                        &[(channel >> 8) as u8, channel as u8, 0, 0],
-                    );
-                    w.xor_address(attr::XOR_PEER_ADDRESS, SocketAddr::V4(peer));
-                }
-                Step::Refresh(lifetime) => {
-                    w.u32(attr::LIFETIME, lifetime);
-                }
-            },
-        );
-        s.conn.queue(&self.scratch);
+        match (step, step.method()) {
+            (Step::Hello(peer), _) => s.conn.queue(&bare::hello(peer)),
+            (_, Some(method)) => {
+                self.write_request(step, method, s.tid, s.auth.as_ref());
+                s.conn.queue(&self.scratch)
+            }
+            (_, None) => return Err(io::Error::other(format!("{step:?}: no request"))),
+        };
         s.conn.flush()?;
         self.epoll.modify(&s.conn, token as u64, interest(&s.conn))
+    }
+
+    /// Writes the TURN request of `step` into the scratch buffer.
+    fn write_request(&mut self, step: Step, method: Method, tid: [u8; 12], auth: Option<&Auth>) {
+        request(&mut self.scratch, method, tid, auth, |w| match step {
+            Step::Allocate => {
+                w.attr(attr::REQUESTED_TRANSPORT, &[attr::TRANSPORT_UDP, 0, 0, 0]);
+            }
+            Step::Permission(peer) => {
+                w.xor_address(attr::XOR_PEER_ADDRESS, SocketAddr::V4(peer));
+            }
+            Step::Bind(channel, peer) => {
+                w.attr(
+                    attr::CHANNEL_NUMBER,
+                    &[(channel >> 8) as u8, channel as u8, 0, 0],
+                );
+                w.xor_address(attr::XOR_PEER_ADDRESS, SocketAddr::V4(peer));
+            }
+            Step::Refresh(lifetime) => {
+                w.u32(attr::LIFETIME, lifetime);
+            }
+            // Not a TURN request: `send_step` writes the hello itself.
+            Step::Hello(_) => {}
+        });
     }
 
     /// Handles an epoll event of a busy session; `Some` once its steps ended.
@@ -260,6 +282,16 @@ impl Engine {
             Ok(open) => open,
             Err(e) => return Some(Err(format!("connection: {e}"))),
         };
+        if let (Step::Hello(_), Some(port)) = (s.steps[s.next], s.conn.bare_port()) {
+            s.relayed = Some(SocketAddrV4::new(*self.server.ip(), port));
+            s.next += 1;
+            if s.next == s.steps.len() {
+                return Some(Ok(self.ns() - s.started));
+            }
+            if let Err(e) = self.send_step(s, token) {
+                return Some(Err(e.to_string()));
+            }
+        }
         for r in &responses {
             if r.tid != s.tid {
                 continue;
@@ -296,17 +328,13 @@ impl Engine {
         }
         let auth_again = matches!(r.code, Some(401) | Some(438)) && s.retries < 2;
         if !auth_again {
-            return Err(format!(
-                "{} failed: error {:?}",
-                step.method().name(),
-                r.code
-            ));
+            return Err(format!("{} failed: error {:?}", step.name(), r.code));
         }
         s.retries += 1;
-        s.auth =
-            Some(Auth::from_401(&self.creds, r).ok_or_else(|| {
-                format!("{} {:?} without REALM/NONCE", step.method().name(), r.code)
-            })?);
+        s.auth = Some(
+            Auth::from_401(&self.creds, r)
+                .ok_or_else(|| format!("{} {:?} without REALM/NONCE", step.name(), r.code))?,
+        );
         Ok(true)
     }
 }

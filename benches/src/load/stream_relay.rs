@@ -1,13 +1,16 @@
 //! closed and open over TCP or TLS (`--transport tcp|tls`): every session is its own stream
 //! connection to the server, set up with [`super::setup`] (Allocate, CreatePermission,
-//! ChannelBind unless on Send indications), then relays timestamped packets to the UDP echo
-//! peers and back, on the same epoll thread as the peers.
+//! ChannelBind unless on Send indications; against the bare forwarder, over TCP only, its
+//! hello), then relays timestamped packets to the UDP echo peers and back, on the same epoll
+//! thread as the peers.
 //!
-//! Client to server, a packet is a ChannelData message padded to four bytes (RFC 8656 §12.5)
-//! or a Send indication. `--shape browser` writes each packet with its own `write` (one TLS
-//! record each), as a browser's TURN/TCP does; `--shape bursty` writes a closed session's
-//! window with one `write` (coalesced). Server to client, ChannelData or Data indications
-//! arrive on the stream and are framed with `tern_wire::stream`.
+//! Client to server, a packet is a ChannelData message padded to four bytes (RFC 8656 §12.5),
+//! a Send indication, or the bare forwarder's frame (the same shape as padded ChannelData,
+//! [`super::bare::push_stream_frame`]). `--shape browser` writes each packet with its own
+//! `write` (one TLS record each), as a browser's TURN/TCP does; `--shape bursty` writes a
+//! closed session's window with one `write` (coalesced). Server to client, ChannelData or Data
+//! indications arrive on the stream and are framed with `tern_wire::stream` (the bare
+//! forwarder's frames with [`super::bare::stream_frames`]).
 //!
 //! The payload layout is [`super::relay`]'s: the session index, the send time, filler.
 
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 use tern_wire::stream::{write_channel_data, FrameKind};
 use tern_wire::{ChannelData, ChannelNumber};
 
+use super::bare;
+use super::conn::Wire;
 use super::hist::Histogram;
 use super::net::bind_udp;
 use super::relay::{mode_name, shape_name};
@@ -27,7 +32,7 @@ use super::stun::{self, Tids};
 use super::sys::{precise_timers, raise_nofile_limit, RecvBatch};
 use super::tls::{negotiated, TlsClient};
 use super::window::Window;
-use super::{Args, Interest, Mode, Report, Shape, Transport};
+use super::{Args, Interest, Mode, Report, Shape, Target, Transport};
 
 const BATCH: usize = 64;
 const PEER_TOKEN: u64 = 1 << 32;
@@ -64,6 +69,8 @@ struct Tx {
     payload: Vec<u8>,
     scratch: Vec<u8>,
     tids: Tids,
+    /// The bare forwarder's frames instead of ChannelData (the channel number is the tag).
+    bare: bool,
 }
 
 impl Tx {
@@ -81,6 +88,13 @@ impl Tx {
             return ep.s.conn.queue(&self.scratch);
         }
         let (channel, payload) = (ep.channel, &self.payload);
+        if self.bare {
+            let tag = channel.get().to_be_bytes();
+            return ep
+                .s
+                .conn
+                .queue_with(|out| bare::push_stream_frame(out, tag, payload));
+        }
         ep.s.conn.queue_with(|out| {
             write_channel_data(channel, payload, out);
         })
@@ -114,8 +128,15 @@ pub fn run(args: &Args) -> io::Result<Report> {
         _ => None,
     };
     let mut engine = Engine::new(args.server, tls, &args.secret)?;
+    let to_bare = args.target == Target::Bare;
+    if to_bare {
+        engine.wire = Wire::Bare;
+    }
     let mut slots: Vec<Option<Session>> = (0..args.sessions).map(|_| None).collect();
     let plan = |i: usize| {
+        if to_bare {
+            return vec![Step::Hello(peer_of(i))];
+        }
         let mut steps = vec![Step::Allocate, Step::Permission(peer_of(i))];
         if !args.data_path.indications_for(i) {
             steps.push(Step::Bind(channel_of(i).get(), peer_of(i)));
@@ -169,6 +190,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
         payload: vec![0xAB; args.size],
         scratch: Vec::with_capacity(args.size + 64),
         tids: Tids::new(),
+        bare: to_bare,
     };
     let mut window = Window::new(args, ns());
     let open = args.mode == Mode::Open;
@@ -248,6 +270,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
             let (inflight, last_rx, newest) = (&mut ep.inflight, &mut ep.last_rx, &mut ep.newest);
             let mut on_message = |kind: FrameKind, m: &[u8]| {
                 let payload = match kind {
+                    FrameKind::ChannelData if to_bare => m.get(bare::HEADER_LEN..),
                     FrameKind::ChannelData => ChannelData::parse_rfc5766(m).ok().map(|d| d.payload),
                     FrameKind::Stun => stun::data_indication(m),
                 };
@@ -294,7 +317,7 @@ pub fn run(args: &Args) -> io::Result<Report> {
     let d = |f: fn(&Counters) -> u64| f(&e.counters) - f(&b.counters);
     Ok(Report {
         label: args.label.clone(),
-        target: "turn".into(),
+        target: format!("{:?}", args.target).to_lowercase(),
         transport: super::transport_name(args.transport).into(),
         tls: tls_session,
         mode: mode_name(args.mode).into(),

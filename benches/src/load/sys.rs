@@ -8,7 +8,7 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
-pub use tern_sys::{enable_gro, precise_timers, raise_nofile_limit, Epoll, Interest};
+pub use tern_sys::{enable_gro, precise_timers, raise_nofile_limit, Epoll, Interest, Ready};
 use tern_sys::{send_many, Gso, RecvRing};
 
 /// A refused destination (ICMP port unreachable on a connected socket) is no error for a load
