@@ -112,22 +112,10 @@ BARE=$ROOT/target/release/bare-forwarder
 URING=$ROOT/target/release/bare-uring
 COTURN=$(command -v turnserver)
 
-# A CA and a leaf for 127.0.0.1 and localhost (ECDSA P-256), made for this run; both servers
-# serve the leaf, the generator trusts the CA.
-make_pki() {
-    local d=$TMP/pki
-    mkdir -p "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -keyout "$d/ca.key" -out "$d/ca.pem" -subj "/CN=tern bench CA" \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/leaf.key" \
-        -out "$d/leaf.csr" -subj "/CN=localhost" 2>/dev/null
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$d/leaf.ext"
-    openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 2 -out "$d/leaf.pem" -extfile "$d/leaf.ext" 2>/dev/null
-}
-make_pki
+# A CA and a leaf made for this run: both servers serve the leaf, the generator trusts the CA.
+# shellcheck source=benches/pki.sh
+source "$ROOT/benches/pki.sh"
+make_pki "$TMP/pki"
 CA=$TMP/pki/ca.pem
 CERT=$TMP/pki/leaf.pem
 PKEY=$TMP/pki/leaf.key

@@ -41,15 +41,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # A CA and a leaf for 127.0.0.1 (ECDSA P-256), as compare.sh makes them.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-    -keyout "$TMP/ca.key" -out "$TMP/ca.pem" -subj "/CN=tern allocs CA" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/leaf.key" \
-    -out "$TMP/leaf.csr" -subj "/CN=localhost" 2>/dev/null
-printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-    "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$TMP/leaf.ext"
-openssl x509 -req -in "$TMP/leaf.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
-    -days 1 -out "$TMP/leaf.pem" -extfile "$TMP/leaf.ext" 2>/dev/null
+# shellcheck source=benches/pki.sh
+source benches/pki.sh
+make_pki "$TMP"
 
 # run SECONDS: one DHAT run; appends {"seconds", "load": tern-load's JSON, "dhat": file}.
 run() {
