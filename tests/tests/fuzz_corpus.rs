@@ -168,6 +168,17 @@ fn core_scripts_reach_their_states() {
         (1, 1),
         "carol's Refresh to 0 after a reload dropped her, under her allocation's key: {t:?}"
     );
+    let (_, _, crash) = files
+        .iter()
+        .find(|(t, n, _)| t == "core" && n == "crash-channel-bind-second-peer")
+        .expect("the input whose ChannelBind named a refused peer second");
+    let t = run(crash);
+    assert_eq!(
+        (t.successes(M::CHANNEL_BIND), t.successes(M::CREATE_PERMISSION), t.relayed),
+        (1, 2, 1),
+        "a ChannelBind binds its first XOR-PEER-ADDRESS and ignores the refused one after it; of \
+         the two Send indications to the server's own IP, only the one to a relay port leaves: {t:?}"
+    );
     let t = script("rfc5766");
     assert_eq!(
         (t.successes(M::CHANNEL_BIND), t.relayed, t.forwarded),

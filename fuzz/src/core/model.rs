@@ -429,7 +429,15 @@ impl World {
                     .model
                     .held_by(five)
                     .expect("a permission on an allocation");
-                for a in req.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS) {
+                // CreatePermission grants every XOR-PEER-ADDRESS; ChannelBind names one peer,
+                // the first (a repeat is ignored, RFC 8489 §14), as the core reads it.
+                let peers = req.attributes().filter(|a| a.typ == attr::XOR_PEER_ADDRESS);
+                let named = if method == Method::CHANNEL_BIND {
+                    1
+                } else {
+                    usize::MAX
+                };
+                for a in peers.take(named) {
                     let peer = attr::decode_xor_address(a.value, a.typ, &tid).expect("valid");
                     let peer = canonical(peer);
                     let ok = if method == Method::CHANNEL_BIND {
